@@ -1,0 +1,7 @@
+//! One adapter per upstream. Each keeps its wire types private and maps them to the domain in
+//! one place; each has one error enum grouped by what the caller does next.
+
+pub mod graph;
+pub mod logs;
+pub mod sentinel;
+pub mod table;

@@ -1,0 +1,1 @@
+//! Azure Table Storage client (owned by the state-store work).

@@ -1,0 +1,100 @@
+//! Settings, parsed once from the environment into typed values (names fixed by
+//! `../shared/docs/contract.md`). Parsing reports every problem, one line each, naming the
+//! setting. Secrets are [`azure_core::credentials::Secret`], whose `Debug` prints nothing.
+
+use crate::domain::{ConflictPolicyName, TenantId};
+use azure_core::credentials::Secret;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the handler needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Tenant of the Sentinel workspace (and default Defender tenant).
+    pub azure_tenant_id: TenantId,
+    pub credential: CredentialSettings,
+    /// `AZURE_AUTHORITY_HOST`, always https.
+    pub authority_host: Url,
+    /// `DEFENDER_TENANT_IDS`, default `[AZURE_TENANT_ID]`.
+    pub defender_tenants: Vec<TenantId>,
+    pub graph_endpoint: Url,
+    pub arm_endpoint: Url,
+    pub workspace: SentinelWorkspace,
+    /// `None` = alert ingestion off.
+    pub logs: Option<LogsSettings>,
+    pub storage: StorageConfig,
+    pub state_table: String,
+    pub lookback: Duration,
+    pub conflict_policy: ConflictPolicyName,
+    pub severity_to_defender: bool,
+    /// The host's `functionTimeout`; work stops with a margin before it.
+    pub function_timeout: Duration,
+    pub webhook_auth: WebhookAuth,
+    pub limits: ClientLimits,
+}
+
+/// How the handler gets Entra tokens.
+#[derive(Debug, Clone)]
+pub enum CredentialSettings {
+    /// App Service managed identity (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`); `client_id` selects a
+    /// user-assigned identity.
+    ManagedIdentity { client_id: Option<String> },
+    /// Client secret of a (multi-tenant) app registration.
+    ClientSecret { client_id: String, secret: Secret },
+}
+
+/// The Sentinel workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelWorkspace {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub workspace_name: String,
+}
+
+/// Logs Ingestion target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsSettings {
+    pub endpoint: Url,
+    pub dcr_immutable_id: String,
+    pub stream_name: String,
+}
+
+/// Where the state table lives and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// Account key (connection string or `UseDevelopmentStorage=true`); SharedKey signing.
+    SharedKey { account: String, key: Secret, table_endpoint: Url },
+    /// Identity-based connection (`AzureWebJobsStorage__accountName` / `__tableServiceUri`).
+    Identity { account: String, table_endpoint: Url },
+}
+
+/// How SentinelWebhook callers authenticate (besides the host's function key).
+#[derive(Debug, Clone)]
+pub enum WebhookAuth {
+    /// Header `X-Sync-Secret`, compared in constant time.
+    SharedSecret(Secret),
+    /// Entra bearer token for this audience.
+    EntraToken { audience: String },
+    /// Both accepted.
+    Either { secret: Secret, audience: String },
+    /// `WEBHOOK_AUTH=none`: local development only.
+    Disabled,
+}
+
+/// Client-side budgets (defaults follow the services' documented limits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimits {
+    /// Graph `/security` requests per minute per tenant (150).
+    pub graph_per_minute: u32,
+    /// ARM write burst (200) and refill per second (10).
+    pub arm_write_burst: u32,
+    pub arm_writes_per_second: f64,
+    /// Concurrent Sentinel incident writes.
+    pub sentinel_concurrency: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self { graph_per_minute: 150, arm_write_burst: 200, arm_writes_per_second: 10.0, sentinel_concurrency: 8 }
+    }
+}

@@ -1,0 +1,217 @@
+//! Incidents as each side holds them, and the synced fields of each side in its own vocabulary.
+
+use super::*;
+use time::OffsetDateTime;
+
+/// A Defender XDR incident, as read from Graph, mapped out of the wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefenderIncident {
+    pub tenant: TenantId,
+    pub id: DefenderIncidentId,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub summary: Option<String>,
+    pub status: DefenderStatus,
+    pub severity: DefenderSeverity,
+    pub classification: Option<DefenderClassification>,
+    pub determination: Option<Determination>,
+    pub resolving_comment: Option<String>,
+    /// Owner as Graph holds it: free text, typically a UPN or e-mail.
+    pub assigned_to: Option<String>,
+    pub custom_tags: Vec<String>,
+    pub system_tags: Vec<String>,
+    pub comments: Vec<DefenderComment>,
+    pub redirect_incident_id: Option<DefenderIncidentId>,
+    pub web_url: Option<String>,
+    pub created: OffsetDateTime,
+    pub last_update: OffsetDateTime,
+    pub last_modified_by: Option<String>,
+    /// `None` when the incident was read without `$expand=alerts` and alerts were not fetched.
+    pub alerts: Option<Vec<Alert>>,
+}
+
+impl DefenderIncident {
+    /// The synced fields, in Defender's vocabulary.
+    pub fn fields(&self) -> DefenderFields {
+        DefenderFields {
+            status: self.status.clone(),
+            severity: self.severity.clone(),
+            classification: self.classification.clone(),
+            determination: self.determination.clone(),
+            resolving_comment: self.resolving_comment.clone(),
+            assigned_to: self.assigned_to.clone(),
+            custom_tags: self.custom_tags.clone(),
+        }
+    }
+}
+
+/// A Defender incident comment (append-only on the Defender side).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DefenderComment {
+    pub text: String,
+    pub author: Option<String>,
+    pub created: Option<OffsetDateTime>,
+}
+
+/// One alert of a Defender incident. The original JSON is kept whole (`raw`) for Logs Ingestion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: String,
+    pub title: String,
+    pub severity: DefenderSeverity,
+    pub status: String,
+    pub service_source: String,
+    pub detection_source: Option<String>,
+    pub category: Option<String>,
+    pub created: Option<OffsetDateTime>,
+    pub last_update: Option<OffsetDateTime>,
+    pub first_activity: Option<OffsetDateTime>,
+    pub last_activity: Option<OffsetDateTime>,
+    pub mitre_techniques: Vec<String>,
+    pub evidence: Vec<Evidence>,
+    pub raw: serde_json::Value,
+}
+
+/// One evidence item of an alert. Unknown evidence types are kept, never a parse failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// Short type name, e.g. `deviceEvidence` (from `@odata.type`), or `unknown`.
+    pub kind: String,
+    pub verdict: Option<String>,
+    pub remediation_status: Option<String>,
+    pub roles: Vec<String>,
+    /// The most telling identifying value of the item (device name, file sha256, UPN, IP, URL, …).
+    pub key: Option<String>,
+    pub raw: serde_json::Value,
+}
+
+/// The synced fields of a Defender incident, in Defender's vocabulary. Stored as one side of
+/// the three-way merge base.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DefenderFields {
+    pub status: DefenderStatus,
+    pub severity: DefenderSeverity,
+    pub classification: Option<DefenderClassification>,
+    pub determination: Option<Determination>,
+    pub resolving_comment: Option<String>,
+    pub assigned_to: Option<String>,
+    pub custom_tags: Vec<String>,
+}
+
+/// A Sentinel incident, as read from (or to be written to) ARM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelIncident {
+    pub name: SentinelIncidentName,
+    /// Optimistic-concurrency token; `None` for one not yet created.
+    pub etag: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+    pub severity: SentinelSeverity,
+    pub status: SentinelStatus,
+    pub classification: Option<SentinelClassification>,
+    pub classification_reason: Option<ClassificationReason>,
+    pub classification_comment: Option<String>,
+    pub owner: Owner,
+    pub labels: Vec<Label>,
+    pub first_activity: Option<OffsetDateTime>,
+    pub last_activity: Option<OffsetDateTime>,
+    /// Read-only fields, set by the service.
+    pub incident_number: Option<i64>,
+    pub created: Option<OffsetDateTime>,
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+impl SentinelIncident {
+    /// The synced fields, in Sentinel's vocabulary (reserved and AutoAssigned labels are not tags).
+    pub fn fields(&self) -> SentinelFields {
+        SentinelFields {
+            status: self.status.clone(),
+            severity: self.severity.clone(),
+            classification: self.classification.clone(),
+            classification_reason: self.classification_reason.clone(),
+            classification_comment: self.classification_comment.clone(),
+            owner_upn: self.owner.upn_or_email().map(str::to_owned),
+            tags: self.user_tags(),
+        }
+    }
+
+    /// Labels an analyst can edit as tags: `User` labels other than the reserved ones.
+    pub fn user_tags(&self) -> Vec<String> {
+        self.labels
+            .iter()
+            .filter(|l| l.kind != LabelKind::AutoAssigned && !RESERVED_LABELS.contains(&l.name.as_str()))
+            .map(|l| l.name.clone())
+            .collect()
+    }
+}
+
+/// Labels the connector owns; never treated as tags.
+pub const RESERVED_LABELS: [&str; 2] = ["Defender", "Redirected"];
+
+/// A Sentinel incident owner. Sentinel fills the rest from the object id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub object_id: Option<uuid::Uuid>,
+    pub user_principal_name: Option<String>,
+    pub email: Option<String>,
+    pub assigned_to: Option<String>,
+}
+
+impl Owner {
+    /// The owner's UPN, else e-mail: what Defender's `assignedTo` is compared with.
+    pub fn upn_or_email(&self) -> Option<&str> {
+        self.user_principal_name.as_deref().or(self.email.as_deref())
+    }
+
+    /// True when nobody is assigned.
+    pub fn is_unassigned(&self) -> bool {
+        self.object_id.is_none() && self.upn_or_email().is_none()
+    }
+}
+
+/// A Sentinel label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub name: String,
+    pub kind: LabelKind,
+}
+
+/// Who set a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelKind {
+    User,
+    AutoAssigned,
+}
+
+/// The synced fields of a Sentinel incident, in Sentinel's vocabulary. Stored as the other side
+/// of the three-way merge base.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SentinelFields {
+    pub status: SentinelStatus,
+    pub severity: SentinelSeverity,
+    pub classification: Option<SentinelClassification>,
+    pub classification_reason: Option<ClassificationReason>,
+    pub classification_comment: Option<String>,
+    /// Owner UPN (or e-mail); compared case-insensitively with Defender's `assignedTo`.
+    pub owner_upn: Option<String>,
+    /// User tags (labels minus reserved and AutoAssigned ones).
+    pub tags: Vec<String>,
+}
+
+/// A Sentinel incident comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelComment {
+    pub id: String,
+    pub message: String,
+    pub author: Option<String>,
+    pub created: Option<OffsetDateTime>,
+}
+
+/// A directory user, as resolved from a UPN (for Sentinel owner object ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub object_id: uuid::Uuid,
+    pub user_principal_name: String,
+    pub mail: Option<String>,
+    pub display_name: Option<String>,
+}

@@ -1,0 +1,12 @@
+//! defender-sentinel-sync: keeps Microsoft Defender XDR incidents and Microsoft Sentinel
+//! incidents in sync, both ways, as an Azure Functions custom handler.
+
+pub mod adapters;
+pub mod config;
+pub mod credentials;
+pub mod domain;
+pub mod host;
+pub mod ports;
+pub mod state;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Azure Table Storage StateStore (owned by the state-store work).

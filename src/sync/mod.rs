@@ -1,0 +1,2 @@
+//! The sync engine: pure merge and planning steps, and the shell that executes them through
+//! the ports, advancing checkpoints only after delivery.

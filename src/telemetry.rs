@@ -1,0 +1,1 @@
+//! Logging setup: tracing to stdout (the host records stderr as errors).
