@@ -98,11 +98,21 @@ pub trait SentinelApi: Send + Sync {
     async fn put_comment(&self, name: &SentinelIncidentName, comment_id: uuid::Uuid, message: &str) -> Result<SentinelComment, SentinelError>;
 }
 
-/// Azure Monitor Logs Ingestion (alert and evidence rows).
+/// One alert to ship, with the incident it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub tenant: TenantId,
+    pub incident_id: DefenderIncidentId,
+    pub sentinel_name: SentinelIncidentName,
+    pub alert: Alert,
+}
+
+/// Azure Monitor Logs Ingestion: one row per alert and one per evidence item, in the DCR
+/// stream's columns (the adapter owns the row format).
 #[async_trait::async_trait]
 pub trait LogsIngest: Send + Sync {
-    /// Uploads rows, split into calls of at most 1,000,000 bytes. All or error.
-    async fn upload(&self, rows: &[serde_json::Value]) -> Result<(), LogsError>;
+    /// Ships the alerts (and their evidence) in calls of at most 1,000,000 bytes. All or error.
+    async fn ship_alerts(&self, alerts: &[AlertRecord]) -> Result<(), LogsError>;
 }
 
 /// What a caller does next with an upstream error.

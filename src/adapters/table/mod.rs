@@ -1,1 +1,3 @@
 //! Azure Table Storage client (owned by the state-store work).
+
+mod connection;
