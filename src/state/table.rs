@@ -1,1 +1,221 @@
-//! Azure Table Storage StateStore (owned by the state-store work).
+//! Azure Table Storage [`StateStore`] over the [`TableClient`].
+//!
+//! Layout of the one table (`SYNC_STATE_TABLE`):
+//!
+//! | record | PartitionKey | RowKey |
+//! |---|---|---|
+//! | Defender checkpoint | `checkpoint` | tenant |
+//! | retry entry | `retry~{tenant}` | Defender incident id |
+//! | Sentinel checkpoint | `sentinel` | `checkpoint` |
+//! | tenant health | `health` | tenant |
+//! | incident state | `incident` | Sentinel incident name |
+//!
+//! All incident states share one partition: the Sentinel name is the only lookup key (the
+//! webhook knows nothing else), and any set of up to 100 of them can then be written in one
+//! entity-group transaction. One partition serves about 2,000 entities/s, far above the ARM
+//! write budget (10/s) that bounds how fast incidents can change.
+
+mod codec;
+
+use super::*;
+use crate::adapters::table::{BatchOp, Entity, IfMatch, Query, TableClient, TableClientOptions, TableError, batch, quote};
+use crate::config::{Settings, StorageConfig};
+use crate::credentials::TokenSource;
+use serde_json::Value;
+use std::sync::Arc;
+
+const PK_CHECKPOINT: &str = "checkpoint";
+const PK_SENTINEL: &str = "sentinel";
+const RK_SENTINEL: &str = "checkpoint";
+const PK_HEALTH: &str = "health";
+const PK_INCIDENT: &str = "incident";
+
+/// The Table Storage state store. Cheap to clone (shares the HTTP connection pool).
+#[derive(Debug, Clone)]
+pub struct TableStateStore {
+    client: TableClient,
+}
+
+impl TableStateStore {
+    /// The store the handler uses: `settings.storage` (key or identity), table
+    /// `settings.state_table`, tokens for `settings.azure_tenant_id` from `tokens` (used only by
+    /// identity-based connections).
+    pub fn from_settings(settings: &Settings, tokens: Arc<dyn TokenSource>) -> Result<Self, StateError> {
+        Self::connect(&settings.storage, &settings.state_table, tokens, settings.azure_tenant_id.clone(), TableClientOptions::default())
+    }
+
+    /// The same with explicit parts and options (tests: extra root certificates).
+    pub fn connect(
+        storage: &StorageConfig,
+        table: &str,
+        tokens: Arc<dyn TokenSource>,
+        tenant: TenantId,
+        options: TableClientOptions,
+    ) -> Result<Self, StateError> {
+        Ok(Self::new(TableClient::new(storage, table, tokens, tenant, options).map_err(state_error)?))
+    }
+
+    /// Wraps an existing client.
+    pub fn new(client: TableClient) -> Self {
+        Self { client }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &TableClient {
+        &self.client
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(&self, pk: &str, rk: &str) -> Result<Option<Versioned<T>>, StateError> {
+        let Some(e) = self.client.get(pk, rk).await.map_err(state_error)? else {
+            return Ok(None);
+        };
+        let etag = e.etag.clone().ok_or_else(|| StateError::Invalid(format!("state record {pk}/{rk} came without an ETag")))?;
+        Ok(Some(Versioned { value: codec::decode(&e)?, etag: ETag(etag) }))
+    }
+
+    async fn write(&self, entity: Entity, pre: Precondition) -> Result<ETag, StateError> {
+        let result = match &pre {
+            Precondition::Absent => self.client.insert(&entity).await,
+            Precondition::Matches(etag) => self.client.replace(&entity, &IfMatch::ETag(etag.0.clone())).await,
+            Precondition::Any => self.client.upsert(&entity).await,
+        };
+        match result {
+            Ok(etag) => Ok(ETag(etag)),
+            // Replacing a record that was deleted meanwhile is a lost race too.
+            Err(TableError::NotFound(_)) if matches!(pre, Precondition::Matches(_)) => Err(StateError::Conflict),
+            Err(e) => {
+                if matches!(e, TableError::Conflict(_) | TableError::PreconditionFailed(_)) {
+                    tracing::debug!(pk = %entity.partition_key, rk = %entity.row_key, "state write lost a race");
+                }
+                Err(state_error(e))
+            }
+        }
+    }
+}
+
+fn retry_pk(tenant: &TenantId) -> String {
+    format!("retry~{tenant}")
+}
+
+fn incident_entity(s: &IncidentState) -> Result<Entity, StateError> {
+    let outcome = s.last_outcome.as_ref().map(|o| Value::from(outcome_name(o))).unwrap_or(Value::Null);
+    let mut extra = vec![("Tenant", Value::from(s.tenant.as_str())), ("DefenderId", Value::from(s.defender_id.as_str()))];
+    if !outcome.is_null() {
+        extra.push(("LastOutcome", outcome));
+    }
+    codec::encode(PK_INCIDENT, &s.sentinel_name.to_string(), s, extra)
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Synced => "Synced",
+        Outcome::Unchanged => "Unchanged",
+        Outcome::Parked => "Parked",
+        Outcome::Failed => "Failed",
+    }
+}
+
+fn batch_op(entity: Entity, pre: &Precondition) -> BatchOp {
+    match pre {
+        Precondition::Absent => BatchOp::Insert(entity),
+        Precondition::Matches(etag) => BatchOp::Replace(entity, IfMatch::ETag(etag.0.clone())),
+        Precondition::Any => BatchOp::Upsert(entity),
+    }
+}
+
+/// Client errors → store errors, grouped by what the sync engine does next.
+fn state_error(e: TableError) -> StateError {
+    match e {
+        TableError::Conflict(_) | TableError::PreconditionFailed(_) => StateError::Conflict,
+        TableError::Throttled { retry_after } => StateError::Throttled { retry_after },
+        e @ TableError::Auth(_) => StateError::Auth(e.to_string()),
+        TableError::Transient(m) => StateError::Transient(m),
+        TableError::NotFound(m) => StateError::Invalid(format!("{m} (has ensure_ready created the table?)")),
+        TableError::Rejected(m) => StateError::Invalid(m),
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for TableStateStore {
+    async fn ensure_ready(&self) -> Result<(), StateError> {
+        self.client.create_table_if_missing().await.map_err(state_error)
+    }
+
+    async fn checkpoint(&self, tenant: &TenantId) -> Result<Option<Versioned<Checkpoint>>, StateError> {
+        self.read(PK_CHECKPOINT, tenant.as_str()).await
+    }
+
+    async fn put_checkpoint(&self, tenant: &TenantId, value: &Checkpoint, pre: Precondition) -> Result<ETag, StateError> {
+        self.write(codec::encode(PK_CHECKPOINT, tenant.as_str(), value, vec![])?, pre).await
+    }
+
+    async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError> {
+        let q = Query { filter: Some(format!("PartitionKey eq {}", quote(&retry_pk(tenant)))), ..Query::default() };
+        let entities = self.client.query_all(&q).await.map_err(state_error)?;
+        entities.iter().map(codec::decode).collect()
+    }
+
+    async fn put_retry(&self, tenant: &TenantId, entry: &RetryEntry) -> Result<(), StateError> {
+        let e = codec::encode(&retry_pk(tenant), entry.incident_id.as_str(), entry, vec![])?;
+        self.write(e, Precondition::Any).await.map(drop)
+    }
+
+    async fn remove_retry(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<(), StateError> {
+        match self.client.delete(&retry_pk(tenant), id.as_str(), &IfMatch::Any).await {
+            Ok(()) | Err(TableError::NotFound(_)) => Ok(()),
+            Err(e) => Err(state_error(e)),
+        }
+    }
+
+    async fn sentinel_checkpoint(&self) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError> {
+        self.read(PK_SENTINEL, RK_SENTINEL).await
+    }
+
+    async fn put_sentinel_checkpoint(&self, value: &SentinelCheckpoint, pre: Precondition) -> Result<ETag, StateError> {
+        self.write(codec::encode(PK_SENTINEL, RK_SENTINEL, value, vec![])?, pre).await
+    }
+
+    async fn incident(&self, name: &SentinelIncidentName) -> Result<Option<Versioned<IncidentState>>, StateError> {
+        self.read(PK_INCIDENT, &name.to_string()).await
+    }
+
+    async fn put_incident(&self, value: &IncidentState, pre: Precondition) -> Result<ETag, StateError> {
+        self.write(incident_entity(value)?, pre).await
+    }
+
+    /// Writes in transactions of up to 100: all-or-nothing holds per group of 100 (in order);
+    /// on an error, earlier groups stay written and the error is returned.
+    async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError> {
+        let mut etags = Vec::with_capacity(items.len());
+        for group in items.chunks(batch::MAX_OPERATIONS) {
+            let ops = group.iter().map(|(s, pre)| Ok(batch_op(incident_entity(s)?, pre))).collect::<Result<Vec<_>, StateError>>()?;
+            let written = match self.client.batch(&ops).await {
+                Ok(w) => w,
+                // A Matches on a deleted record: the race is lost, as for a single write.
+                Err(TableError::NotFound(_)) => return Err(StateError::Conflict),
+                Err(e) => return Err(state_error(e)),
+            };
+            for etag in written {
+                etags.push(ETag(etag.ok_or_else(|| StateError::Invalid("a transaction result came without an ETag".into()))?));
+            }
+        }
+        Ok(etags)
+    }
+
+    async fn tenant_health(&self, tenant: &TenantId) -> Result<Option<TenantHealth>, StateError> {
+        Ok(self.read(PK_HEALTH, tenant.as_str()).await?.map(|v| v.value))
+    }
+
+    async fn put_tenant_health(&self, tenant: &TenantId, value: &TenantHealth) -> Result<(), StateError> {
+        self.write(codec::encode(PK_HEALTH, tenant.as_str(), value, vec![])?, Precondition::Any).await.map(drop)
+    }
+
+    async fn failed_incidents(&self, limit: usize) -> Result<Vec<IncidentState>, StateError> {
+        let filter = format!("PartitionKey eq {} and (LastOutcome eq 'Failed' or LastOutcome eq 'Parked')", quote(PK_INCIDENT));
+        let entities = self.client.query_all(&Query { filter: Some(filter), ..Query::default() }).await.map_err(state_error)?;
+        let mut out = entities.iter().map(codec::decode).collect::<Result<Vec<IncidentState>, _>>()?;
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.truncate(limit);
+        Ok(out)
+    }
+}

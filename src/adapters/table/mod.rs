@@ -1,3 +1,19 @@
-//! Azure Table Storage client (owned by the state-store work).
+//! A small Azure Table Storage client over reqwest.
+//!
+//! Why hand-written: there is no maintained Rust crate for Azure Tables. The official
+//! `azure_data_tables` 0.21 is frozen, pulls a second azure_core/reqwest stack, and its token
+//! credential trait is incompatible with azure_identity 1.0 (measured in
+//! `../shared/docs/dependencies.md` §5). The REST surface we need is small: SharedKey or bearer
+//! auth, create table, point reads and writes with `If-Match`, paged queries, and `$batch`.
 
-mod connection;
+mod auth;
+pub mod batch;
+mod client;
+pub mod connection;
+mod entity;
+mod error;
+
+pub use batch::BatchOp;
+pub use client::{Continuation, IfMatch, Page, Query, TableClient, TableClientOptions};
+pub use entity::{Entity, quote};
+pub use error::{REQUIRED_ROLE, TableError};
