@@ -72,6 +72,10 @@ async fn client_single_entity_operations_with_etags() {
     let rows = c.query_all(&q).await.unwrap();
     assert_eq!(rows.iter().map(|e| e.row_key.as_str()).collect::<Vec<_>>(), ["u"]);
     assert!(rows[0].etag.is_some(), "query results carry their ETag");
+
+    // A missing table is an error, not a missing entity.
+    let res = client(&az, "nosuchtable").get("p", "r").await;
+    assert!(matches!(&res, Err(TableError::NotFound(m)) if m.contains("TableNotFound")), "{res:?}");
 }
 
 #[tokio::test]

@@ -158,7 +158,7 @@ impl StateStore for MemoryStateStore {
                 out.push(state);
             }
         }
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         out.truncate(limit);
         Ok(out)
     }

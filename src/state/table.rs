@@ -18,7 +18,7 @@
 mod codec;
 
 use super::*;
-use crate::adapters::table::{BatchOp, Entity, IfMatch, Query, TableClient, TableClientOptions, TableError, batch, quote};
+use crate::adapters::table::{AUTH_HINT, BatchOp, Entity, IfMatch, Query, TableClient, TableClientOptions, TableError, batch, quote};
 use crate::config::{Settings, StorageConfig};
 use crate::credentials::TokenSource;
 use serde_json::Value;
@@ -128,7 +128,7 @@ fn state_error(e: TableError) -> StateError {
     match e {
         TableError::Conflict(_) | TableError::PreconditionFailed(_) => StateError::Conflict,
         TableError::Throttled { retry_after } => StateError::Throttled { retry_after },
-        e @ TableError::Auth(_) => StateError::Auth(e.to_string()),
+        TableError::Auth(m) => StateError::Auth(format!("{m}; {AUTH_HINT}")),
         TableError::Transient(m) => StateError::Transient(m),
         TableError::NotFound(m) => StateError::Invalid(format!("{m} (has ensure_ready created the table?)")),
         TableError::Rejected(m) => StateError::Invalid(m),
@@ -214,7 +214,7 @@ impl StateStore for TableStateStore {
         let filter = format!("PartitionKey eq {} and (LastOutcome eq 'Failed' or LastOutcome eq 'Parked')", quote(PK_INCIDENT));
         let entities = self.client.query_all(&Query { filter: Some(filter), ..Query::default() }).await.map_err(state_error)?;
         let mut out = entities.iter().map(codec::decode).collect::<Result<Vec<IncidentState>, _>>()?;
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         out.truncate(limit);
         Ok(out)
     }

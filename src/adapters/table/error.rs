@@ -5,6 +5,10 @@ use std::time::Duration;
 /// The Azure RBAC role the identity needs on the storage account for this client.
 pub const REQUIRED_ROLE: &str = "Storage Table Data Contributor";
 
+/// What an operator does about an auth error.
+pub const AUTH_HINT: &str = "with an account key check the connection string; with an identity grant it the role \
+                             \"Storage Table Data Contributor\" on the storage account";
+
 /// What went wrong talking to Table Storage.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -21,10 +25,7 @@ pub enum TableError {
     #[error("throttled by storage; retry after {retry_after:?}")]
     Throttled { retry_after: Option<Duration> },
     /// 401/403 or a refused token: an operator must grant access.
-    #[error(
-        "storage refused our credentials ({0}); with an account key check the connection string, with an identity \
-         grant it the role \"Storage Table Data Contributor\" on the storage account"
-    )]
+    #[error("storage refused our credentials ({0}); {hint}", hint = AUTH_HINT)]
     Auth(String),
     /// Network failure, timeout or 5xx: may be retried.
     #[error("storage unavailable: {0}")]

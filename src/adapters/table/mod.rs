@@ -16,4 +16,4 @@ mod error;
 pub use batch::BatchOp;
 pub use client::{Continuation, IfMatch, Page, Query, TableClient, TableClientOptions};
 pub use entity::{Entity, quote};
-pub use error::{REQUIRED_ROLE, TableError};
+pub use error::{AUTH_HINT, REQUIRED_ROLE, TableError};
