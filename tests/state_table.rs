@@ -229,6 +229,9 @@ async fn incident_states_single_batched_and_failed_listing() {
     let res = s.put_incidents(&[(fresh.clone(), Precondition::Absent), (changed.clone(), Precondition::Matches(ETag("W/\"datetime'2000-01-01T00%3A00%3A00Z'\"".into())))]).await;
     assert!(matches!(res, Err(StateError::Conflict)), "{res:?}");
     assert!(s.incident(&fresh.sentinel_name).await.unwrap().is_none());
+    // The same incident twice in one call is refused (as by the memory store).
+    let res = s.put_incidents(&[(fresh.clone(), Precondition::Any), (fresh.clone(), Precondition::Any)]).await;
+    assert!(matches!(res, Err(StateError::Invalid(_))), "{res:?}");
     // With the right ETag it goes through.
     s.put_incidents(&[(fresh.clone(), Precondition::Absent), (changed.clone(), Precondition::Matches(etags[0].clone()))]).await.unwrap();
     assert_eq!(s.incident(&changed.sentinel_name).await.unwrap().unwrap().value, changed);

@@ -130,6 +130,11 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError> {
+        // Same rule as a Table transaction: each incident at most once per call.
+        let names: std::collections::HashSet<_> = items.iter().map(|(v, _)| v.sentinel_name).collect();
+        if names.len() != items.len() {
+            return Err(StateError::Invalid("an incident appears twice in one put_incidents call".into()));
+        }
         let mut inner = self.lock();
         for (value, pre) in items {
             inner.check(&incident_key(&value.sentinel_name), pre)?;
@@ -195,5 +200,14 @@ mod tests {
         let res = store.put_incidents(&[(b.clone(), Precondition::Absent), (a.clone(), Precondition::Absent)]).await;
         assert!(matches!(res, Err(StateError::Conflict)));
         assert!(store.incident(&b.sentinel_name).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_naming_one_incident_twice_is_invalid() {
+        let store = MemoryStateStore::new();
+        let a = state("1");
+        let res = store.put_incidents(&[(a.clone(), Precondition::Any), (a.clone(), Precondition::Any)]).await;
+        assert!(matches!(res, Err(StateError::Invalid(_))));
+        assert!(store.incident(&a.sentinel_name).await.unwrap().is_none());
     }
 }

@@ -186,6 +186,10 @@ impl StateStore for TableStateStore {
     /// Writes in transactions of up to 100: all-or-nothing holds per group of 100 (in order);
     /// on an error, earlier groups stay written and the error is returned.
     async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError> {
+        let names: std::collections::HashSet<_> = items.iter().map(|(v, _)| v.sentinel_name).collect();
+        if names.len() != items.len() {
+            return Err(StateError::Invalid("an incident appears twice in one put_incidents call".into()));
+        }
         let mut etags = Vec::with_capacity(items.len());
         for group in items.chunks(batch::MAX_OPERATIONS) {
             let ops = group.iter().map(|(s, pre)| Ok(batch_op(incident_entity(s)?, pre))).collect::<Result<Vec<_>, StateError>>()?;
