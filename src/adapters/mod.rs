@@ -2,6 +2,7 @@
 //! one place; each has one error enum grouped by what the caller does next.
 
 pub mod graph;
+pub mod http;
 pub mod logs;
 pub mod sentinel;
 pub mod table;
