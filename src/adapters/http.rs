@@ -235,6 +235,12 @@ impl HttpClient {
         Ok(Self { client: build_client(timeout)?, tokens, policy, stats: Arc::default() })
     }
 
+    /// Replaces the retry policy.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Counters of this client.
     pub fn counts(&self) -> CallCounts {
         self.stats.snapshot()
