@@ -180,3 +180,20 @@ async fn throttled_put_is_retried_and_400_is_rejected_with_the_message() {
     assert!(err.to_string().contains("must have classificationReason"), "{err}");
     assert_eq!(mock.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn writes_are_paced_by_the_client_bucket_not_the_server() {
+    let mock = Mock::start(|_, _| Reply::json(200, fixture("sentinel-incident-put.response.json"))).await;
+    let ws = SentinelWorkspace { subscription_id: "sub-1".into(), resource_group: "rg-1".into(), workspace_name: "ws-1".into() };
+    let limits = ClientLimits { arm_write_burst: 2, arm_writes_per_second: 10.0, ..ClientLimits::default() };
+    let s = SentinelClient::new(mock.base.clone(), ws, tenant(T), Arc::new(StaticTokens::default()), &limits, Duration::from_secs(5)).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        s.put_incident(&s_incident()).await.unwrap();
+    }
+    // Burst of 2, then one write per 100 ms: the 3rd and 4th wait ~200 ms in all.
+    assert!(started.elapsed() >= Duration::from_millis(180), "{:?}", started.elapsed());
+    s.get_incident(&name()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "reads are not paced by the write bucket");
+    assert_eq!(mock.requests().len(), 5);
+}

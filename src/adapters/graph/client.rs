@@ -54,6 +54,11 @@ impl GraphClient {
         })
     }
 
+    /// From the handler's settings: `GRAPH_ENDPOINT`, users resolved in `AZURE_TENANT_ID`, `limits`.
+    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Self, DefenderError> {
+        Self::new(settings.graph_endpoint.clone(), tokens, settings.azure_tenant_id.clone(), &settings.limits, timeout)
+    }
+
     /// Replaces the retry policy (tests use short delays).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.http = self.http.with_policy(policy);

@@ -83,7 +83,9 @@ pub(super) fn comment(dto: CommentDto) -> DefenderComment {
 
 /// Maps one raw alert, keeping its JSON whole.
 pub(super) fn alert(raw: Value) -> Result<Alert, String> {
-    let dto: AlertDto = serde_json::from_value(raw.clone()).map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
+    use serde::Deserialize;
+    // From `&Value`: no copy of the whole alert just to read its fields.
+    let dto = AlertDto::deserialize(&raw).map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
     Alert::try_from((dto, raw))
 }
 
@@ -105,7 +107,7 @@ impl TryFrom<(AlertDto, Value)> for Alert {
             first_activity: opt_time(dto.first_activity_date_time.as_deref()),
             last_activity: opt_time(dto.last_activity_date_time.as_deref()),
             mitre_techniques: dto.mitre_techniques.unwrap_or_default(),
-            evidence: dto.evidence.unwrap_or_default().into_iter().map(evidence).collect(),
+            evidence: raw["evidence"].as_array().map(|a| a.iter().cloned().map(evidence).collect()).unwrap_or_default(),
             raw,
         })
     }

@@ -63,7 +63,7 @@ pub(super) struct CommentsDto {
     pub value: Vec<CommentDto>,
 }
 
-/// `#microsoft.graph.security.alert` (alerts v2); evidence stays raw.
+/// `#microsoft.graph.security.alert` (alerts v2), deserialized from the kept raw JSON by reference.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct AlertDto {
@@ -79,7 +79,7 @@ pub(super) struct AlertDto {
     pub first_activity_date_time: Option<String>,
     pub last_activity_date_time: Option<String>,
     pub mitre_techniques: Option<Vec<String>>,
-    pub evidence: Option<Vec<Value>>,
+    // `evidence` is read from the raw JSON directly (not duplicated through the DTO).
 }
 
 /// `#microsoft.graph.user` (the `$select`ed part).

@@ -41,6 +41,11 @@ impl LogsClient {
         Ok(Self { url, tenant, http, max_bytes: MAX_CALL_BYTES })
     }
 
+    /// From the handler's settings; `Ok(None)` when alert ingestion is off (no `LOGS_*` settings).
+    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Option<Self>, LogsError> {
+        settings.logs.as_ref().map(|l| Self::new(l, settings.azure_tenant_id.clone(), tokens, timeout)).transpose()
+    }
+
     /// Replaces the retry policy (tests use short delays).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.http = self.http.with_policy(policy);

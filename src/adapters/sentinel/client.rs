@@ -49,6 +49,18 @@ impl SentinelClient {
         Ok(Self { endpoint, workspace, tenant, http, writes })
     }
 
+    /// From the handler's settings: `ARM_ENDPOINT`, the workspace, tokens in `AZURE_TENANT_ID`, `limits`.
+    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Self, SentinelError> {
+        Self::new(
+            settings.arm_endpoint.clone(),
+            settings.workspace.clone(),
+            settings.azure_tenant_id.clone(),
+            tokens,
+            &settings.limits,
+            timeout,
+        )
+    }
+
     /// Replaces the retry policy (tests use short delays).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.http = self.http.with_policy(policy);
