@@ -262,29 +262,9 @@ impl HttpClient {
                 .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             failed += 1;
-            let (reason, hint) = match request.send().await {
-                Ok(resp) => match classify(resp.status(), resp.headers()) {
-                    RetryAction::Success | RetryAction::DontRetry => return Ok(resp),
-                    RetryAction::Retry { retry_after } => {
-                        let status = resp.status();
-                        if status == StatusCode::TOO_MANY_REQUESTS {
-                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let hint = retry_after.map(|r| r.remaining(SystemTime::now()));
-                        let safe = call.idempotent || status == StatusCode::TOO_MANY_REQUESTS;
-                        if !safe || !self.policy.may_retry(failed, hint) {
-                            return Ok(resp);
-                        }
-                        (format!("status {}", status.as_u16()), hint)
-                    }
-                },
-                Err(e) => {
-                    let retryable = transport_retryable(e.is_connect(), call.idempotent);
-                    if !retryable || !self.policy.may_retry(failed, None) {
-                        return Err(SendError::Transport(transport_message(&e)));
-                    }
-                    (transport_message(&e), None)
-                }
+            let (reason, hint) = match self.step(&call, failed, request.send().await)? {
+                Step::Done(resp) => return Ok(resp),
+                Step::Again { reason, hint } => (reason, hint),
             };
             let delay = self.policy.delay(failed, hint, rand::random::<f64>());
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +280,40 @@ impl HttpClient {
             tokio::time::sleep(delay).await;
         }
     }
+
+    /// Decides on one attempt's outcome: hand it back, or go again (and why, and the server's hint).
+    fn step(&self, call: &Call<'_>, failed: u32, outcome: Result<reqwest::Response, reqwest::Error>) -> Result<Step, SendError> {
+        match outcome {
+            Ok(resp) => {
+                let RetryAction::Retry { retry_after } = classify(resp.status(), resp.headers()) else {
+                    return Ok(Step::Done(resp));
+                };
+                let throttled = resp.status() == StatusCode::TOO_MANY_REQUESTS;
+                if throttled {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                let hint = retry_after.map(|r| r.remaining(SystemTime::now()));
+                // A 429 was not acted on; another failure of a non-idempotent call may have been.
+                let safe = call.idempotent || throttled;
+                if !safe || !self.policy.may_retry(failed, hint) {
+                    return Ok(Step::Done(resp));
+                }
+                Ok(Step::Again { reason: format!("status {}", resp.status().as_u16()), hint })
+            }
+            Err(e) => {
+                if !transport_retryable(e.is_connect(), call.idempotent) || !self.policy.may_retry(failed, None) {
+                    return Err(SendError::Transport(transport_message(&e)));
+                }
+                Ok(Step::Again { reason: transport_message(&e), hint: None })
+            }
+        }
+    }
+}
+
+/// The outcome of one attempt.
+enum Step {
+    Done(reqwest::Response),
+    Again { reason: String, hint: Option<Duration> },
 }
 
 /// A transport error without the URL (which may carry query values we do not want in logs twice).

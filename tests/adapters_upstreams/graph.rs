@@ -263,3 +263,18 @@ async fn users_resolve_in_the_sentinel_tenant_and_are_cached_both_ways() {
     assert_eq!(reqs[0].path, "/v1.0/users/kai@contoso.com");
     assert_eq!(reqs[0].header("authorization"), Some(bearer(USERS_T, scopes::GRAPH).as_str()));
 }
+
+#[tokio::test]
+async fn refused_connections_are_retried_then_transient_even_for_a_post() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    drop(listener); // nothing listens there now
+    let g = GraphClient::new(base, Arc::new(StaticTokens::default()), tenant(USERS_T), &ClientLimits::default(), Duration::from_secs(2))
+        .unwrap()
+        .with_retry_policy(fast_retries());
+    assert_eq!(g.get_incident(&tenant(T), &id("1")).await.unwrap_err().class(), ErrorClass::Transient);
+    assert_eq!(g.counts().calls, 3);
+    // Never sent, so safe to resend even though a comment POST is not idempotent.
+    assert_eq!(g.add_comment(&tenant(T), &id("1"), "x").await.unwrap_err().class(), ErrorClass::Transient);
+    assert_eq!(g.counts().calls, 6);
+}
