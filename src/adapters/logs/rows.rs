@@ -110,7 +110,9 @@ fn base_row<'a>(record: &'a AlertRecord, kind: &'static str, slot: &str, raw: &s
     let content_fingerprint = fingerprint(&raw_json);
     let row_id = stable_uuid(&[record.tenant.as_str(), &a.id, slot, &content_fingerprint]).to_string();
     Row {
-        time_generated: a.last_update.or(a.created).unwrap_or(now),
+        // The send time: Log Analytics replaces a TimeGenerated older than two days anyway, and
+        // the alert's own times have their columns.
+        time_generated: now,
         row_id,
         content_fingerprint,
         row_kind: kind,

@@ -68,7 +68,8 @@ fn one_row_per_alert_and_per_evidence_with_only_declared_columns() {
     assert_eq!(rows[0]["SourceTenantId"], "t1");
     assert_eq!(rows[0]["DefenderIncidentId"], "42");
     assert_eq!(rows[0]["SentinelIncidentName"], r.sentinel_name.to_string());
-    assert_eq!(rows[0]["TimeGenerated"], "2024-01-02T00:00:00Z");
+    assert_eq!(rows[0]["TimeGenerated"], "2025-01-01T00:00:00Z", "send time");
+    assert_eq!(rows[0]["AlertLastUpdateTime"], "2024-01-02T00:00:00Z");
     let raw: Value = serde_json::from_str(rows[0]["RawJson"].as_str().unwrap()).unwrap();
     assert_eq!(raw, r.alert.raw, "raw JSON kept whole, as a string");
     let names: Vec<&str> = STREAM_COLUMNS.iter().map(|(n, _)| *n).collect();
