@@ -25,6 +25,10 @@ pub struct IncidentPage {
     pub incidents: Vec<DefenderIncident>,
     /// Absolute next link (only ever on the configured Graph host).
     pub next_link: Option<String>,
+    /// Items of this page that could not be mapped (bad id, missing timestamp, …), as
+    /// `(incident id or "?", error)`: the engine parks them in the retry set; the rest of the
+    /// page is delivered normally.
+    pub unmappable: Vec<(String, String)>,
 }
 
 /// Changes to push to a Defender incident (Graph PATCH): `None` = leave as is.
