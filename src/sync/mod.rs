@@ -3,3 +3,7 @@
 
 pub mod mapping;
 pub mod merge;
+pub mod plan;
+
+#[cfg(test)]
+pub(crate) mod testing;
