@@ -497,3 +497,64 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
         alerts: Some(vec![alert(&format!("da{id}-1"), updated), alert(&format!("da{id}-2"), updated)]),
     }
 }
+
+// ---- a state store that can fail ---------------------------------------------------------
+
+/// The memory store, with incident writes that can be made to fail (a crash between the
+/// upstream writes and the state write).
+#[derive(Debug, Default)]
+pub struct FlakyStore {
+    pub inner: crate::state::memory::MemoryStateStore,
+    pub fail_incident_puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::state::StateStore for FlakyStore {
+    async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
+        self.inner.ensure_ready().await
+    }
+    async fn checkpoint(&self, t: &TenantId) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError> {
+        self.inner.checkpoint(t).await
+    }
+    async fn put_checkpoint(&self, t: &TenantId, v: &crate::state::Checkpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        self.inner.put_checkpoint(t, v, p).await
+    }
+    async fn retry_set(&self, t: &TenantId) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
+        self.inner.retry_set(t).await
+    }
+    async fn put_retry(&self, t: &TenantId, e: &crate::state::RetryEntry) -> Result<(), crate::state::StateError> {
+        self.inner.put_retry(t, e).await
+    }
+    async fn remove_retry(&self, t: &TenantId, id: &DefenderIncidentId) -> Result<(), crate::state::StateError> {
+        self.inner.remove_retry(t, id).await
+    }
+    async fn sentinel_checkpoint(&self) -> Result<Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>, crate::state::StateError> {
+        self.inner.sentinel_checkpoint().await
+    }
+    async fn put_sentinel_checkpoint(&self, v: &crate::state::SentinelCheckpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        self.inner.put_sentinel_checkpoint(v, p).await
+    }
+    async fn incident(&self, n: &SentinelIncidentName) -> Result<Option<crate::state::Versioned<crate::state::IncidentState>>, crate::state::StateError> {
+        self.inner.incident(n).await
+    }
+    async fn put_incident(&self, v: &crate::state::IncidentState, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        let left = self.fail_incident_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
+            return Err(crate::state::StateError::Transient("injected: the process died here".into()));
+        }
+        self.inner.put_incident(v, p).await
+    }
+    async fn put_incidents(&self, items: &[(crate::state::IncidentState, crate::state::Precondition)]) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        self.inner.put_incidents(items).await
+    }
+    async fn tenant_health(&self, t: &TenantId) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
+        self.inner.tenant_health(t).await
+    }
+    async fn put_tenant_health(&self, t: &TenantId, v: &crate::state::TenantHealth) -> Result<(), crate::state::StateError> {
+        self.inner.put_tenant_health(t, v).await
+    }
+    async fn failed_incidents(&self, limit: usize) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
+        self.inner.failed_incidents(limit).await
+    }
+}
