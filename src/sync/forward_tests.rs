@@ -377,6 +377,7 @@ async fn the_deadline_stops_cleanly_and_the_next_cycle_continues() {
     let r = &r.tenants[0];
     assert!(!r.completed);
     assert!(r.written > 0 && r.written < 100, "{r:?}");
+    assert_eq!(r.failed, 0, "stopping at the deadline is not a failure");
     let wm = h.watermark().await;
     assert!(wm.is_none_or(|w| w <= ago(100) + time::Duration::seconds(100)), "the watermark did not pass undelivered incidents");
     let r = h.cycle().await;
@@ -417,4 +418,31 @@ async fn only_new_or_changed_alerts_are_shipped() {
     h.cycle().await;
     let shipped: Vec<String> = h.logs.shipped().into_iter().map(|(_, a)| a).collect();
     assert_eq!(shipped, ["da95-1", "da95-2", "da95-2", "da95-3"]);
+}
+
+#[tokio::test]
+async fn refused_credentials_stop_the_tenant_and_hold_the_watermark() {
+    let h = harness();
+    h.add([100, 101], ago(30));
+    h.s.probe.fail("put_incident", Fault::Auth, 1);
+    let r = h.cycle().await;
+    assert!(!r.completed && r.failed >= 1 && r.parked == 0, "{r:?}");
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty(), "not parked: an operator must act");
+    let r = h.cycle().await;
+    assert!(r.completed);
+    assert_eq!(h.s.len(), 2);
+}
+
+#[tokio::test]
+async fn rows_refused_by_logs_ingestion_park_the_incident_and_a_retry_ships_them() {
+    let h = harness();
+    h.add([110], ago(30));
+    h.logs.probe.fail("ship", Fault::Rejected, 1);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1, "{r:?}");
+    assert!(h.logs.shipped().is_empty());
+    let r = h.cycle().await;
+    assert_eq!(r.cleared, 1);
+    assert_eq!(h.logs.shipped().len(), 2);
+    assert_eq!(h.s.puts(&name(110)), 1, "the retry did not rewrite an unchanged incident");
 }

@@ -60,9 +60,13 @@ impl ForwardSync {
     }
 
     async fn sync_rounds(&self, ctx: &TenantCtx, mut d: DefenderIncident, force: bool) -> Outcome {
-        for _ in 0..MAX_ROUNDS {
-            if ctx.out_of_time() {
-                return self.held(ctx, "the cycle's deadline came first".into());
+        // Not started before the deadline: not a failure, the next cycle takes it.
+        if ctx.out_of_time() {
+            return Outcome::Held("the cycle's deadline came first".into());
+        }
+        for round in 0..MAX_ROUNDS {
+            if round > 0 && ctx.out_of_time() {
+                return self.held(ctx, format!("incident {}: the cycle's deadline came first", d.id));
             }
             match self.try_sync(ctx, &mut d, force).await {
                 Ok(true) => {

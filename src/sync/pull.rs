@@ -39,6 +39,7 @@ impl ForwardSync {
         let mut stack = vec![window];
         while let Some(w) = stack.pop() {
             if ctx.out_of_time() {
+                ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
                 out.hold_at(w.updated_from);
                 break;
             }
@@ -83,8 +84,10 @@ impl ForwardSync {
                     out.hold_at(w.updated_from);
                     return false;
                 }
+                tracing::info!(delivered = out.delivered.len(), more = page.next_link.is_some(), message = "Page of incidents done.");
                 let Some(link) = page.next_link.take() else { return true };
                 if ctx.out_of_time() {
+                    ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
                     out.hold_at(w.updated_from);
                     return false;
                 }
