@@ -1,7 +1,7 @@
 //! What follows the incident PUT: Defender comments mirrored to Sentinel (deterministic ids, a
 //! source marker, split above 30,000 characters, the 100-comment cap recorded rather than
 //! retried), comments recording overridden analyst changes and merged (redirected) incidents,
-//! and new or changed alerts shipped to Logs Ingestion.
+//! and the new or changed alerts to ship to Logs Ingestion.
 
 use super::forward::{ForwardSync, TenantCtx};
 use super::incident::Step;
@@ -90,7 +90,6 @@ impl ForwardSync {
         wrote |= self.conflict_comments(ctx, d, &written.name, outcome).await;
         let (redirect_wrote, parked) = self.redirect_comments(ctx, d, &written.name, st).await?;
         wrote |= redirect_wrote;
-        wrote |= self.ship_alerts(ctx, d, st).await?;
         Ok(Extras { wrote, parked })
     }
 
@@ -178,27 +177,20 @@ impl ForwardSync {
         }
     }
 
-    /// Ships new or changed alerts (with their evidence) to Logs Ingestion, when configured.
-    async fn ship_alerts(&self, ctx: &TenantCtx, d: &DefenderIncident, st: &mut IncidentState) -> Result<bool, Step> {
-        let Some(logs) = &self.logs else { return Ok(false) };
+    /// New or changed alerts (with their evidence) and their fingerprints, when Logs Ingestion
+    /// is configured; shipped per batch, stored in the state once shipped.
+    pub(super) fn changed_alerts(&self, d: &DefenderIncident, st: &IncidentState) -> Vec<(String, AlertRecord)> {
+        if self.logs.is_none() {
+            return Vec::new();
+        }
         let sentinel_name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-        let changed: Vec<(String, AlertRecord)> = d
-            .alerts
+        d.alerts
             .iter()
             .flatten()
             .map(|a| (alert_fingerprint(a), a))
             .filter(|(fp, a)| st.shipped_alerts.get(&a.id) != Some(fp))
             .map(|(fp, a)| (fp, AlertRecord { tenant: d.tenant.clone(), incident_id: d.id.clone(), sentinel_name, alert: a.clone() }))
-            .collect();
-        if changed.is_empty() {
-            return Ok(false);
-        }
-        let records: Vec<AlertRecord> = changed.iter().map(|(_, r)| r.clone()).collect();
-        self.call(ctx, || logs.ship_alerts(&records)).await.map_err(Step::from)?;
-        for (fp, r) in changed {
-            st.shipped_alerts.insert(r.alert.id, fp);
-        }
-        Ok(true)
+            .collect()
     }
 }
 

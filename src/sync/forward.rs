@@ -219,13 +219,15 @@ impl ForwardSync {
             }
         };
         Tally::add(&ctx.tally.seen, 1);
-        match self.sync_incident(ctx, incident.clone(), true).await {
-            super::incident::Outcome::Written | super::incident::Outcome::Unchanged => {
+        let (id, t) = (incident.id.clone(), incident.last_update);
+        let outcome = self.sync_batch(ctx, vec![incident], true).await.pop().map(|(_, _, o)| o);
+        match outcome {
+            Some(super::incident::Outcome::Written | super::incident::Outcome::Unchanged) => {
                 Tally::add(&ctx.tally.cleared, 1);
                 self.unpark(ctx, &entry.incident_id).await
             }
-            super::incident::Outcome::Parked(msg) => {
-                self.park(ctx, &incident.id, incident.last_update, msg, Some(entry)).await;
+            Some(super::incident::Outcome::Parked(msg)) => {
+                self.park(ctx, &id, t, msg, Some(entry)).await;
                 false
             }
             _ => false,

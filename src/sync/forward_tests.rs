@@ -446,3 +446,31 @@ async fn rows_refused_by_logs_ingestion_park_the_incident_and_a_retry_ships_them
     assert_eq!(h.logs.shipped().len(), 2);
     assert_eq!(h.s.puts(&name(110)), 1, "the retry did not rewrite an unchanged incident");
 }
+
+#[tokio::test]
+async fn a_new_incident_costs_about_one_upstream_call() {
+    let h = harness();
+    for n in 0..100u32 {
+        h.d.upsert(incident(&tenant(), 2000 + n, ago(50) + time::Duration::seconds(i64::from(n))));
+    }
+    let r = h.cycle().await;
+    assert_eq!(r.written, 100);
+    let graph = ["count", "list", "next_page", "alerts", "get_incident"].map(|op| h.d.probe.calls(op)).iter().sum::<u64>();
+    let arm = ["get_incident", "put_incident", "list_comments", "put_comment"].map(|op| h.s.probe.calls(op)).iter().sum::<u64>();
+    let logs = h.logs.probe.calls("ship");
+    assert_eq!(h.s.probe.calls("get_incident"), 0, "a never-synced incident is not read first");
+    assert_eq!(logs, 2, "one Logs Ingestion call per page");
+    let per_incident = (graph + arm + logs) as f64 / 100.0;
+    assert!(per_incident <= 1.1, "{per_incident} calls per incident (graph {graph}, arm {arm}, logs {logs})");
+}
+
+#[tokio::test]
+async fn refused_rows_of_a_page_are_retried_per_incident() {
+    let h = harness();
+    h.add(120..123, ago(30));
+    h.logs.probe.fail("ship", Fault::Rejected, 1);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 0 && r.written == 3, "{r:?}");
+    assert_eq!(h.logs.shipped().len(), 6);
+    assert_eq!(h.logs.probe.calls("ship"), 4);
+}

@@ -8,7 +8,6 @@ use super::plan;
 use super::report::Tally;
 use crate::domain::*;
 use crate::ports::*;
-use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
@@ -141,14 +140,7 @@ impl ForwardSync {
                 work.push(i);
             }
         }
-        let outcomes: Vec<(DefenderIncidentId, OffsetDateTime, Outcome)> = futures::stream::iter(work)
-            .map(|i| async move {
-                let (id, t) = (i.id.clone(), i.last_update);
-                (id, t, self.sync_incident(ctx, i, false).await)
-            })
-            .buffer_unordered(self.limits.sentinel_concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes = self.sync_batch(ctx, work, false).await;
         let mut go_on = true;
         for (id, t, outcome) in outcomes {
             match outcome {
