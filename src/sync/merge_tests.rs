@@ -236,6 +236,10 @@ fn assert_analyst_kept(base: &MergeBase, s: &SentinelFields, o: &MergeOutcome) {
     if s.status != base.sentinel.status {
         assert!(w.status.is_none() || overridden(Field::Status));
     }
+    let class = |f: &SentinelFields| (f.classification.clone(), f.classification_reason.clone(), f.classification_comment.clone());
+    if class(s) != class(&base.sentinel) {
+        assert!(w.classification.is_none() || overridden(Field::Classification), "{base:?} {s:?} {o:?}");
+    }
 }
 
 fn sentinel_of(d: &DefenderFields) -> SentinelFields {
