@@ -474,3 +474,32 @@ async fn refused_rows_of_a_page_are_retried_per_incident() {
     assert_eq!(h.logs.shipped().len(), 6);
     assert_eq!(h.logs.probe.calls("ship"), 4);
 }
+
+#[tokio::test]
+async fn a_comment_over_30000_characters_is_split() {
+    let h = harness();
+    let mut i = incident(&tenant(), 130, ago(30));
+    i.comments = vec![DefenderComment { text: "y".repeat(65_000), author: Some("alice".into()), created: Some(ago(31)) }];
+    h.d.upsert(i);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 0, "{r:?}");
+    let comments = h.s.comments(&name(130));
+    assert_eq!(comments.len(), 3);
+    assert_eq!(comments.iter().map(|c| c.message.matches('y').count()).sum::<usize>(), 65_000);
+}
+
+#[tokio::test]
+async fn every_tenant_has_its_own_checkpoint_and_incidents() {
+    let (d, s) = (Arc::new(FakeDefender::default()), Arc::new(FakeSentinel::default()));
+    let store = Arc::new(FlakyStore::default());
+    let other = TenantId::parse("contoso.onmicrosoft.com").unwrap();
+    let policy = MergePolicy { conflict: ConflictPolicyName::LatestWins, severity_to_defender: false };
+    let sync = ForwardSync::new(d.clone(), s.clone(), None, store.clone(), vec![tenant(), other.clone()], policy, Duration::from_secs(3600), ClientLimits::default())
+        .with_options(options());
+    d.upsert(incident(&tenant(), 1, ago(30)));
+    d.upsert(incident(&other, 1, ago(30)));
+    let r = sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+    assert!(r.completed() && r.tenants.len() == 2 && r.total(|t| t.written) == 2);
+    assert_eq!(s.len(), 2, "same Defender id in two tenants: two Sentinel incidents");
+    assert!(store.checkpoint(&tenant()).await.unwrap().is_some() && store.checkpoint(&other).await.unwrap().is_some());
+}
