@@ -175,6 +175,7 @@ async fn conflicts_are_decided_by_the_policy_and_an_overridden_analyst_gets_a_co
     assert_eq!(i.owner.object_id, Some(uuid::Uuid::from_u128(5)), "object id from the user look-up");
     assert_eq!(comments.len(), 1);
     assert!(comments[0].message.starts_with(DEFENDER_MARKER) && comments[0].message.contains("Sync conflict on Owner"));
+    assert!(comments[0].message.contains("changed here to analyst@contoso.com and in Defender to soc@contoso.com"), "{}", comments[0].message);
 
     let (i, comments) = conflicting_owner(ConflictPolicyName::SentinelWins).await;
     assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));

@@ -240,9 +240,9 @@ impl Merger<'_> {
         self.input.base
     }
 
-    fn record<D: std::fmt::Debug, S: std::fmt::Debug>(&mut self, field: Field, u: &Unit<D, S>, d: &D, s: Option<&S>) {
+    fn record<D: Show, S: Show>(&mut self, field: Field, u: &Unit<D, S>, d: &D, s: Option<&S>) {
         if let (Some(winner), Some(s)) = (u.conflict, s) {
-            let (defender_value, sentinel_value) = (format!("{d:?}"), format!("{s:?}"));
+            let (defender_value, sentinel_value) = (d.show(), s.show());
             self.out.conflicts.push(Conflict { field, winner, defender_value, sentinel_value });
         }
     }
@@ -367,6 +367,38 @@ impl Merger<'_> {
             base,
             conflicts: self.out.conflicts,
         }
+    }
+}
+
+/// A field value as people read it (in conflict comments).
+trait Show {
+    fn show(&self) -> String;
+}
+
+macro_rules! show_display {
+    ($($t:ty),*) => { $(impl Show for $t { fn show(&self) -> String { self.to_string() } })* };
+}
+show_display!(DefenderStatus, SentinelStatus, DefenderSeverity, SentinelSeverity);
+
+impl Show for Option<String> {
+    fn show(&self) -> String {
+        self.clone().unwrap_or_else(|| "(none)".into())
+    }
+}
+
+impl Show for Vec<String> {
+    fn show(&self) -> String {
+        if self.is_empty() { "(none)".into() } else { self.join(", ") }
+    }
+}
+
+impl<A: std::fmt::Display, B: std::fmt::Display> Show for (Option<A>, Option<B>, Option<String>) {
+    fn show(&self) -> String {
+        let parts: Vec<String> = [self.0.as_ref().map(|a| a.to_string()), self.1.as_ref().map(|b| b.to_string()), self.2.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if parts.is_empty() { "(none)".into() } else { parts.join(" / ") }
     }
 }
 
