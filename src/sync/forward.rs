@@ -9,6 +9,7 @@ use crate::config::ClientLimits;
 use crate::domain::*;
 use crate::ports::*;
 use crate::state::*;
+use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,13 +198,17 @@ impl ForwardSync {
             }
         };
         let now = OffsetDateTime::now_utc();
-        let mut still = HashSet::new();
-        for entry in entries {
-            let id = entry.incident_id.to_string();
-            if entry.next_attempt > now || ctx.out_of_time() || !self.retry_one(ctx, &entry).await {
-                still.insert(id);
-            }
-        }
+        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) = entries.into_iter().partition(|e| e.next_attempt <= now);
+        let mut still: HashSet<String> = later.iter().map(|e| e.incident_id.to_string()).collect();
+        let results: Vec<(String, bool)> = futures::stream::iter(due)
+            .map(|e| async move {
+                let cleared = !ctx.out_of_time() && self.retry_one(ctx, &e).await;
+                (e.incident_id.to_string(), cleared)
+            })
+            .buffer_unordered(self.limits.sentinel_concurrency.max(1))
+            .collect()
+            .await;
+        still.extend(results.into_iter().filter(|(_, cleared)| !cleared).map(|(id, _)| id));
         still
     }
 
