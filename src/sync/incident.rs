@@ -1,7 +1,8 @@
-//! One incident, forward: read the state (with its ETag), read Sentinel, merge, PUT the whole
-//! incident (409 → start over), mirror comments, ship alerts, then replace the state with
-//! `If-Match` (conflict → start over). Every step is idempotent, so a crash anywhere in between
-//! is finished by the next cycle without duplicates.
+//! Incidents, forward, a batch (one page) at a time. Per incident: read the state (with its
+//! ETag), read Sentinel (unless never synced), merge, PUT the whole incident (409 → start
+//! over), mirror comments. Then the batch's new alert rows go to Logs Ingestion in one call, and
+//! each state is replaced with `If-Match` (conflict → start that incident over). Every step is
+//! idempotent, so a crash anywhere in between is finished by the next cycle without duplicates.
 
 use super::forward::{ForwardSync, TenantCtx};
 use super::merge::{MergeBase, MergeInput, MergeOutcome, merge};
@@ -10,8 +11,8 @@ use super::report::Tally;
 use crate::domain::*;
 use crate::ports::*;
 use crate::state::*;
-use time::OffsetDateTime;
 use futures::StreamExt;
+use time::OffsetDateTime;
 use tracing::Instrument;
 
 /// How one incident ended.
