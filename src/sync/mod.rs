@@ -1,2 +1,24 @@
 //! The sync engine: pure merge and planning steps, and the shell that executes them through
 //! the ports, advancing checkpoints only after delivery.
+//!
+//! Public surface: [`ForwardSync`] (one forward cycle per tenant), [`CycleReport`], the pure
+//! [`merge::merge`] and [`plan`] functions, and the [`mapping`] tables.
+
+mod extras;
+mod forward;
+mod incident;
+pub mod mapping;
+pub mod merge;
+pub mod plan;
+mod pull;
+mod report;
+
+pub use extras::{COMMENT_CAP, COMMENT_MAX_CHARS, DEFENDER_MARKER, SENTINEL_MARKER, alert_fingerprint, comment_fingerprint, comment_messages, is_mirrored};
+pub use forward::{ForwardOptions, ForwardSync};
+pub use merge::{MergeBase, MergeOutcome, MergePolicy};
+pub use report::{CycleReport, TenantReport};
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod forward_tests;

@@ -1,0 +1,351 @@
+//! The forward-sync shell: one cycle per tenant, Defender → Sentinel (and Logs Ingestion),
+//! through the ports. Decisions are the pure `merge` and `plan`; this file sequences them, and
+//! advances the checkpoint only past what was delivered or parked.
+
+use super::merge::MergePolicy;
+use super::plan;
+use super::report::{CycleReport, Tally, TenantReport};
+use crate::config::ClientLimits;
+use crate::domain::*;
+use crate::ports::*;
+use crate::state::*;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Tunables of the forward cycle (defaults for production; tests shorten the delays).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardOptions {
+    /// How far back the first cycle of a tenant looks (`SYNC_LOOKBACK`).
+    pub lookback: Duration,
+    /// Each query starts this long before the watermark: Graph writes can become visible late.
+    pub overlap: Duration,
+    /// First delay of the retry set's backoff (doubled per attempt, capped).
+    pub park_backoff: Duration,
+    pub park_backoff_max: Duration,
+    /// Attempts of one upstream call on 429/5xx, and the first delay between them.
+    pub call_attempts: u32,
+    pub call_backoff: Duration,
+    /// Work stops this long before the deadline.
+    pub deadline_margin: Duration,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(5 * 60),
+            park_backoff: Duration::from_secs(60),
+            park_backoff_max: Duration::from_secs(3600),
+            call_attempts: 3,
+            call_backoff: Duration::from_millis(500),
+            deadline_margin: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Forward sync of every configured Defender tenant into one Sentinel workspace.
+pub struct ForwardSync {
+    pub(super) defender: Arc<dyn DefenderApi>,
+    pub(super) sentinel: Arc<dyn SentinelApi>,
+    pub(super) logs: Option<Arc<dyn LogsIngest>>,
+    pub(super) state: Arc<dyn StateStore>,
+    pub(super) tenants: Vec<TenantId>,
+    pub(super) policy: MergePolicy,
+    pub(super) limits: ClientLimits,
+    pub(super) opts: ForwardOptions,
+}
+
+/// Everything one tenant's cycle shares between its concurrently running incidents.
+pub(super) struct TenantCtx {
+    pub tenant: TenantId,
+    pub deadline: Instant,
+    pub margin: Duration,
+    pub tally: Tally,
+    /// Parked incidents not due (or not cleared) this cycle: the window skips them.
+    pub parked: HashSet<String>,
+    /// Delivered at the watermark instant in an earlier cycle: skipped without a state read.
+    pub at_watermark: Option<Checkpoint>,
+    /// `$expand=alerts` still in use this cycle (turned off after it failed).
+    pub expand: std::sync::atomic::AtomicBool,
+}
+
+impl TenantCtx {
+    /// True when no new work may start.
+    pub fn out_of_time(&self) -> bool {
+        Instant::now() + self.margin >= self.deadline
+    }
+}
+
+impl ForwardSync {
+    /// Builds the engine from the ports and settings (`lookback` = `SYNC_LOOKBACK`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        defender: Arc<dyn DefenderApi>,
+        sentinel: Arc<dyn SentinelApi>,
+        logs: Option<Arc<dyn LogsIngest>>,
+        state: Arc<dyn StateStore>,
+        tenants: Vec<TenantId>,
+        policy: MergePolicy,
+        lookback: Duration,
+        limits: ClientLimits,
+    ) -> Self {
+        let opts = ForwardOptions { lookback, ..ForwardOptions::default() };
+        Self { defender, sentinel, logs, state, tenants, policy, limits, opts }
+    }
+
+    /// Replaces the tunables (keeps nothing of the previous ones).
+    pub fn with_options(mut self, opts: ForwardOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// One forward cycle over every tenant, stopping cleanly before `deadline`.
+    pub async fn run_cycle(&self, deadline: Instant) -> CycleReport {
+        let mut report = CycleReport::default();
+        for tenant in &self.tenants {
+            let span = tracing::info_span!("forward_cycle", tenant = %tenant);
+            let r = self.run_tenant(tenant, deadline).instrument(span).await;
+            tracing::info!(
+                tenant = %tenant, seen = r.seen, written = r.written, unchanged = r.unchanged, failed = r.failed,
+                parked = r.parked, throttled = r.throttled, completed = r.completed, message = "Forward cycle finished."
+            );
+            report.tenants.push(r);
+        }
+        report
+    }
+
+    async fn run_tenant(&self, tenant: &TenantId, deadline: Instant) -> TenantReport {
+        let start = OffsetDateTime::now_utc();
+        let mut ctx = TenantCtx {
+            tenant: tenant.clone(),
+            deadline,
+            margin: self.opts.deadline_margin,
+            tally: Tally::default(),
+            parked: HashSet::new(),
+            at_watermark: None,
+            expand: std::sync::atomic::AtomicBool::new(true),
+        };
+        let checkpoint = match self.state.checkpoint(tenant).await {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.tally.error(format!("reading the checkpoint: {e}"));
+                return self.finish(&ctx, start, false, None).await;
+            }
+        };
+        ctx.at_watermark = checkpoint.as_ref().map(|c| c.value.clone());
+        ctx.parked = self.retry_parked(&ctx).await;
+        let window = plan::initial_window(ctx.at_watermark.as_ref(), to_time(self.opts.lookback), to_time(self.opts.overlap), start);
+        let window_end = window.updated_to.unwrap_or(start);
+        let pulled = self.pull(&ctx, window).await;
+        let next = plan::advance_checkpoint(ctx.at_watermark.as_ref(), window_end, pulled.hold, &pulled.delivered);
+        let completed = pulled.hold.is_none();
+        let watermark = match next {
+            Some(cp) => self.save_checkpoint(&ctx, checkpoint, cp).await,
+            None => ctx.at_watermark.as_ref().map(|c| c.watermark),
+        };
+        self.finish(&ctx, start, completed, watermark).await
+    }
+
+    async fn save_checkpoint(&self, ctx: &TenantCtx, old: Option<Versioned<Checkpoint>>, cp: Checkpoint) -> Option<OffsetDateTime> {
+        let pre = old.as_ref().map_or(Precondition::Absent, |v| Precondition::Matches(v.etag.clone()));
+        if old.as_ref().is_some_and(|v| v.value == cp) {
+            return Some(cp.watermark);
+        }
+        match self.state.put_checkpoint(&ctx.tenant, &cp, pre).await {
+            Ok(_) => Some(cp.watermark),
+            Err(e) => {
+                // Another instance moved it (or storage failed): the next cycle re-reads the overlap.
+                tracing::warn!(error = %e, message = "Checkpoint not saved.");
+                ctx.tally.error(format!("saving the checkpoint: {e}"));
+                old.map(|v| v.value.watermark)
+            }
+        }
+    }
+
+    async fn finish(&self, ctx: &TenantCtx, start: OffsetDateTime, completed: bool, watermark: Option<OffsetDateTime>) -> TenantReport {
+        let end = OffsetDateTime::now_utc();
+        let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
+        let report = ctx.tally.report(&ctx.tenant, completed, lag);
+        let health = TenantHealth {
+            last_cycle_start: Some(start),
+            last_cycle_end: Some(end),
+            last_cycle_completed: completed,
+            incidents_seen: report.seen,
+            incidents_written: report.written,
+            incidents_failed: report.failed + report.parked,
+            throttled_calls: report.throttled,
+            comment_cap_reached: report.comment_cap_reached.clone(),
+            last_errors: report.errors.clone(),
+        };
+        if let Err(e) = self.state.put_tenant_health(&ctx.tenant, &health).await {
+            tracing::warn!(error = %e, message = "Tenant health not saved.");
+        }
+        report
+    }
+
+    /// Retries the due entries of the retry set; returns the ids still parked.
+    async fn retry_parked(&self, ctx: &TenantCtx) -> HashSet<String> {
+        let entries = match self.state.retry_set(&ctx.tenant).await {
+            Ok(e) => e,
+            Err(e) => {
+                ctx.tally.error(format!("reading the retry set: {e}"));
+                return HashSet::new();
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) = entries.into_iter().partition(|e| e.next_attempt <= now);
+        let mut still: HashSet<String> = later.iter().map(|e| e.incident_id.to_string()).collect();
+        let results: Vec<(String, bool)> = futures::stream::iter(due)
+            .map(|e| async move {
+                let cleared = !ctx.out_of_time() && self.retry_one(ctx, &e).await;
+                (e.incident_id.to_string(), cleared)
+            })
+            .buffer_unordered(self.limits.sentinel_concurrency.max(1))
+            .collect()
+            .await;
+        still.extend(results.into_iter().filter(|(_, cleared)| !cleared).map(|(id, _)| id));
+        still
+    }
+
+    /// One retry; true when the incident left the retry set.
+    async fn retry_one(&self, ctx: &TenantCtx, entry: &RetryEntry) -> bool {
+        let fetched = self.call(ctx, || self.defender.get_incident(&ctx.tenant, &entry.incident_id)).await;
+        let incident = match fetched {
+            Ok(Some(i)) => i,
+            Ok(None) => return self.unpark(ctx, &entry.incident_id).await,
+            Err(e) => {
+                ctx.tally.error(format!("retrying incident {}: {e}", entry.incident_id));
+                return false;
+            }
+        };
+        Tally::add(&ctx.tally.seen, 1);
+        let (id, t) = (incident.id.clone(), incident.last_update);
+        let outcome = self.sync_batch(ctx, vec![incident], true).await.pop().map(|(_, _, o)| o);
+        match outcome {
+            Some(super::incident::Outcome::Written | super::incident::Outcome::Unchanged) => {
+                Tally::add(&ctx.tally.cleared, 1);
+                self.unpark(ctx, &entry.incident_id).await
+            }
+            Some(super::incident::Outcome::Parked(msg)) => {
+                self.park(ctx, &id, t, msg, Some(entry)).await;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    async fn unpark(&self, ctx: &TenantCtx, id: &DefenderIncidentId) -> bool {
+        match self.state.remove_retry(&ctx.tenant, id).await {
+            Ok(()) => true,
+            Err(e) => {
+                ctx.tally.error(format!("removing {id} from the retry set: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Parks an incident in the retry set (with backoff) and records the failure in its state.
+    pub(super) async fn park(&self, ctx: &TenantCtx, id: &DefenderIncidentId, last_update: OffsetDateTime, error: String, prev: Option<&RetryEntry>) {
+        let attempts = prev.map_or(1, |p| p.attempts.saturating_add(1));
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        let delay = self.opts.park_backoff.saturating_mul(factor).min(self.opts.park_backoff_max);
+        let now = OffsetDateTime::now_utc();
+        let entry = RetryEntry { incident_id: id.clone(), last_update, attempts, last_error: error.clone(), next_attempt: now + to_time(delay) };
+        tracing::warn!(incident_id = %id, attempts, error = %error, message = "Incident parked in the retry set.");
+        Tally::add(&ctx.tally.parked, 1);
+        ctx.tally.error(format!("incident {id}: {error}"));
+        if let Err(e) = self.state.put_retry(&ctx.tenant, &entry).await {
+            ctx.tally.error(format!("parking {id}: {e}"));
+        }
+        self.record_failure(&ctx.tenant, id, error).await;
+    }
+
+    /// Marks the incident's state as parked (for SyncHealth); best effort.
+    async fn record_failure(&self, tenant: &TenantId, id: &DefenderIncidentId, error: String) {
+        let name = SentinelIncidentName::for_defender(tenant, id);
+        let Ok(current) = self.state.incident(&name).await else { return };
+        let (mut value, pre) = match current {
+            Some(v) => (v.value, Precondition::Matches(v.etag)),
+            None => (IncidentState::new(tenant.clone(), id.clone()), Precondition::Absent),
+        };
+        value.last_outcome = Some(Outcome::Parked);
+        value.last_error = Some(error);
+        value.updated_at = Some(OffsetDateTime::now_utc());
+        if let Err(e) = self.state.put_incident(&value, pre).await {
+            tracing::debug!(error = %e, message = "Parked state not recorded.");
+        }
+    }
+
+    /// Calls an upstream, retrying 429 and 5xx a bounded number of times (honouring
+    /// `Retry-After`), never past the deadline.
+    pub(super) async fn call<T, E, F, Fut>(&self, ctx: &TenantCtx, mut f: F) -> Result<T, E>
+    where
+        E: Classify + Backoff + std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let err = match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if err.class() != ErrorClass::Transient || attempt >= self.opts.call_attempts.max(1) {
+                return Err(err);
+            }
+            let throttled = err.retry_after();
+            if throttled.is_some() {
+                Tally::add(&ctx.tally.throttled, 1);
+            }
+            let backoff = self.opts.call_backoff.saturating_mul(1 << attempt.min(8));
+            let wait = throttled.flatten().unwrap_or(backoff);
+            if Instant::now() + wait + ctx.margin >= ctx.deadline {
+                return Err(err);
+            }
+            tracing::debug!(attempt, error = %err, wait_ms = wait.as_millis() as u64, message = "Retrying an upstream call.");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// How long an error asks us to wait: `Some(retry_after)` for a 429, `None` otherwise.
+pub(super) trait Backoff {
+    fn retry_after(&self) -> Option<Option<Duration>>;
+}
+
+impl Backoff for DefenderError {
+    fn retry_after(&self) -> Option<Option<Duration>> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl Backoff for SentinelError {
+    fn retry_after(&self) -> Option<Option<Duration>> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl Backoff for LogsError {
+    fn retry_after(&self) -> Option<Option<Duration>> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}

@@ -1,0 +1,506 @@
+//! Forward cycles against the in-memory fakes of the three ports.
+
+use super::testing::*;
+use super::*;
+use crate::config::ClientLimits;
+use crate::domain::*;
+use crate::state::StateStore;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+struct Harness {
+    d: Arc<FakeDefender>,
+    s: Arc<FakeSentinel>,
+    logs: Arc<FakeLogs>,
+    store: Arc<FlakyStore>,
+    sync: ForwardSync,
+}
+
+fn options() -> ForwardOptions {
+    ForwardOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+        call_attempts: 3,
+        call_backoff: Duration::from_millis(1),
+        deadline_margin: Duration::ZERO,
+    }
+}
+
+fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
+    let (d, s, logs, store) = (Arc::new(FakeDefender::default()), Arc::new(FakeSentinel::default()), Arc::new(FakeLogs::default()), Arc::new(FlakyStore::default()));
+    let limits = ClientLimits { sentinel_concurrency: concurrency, ..ClientLimits::default() };
+    let policy = MergePolicy { conflict, severity_to_defender: false };
+    let sync = ForwardSync::new(d.clone(), s.clone(), Some(logs.clone()), store.clone(), vec![tenant()], policy, Duration::from_secs(3600), limits)
+        .with_options(options());
+    Harness { d, s, logs, store, sync }
+}
+
+fn harness() -> Harness {
+    harness_with(ConflictPolicyName::LatestWins, 8)
+}
+
+impl Harness {
+    async fn cycle(&self) -> TenantReport {
+        let r = self.sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+        r.tenants.into_iter().next().unwrap()
+    }
+
+    fn add(&self, ids: impl IntoIterator<Item = u32>, at: OffsetDateTime) {
+        for id in ids {
+            self.d.upsert(incident(&tenant(), id, at));
+        }
+    }
+
+    async fn watermark(&self) -> Option<OffsetDateTime> {
+        self.store.checkpoint(&tenant()).await.unwrap().map(|c| c.value.watermark)
+    }
+
+    fn total_puts(&self) -> u64 {
+        self.s.probe.calls("put_incident")
+    }
+}
+
+fn name(id: u32) -> SentinelIncidentName {
+    SentinelIncidentName::for_defender(&tenant(), &DefenderIncidentId::parse(&id.to_string()).unwrap())
+}
+
+fn ago(minutes: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() - time::Duration::minutes(minutes)
+}
+
+#[tokio::test]
+async fn first_sync_creates_exactly_one_sentinel_incident_per_defender_incident() {
+    let h = harness();
+    h.add(1..=3, ago(60));
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!((r.seen, r.written, r.failed, r.parked), (3, 3, 0, 0));
+    assert_eq!(h.s.len(), 3);
+    for id in 1..=3 {
+        assert_eq!(h.s.puts(&name(id)), 1);
+        let i = h.s.incident(&name(id)).unwrap();
+        assert_eq!(i.title, format!("[Defender #{id}] Multi-stage incident {id}"));
+        assert_eq!(i.status, SentinelStatus::New);
+    }
+    assert_eq!(h.logs.shipped().len(), 6);
+    let wm = h.watermark().await.unwrap();
+    assert!(wm > ago(1), "the watermark reaches the window end");
+    let health = h.store.tenant_health(&tenant()).await.unwrap().unwrap();
+    assert!(health.last_cycle_completed && health.incidents_written == 3);
+}
+
+#[tokio::test]
+async fn a_rerun_with_no_change_writes_nothing() {
+    let h = harness();
+    // Inside the overlap, so the second cycle lists them again and must drop them.
+    h.add(1..=3, ago(2));
+    h.cycle().await;
+    h.s.probe.reset_calls();
+    let r = h.cycle().await;
+    assert!(r.completed);
+    assert_eq!((r.seen, r.unchanged, r.written), (3, 3, 0));
+    assert_eq!(h.total_puts(), 0);
+    assert_eq!(h.s.probe.calls("put_comment"), 0);
+    assert_eq!(h.s.probe.calls("get_incident"), 0, "dropped by the state before reading Sentinel");
+    assert_eq!(h.logs.shipped().len(), 6, "alerts are not shipped twice");
+}
+
+#[tokio::test]
+async fn a_defender_change_propagates() {
+    let h = harness();
+    h.add([7], ago(30));
+    h.cycle().await;
+    h.d.edit(&tenant(), "7", |i| {
+        i.status = DefenderStatus::Resolved;
+        i.classification = Some(DefenderClassification::FalsePositive);
+        i.determination = Some(Determination::parse_alias("clean"));
+        i.resolving_comment = Some("benign admin script".into());
+        i.custom_tags = vec!["reviewed".into()];
+        i.last_update = ago(1);
+    });
+    let r = h.cycle().await;
+    assert_eq!(r.written, 1);
+    let i = h.s.incident(&name(7)).unwrap();
+    assert_eq!(i.status, SentinelStatus::Closed);
+    assert_eq!(i.classification, Some(SentinelClassification::FalsePositive));
+    assert_eq!(i.classification_reason, Some(ClassificationReason::IncorrectAlertLogic));
+    assert_eq!(i.classification_comment.as_deref(), Some("Defender determination: notMalicious. benign admin script"));
+    assert!(i.labels.iter().any(|l| l.name == "reviewed") && i.labels.iter().any(|l| l.name == "Defender"));
+    assert_eq!(h.s.puts(&name(7)), 2);
+}
+
+#[tokio::test]
+async fn an_analysts_change_survives_a_defender_change_of_another_field() {
+    let h = harness();
+    h.add([8], ago(30));
+    h.cycle().await;
+    h.s.analyst_edit(&name(8), |i| {
+        i.owner = Owner { user_principal_name: Some("analyst@contoso.com".into()), ..Owner::default() };
+        i.status = SentinelStatus::Active;
+    });
+    h.d.edit(&tenant(), "8", |i| {
+        i.severity = DefenderSeverity::Low;
+        i.last_update = ago(1);
+    });
+    h.cycle().await;
+    let i = h.s.incident(&name(8)).unwrap();
+    assert_eq!(i.severity, SentinelSeverity::Low);
+    assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));
+    assert_eq!(i.status, SentinelStatus::Active, "an analyst's Active is kept while Defender says active");
+    assert!(h.s.comments(&name(8)).is_empty(), "no conflict");
+}
+
+async fn conflicting_owner(policy: ConflictPolicyName) -> (SentinelIncident, Vec<SentinelComment>) {
+    let h = harness_with(policy, 8);
+    h.add([9], ago(30));
+    h.cycle().await;
+    h.s.analyst_edit(&name(9), |i| i.owner = Owner { user_principal_name: Some("analyst@contoso.com".into()), ..Owner::default() });
+    h.d.add_user(UserRef { object_id: uuid::Uuid::from_u128(5), user_principal_name: "soc@contoso.com".into(), mail: None, display_name: None });
+    h.d.edit(&tenant(), "9", |i| {
+        i.assigned_to = Some("soc@contoso.com".into());
+        i.last_update = OffsetDateTime::now_utc();
+    });
+    h.cycle().await;
+    (h.s.incident(&name(9)).unwrap(), h.s.comments(&name(9)))
+}
+
+#[tokio::test]
+async fn conflicts_are_decided_by_the_policy_and_an_overridden_analyst_gets_a_comment() {
+    let (i, comments) = conflicting_owner(ConflictPolicyName::DefenderWins).await;
+    assert_eq!(i.owner.user_principal_name.as_deref(), Some("soc@contoso.com"));
+    assert_eq!(i.owner.object_id, Some(uuid::Uuid::from_u128(5)), "object id from the user look-up");
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].message.starts_with(DEFENDER_MARKER) && comments[0].message.contains("Sync conflict on Owner"));
+    assert!(comments[0].message.contains("changed here to analyst@contoso.com and in Defender to soc@contoso.com"), "{}", comments[0].message);
+
+    let (i, comments) = conflicting_owner(ConflictPolicyName::SentinelWins).await;
+    assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));
+    assert!(comments.is_empty());
+
+    // Latest wins: Defender's change is the later one here.
+    let (i, _) = conflicting_owner(ConflictPolicyName::LatestWins).await;
+    assert_eq!(i.owner.user_principal_name.as_deref(), Some("soc@contoso.com"));
+}
+
+#[tokio::test]
+async fn comments_are_mirrored_once_even_across_a_crash() {
+    let h = harness();
+    let mut i = incident(&tenant(), 20, ago(30));
+    let c = |t: &str| DefenderComment { text: t.into(), author: Some("alice".into()), created: Some(ago(40)) };
+    i.comments = vec![c("first"), c("second"), c("[Sentinel] bob: from Sentinel, never mirrored back")];
+    h.d.upsert(i);
+    // The process dies after the comment PUTs, before the state write.
+    h.store.fail_incident_puts.store(1, Ordering::SeqCst);
+    let r1 = h.cycle().await;
+    assert!(!r1.completed, "the failed incident holds the watermark");
+    assert_eq!(h.s.comments(&name(20)).len(), 2);
+    let r2 = h.cycle().await;
+    assert!(r2.completed);
+    let comments = h.s.comments(&name(20));
+    assert_eq!(comments.len(), 2, "no duplicate after the crash");
+    assert!(comments.iter().all(|c| c.message.starts_with(DEFENDER_MARKER)));
+    assert!(comments[0].message.ends_with("first") && comments[1].message.ends_with("second"));
+    assert_eq!(h.s.probe.calls("put_comment"), 2, "the rerun found the ids and posted nothing");
+}
+
+#[tokio::test]
+async fn the_comment_cap_is_recorded_not_retried() {
+    let h = harness();
+    let mut i = incident(&tenant(), 21, ago(30));
+    i.comments = (0..105).map(|n| DefenderComment { text: format!("c{n}"), author: None, created: Some(ago(40)) }).collect();
+    h.d.upsert(i);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 0 && r.failed == 0, "{r:?}");
+    assert_eq!(h.s.comments(&name(21)).len(), COMMENT_CAP);
+    assert_eq!(r.comment_cap_reached, vec![name(21).to_string()]);
+    let health = h.store.tenant_health(&tenant()).await.unwrap().unwrap();
+    assert_eq!(health.comment_cap_reached, vec![name(21).to_string()]);
+    h.s.probe.reset_calls();
+    h.cycle().await;
+    assert_eq!(h.s.probe.calls("put_comment"), 0, "no failure loop");
+}
+
+#[tokio::test]
+async fn a_1200_incident_backfill_is_delivered_once_with_a_correct_checkpoint() {
+    let h = harness();
+    for n in 0..1200u32 {
+        h.d.upsert(incident(&tenant(), 1000 + n, ago(600) + time::Duration::seconds(i64::from(n) * 20)));
+    }
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!((r.seen, r.written), (1200, 1200));
+    assert_eq!(h.s.len(), 1200);
+    assert_eq!(h.total_puts(), 1200, "each incident written exactly once");
+    assert!(h.d.probe.calls("count") > 3, "the window was split");
+    assert!(h.watermark().await.unwrap() > ago(1));
+}
+
+#[tokio::test]
+async fn six_hundred_incidents_sharing_one_instant_are_all_delivered_once() {
+    let h = harness();
+    let instant = ago(2);
+    for n in 0..600u32 {
+        let mut i = incident(&tenant(), 5000 + n, instant);
+        i.created = instant - time::Duration::seconds(i64::from(n) + 1);
+        h.d.upsert(i);
+    }
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!(h.s.len(), 600);
+    assert_eq!(h.total_puts(), 600);
+    assert!(h.watermark().await.unwrap() > instant);
+    // The instant lies inside the overlap: listed again, dropped, nothing written.
+    let r2 = h.cycle().await;
+    assert_eq!((r2.seen, r2.unchanged), (600, 600));
+    assert_eq!(h.total_puts(), 600);
+}
+
+#[tokio::test]
+async fn a_rejected_incident_is_parked_passed_retried_and_cleared() {
+    let h = harness();
+    h.add([30, 31, 32], ago(30));
+    h.s.reject(name(31), true);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1 && r.written == 2, "{r:?}");
+    assert!(h.watermark().await.unwrap() > ago(1), "the watermark passes the parked incident");
+    let set = h.store.retry_set(&tenant()).await.unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].incident_id.as_str(), "31");
+    let failed = h.store.failed_incidents(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+
+    let r = h.cycle().await;
+    assert_eq!(r.parked, 1);
+    assert_eq!(h.store.retry_set(&tenant()).await.unwrap()[0].attempts, 2);
+
+    h.s.reject(name(31), false);
+    let r = h.cycle().await;
+    assert_eq!(r.cleared, 1);
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert!(h.s.incident(&name(31)).is_some());
+    assert_eq!([30, 31, 32].map(|n| h.s.puts(&name(n))), [1, 1, 1]);
+}
+
+#[tokio::test]
+async fn an_unmappable_incident_is_parked() {
+    let h = harness();
+    h.add([40, 41], ago(30));
+    h.d.edit(&tenant(), "41", |i| i.status = DefenderStatus::parse("somethingNew"));
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1 && r.written == 1);
+    assert!(r.errors.iter().any(|e| e.contains("somethingNew")));
+}
+
+#[tokio::test]
+async fn expand_failures_fall_back_to_alerts_per_incident() {
+    let h = harness();
+    h.add(50..55, ago(30));
+    h.d.expand_fails.store(true, Ordering::SeqCst);
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!(h.s.len(), 5);
+    assert_eq!(h.d.probe.calls("alerts"), 5);
+    assert_eq!(h.logs.shipped().len(), 10);
+    let i = h.s.incident(&name(50)).unwrap();
+    assert!(i.first_activity.is_some() && i.last_activity.is_some());
+}
+
+#[tokio::test]
+async fn a_transient_page_failure_holds_the_watermark() {
+    let h = harness();
+    h.add([60], ago(30));
+    h.cycle().await;
+    let wm = h.watermark().await.unwrap();
+    h.add([61], ago(1));
+    // 5xx with $expand (3 attempts), then without it (3 more): the page fails.
+    h.d.probe.fail("list", Fault::Transient, 6);
+    let r = h.cycle().await;
+    assert!(!r.completed);
+    assert_eq!(h.watermark().await.unwrap(), wm);
+    assert!(h.s.incident(&name(61)).is_none());
+    let r = h.cycle().await;
+    assert!(r.completed);
+    assert!(h.s.incident(&name(61)).is_some());
+    assert!(h.watermark().await.unwrap() > wm);
+}
+
+#[tokio::test]
+async fn a_redirected_incident_is_closed_labelled_and_both_sides_get_a_comment() {
+    let h = harness();
+    h.add([70, 71], ago(30));
+    h.cycle().await;
+    h.d.edit(&tenant(), "71", |i| {
+        i.status = DefenderStatus::Redirected;
+        i.redirect_incident_id = Some(DefenderIncidentId::parse("70").unwrap());
+        i.last_update = ago(1);
+    });
+    h.cycle().await;
+    let i = h.s.incident(&name(71)).unwrap();
+    assert_eq!(i.status, SentinelStatus::Closed);
+    assert_eq!(i.classification, Some(SentinelClassification::Undetermined));
+    assert!(i.labels.iter().any(|l| l.name == "Redirected"));
+    let here = h.s.comments(&name(71));
+    assert!(here.len() == 1 && here[0].message.contains("#70"));
+    let there = h.s.comments(&name(70));
+    assert!(there.len() == 1 && there[0].message.contains("#71"));
+    h.cycle().await;
+    assert_eq!(h.s.comments(&name(70)).len(), 1, "not repeated");
+}
+
+#[tokio::test]
+async fn a_redirect_to_an_incident_not_yet_in_sentinel_is_retried() {
+    let h = harness();
+    let mut i = incident(&tenant(), 81, ago(30));
+    i.status = DefenderStatus::Redirected;
+    i.redirect_incident_id = Some(DefenderIncidentId::parse("80").unwrap());
+    h.d.upsert(i);
+    let r = h.cycle().await;
+    assert_eq!(r.parked, 1);
+    h.add([80], ago(1));
+    h.cycle().await;
+    h.cycle().await;
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert_eq!(h.s.comments(&name(80)).len(), 1);
+}
+
+#[tokio::test]
+async fn the_deadline_stops_cleanly_and_the_next_cycle_continues() {
+    let h = harness_with(ConflictPolicyName::LatestWins, 2);
+    *h.s.put_delay.lock().unwrap() = Some(Duration::from_millis(5));
+    for n in 0..100u32 {
+        h.d.upsert(incident(&tenant(), 900 + n, ago(100) + time::Duration::seconds(i64::from(n))));
+    }
+    let r = h.sync.run_cycle(tokio::time::Instant::now() + Duration::from_millis(60)).await;
+    let r = &r.tenants[0];
+    assert!(!r.completed);
+    assert!(r.written > 0 && r.written < 100, "{r:?}");
+    assert_eq!(r.failed, 0, "stopping at the deadline is not a failure");
+    let wm = h.watermark().await;
+    assert!(wm.is_none_or(|w| w <= ago(100) + time::Duration::seconds(100)), "the watermark did not pass undelivered incidents");
+    let r = h.cycle().await;
+    assert!(r.completed);
+    assert_eq!(h.s.len(), 100);
+    for n in 0..100 {
+        assert_eq!(h.s.puts(&name(900 + n)), 1, "incident {n} written once");
+    }
+}
+
+#[tokio::test]
+async fn a_409_rereads_and_merges_again() {
+    let h = harness();
+    h.add([90], ago(30));
+    h.cycle().await;
+    h.d.edit(&tenant(), "90", |i| {
+        i.status = DefenderStatus::InProgress;
+        i.last_update = ago(1);
+    });
+    h.s.race_next_put(name(90));
+    h.s.probe.fail("put_incident", Fault::Throttled, 1);
+    let r = h.cycle().await;
+    assert!(r.completed && r.written == 1 && r.throttled >= 1, "{r:?}");
+    assert_eq!(h.s.incident(&name(90)).unwrap().status, SentinelStatus::Active);
+}
+
+#[tokio::test]
+async fn only_new_or_changed_alerts_are_shipped() {
+    let h = harness();
+    h.add([95], ago(30));
+    h.cycle().await;
+    h.d.edit(&tenant(), "95", |i| {
+        let alerts = i.alerts.as_mut().unwrap();
+        alerts[1].raw = serde_json::json!({"id": "da95-2", "status": "resolved"});
+        alerts.push(alert("da95-3", ago(1)));
+        i.last_update = ago(1);
+    });
+    h.cycle().await;
+    let shipped: Vec<String> = h.logs.shipped().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(shipped, ["da95-1", "da95-2", "da95-2", "da95-3"]);
+}
+
+#[tokio::test]
+async fn refused_credentials_stop_the_tenant_and_hold_the_watermark() {
+    let h = harness();
+    h.add([100, 101], ago(30));
+    h.s.probe.fail("put_incident", Fault::Auth, 1);
+    let r = h.cycle().await;
+    assert!(!r.completed && r.failed >= 1 && r.parked == 0, "{r:?}");
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty(), "not parked: an operator must act");
+    let r = h.cycle().await;
+    assert!(r.completed);
+    assert_eq!(h.s.len(), 2);
+}
+
+#[tokio::test]
+async fn rows_refused_by_logs_ingestion_park_the_incident_and_a_retry_ships_them() {
+    let h = harness();
+    h.add([110], ago(30));
+    h.logs.probe.fail("ship", Fault::Rejected, 1);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1, "{r:?}");
+    assert!(h.logs.shipped().is_empty());
+    let r = h.cycle().await;
+    assert_eq!(r.cleared, 1);
+    assert_eq!(h.logs.shipped().len(), 2);
+    assert_eq!(h.s.puts(&name(110)), 1, "the retry did not rewrite an unchanged incident");
+}
+
+#[tokio::test]
+async fn a_new_incident_costs_about_one_upstream_call() {
+    let h = harness();
+    for n in 0..100u32 {
+        h.d.upsert(incident(&tenant(), 2000 + n, ago(50) + time::Duration::seconds(i64::from(n))));
+    }
+    let r = h.cycle().await;
+    assert_eq!(r.written, 100);
+    let graph = ["count", "list", "next_page", "alerts", "get_incident"].map(|op| h.d.probe.calls(op)).iter().sum::<u64>();
+    let arm = ["get_incident", "put_incident", "list_comments", "put_comment"].map(|op| h.s.probe.calls(op)).iter().sum::<u64>();
+    let logs = h.logs.probe.calls("ship");
+    assert_eq!(h.s.probe.calls("get_incident"), 0, "a never-synced incident is not read first");
+    assert_eq!(logs, 2, "one Logs Ingestion call per page");
+    let per_incident = (graph + arm + logs) as f64 / 100.0;
+    assert!(per_incident <= 1.1, "{per_incident} calls per incident (graph {graph}, arm {arm}, logs {logs})");
+}
+
+#[tokio::test]
+async fn refused_rows_of_a_page_are_retried_per_incident() {
+    let h = harness();
+    h.add(120..123, ago(30));
+    h.logs.probe.fail("ship", Fault::Rejected, 1);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 0 && r.written == 3, "{r:?}");
+    assert_eq!(h.logs.shipped().len(), 6);
+    assert_eq!(h.logs.probe.calls("ship"), 4);
+}
+
+#[tokio::test]
+async fn a_comment_over_30000_characters_is_split() {
+    let h = harness();
+    let mut i = incident(&tenant(), 130, ago(30));
+    i.comments = vec![DefenderComment { text: "y".repeat(65_000), author: Some("alice".into()), created: Some(ago(31)) }];
+    h.d.upsert(i);
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 0, "{r:?}");
+    let comments = h.s.comments(&name(130));
+    assert_eq!(comments.len(), 3);
+    assert_eq!(comments.iter().map(|c| c.message.matches('y').count()).sum::<usize>(), 65_000);
+}
+
+#[tokio::test]
+async fn every_tenant_has_its_own_checkpoint_and_incidents() {
+    let (d, s) = (Arc::new(FakeDefender::default()), Arc::new(FakeSentinel::default()));
+    let store = Arc::new(FlakyStore::default());
+    let other = TenantId::parse("contoso.onmicrosoft.com").unwrap();
+    let policy = MergePolicy { conflict: ConflictPolicyName::LatestWins, severity_to_defender: false };
+    let sync = ForwardSync::new(d.clone(), s.clone(), None, store.clone(), vec![tenant(), other.clone()], policy, Duration::from_secs(3600), ClientLimits::default())
+        .with_options(options());
+    d.upsert(incident(&tenant(), 1, ago(30)));
+    d.upsert(incident(&other, 1, ago(30)));
+    let r = sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+    assert!(r.completed() && r.tenants.len() == 2 && r.total(|t| t.written) == 2);
+    assert_eq!(s.len(), 2, "same Defender id in two tenants: two Sentinel incidents");
+    assert!(store.checkpoint(&tenant()).await.unwrap().is_some() && store.checkpoint(&other).await.unwrap().is_some());
+}

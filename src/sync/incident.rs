@@ -1,0 +1,300 @@
+//! Incidents, forward, a batch (one page) at a time. Per incident: read the state (with its
+//! ETag), read Sentinel (unless never synced), merge, PUT the whole incident (409 → start
+//! over), mirror comments. Then the batch's new alert rows go to Logs Ingestion in one call, and
+//! each state is replaced with `If-Match` (conflict → start that incident over). Every step is
+//! idempotent, so a crash anywhere in between is finished by the next cycle without duplicates.
+
+use super::forward::{ForwardSync, TenantCtx};
+use super::merge::{MergeBase, MergeInput, MergeOutcome, merge};
+use super::plan;
+use super::report::Tally;
+use crate::domain::*;
+use crate::ports::*;
+use crate::state::*;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+/// How one incident ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Written,
+    Unchanged,
+    /// Failed for a reason of its own: into the retry set; the watermark passes it.
+    Parked(String),
+    /// Failed transiently: holds the watermark at its instant.
+    Held(String),
+    /// Credentials: stop the tenant's cycle.
+    Fatal(String),
+}
+
+/// Why an attempt did not finish.
+pub(super) enum Step {
+    /// Someone else wrote (Sentinel 409, state ETag): read everything again.
+    Restart,
+    Fail(ErrorClass, String),
+}
+
+impl Step {
+    pub fn from<E: Classify + std::fmt::Display>(e: E) -> Self {
+        match e.class() {
+            ErrorClass::Conflict => Step::Restart,
+            class => Step::Fail(class, e.to_string()),
+        }
+    }
+
+    fn state(e: StateError) -> Self {
+        match e {
+            StateError::Conflict => Step::Restart,
+            e => Step::Fail(ErrorClass::Transient, format!("state store: {e}")),
+        }
+    }
+}
+
+/// Attempts per incident before giving up for this cycle (each 409 or ETag conflict is one).
+const MAX_ROUNDS: usize = 4;
+
+/// An incident synced upstream (Sentinel incident, comments) whose alert rows and state are
+/// still to be written.
+pub(super) struct Prepared {
+    d: DefenderIncident,
+    st: IncidentState,
+    pre: Precondition,
+    wrote: bool,
+    /// New or changed alerts, with their fingerprints (stored once shipped).
+    rows: Vec<(String, AlertRecord)>,
+    /// Set when the incident must be retried later although its writes went through.
+    parked: Option<String>,
+}
+
+/// The final outcome of one incident, with what the checkpoint needs.
+pub(super) type Done = (DefenderIncidentId, OffsetDateTime, Outcome);
+
+impl ForwardSync {
+    /// Syncs a batch of incidents (one page, or one retry): their Sentinel incidents and
+    /// comments a few at a time, then all their new alert rows in one Logs Ingestion call, then
+    /// their states. `force` ignores "already synced at this lastUpdateDateTime" (retries).
+    pub(super) async fn sync_batch(&self, ctx: &TenantCtx, batch: Vec<DefenderIncident>, force: bool) -> Vec<Done> {
+        self.sync_batch_at(ctx, batch, force, 0).await
+    }
+
+    fn sync_batch_at<'a>(
+        &'a self,
+        ctx: &'a TenantCtx,
+        batch: Vec<DefenderIncident>,
+        force: bool,
+        depth: usize,
+    ) -> futures::future::BoxFuture<'a, Vec<Done>> {
+        Box::pin(async move {
+            let n = self.limits.sentinel_concurrency.max(1);
+            let prepared: Vec<Result<Prepared, Done>> =
+                futures::stream::iter(batch).map(|d| self.prepare(ctx, d, force)).buffer_unordered(n).collect().await;
+            let mut done = Vec::new();
+            let ready: Vec<Prepared> = prepared.into_iter().filter_map(|r| r.map_err(|d| done.push(d)).ok()).collect();
+            let ready = self.ship_batch(ctx, ready, &mut done).await;
+            let committed: Vec<Vec<Done>> =
+                futures::stream::iter(ready).map(|p| self.commit(ctx, p, force, depth)).buffer_unordered(n).collect().await;
+            done.extend(committed.into_iter().flatten());
+            for (_, _, o) in &done {
+                match o {
+                    Outcome::Written => Tally::add(&ctx.tally.written, 1),
+                    Outcome::Unchanged => Tally::add(&ctx.tally.unchanged, 1),
+                    _ => {}
+                }
+            }
+            done
+        })
+    }
+
+    /// Writes a prepared incident's state (`If-Match`); a conflict starts the incident over.
+    async fn commit(&self, ctx: &TenantCtx, mut p: Prepared, force: bool, depth: usize) -> Vec<Done> {
+        let (id, t) = (p.d.id.clone(), p.d.last_update);
+        for (fp, r) in p.rows.drain(..) {
+            p.st.shipped_alerts.insert(r.alert.id, fp);
+        }
+        match self.state.put_incident(&p.st, p.pre.clone()).await {
+            Ok(_) => {}
+            Err(StateError::Conflict) if depth + 1 < MAX_ROUNDS => {
+                tracing::debug!(incident_id = %id, message = "State changed under us; starting the incident over.");
+                return self.sync_batch_at(ctx, vec![p.d], force, depth + 1).await;
+            }
+            Err(e) => return vec![(id.clone(), t, self.held(ctx, format!("incident {id}: state store: {e}")))],
+        }
+        let outcome = match p.parked {
+            Some(reason) => Outcome::Parked(reason),
+            None if p.wrote => Outcome::Written,
+            None => Outcome::Unchanged,
+        };
+        vec![(id, t, outcome)]
+    }
+
+    /// Ships the batch's alert rows in one call (the adapter splits by size). When Logs
+    /// Ingestion refuses the rows, each incident's rows are tried alone so one bad incident
+    /// is parked and the others go through.
+    async fn ship_batch(&self, ctx: &TenantCtx, ready: Vec<Prepared>, done: &mut Vec<Done>) -> Vec<Prepared> {
+        let Some(logs) = &self.logs else { return ready };
+        let rows: Vec<AlertRecord> = ready.iter().flat_map(|p| p.rows.iter().map(|(_, r)| r.clone())).collect();
+        if rows.is_empty() {
+            return ready;
+        }
+        let err = match self.call(ctx, || logs.ship_alerts(&rows)).await {
+            Ok(()) => return ready,
+            Err(e) => e,
+        };
+        if err.class() != ErrorClass::Rejected || ready.len() == 1 {
+            done.extend(ready.into_iter().map(|p| self.not_shipped(ctx, p, &err)));
+            return Vec::new();
+        }
+        let mut ok = Vec::new();
+        for p in ready {
+            let rows: Vec<AlertRecord> = p.rows.iter().map(|(_, r)| r.clone()).collect();
+            match self.call(ctx, || logs.ship_alerts(&rows)).await {
+                Ok(()) => ok.push(p),
+                Err(e) => done.push(self.not_shipped(ctx, p, &e)),
+            }
+        }
+        ok
+    }
+
+    fn not_shipped(&self, ctx: &TenantCtx, p: Prepared, e: &LogsError) -> Done {
+        let msg = format!("incident {}: shipping alerts: {e}", p.d.id);
+        let outcome = match e.class() {
+            ErrorClass::Rejected => Outcome::Parked(msg),
+            ErrorClass::Auth => {
+                Tally::add(&ctx.tally.failed, 1);
+                ctx.tally.error(msg.clone());
+                Outcome::Fatal(msg)
+            }
+            _ => self.held(ctx, msg),
+        };
+        (p.d.id, p.d.last_update, outcome)
+    }
+
+    /// Syncs one incident's Sentinel side (bounded rounds on 409 and state conflicts).
+    async fn prepare(&self, ctx: &TenantCtx, d: DefenderIncident, force: bool) -> Result<Prepared, Done> {
+        let span = tracing::info_span!("incident", incident_id = %d.id, tenant = %ctx.tenant);
+        self.prepare_rounds(ctx, d, force).instrument(span).await
+    }
+
+    async fn prepare_rounds(&self, ctx: &TenantCtx, mut d: DefenderIncident, force: bool) -> Result<Prepared, Done> {
+        let (id, t) = (d.id.clone(), d.last_update);
+        // Not started before the deadline: not a failure, the next cycle takes it.
+        if ctx.out_of_time() {
+            return Err((id, t, Outcome::Held("the cycle's deadline came first".into())));
+        }
+        for round in 0..MAX_ROUNDS {
+            if round > 0 && ctx.out_of_time() {
+                return Err((id.clone(), t, self.held(ctx, format!("incident {id}: the cycle's deadline came first"))));
+            }
+            let outcome = match self.try_prepare(ctx, &mut d, force).await {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => Outcome::Unchanged,
+                Err(Step::Restart) => {
+                    tracing::debug!(message = "Concurrent write; starting the incident over.");
+                    continue;
+                }
+                Err(Step::Fail(ErrorClass::Rejected | ErrorClass::NotFound, msg)) => Outcome::Parked(msg),
+                Err(Step::Fail(ErrorClass::Auth, msg)) => {
+                    Tally::add(&ctx.tally.failed, 1);
+                    ctx.tally.error(format!("incident {id}: {msg}"));
+                    Outcome::Fatal(msg)
+                }
+                Err(Step::Fail(_, msg)) => self.held(ctx, format!("incident {id}: {msg}")),
+            };
+            return Err((id, t, outcome));
+        }
+        Err((id.clone(), t, self.held(ctx, format!("incident {id}: still conflicting after {MAX_ROUNDS} attempts"))))
+    }
+
+    fn held(&self, ctx: &TenantCtx, msg: String) -> Outcome {
+        tracing::warn!(error = %msg, message = "Incident not synced this cycle; the watermark holds.");
+        Tally::add(&ctx.tally.failed, 1);
+        ctx.tally.error(msg.clone());
+        Outcome::Held(msg)
+    }
+
+    /// One attempt; `Ok(None)` when the state shows the incident synced at this instant.
+    async fn try_prepare(&self, ctx: &TenantCtx, d: &mut DefenderIncident, force: bool) -> Result<Option<Prepared>, Step> {
+        let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+        let stored = self.state.incident(&name).await.map_err(Step::state)?;
+        if !force && stored.as_ref().is_some_and(|v| synced_at(&v.value, d.last_update)) {
+            return Ok(None);
+        }
+        if d.alerts.is_none() {
+            let alerts = self.call(ctx, || self.defender.alerts_for_incident(&ctx.tenant, &d.id)).await.map_err(Step::from)?;
+            d.alerts = Some(alerts);
+        }
+        // Never synced: the name is ours alone, so skip the read; a PUT without etag creates it
+        // (or, if the state was lost, updates it from Defender, which a first sync does anyway).
+        let current = match &stored {
+            None => None,
+            Some(_) => self.call(ctx, || self.sentinel.get_incident(&name)).await.map_err(Step::from)?,
+        };
+        let mut st = stored.as_ref().map_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()), |v| v.value.clone());
+        let outcome = self.merge_one(d, &st, current.as_ref())?;
+        let resolved = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
+        let planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, resolved.as_ref());
+        let (written, mut wrote) = match current {
+            Some(c) if plan::same_writable(&planned, &c) => (c, false),
+            _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(Step::from)?, true),
+        };
+        let extras = self.after_put(ctx, d, &written, &outcome, &mut st).await?;
+        wrote |= extras.wrote;
+        let rows = self.changed_alerts(d, &st);
+        wrote |= !rows.is_empty();
+        st.defender_last_update = Some(d.last_update);
+        st.defender_base = Some(outcome.base.defender);
+        st.sentinel_base = Some(outcome.base.sentinel);
+        st.sentinel_etag = written.etag.clone();
+        st.last_outcome = Some(if extras.parked.is_some() { Outcome_::Parked } else if wrote { Outcome_::Synced } else { Outcome_::Unchanged });
+        st.last_error = extras.parked.clone();
+        st.updated_at = Some(OffsetDateTime::now_utc());
+        let pre = stored.map_or(Precondition::Absent, |v| Precondition::Matches(v.etag));
+        Ok(Some(Prepared { d: d.clone(), st, pre, wrote, rows, parked: extras.parked }))
+    }
+
+    fn merge_one(&self, d: &DefenderIncident, st: &IncidentState, current: Option<&SentinelIncident>) -> Result<MergeOutcome, Step> {
+        let base = match (&st.defender_base, &st.sentinel_base) {
+            (Some(defender), Some(sentinel)) => Some(MergeBase { defender: defender.clone(), sentinel: sentinel.clone() }),
+            _ => None,
+        };
+        let (fields, sfields) = (d.fields(), current.map(SentinelIncident::fields));
+        let input = MergeInput {
+            base: base.as_ref(),
+            defender: &fields,
+            sentinel: sfields.as_ref(),
+            defender_modified: d.last_update,
+            sentinel_modified: current.and_then(|c| c.last_modified),
+        };
+        let outcome = merge(input, &self.policy).map_err(|e| Step::Fail(ErrorClass::Rejected, e.to_string()))?;
+        if !outcome.defender_writes.is_empty() {
+            // Reverse sync executes these later; until then the Sentinel base is not advanced.
+            tracing::debug!(writes = ?outcome.defender_writes, message = "Defender writes pending (not executed by forward sync).");
+        }
+        Ok(outcome)
+    }
+
+    /// The directory user of a new owner (for the object id Sentinel needs); `None` when the
+    /// owner is unchanged, unknown, or the look-up failed (the owner is then set by UPN only).
+    async fn resolve_owner(&self, target: &SentinelFields, current: Option<&SentinelIncident>) -> Option<UserRef> {
+        let upn = target.owner_upn.as_deref()?;
+        let unchanged = current.is_some_and(|c| super::mapping::owner_same(c.owner.upn_or_email(), Some(upn)));
+        if unchanged {
+            return None;
+        }
+        match self.defender.resolve_user(upn).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::info!(error = %e, message = "Owner not resolved; assigning by UPN only.");
+                None
+            }
+        }
+    }
+}
+
+use crate::state::Outcome as Outcome_;
+
+/// True when the state shows this incident synced at exactly this `lastUpdateDateTime`.
+fn synced_at(st: &IncidentState, last_update: OffsetDateTime) -> bool {
+    st.defender_last_update == Some(last_update) && matches!(st.last_outcome, Some(Outcome_::Synced | Outcome_::Unchanged))
+}

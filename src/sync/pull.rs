@@ -1,0 +1,161 @@
+//! Pulling a tenant's incidents window by window and page by page: split windows holding more
+//! than 500 incidents, fall back from `$expand=alerts` on 5xx, deliver each page's incidents
+//! with bounded concurrency, and say where the watermark must stop.
+
+use super::forward::{Backoff, ForwardSync, TenantCtx};
+use super::incident::Outcome;
+use super::plan;
+use super::report::Tally;
+use crate::domain::*;
+use crate::ports::*;
+use std::sync::atomic::Ordering;
+use time::OffsetDateTime;
+
+/// What a pull delivered, and the earliest instant not known to be delivered (if any).
+#[derive(Debug, Default)]
+pub(super) struct Pulled {
+    pub hold: Option<OffsetDateTime>,
+    pub delivered: Vec<(OffsetDateTime, String)>,
+}
+
+impl Pulled {
+    fn hold_at(&mut self, t: OffsetDateTime) {
+        self.hold = Some(self.hold.map_or(t, |h| h.min(t)));
+    }
+}
+
+/// Why a page could not be read.
+enum PageError {
+    /// `$expand=alerts` failed with a 5xx: read the window again without it.
+    Fallback,
+    Failed(DefenderError),
+}
+
+impl ForwardSync {
+    /// Pulls every incident of `window`, splitting it while it holds more than 500.
+    pub(super) async fn pull(&self, ctx: &TenantCtx, window: IncidentWindow) -> Pulled {
+        let mut out = Pulled::default();
+        let mut stack = vec![window];
+        while let Some(w) = stack.pop() {
+            if ctx.out_of_time() {
+                ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
+                out.hold_at(w.updated_from);
+                break;
+            }
+            let count = match self.call(ctx, || self.defender.count_incidents(&ctx.tenant, &w)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    ctx.tally.error(format!("counting incidents: {e}"));
+                    out.hold_at(w.updated_from);
+                    break;
+                }
+            };
+            if count == 0 {
+                continue;
+            }
+            if count > plan::MAX_WINDOW_INCIDENTS {
+                if let Some((a, b)) = plan::split_window(&w) {
+                    stack.push(b);
+                    stack.push(a);
+                    continue;
+                }
+                tracing::warn!(count, message = "A window cannot be split further; paging it as far as Graph allows.");
+            }
+            if !self.pull_leaf(ctx, &w, &mut out).await {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Pages one window that holds at most 500 incidents. False when the pull must stop.
+    async fn pull_leaf(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled) -> bool {
+        'restart: loop {
+            let expand = ctx.expand.load(Ordering::Relaxed);
+            let first = self.fetch(ctx, expand, || self.defender.list_incidents(&ctx.tenant, w, expand)).await;
+            let mut page = match first {
+                Ok(p) => p,
+                Err(PageError::Fallback) => continue 'restart,
+                Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
+            };
+            loop {
+                if !self.deliver_page(ctx, std::mem::take(&mut page.incidents), out).await {
+                    out.hold_at(w.updated_from);
+                    return false;
+                }
+                tracing::info!(delivered = out.delivered.len(), more = page.next_link.is_some(), message = "Page of incidents done.");
+                let Some(link) = page.next_link.take() else { return true };
+                if ctx.out_of_time() {
+                    ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
+                    out.hold_at(w.updated_from);
+                    return false;
+                }
+                page = match self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link)).await {
+                    Ok(p) => p,
+                    Err(PageError::Fallback) => continue 'restart,
+                    Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
+                };
+            }
+        }
+    }
+
+    fn page_failed(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled, e: &DefenderError) -> bool {
+        tracing::warn!(error = %e, message = "A page of incidents failed; the watermark holds.");
+        ctx.tally.error(format!("reading incidents: {e}"));
+        out.hold_at(w.updated_from);
+        false
+    }
+
+    async fn fetch<F, Fut>(&self, ctx: &TenantCtx, expand: bool, f: F) -> Result<IncidentPage, PageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<IncidentPage, DefenderError>>,
+    {
+        match self.call(ctx, f).await {
+            Ok(p) => Ok(p),
+            Err(e) if expand && e.class() == ErrorClass::Transient && e.retry_after().is_none() => {
+                // The production stall other connectors hit: `$expand=alerts` 5xx on big incidents.
+                tracing::warn!(error = %e, message = "Listing with $expand=alerts failed; falling back to alerts_v2.");
+                ctx.expand.store(false, Ordering::Relaxed);
+                Err(PageError::Fallback)
+            }
+            Err(e) => Err(PageError::Failed(e)),
+        }
+    }
+
+    /// Delivers one page's incidents, a few at a time. False on an error that stops the
+    /// tenant's cycle (credentials).
+    async fn deliver_page(&self, ctx: &TenantCtx, incidents: Vec<DefenderIncident>, out: &mut Pulled) -> bool {
+        Tally::add(&ctx.tally.seen, incidents.len() as u64);
+        let mut work = Vec::with_capacity(incidents.len());
+        for i in incidents {
+            let id = i.id.to_string();
+            let at_mark = ctx.at_watermark.as_ref().is_some_and(|c| c.watermark == i.last_update && c.ids_at_watermark.contains(&id));
+            if at_mark {
+                Tally::add(&ctx.tally.unchanged, 1);
+            }
+            if at_mark || ctx.parked.contains(&id) {
+                out.delivered.push((i.last_update, id));
+            } else {
+                work.push(i);
+            }
+        }
+        let outcomes = self.sync_batch(ctx, work, false).await;
+        let mut go_on = true;
+        for (id, t, outcome) in outcomes {
+            match outcome {
+                Outcome::Written | Outcome::Unchanged => out.delivered.push((t, id.to_string())),
+                Outcome::Parked(msg) => {
+                    self.park(ctx, &id, t, msg, None).await;
+                    out.delivered.push((t, id.to_string()));
+                }
+                Outcome::Held(_) => out.hold_at(t),
+                Outcome::Fatal(_) => {
+                    out.hold_at(t);
+                    go_on = false;
+                }
+            }
+        }
+        go_on
+    }
+}

@@ -1,0 +1,560 @@
+//! In-memory fakes of the three ports, realistic where the engine's correctness depends on it:
+//! the Sentinel fake enforces the etag (409), full-replace PUT, Closed-needs-classification,
+//! TP/BP-need-a-reason and the comment limits; the Defender fake pages windows 50 at a time,
+//! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
+//! can inject faults per operation.
+
+use crate::domain::*;
+use crate::ports::*;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// An error to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Transient,
+    Throttled,
+    Rejected,
+    Auth,
+}
+
+/// Queued faults per operation name, and call counters.
+#[derive(Debug, Default)]
+pub struct Probe {
+    faults: Mutex<HashMap<&'static str, VecDeque<Fault>>>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Probe {
+    /// The next `n` calls of `op` fail with `fault`.
+    pub fn fail(&self, op: &'static str, fault: Fault, n: usize) {
+        let mut f = lock(&self.faults);
+        f.entry(op).or_default().extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Calls of `op` so far.
+    pub fn calls(&self, op: &'static str) -> u64 {
+        lock(&self.calls).get(op).copied().unwrap_or(0)
+    }
+
+    /// Forgets the counters.
+    pub fn reset_calls(&self) {
+        lock(&self.calls).clear();
+    }
+
+    fn hit(&self, op: &'static str) -> Option<Fault> {
+        *lock(&self.calls).entry(op).or_default() += 1;
+        lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn d_err(f: Fault) -> DefenderError {
+    match f {
+        Fault::Transient => DefenderError::Transient("injected 503".into()),
+        Fault::Throttled => DefenderError::Throttled { retry_after: Some(std::time::Duration::from_millis(1)) },
+        Fault::Rejected => DefenderError::Rejected { status: 400, message: "injected".into() },
+        Fault::Auth => DefenderError::Auth { status: 401, message: "injected".into() },
+    }
+}
+
+fn s_err(f: Fault) -> SentinelError {
+    match f {
+        Fault::Transient => SentinelError::Transient("injected 503".into()),
+        Fault::Throttled => SentinelError::Throttled { retry_after: Some(std::time::Duration::from_millis(1)) },
+        Fault::Rejected => SentinelError::Rejected { status: 400, message: "injected".into() },
+        Fault::Auth => SentinelError::Auth { status: 403, message: "injected".into() },
+    }
+}
+
+// ---- Defender ----------------------------------------------------------------------------
+
+/// Graph security incidents in memory.
+#[derive(Debug, Default)]
+pub struct FakeDefender {
+    pub probe: Probe,
+    /// Every page requested with `$expand=alerts` fails with a 5xx.
+    pub expand_fails: AtomicBool,
+    state: Mutex<DefenderState>,
+}
+
+#[derive(Debug, Default)]
+struct DefenderState {
+    incidents: BTreeMap<(TenantId, DefenderIncidentId), DefenderIncident>,
+    queries: Vec<(TenantId, IncidentWindow, bool)>,
+    users: HashMap<String, UserRef>,
+}
+
+const PAGE: usize = 50;
+
+fn in_window(w: &IncidentWindow, i: &DefenderIncident) -> bool {
+    i.last_update >= w.updated_from
+        && w.updated_to.is_none_or(|t| i.last_update < t)
+        && w.created_from.is_none_or(|t| i.created >= t)
+        && w.created_to.is_none_or(|t| i.created < t)
+}
+
+impl FakeDefender {
+    /// Adds or replaces an incident.
+    pub fn upsert(&self, i: DefenderIncident) {
+        lock(&self.state).incidents.insert((i.tenant.clone(), i.id.clone()), i);
+    }
+
+    /// Changes an incident (the caller sets `last_update` when it should move).
+    pub fn edit(&self, tenant: &TenantId, id: &str, f: impl FnOnce(&mut DefenderIncident)) {
+        let id = DefenderIncidentId::parse(id).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(i) = lock(&self.state).incidents.get_mut(&(tenant.clone(), id)) {
+            f(i);
+        }
+    }
+
+    /// Adds a directory user for `resolve_user`.
+    pub fn add_user(&self, u: UserRef) {
+        lock(&self.state).users.insert(u.user_principal_name.to_ascii_lowercase(), u);
+    }
+
+    fn page(&self, qid: usize, skip: usize) -> Result<IncidentPage, DefenderError> {
+        if skip > 500 {
+            return Err(DefenderError::Rejected { status: 400, message: "$skip above 500".into() });
+        }
+        let st = lock(&self.state);
+        let (tenant, w, expand) = st.queries.get(qid).cloned().ok_or_else(|| DefenderError::Transient("bad link".into()))?;
+        if expand && self.expand_fails.load(Ordering::SeqCst) {
+            return Err(DefenderError::Transient("500 on $expand=alerts".into()));
+        }
+        // Deliberately not in time order: the engine must not rely on the server's order.
+        let mut all: Vec<&DefenderIncident> = st.incidents.values().filter(|i| i.tenant == tenant && in_window(&w, i)).collect();
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        let incidents: Vec<DefenderIncident> = all
+            .iter()
+            .skip(skip)
+            .take(PAGE)
+            .map(|i| DefenderIncident { alerts: if expand { i.alerts.clone() } else { None }, ..(*i).clone() })
+            .collect();
+        let next_link = (skip + PAGE < all.len()).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
+        Ok(IncidentPage { incidents, next_link })
+    }
+}
+
+#[async_trait::async_trait]
+impl DefenderApi for FakeDefender {
+    async fn count_incidents(&self, tenant: &TenantId, w: &IncidentWindow) -> Result<u64, DefenderError> {
+        if let Some(f) = self.probe.hit("count") {
+            return Err(d_err(f));
+        }
+        let st = lock(&self.state);
+        Ok(st.incidents.values().filter(|i| &i.tenant == tenant && in_window(w, i)).count() as u64)
+    }
+
+    async fn list_incidents(&self, tenant: &TenantId, w: &IncidentWindow, expand: bool) -> Result<IncidentPage, DefenderError> {
+        if let Some(f) = self.probe.hit("list") {
+            return Err(d_err(f));
+        }
+        let qid = {
+            let mut st = lock(&self.state);
+            st.queries.push((tenant.clone(), w.clone(), expand));
+            st.queries.len() - 1
+        };
+        self.page(qid, 0)
+    }
+
+    async fn next_page(&self, _tenant: &TenantId, link: &str) -> Result<IncidentPage, DefenderError> {
+        if let Some(f) = self.probe.hit("next_page") {
+            return Err(d_err(f));
+        }
+        let parts: Vec<&str> = link.trim_start_matches("fake-graph://q/").split("/skip/").collect();
+        let num = |s: Option<&&str>| s.and_then(|s| s.parse::<usize>().ok());
+        match (num(parts.first()), num(parts.get(1))) {
+            (Some(q), Some(skip)) => self.page(q, skip),
+            _ => Err(DefenderError::Rejected { status: 400, message: format!("bad link {link}") }),
+        }
+    }
+
+    async fn get_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Option<DefenderIncident>, DefenderError> {
+        if let Some(f) = self.probe.hit("get_incident") {
+            return Err(d_err(f));
+        }
+        Ok(lock(&self.state).incidents.get(&(tenant.clone(), id.clone())).cloned())
+    }
+
+    async fn alerts_for_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Vec<Alert>, DefenderError> {
+        if let Some(f) = self.probe.hit("alerts") {
+            return Err(d_err(f));
+        }
+        let st = lock(&self.state);
+        Ok(st.incidents.get(&(tenant.clone(), id.clone())).and_then(|i| i.alerts.clone()).unwrap_or_default())
+    }
+
+    async fn update_incident(&self, tenant: &TenantId, id: &DefenderIncidentId, patch: &DefenderPatch) -> Result<DefenderIncident, DefenderError> {
+        if let Some(f) = self.probe.hit("update_incident") {
+            return Err(d_err(f));
+        }
+        let mut st = lock(&self.state);
+        let i = st.incidents.get_mut(&(tenant.clone(), id.clone())).ok_or(DefenderError::NotFound)?;
+        let f = super::merge::apply_patch(&i.fields(), patch);
+        (i.status, i.severity, i.classification, i.determination) = (f.status, f.severity, f.classification, f.determination);
+        (i.resolving_comment, i.assigned_to, i.custom_tags) = (f.resolving_comment, f.assigned_to, f.custom_tags);
+        i.last_update = OffsetDateTime::now_utc();
+        Ok(i.clone())
+    }
+
+    async fn add_comment(&self, tenant: &TenantId, id: &DefenderIncidentId, text: &str) -> Result<Vec<DefenderComment>, DefenderError> {
+        if let Some(f) = self.probe.hit("add_comment") {
+            return Err(d_err(f));
+        }
+        let mut st = lock(&self.state);
+        let i = st.incidents.get_mut(&(tenant.clone(), id.clone())).ok_or(DefenderError::NotFound)?;
+        i.comments.push(DefenderComment { text: text.into(), author: Some("API-App".into()), created: Some(OffsetDateTime::now_utc()) });
+        Ok(i.comments.clone())
+    }
+
+    async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {
+        if let Some(f) = self.probe.hit("resolve_user") {
+            return Err(d_err(f));
+        }
+        Ok(lock(&self.state).users.get(&upn.to_ascii_lowercase()).cloned())
+    }
+}
+
+// ---- Sentinel ----------------------------------------------------------------------------
+
+/// Sentinel incidents through ARM, in memory.
+#[derive(Debug, Default)]
+pub struct FakeSentinel {
+    pub probe: Probe,
+    state: Mutex<SentinelState>,
+    /// Delay of every incident PUT (to exercise deadlines and concurrency).
+    pub put_delay: Mutex<Option<std::time::Duration>>,
+}
+
+#[derive(Debug, Default)]
+struct SentinelState {
+    incidents: HashMap<SentinelIncidentName, SentinelIncident>,
+    comments: HashMap<SentinelIncidentName, Vec<SentinelComment>>,
+    puts_per_name: HashMap<SentinelIncidentName, u64>,
+    next: u64,
+    reject: HashSet<SentinelIncidentName>,
+    race_once: HashSet<SentinelIncidentName>,
+}
+
+impl SentinelState {
+    fn bump(&mut self) -> String {
+        self.next += 1;
+        format!("\"etag-{}\"", self.next)
+    }
+}
+
+fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
+    let bad = |m: &str| Err(SentinelError::Rejected { status: 400, message: m.into() });
+    if i.title.is_empty() {
+        return bad("title is required");
+    }
+    if i.status == SentinelStatus::Closed && i.classification.is_none() {
+        return bad("Closed requires a classification");
+    }
+    let needs_reason = matches!(i.classification, Some(SentinelClassification::TruePositive | SentinelClassification::BenignPositive));
+    if needs_reason && i.classification_reason.is_none() {
+        return bad("classification must have classificationReason");
+    }
+    if i.description.as_ref().is_some_and(|d| d.chars().count() > 5_000) {
+        return bad("description too long");
+    }
+    Ok(())
+}
+
+impl FakeSentinel {
+    /// The incident as stored.
+    pub fn incident(&self, name: &SentinelIncidentName) -> Option<SentinelIncident> {
+        lock(&self.state).incidents.get(name).cloned()
+    }
+
+    /// Number of incidents stored.
+    pub fn len(&self) -> usize {
+        lock(&self.state).incidents.len()
+    }
+
+    /// Comments of an incident, in creation order.
+    pub fn comments(&self, name: &SentinelIncidentName) -> Vec<SentinelComment> {
+        lock(&self.state).comments.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Successful incident PUTs per name.
+    pub fn puts(&self, name: &SentinelIncidentName) -> u64 {
+        lock(&self.state).puts_per_name.get(name).copied().unwrap_or(0)
+    }
+
+    /// An analyst edits the incident in the portal (new etag, new modification time).
+    pub fn analyst_edit(&self, name: &SentinelIncidentName, f: impl FnOnce(&mut SentinelIncident)) {
+        let mut st = lock(&self.state);
+        let etag = st.bump();
+        if let Some(i) = st.incidents.get_mut(name) {
+            f(i);
+            i.etag = Some(etag);
+            i.last_modified = Some(OffsetDateTime::now_utc());
+        }
+    }
+
+    /// Every PUT of this incident is refused with 400.
+    pub fn reject(&self, name: SentinelIncidentName, on: bool) {
+        let mut st = lock(&self.state);
+        if on { st.reject.insert(name) } else { st.reject.remove(&name) };
+    }
+
+    /// Someone else writes the incident just before our next PUT (so it gets a 409).
+    pub fn race_next_put(&self, name: SentinelIncidentName) {
+        lock(&self.state).race_once.insert(name);
+    }
+}
+
+#[async_trait::async_trait]
+impl SentinelApi for FakeSentinel {
+    async fn get_incident(&self, name: &SentinelIncidentName) -> Result<Option<SentinelIncident>, SentinelError> {
+        if let Some(f) = self.probe.hit("get_incident") {
+            return Err(s_err(f));
+        }
+        Ok(self.incident(name))
+    }
+
+    async fn put_incident(&self, i: &SentinelIncident) -> Result<SentinelIncident, SentinelError> {
+        let delay = *lock(&self.put_delay);
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(f) = self.probe.hit("put_incident") {
+            return Err(s_err(f));
+        }
+        let mut st = lock(&self.state);
+        if st.reject.contains(&i.name) {
+            return Err(SentinelError::Rejected { status: 400, message: "refused for this incident".into() });
+        }
+        validate(i)?;
+        if st.race_once.remove(&i.name) {
+            let etag = st.bump();
+            if let Some(cur) = st.incidents.get_mut(&i.name) {
+                cur.etag = Some(etag);
+            }
+        }
+        let existing = st.incidents.get(&i.name).cloned();
+        if let (Some(cur), Some(sent)) = (&existing, &i.etag)
+            && cur.etag.as_ref() != Some(sent)
+        {
+            return Err(SentinelError::Conflict(format!("New version of resource '{}' exists", i.name)));
+        }
+        st.next += 1;
+        let number = existing.as_ref().and_then(|c| c.incident_number).unwrap_or(st.next as i64);
+        let now = OffsetDateTime::now_utc();
+        // Full replace of the writable properties; read-only ones are the service's.
+        let stored = SentinelIncident {
+            etag: Some(st.bump()),
+            incident_number: Some(number),
+            created: existing.as_ref().and_then(|c| c.created).or(Some(now)),
+            last_modified: Some(now),
+            ..i.clone()
+        };
+        st.incidents.insert(i.name, stored.clone());
+        *st.puts_per_name.entry(i.name).or_default() += 1;
+        Ok(stored)
+    }
+
+    async fn list_modified_since(&self, since: OffsetDateTime, _next: Option<&str>) -> Result<SentinelPage, SentinelError> {
+        if let Some(f) = self.probe.hit("list_modified") {
+            return Err(s_err(f));
+        }
+        let st = lock(&self.state);
+        let incidents = st.incidents.values().filter(|i| i.last_modified.is_some_and(|m| m >= since)).cloned().collect();
+        Ok(SentinelPage { incidents, next_link: None })
+    }
+
+    async fn list_comments(&self, name: &SentinelIncidentName) -> Result<Vec<SentinelComment>, SentinelError> {
+        if let Some(f) = self.probe.hit("list_comments") {
+            return Err(s_err(f));
+        }
+        Ok(self.comments(name))
+    }
+
+    async fn put_comment(&self, name: &SentinelIncidentName, id: uuid::Uuid, message: &str) -> Result<SentinelComment, SentinelError> {
+        if let Some(f) = self.probe.hit("put_comment") {
+            return Err(s_err(f));
+        }
+        let mut st = lock(&self.state);
+        if !st.incidents.contains_key(name) {
+            return Err(SentinelError::NotFound);
+        }
+        if message.chars().count() > 30_000 {
+            return Err(SentinelError::Rejected { status: 400, message: "comment over 30,000 characters".into() });
+        }
+        let list = st.comments.entry(*name).or_default();
+        let c = SentinelComment { id: id.to_string(), message: message.into(), author: Some("app".into()), created: Some(OffsetDateTime::now_utc()) };
+        if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
+            existing.message = message.into();
+            return Ok(existing.clone());
+        }
+        if list.len() >= 100 {
+            return Err(SentinelError::Rejected { status: 400, message: "an incident holds at most 100 comments".into() });
+        }
+        list.push(c.clone());
+        Ok(c)
+    }
+}
+
+// ---- Logs Ingestion ----------------------------------------------------------------------
+
+/// Logs Ingestion in memory: keeps every alert shipped.
+#[derive(Debug, Default)]
+pub struct FakeLogs {
+    pub probe: Probe,
+    shipped: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeLogs {
+    /// (incident id, alert id) of every alert shipped, in order.
+    pub fn shipped(&self) -> Vec<(String, String)> {
+        lock(&self.shipped).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl LogsIngest for FakeLogs {
+    async fn ship_alerts(&self, alerts: &[AlertRecord]) -> Result<(), LogsError> {
+        if let Some(f) = self.probe.hit("ship") {
+            return Err(match f {
+                Fault::Transient | Fault::Throttled => LogsError::Transient("injected".into()),
+                Fault::Rejected => LogsError::Rejected { status: 400, message: "injected".into() },
+                Fault::Auth => LogsError::Auth { status: 403, message: "injected".into() },
+            });
+        }
+        lock(&self.shipped).extend(alerts.iter().map(|a| (a.incident_id.to_string(), a.alert.id.clone())));
+        Ok(())
+    }
+}
+
+// ---- builders ----------------------------------------------------------------------------
+
+/// The test tenant.
+pub fn tenant() -> TenantId {
+    TenantId::parse("11111111-2222-3333-4444-555555555555").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fixed instant tests count from.
+pub const T0: OffsetDateTime = datetime!(2026-11-20 08:00 UTC);
+
+/// An alert with two evidence items.
+pub fn alert(id: &str, at: OffsetDateTime) -> Alert {
+    let ev = |kind: &str, key: &str| Evidence {
+        kind: kind.into(),
+        verdict: Some("suspicious".into()),
+        remediation_status: None,
+        roles: vec![],
+        key: Some(key.into()),
+        raw: serde_json::json!({"@odata.type": format!("#microsoft.graph.security.{kind}"), "key": key}),
+    };
+    Alert {
+        id: id.into(),
+        title: format!("alert {id}"),
+        severity: DefenderSeverity::Medium,
+        status: "new".into(),
+        service_source: "microsoftDefenderForEndpoint".into(),
+        detection_source: Some("antivirus".into()),
+        category: Some("Malware".into()),
+        created: Some(at - time::Duration::minutes(30)),
+        last_update: Some(at),
+        first_activity: Some(at - time::Duration::hours(1)),
+        last_activity: Some(at - time::Duration::minutes(10)),
+        mitre_techniques: vec!["T1059".into()],
+        evidence: vec![ev("deviceEvidence", "host-1"), ev("fileEvidence", "abc123")],
+        raw: serde_json::json!({"id": id, "title": format!("alert {id}")}),
+    }
+}
+
+/// An active incident with two alerts, created an hour before its last update.
+pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> DefenderIncident {
+    DefenderIncident {
+        tenant: tenant.clone(),
+        id: DefenderIncidentId::parse(&id.to_string()).unwrap_or_else(|e| panic!("{e}")),
+        display_name: format!("Multi-stage incident {id}"),
+        description: Some("Something happened".into()),
+        summary: Some("Summary".into()),
+        status: DefenderStatus::Active,
+        severity: DefenderSeverity::High,
+        classification: None,
+        determination: None,
+        resolving_comment: None,
+        assigned_to: None,
+        custom_tags: vec![],
+        system_tags: vec![],
+        comments: vec![],
+        redirect_incident_id: None,
+        web_url: None,
+        created: updated - time::Duration::hours(1),
+        last_update: updated,
+        last_modified_by: None,
+        alerts: Some(vec![alert(&format!("da{id}-1"), updated), alert(&format!("da{id}-2"), updated)]),
+    }
+}
+
+// ---- a state store that can fail ---------------------------------------------------------
+
+/// The memory store, with incident writes that can be made to fail (a crash between the
+/// upstream writes and the state write).
+#[derive(Debug, Default)]
+pub struct FlakyStore {
+    pub inner: crate::state::memory::MemoryStateStore,
+    pub fail_incident_puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::state::StateStore for FlakyStore {
+    async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
+        self.inner.ensure_ready().await
+    }
+    async fn checkpoint(&self, t: &TenantId) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError> {
+        self.inner.checkpoint(t).await
+    }
+    async fn put_checkpoint(&self, t: &TenantId, v: &crate::state::Checkpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        self.inner.put_checkpoint(t, v, p).await
+    }
+    async fn retry_set(&self, t: &TenantId) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
+        self.inner.retry_set(t).await
+    }
+    async fn put_retry(&self, t: &TenantId, e: &crate::state::RetryEntry) -> Result<(), crate::state::StateError> {
+        self.inner.put_retry(t, e).await
+    }
+    async fn remove_retry(&self, t: &TenantId, id: &DefenderIncidentId) -> Result<(), crate::state::StateError> {
+        self.inner.remove_retry(t, id).await
+    }
+    async fn sentinel_checkpoint(&self) -> Result<Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>, crate::state::StateError> {
+        self.inner.sentinel_checkpoint().await
+    }
+    async fn put_sentinel_checkpoint(&self, v: &crate::state::SentinelCheckpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        self.inner.put_sentinel_checkpoint(v, p).await
+    }
+    async fn incident(&self, n: &SentinelIncidentName) -> Result<Option<crate::state::Versioned<crate::state::IncidentState>>, crate::state::StateError> {
+        self.inner.incident(n).await
+    }
+    async fn put_incident(&self, v: &crate::state::IncidentState, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+        let left = self.fail_incident_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
+            return Err(crate::state::StateError::Transient("injected: the process died here".into()));
+        }
+        self.inner.put_incident(v, p).await
+    }
+    async fn put_incidents(&self, items: &[(crate::state::IncidentState, crate::state::Precondition)]) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        self.inner.put_incidents(items).await
+    }
+    async fn tenant_health(&self, t: &TenantId) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
+        self.inner.tenant_health(t).await
+    }
+    async fn put_tenant_health(&self, t: &TenantId, v: &crate::state::TenantHealth) -> Result<(), crate::state::StateError> {
+        self.inner.put_tenant_health(t, v).await
+    }
+    async fn failed_incidents(&self, limit: usize) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
+        self.inner.failed_incidents(limit).await
+    }
+}
