@@ -138,7 +138,7 @@ impl FakeDefender {
             .map(|i| DefenderIncident { alerts: if expand { i.alerts.clone() } else { None }, ..(*i).clone() })
             .collect();
         let next_link = (skip + PAGE < all.len()).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
-        Ok(IncidentPage { incidents, next_link })
+        Ok(IncidentPage { incidents, next_link, unmappable: vec![] })
     }
 }
 
