@@ -218,6 +218,11 @@ impl ForwardSync {
         let incident = match fetched {
             Ok(Some(i)) => i,
             Ok(None) => return self.unpark(ctx, &entry.incident_id).await,
+            // Still refused (e.g. a payload that cannot be mapped): parked again, with backoff.
+            Err(e) if e.class() == ErrorClass::Rejected => {
+                self.park(ctx, &entry.incident_id, entry.last_update, e.to_string(), Some(entry)).await;
+                return false;
+            }
             Err(e) => {
                 ctx.tally.error(format!("retrying incident {}: {e}", entry.incident_id));
                 return false;

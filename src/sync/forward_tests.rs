@@ -504,3 +504,6 @@ async fn every_tenant_has_its_own_checkpoint_and_incidents() {
     assert_eq!(s.len(), 2, "same Defender id in two tenants: two Sentinel incidents");
     assert!(store.checkpoint(&tenant()).await.unwrap().is_some() && store.checkpoint(&other).await.unwrap().is_some());
 }
+
+#[path = "forward_retry_tests.rs"]
+mod retry;

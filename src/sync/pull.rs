@@ -79,6 +79,7 @@ impl ForwardSync {
                 Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
             };
             loop {
+                self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable)).await;
                 if !self.deliver_page(ctx, std::mem::take(&mut page.incidents), out).await {
                     out.hold_at(w.updated_from);
                     return false;
@@ -120,6 +121,28 @@ impl ForwardSync {
                 Err(PageError::Fallback)
             }
             Err(e) => Err(PageError::Failed(e)),
+        }
+    }
+
+    /// Items of a page that Graph listed but the adapter could not map. One with a usable id is
+    /// parked in the retry set (the watermark passes it; each cycle's retry `get_incident`
+    /// fails the same way, with backoff, until the payload is fixed). One without a usable id
+    /// cannot be retried: it is logged and counted as failed, and does not hold the watermark
+    /// either (it would come back every cycle and pin it: the stall of invariant 2).
+    async fn park_unmappable(&self, ctx: &TenantCtx, w: &IncidentWindow, items: Vec<(String, String)>) {
+        Tally::add(&ctx.tally.seen, items.len() as u64);
+        for (hint, error) in items {
+            match DefenderIncidentId::parse(&hint) {
+                // Already in the retry set: retried (and re-parked) at the start of this cycle.
+                Ok(id) if ctx.parked.contains(id.as_str()) => {}
+                // Its lastUpdateDateTime is unknown: the window start is a lower bound of it.
+                Ok(id) => self.park(ctx, &id, w.updated_from, format!("cannot be mapped: {error}"), None).await,
+                Err(_) => {
+                    tracing::error!(incident_id = %hint, error = %error, message = "A Defender incident without a usable id cannot be mapped nor retried.");
+                    Tally::add(&ctx.tally.failed, 1);
+                    ctx.tally.error(format!("incident {hint}: cannot be mapped and has no usable id, so it cannot be retried: {error}"));
+                }
+            }
         }
     }
 

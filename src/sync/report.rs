@@ -16,7 +16,9 @@ pub struct TenantReport {
     pub written: u64,
     /// Incidents already in sync (nothing written).
     pub unchanged: u64,
-    /// Incidents that failed transiently (they hold the watermark and come back next cycle).
+    /// Incidents that failed transiently (they hold the watermark and come back next cycle),
+    /// and listed incidents that could not be mapped and carry no usable id (they cannot be
+    /// retried, so they do not hold the watermark; their errors are in `errors`).
     pub failed: u64,
     /// Incidents parked in the retry set this cycle (they do not hold the watermark).
     pub parked: u64,

@@ -89,6 +89,8 @@ struct DefenderState {
     incidents: BTreeMap<(TenantId, DefenderIncidentId), DefenderIncident>,
     queries: Vec<(TenantId, IncidentWindow, bool)>,
     users: HashMap<String, UserRef>,
+    /// Listed items the adapter could not map: (tenant, id hint) → (error, lastUpdateDateTime).
+    unmappable: BTreeMap<(TenantId, String), (String, OffsetDateTime)>,
 }
 
 const PAGE: usize = 50;
@@ -114,6 +116,25 @@ impl FakeDefender {
         }
     }
 
+    /// Lists an item that cannot be mapped (`id` may be "?"), as the Graph adapter reports it:
+    /// in the pages and counts of windows holding `at`; `get_incident` of its id is refused the
+    /// same way until [`Self::fix_unmappable`].
+    pub fn add_unmappable(&self, tenant: &TenantId, id: &str, error: &str, at: OffsetDateTime) {
+        lock(&self.state).unmappable.insert((tenant.clone(), id.into()), (error.into(), at));
+    }
+
+    /// The payload got fixed: the item becomes this (mappable) incident.
+    pub fn fix_unmappable(&self, i: DefenderIncident) {
+        let mut st = lock(&self.state);
+        st.unmappable.remove(&(i.tenant.clone(), i.id.to_string()));
+        st.incidents.insert((i.tenant.clone(), i.id.clone()), i);
+    }
+
+    fn unmappable_in<'a>(st: &'a DefenderState, tenant: &TenantId, w: &IncidentWindow) -> Vec<(&'a String, &'a String)> {
+        let hit = |at: &OffsetDateTime| *at >= w.updated_from && w.updated_to.is_none_or(|t| *at < t) && w.created_from.is_none();
+        st.unmappable.iter().filter(|((t, _), (_, at))| t == tenant && hit(at)).map(|((_, id), (e, _))| (id, e)).collect()
+    }
+
     /// Adds a directory user for `resolve_user`.
     pub fn add_user(&self, u: UserRef) {
         lock(&self.state).users.insert(u.user_principal_name.to_ascii_lowercase(), u);
@@ -137,8 +158,13 @@ impl FakeDefender {
             .take(PAGE)
             .map(|i| DefenderIncident { alerts: if expand { i.alerts.clone() } else { None }, ..(*i).clone() })
             .collect();
-        let next_link = (skip + PAGE < all.len()).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
-        Ok(IncidentPage { incidents, next_link, unmappable: vec![] })
+        // Unmappable items come after the good ones and take their places in the pages.
+        let bad = Self::unmappable_in(&st, &tenant, &w);
+        let bad_skip = skip.saturating_sub(all.len());
+        let unmappable = bad.iter().skip(bad_skip).take(PAGE - incidents.len()).map(|(id, e)| ((*id).clone(), (*e).clone())).collect();
+        let total = all.len() + bad.len();
+        let next_link = (skip + PAGE < total).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
+        Ok(IncidentPage { incidents, next_link, unmappable })
     }
 }
 
@@ -149,7 +175,8 @@ impl DefenderApi for FakeDefender {
             return Err(d_err(f));
         }
         let st = lock(&self.state);
-        Ok(st.incidents.values().filter(|i| &i.tenant == tenant && in_window(w, i)).count() as u64)
+        let good = st.incidents.values().filter(|i| &i.tenant == tenant && in_window(w, i)).count();
+        Ok((good + Self::unmappable_in(&st, tenant, w).len()) as u64)
     }
 
     async fn list_incidents(&self, tenant: &TenantId, w: &IncidentWindow, expand: bool) -> Result<IncidentPage, DefenderError> {
@@ -180,7 +207,11 @@ impl DefenderApi for FakeDefender {
         if let Some(f) = self.probe.hit("get_incident") {
             return Err(d_err(f));
         }
-        Ok(lock(&self.state).incidents.get(&(tenant.clone(), id.clone())).cloned())
+        let st = lock(&self.state);
+        if let Some((error, _)) = st.unmappable.get(&(tenant.clone(), id.to_string())) {
+            return Err(DefenderError::Rejected { status: 200, message: error.clone() });
+        }
+        Ok(st.incidents.get(&(tenant.clone(), id.clone())).cloned())
     }
 
     async fn alerts_for_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Vec<Alert>, DefenderError> {
