@@ -97,6 +97,56 @@ pub struct IncidentState {
     pub last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
+    /// The whole Sentinel incident at `sentinel_etag` (our last write or read), so an update
+    /// can skip the GET: see [`SentinelSnapshot`]. Absent in states written before it existed.
+    #[serde(default)]
+    pub sentinel_snapshot: Option<SentinelSnapshot>,
+}
+
+/// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
+/// read: everything the full-replace PUT and the merge need that [`SentinelFields`] lacks.
+/// Unlike `sentinel_base` (which lags behind a pending Defender write), these are Sentinel's
+/// actual values at `etag`. Only valid while `etag` equals the state's `sentinel_etag`; a
+/// writer that updates `sentinel_etag` without it must clear it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SentinelSnapshot {
+    /// The etag these values belong to.
+    pub etag: String,
+    pub fields: SentinelFields,
+    #[serde(default)]
+    pub owner_object_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub owner_upn: Option<String>,
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    /// The owner's display name (`assignedTo`).
+    #[serde(default)]
+    pub owner_assigned_to: Option<String>,
+    /// Every label as Sentinel holds it (reserved and AutoAssigned ones included).
+    #[serde(default)]
+    pub labels: Vec<SnapshotLabel>,
+    /// Digest of title and description (the texts themselves are Defender's and can be long).
+    #[serde(default)]
+    pub text_digest: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub first_activity: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_activity: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub incident_number: Option<i64>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+/// One Sentinel label in a [`SentinelSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotLabel {
+    pub name: String,
+    /// Set by the service (`AutoAssigned`) rather than by a user.
+    #[serde(default)]
+    pub auto_assigned: bool,
 }
 
 impl IncidentState {
@@ -116,6 +166,7 @@ impl IncidentState {
             last_outcome: None,
             last_error: None,
             updated_at: None,
+            sentinel_snapshot: None,
         }
     }
 }

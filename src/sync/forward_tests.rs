@@ -507,3 +507,6 @@ async fn every_tenant_has_its_own_checkpoint_and_incidents() {
 
 #[path = "forward_retry_tests.rs"]
 mod retry;
+
+#[path = "forward_update_tests.rs"]
+mod update;

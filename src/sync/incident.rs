@@ -1,5 +1,6 @@
 //! Incidents, forward, a batch (one page) at a time. Per incident: read the state (with its
-//! ETag), read Sentinel (unless never synced), merge, PUT the whole incident (409 → start
+//! ETag), take the Sentinel incident (none if never synced; rebuilt from the state's snapshot
+//! when it holds one of the stored etag; else a GET), merge, PUT the whole incident (409 → start
 //! over), mirror comments. Then the batch's new alert rows go to Logs Ingestion in one call, and
 //! each state is replaced with `If-Match` (conflict → start that incident over). Every step is
 //! idempotent, so a crash anywhere in between is finished by the next cycle without duplicates.
@@ -186,7 +187,8 @@ impl ForwardSync {
             if round > 0 && ctx.out_of_time() {
                 return Err((id.clone(), t, self.held(ctx, format!("incident {id}: the cycle's deadline came first"))));
             }
-            let outcome = match self.try_prepare(ctx, &mut d, force).await {
+            // After a conflict, read Sentinel for real: the stored etag may be the stale one.
+            let outcome = match self.try_prepare(ctx, &mut d, force, round == 0).await {
                 Ok(Some(p)) => return Ok(p),
                 Ok(None) => Outcome::Unchanged,
                 Err(Step::Restart) => {
@@ -214,7 +216,8 @@ impl ForwardSync {
     }
 
     /// One attempt; `Ok(None)` when the state shows the incident synced at this instant.
-    async fn try_prepare(&self, ctx: &TenantCtx, d: &mut DefenderIncident, force: bool) -> Result<Option<Prepared>, Step> {
+    /// `optimistic`: rebuild the Sentinel incident from the state's snapshot instead of a GET.
+    async fn try_prepare(&self, ctx: &TenantCtx, d: &mut DefenderIncident, force: bool, optimistic: bool) -> Result<Option<Prepared>, Step> {
         let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
         let stored = self.state.incident(&name).await.map_err(Step::state)?;
         if !force && stored.as_ref().is_some_and(|v| synced_at(&v.value, d.last_update)) {
@@ -224,12 +227,7 @@ impl ForwardSync {
             let alerts = self.call(ctx, || self.defender.alerts_for_incident(&ctx.tenant, &d.id)).await.map_err(Step::from)?;
             d.alerts = Some(alerts);
         }
-        // Never synced: the name is ours alone, so skip the read; a PUT without etag creates it
-        // (or, if the state was lost, updates it from Defender, which a first sync does anyway).
-        let current = match &stored {
-            None => None,
-            Some(_) => self.call(ctx, || self.sentinel.get_incident(&name)).await.map_err(Step::from)?,
-        };
+        let current = self.current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic).await?;
         let mut st = stored.as_ref().map_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()), |v| v.value.clone());
         let outcome = self.merge_one(d, &st, current.as_ref())?;
         let resolved = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
@@ -246,11 +244,32 @@ impl ForwardSync {
         st.defender_base = Some(outcome.base.defender);
         st.sentinel_base = Some(outcome.base.sentinel);
         st.sentinel_etag = written.etag.clone();
+        st.sentinel_snapshot = super::snapshot::take(&written);
         st.last_outcome = Some(if extras.parked.is_some() { Outcome_::Parked } else if wrote { Outcome_::Synced } else { Outcome_::Unchanged });
         st.last_error = extras.parked.clone();
         st.updated_at = Some(OffsetDateTime::now_utc());
         let pre = stored.map_or(Precondition::Absent, |v| Precondition::Matches(v.etag));
         Ok(Some(Prepared { d: d.clone(), st, pre, wrote, rows, parked: extras.parked }))
+    }
+
+    /// The Sentinel incident to merge with and PUT over. Never synced: the name is ours alone,
+    /// so no read; a PUT without etag creates it (or, if the state was lost, updates it from
+    /// Defender, which a first sync does anyway). Synced, with a snapshot of the stored etag:
+    /// rebuilt from it without a read; the PUT with that etag proves it (`snapshot` module),
+    /// a 409 starts over with a GET. Otherwise: GET.
+    async fn current_sentinel(
+        &self,
+        ctx: &TenantCtx,
+        name: &SentinelIncidentName,
+        stored: Option<&IncidentState>,
+        d: &DefenderIncident,
+        optimistic: bool,
+    ) -> Result<Option<SentinelIncident>, Step> {
+        let Some(st) = stored else { return Ok(None) };
+        if optimistic && let Some(rebuilt) = super::snapshot::rebuild(st, d) {
+            return Ok(Some(rebuilt));
+        }
+        self.call(ctx, || self.sentinel.get_incident(name)).await.map_err(Step::from)
     }
 
     fn merge_one(&self, d: &DefenderIncident, st: &IncidentState, current: Option<&SentinelIncident>) -> Result<MergeOutcome, Step> {

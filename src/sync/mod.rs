@@ -12,6 +12,7 @@ pub mod merge;
 pub mod plan;
 mod pull;
 mod report;
+mod snapshot;
 
 pub use extras::{COMMENT_CAP, COMMENT_MAX_CHARS, DEFENDER_MARKER, SENTINEL_MARKER, alert_fingerprint, comment_fingerprint, comment_messages, is_mirrored};
 pub use forward::{ForwardOptions, ForwardSync};
