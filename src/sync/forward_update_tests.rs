@@ -163,3 +163,39 @@ async fn a_changed_incident_costs_about_one_upstream_call() {
     let per_incident = (graph + arm + logs) as f64 / 100.0;
     assert!(per_incident <= 1.1, "{per_incident} calls per changed incident (graph {graph}, arm {arm}, logs {logs})");
 }
+
+#[tokio::test]
+async fn an_incident_deleted_in_sentinel_is_recreated_not_parked() {
+    let h = harness();
+    h.add([205], ago(30));
+    h.cycle().await;
+    h.s.delete(&name(205));
+    h.d.edit(&tenant(), "205", |i| {
+        i.severity = DefenderSeverity::Low;
+        i.last_update = ago(1);
+    });
+    h.reset();
+    let r = h.cycle().await;
+    assert!(r.completed && r.written == 1 && r.parked == 0, "{r:?}");
+    assert_eq!(h.s.probe.calls("get_incident"), 1, "the refused optimistic PUT started over with a read");
+    let i = h.s.incident(&name(205)).unwrap();
+    assert_eq!(i.severity, SentinelSeverity::Low);
+    assert_eq!(h.state(205).await.sentinel_etag, i.etag);
+}
+
+#[tokio::test]
+async fn a_rejected_update_is_still_parked_after_a_fresh_read() {
+    let h = harness();
+    h.add([206], ago(30));
+    h.cycle().await;
+    h.s.reject(name(206), true);
+    h.d.edit(&tenant(), "206", |i| {
+        i.status = DefenderStatus::InProgress;
+        i.last_update = ago(1);
+    });
+    h.reset();
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1, "{r:?}");
+    assert_eq!((h.s.probe.calls("put_incident"), h.s.probe.calls("get_incident")), (2, 1));
+    assert_eq!(h.store.retry_set(&tenant()).await.unwrap().len(), 1);
+}

@@ -227,14 +227,14 @@ impl ForwardSync {
             let alerts = self.call(ctx, || self.defender.alerts_for_incident(&ctx.tenant, &d.id)).await.map_err(Step::from)?;
             d.alerts = Some(alerts);
         }
-        let current = self.current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic).await?;
+        let (current, rebuilt) = self.current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic).await?;
         let mut st = stored.as_ref().map_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()), |v| v.value.clone());
         let outcome = self.merge_one(d, &st, current.as_ref())?;
         let resolved = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
         let planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, resolved.as_ref());
         let (written, mut wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
-            _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(Step::from)?, true),
+            _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(|e| put_failed(e, rebuilt))?, true),
         };
         let extras = self.after_put(ctx, d, &written, &outcome, &mut st).await?;
         wrote |= extras.wrote;
@@ -256,7 +256,7 @@ impl ForwardSync {
     /// so no read; a PUT without etag creates it (or, if the state was lost, updates it from
     /// Defender, which a first sync does anyway). Synced, with a snapshot of the stored etag:
     /// rebuilt from it without a read; the PUT with that etag proves it (`snapshot` module),
-    /// a 409 starts over with a GET. Otherwise: GET.
+    /// a 409 starts over with a GET. Otherwise: GET. The flag says "rebuilt".
     async fn current_sentinel(
         &self,
         ctx: &TenantCtx,
@@ -264,12 +264,12 @@ impl ForwardSync {
         stored: Option<&IncidentState>,
         d: &DefenderIncident,
         optimistic: bool,
-    ) -> Result<Option<SentinelIncident>, Step> {
-        let Some(st) = stored else { return Ok(None) };
+    ) -> Result<(Option<SentinelIncident>, bool), Step> {
+        let Some(st) = stored else { return Ok((None, false)) };
         if optimistic && let Some(rebuilt) = super::snapshot::rebuild(st, d) {
-            return Ok(Some(rebuilt));
+            return Ok((Some(rebuilt), true));
         }
-        self.call(ctx, || self.sentinel.get_incident(name)).await.map_err(Step::from)
+        Ok((self.call(ctx, || self.sentinel.get_incident(name)).await.map_err(Step::from)?, false))
     }
 
     fn merge_one(&self, d: &DefenderIncident, st: &IncidentState, current: Option<&SentinelIncident>) -> Result<MergeOutcome, Step> {
@@ -312,6 +312,16 @@ impl ForwardSync {
 }
 
 use crate::state::Outcome as Outcome_;
+
+/// What a failed incident PUT means. A refused PUT built on a rebuilt incident (stale etag: 409;
+/// incident deleted meanwhile; any 400) starts over with a real GET: only a refusal of a PUT
+/// built from a fresh read parks the incident, so the shortcut can never park one by itself.
+fn put_failed(e: SentinelError, rebuilt: bool) -> Step {
+    match e.class() {
+        ErrorClass::Conflict | ErrorClass::NotFound | ErrorClass::Rejected if rebuilt => Step::Restart,
+        _ => Step::from(e),
+    }
+}
 
 /// True when the state shows this incident synced at exactly this `lastUpdateDateTime`.
 fn synced_at(st: &IncidentState, last_update: OffsetDateTime) -> bool {

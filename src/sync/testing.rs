@@ -331,6 +331,13 @@ impl FakeSentinel {
         }
     }
 
+    /// The incident is deleted (by an analyst or a retention job), with its comments.
+    pub fn delete(&self, name: &SentinelIncidentName) {
+        let mut st = lock(&self.state);
+        st.incidents.remove(name);
+        st.comments.remove(name);
+    }
+
     /// Every PUT of this incident is refused with 400.
     pub fn reject(&self, name: SentinelIncidentName, on: bool) {
         let mut st = lock(&self.state);
@@ -372,6 +379,11 @@ impl SentinelApi for FakeSentinel {
             }
         }
         let existing = st.incidents.get(&i.name).cloned();
+        // An etag for an incident that is gone (deleted meanwhile): refused. What ARM answers
+        // here is not documented; the engine starts over with a GET whatever the refusal.
+        if existing.is_none() && i.etag.is_some() {
+            return Err(SentinelError::NotFound);
+        }
         if let (Some(cur), Some(sent)) = (&existing, &i.etag)
             && cur.etag.as_ref() != Some(sent)
         {
