@@ -73,7 +73,7 @@ impl std::fmt::Debug for Services {
         f.debug_struct("Services")
             .field("sync", &self.sync.is_some())
             .field("webhook", &self.webhook.is_some())
-            .field("store", &self.store)
+            .field("store", &self.store.is_some())
             .finish()
     }
 }
