@@ -133,3 +133,35 @@ pub fn http_envelope(function: &str, binding: &str, route: &str, call: &HttpCall
     data.insert(binding.to_owned(), req);
     json!({ "Data": data, "Metadata": metadata })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_envelopes_follow_the_host_shapes() {
+        let call = HttpCall::new("post").query("code", "k").query("a", "1").query("a", "2").header("X-Sync-Secret", "s").body(r#"{"p":1}"#);
+        let env = http_envelope("Hook", "req", "hook", &call);
+        assert_eq!(env["Data"]["req"]["Query"], json!({"code": "k", "a": "1,2"}));
+        assert_eq!(env["Data"]["req"]["Headers"]["X-Sync-Secret"], json!(["s"]));
+        assert_eq!(env["Data"]["req"]["Body"], r#"{"p":1}"#);
+        assert_eq!(env["Metadata"]["Headers"]["X-Sync-Secret"], "s");
+        assert_eq!(env["Metadata"]["p"], 1);
+        assert_eq!(env["Metadata"]["sys"]["MethodName"], "Hook");
+
+        let as_string = http_envelope("Hook", "req", "hook", &call.clone().query_form(QueryForm::JsonString));
+        let q: Value = serde_json::from_str(as_string["Data"]["req"]["Query"].as_str().unwrap()).unwrap();
+        assert_eq!(q, env["Data"]["req"]["Query"]);
+        let chunked = http_envelope("Hook", "req", "hook", &HttpCall { caller_chunked: true, ..call });
+        assert!(chunked["Data"]["req"].get("Body").is_none());
+    }
+
+    #[test]
+    fn timer_envelopes_carry_a_null_or_first_run_status() {
+        let env = timer_envelope("Sync", "timer", &TimerCall::default());
+        assert!(env["Data"]["timer"]["ScheduleStatus"].is_null());
+        let env = timer_envelope("Sync", "timer", &TimerCall { is_past_due: true, schedule_status: Some(FirstRun) });
+        assert_eq!(env["Data"]["timer"]["ScheduleStatus"]["Last"], "0001-01-01T00:00:00");
+        assert_eq!(env["Data"]["timer"]["IsPastDue"], true);
+    }
+}

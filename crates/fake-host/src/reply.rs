@@ -117,3 +117,41 @@ pub fn http_response(reply: Reply, binding: &str) -> Result<HttpResponse, FakeHo
     };
     Ok(HttpResponse { status: status as u16, headers, body, reply })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defs::FunctionDef;
+
+    fn http_def() -> FunctionDef {
+        let text = r#"{"bindings":[{"name":"req","type":"httpTrigger","direction":"in","methods":["post"]},{"name":"res","type":"http","direction":"out"}]}"#;
+        FunctionDef::parse("Hook", text).unwrap()
+    }
+
+    fn check(status: u16, ct: Option<&str>, body: &str) -> Result<Reply, FakeHostError> {
+        validate(&http_def(), "id", status, ct, body.as_bytes())
+    }
+
+    #[test]
+    fn replies_the_host_would_reject_are_rejected() {
+        let json = Some("application/json; charset=utf-8");
+        assert!(matches!(check(500, json, "{}"), Err(FakeHostError::InvocationFailed { status: 500, .. })));
+        assert!(check(200, None, "{}").is_err(), "no content type");
+        assert!(check(200, json, "").is_err(), "empty body");
+        assert!(check(200, json, "[]").is_err(), "not an object");
+        assert!(check(200, json, r#"{"Outputs":{},"Extra":1}"#).is_err(), "unknown key");
+        assert!(check(200, json, r#"{"Logs":[1]}"#).is_err(), "non-string log");
+        assert!(check(200, json, r#"{"Outputs":{"Res":{}}}"#).is_err(), "output keys are exact-case");
+        assert!(check(200, json, r#"{"Outputs":{"res":{"statusCode":200}},"Logs":["a"],"ReturnValue":null}"#).is_ok());
+    }
+
+    #[test]
+    fn res_needs_a_status_code_string_headers_and_a_string_body() {
+        let reply = |res: &str| check(200, Some("application/json"), &format!(r#"{{"Outputs":{{"res":{res}}}}}"#)).and_then(|r| http_response(r, "res"));
+        assert!(reply(r#"{"status":200}"#).is_err(), "the host ignores 'status'");
+        assert!(reply(r#"{"statusCode":200,"headers":{"a":["b"]}}"#).is_err());
+        assert!(reply(r#"{"statusCode":200,"body":{"a":1}}"#).is_err());
+        let ok = reply(r#"{"statusCode":"201","headers":{"a":"b"},"body":"x"}"#).unwrap();
+        assert_eq!((ok.status, ok.body.as_str(), ok.headers.get("a").map(String::as_str)), (201, "x", Some("b")));
+    }
+}
