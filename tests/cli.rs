@@ -1,4 +1,5 @@
 //! The command line of contract.md.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
 

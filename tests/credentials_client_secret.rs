@@ -1,6 +1,7 @@
 //! The client-secret credential against a local token endpoint over real TLS: the certificate
 //! is generated at test start and trusted through SSL_CERT_FILE (process-wide, so this binary
 //! holds exactly one test).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
 

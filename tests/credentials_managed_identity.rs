@@ -1,6 +1,7 @@
 //! Managed identity through a local App Service identity endpoint (plain http, as in Azure).
 //! The credential reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the process environment, so this
 //! binary holds exactly one test.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! The handler driven through the fake Functions host, as the real host drives it.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
 

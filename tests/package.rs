@@ -1,6 +1,7 @@
 //! The deployment zip: built by the documented command (scripts/package.sh), unpacked, its
 //! layout, modes and function definitions checked against contract.md, and the packaged
 //! binary started the way the host starts it.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
 
