@@ -124,10 +124,10 @@ async fn invoke(State(state): State<HostState>, Path(function): Path<String>, he
     let span = tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
     async move {
         let started = tokio::time::Instant::now();
-        let deadline = timeout::deadline(started, state.info.function_timeout);
+        let timeout = state.info.function_timeout;
         let reply = match function.as_str() {
-            "DefenderSync" => functions::defender_sync(&state, &body, deadline).await,
-            "SentinelWebhook" => functions::sentinel_webhook(&state, &body, deadline).await,
+            "DefenderSync" => functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await,
+            "SentinelWebhook" => functions::sentinel_webhook(&state, &body, timeout::http_deadline(started, timeout)).await,
             "SyncHealth" => functions::sync_health(&state, &body).await,
             _ => return unknown_function(&function),
         };

@@ -69,6 +69,15 @@ pub fn deadline(start: tokio::time::Instant, function_timeout: Duration) -> toki
     start + function_timeout - margin(function_timeout)
 }
 
+/// Azure's load balancer drops an HTTP call after 230 s whatever `functionTimeout` says.
+const HTTP_RESPONSE_LIMIT: Duration = Duration::from_secs(230);
+
+/// The deadline of an HTTP-triggered invocation: the earlier of [`deadline`] and the load
+/// balancer's limit, with the same margin rule.
+pub fn http_deadline(start: tokio::time::Instant, function_timeout: Duration) -> tokio::time::Instant {
+    deadline(start, function_timeout.min(HTTP_RESPONSE_LIMIT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +109,7 @@ mod tests {
         assert_eq!(margin(Duration::from_secs(10)), Duration::from_secs(2));
         let start = tokio::time::Instant::now();
         assert_eq!(deadline(start, Duration::from_secs(300)), start + Duration::from_secs(240));
+        assert_eq!(http_deadline(start, Duration::from_secs(600)), start + Duration::from_secs(184));
+        assert_eq!(http_deadline(start, Duration::from_secs(10)), start + Duration::from_secs(8));
     }
 }

@@ -45,6 +45,8 @@ pub enum FakeHostError {
     Definition(String),
     #[error("the handler is not running")]
     NotRunning,
+    #[error("no reply within functionTimeout ({0:?}): the handler was killed and restarted")]
+    TimedOut(Duration),
 }
 
 /// How to start the handler.
@@ -207,6 +209,26 @@ impl FakeHost {
         let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = res.bytes().await?.to_vec();
         Ok(RawReply { invocation_id, status, content_type, body })
+    }
+
+    /// Like [`FakeHost::invoke`], but enforcing `function_timeout` as the host does: with no
+    /// reply in time the handler is SIGKILLed (failing everything in flight), a new one is
+    /// started, and the result is [`FakeHostError::TimedOut`].
+    pub async fn invoke_enforcing_timeout(&mut self, function: &str, envelope: &Value, function_timeout: Duration) -> Result<Reply, FakeHostError> {
+        match tokio::time::timeout(function_timeout, self.invoke(function, envelope)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.restart().await?;
+                Err(FakeHostError::TimedOut(function_timeout))
+            }
+        }
+    }
+
+    /// The envelope of a timer invocation of `function` (for [`FakeHost::invoke`] and
+    /// [`FakeHost::invoke_enforcing_timeout`]).
+    pub fn timer_envelope(&self, function: &str, call: &TimerCall) -> Result<Value, FakeHostError> {
+        let def = self.def(function)?;
+        Ok(envelope::timer_envelope(function, &def.trigger_name, call))
     }
 
     /// SIGKILLs the handler, as the host does when `functionTimeout` expires.
