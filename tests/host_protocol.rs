@@ -54,6 +54,9 @@ async fn sync_health_reports_configuration_without_secrets() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["startedAt"].as_str().is_some_and(|s| s.ends_with('Z')), "{body}");
     assert_eq!(body["functionTimeoutSeconds"], 600.0, "host.json of the app root sets 00:10:00");
+    assert_eq!(body["setup"], "ready");
+    assert_eq!(body["stateStore"], "configured", "SYNC_STATE_STORE=memory");
+    assert_eq!(body["perTenant"], json!({ support::TENANT: null }), "no cycle has run yet");
     assert!(!res.body.contains(support::WEBHOOK_SECRET));
     // SyncHealth accepts GET only; the fake host refuses what the host would.
     assert!(host.invoke_http("SyncHealth", &HttpCall::new("POST")).await.is_err());
