@@ -15,6 +15,8 @@ pub struct FunctionDef {
     pub trigger_type: String,
     /// Lower-case HTTP methods (HTTP triggers only).
     pub methods: Vec<String>,
+    /// The HTTP route (default: the function name).
+    pub route: String,
     /// Names of the output bindings (exact case): the only keys allowed in `Outputs`.
     pub outputs: Vec<String>,
     /// The raw `function.json`.
@@ -51,7 +53,8 @@ impl FunctionDef {
             .and_then(Value::as_array)
             .map(|m| m.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect())
             .unwrap_or_default();
-        Ok(Self { name: name.to_owned(), trigger_name, trigger_type, methods, outputs, json })
+        let route = binding.get("route").and_then(Value::as_str).unwrap_or(name).to_owned();
+        Ok(Self { name: name.to_owned(), trigger_name, trigger_type, methods, route, outputs, json })
     }
 }
 

@@ -172,8 +172,7 @@ impl FakeHost {
         if !def.methods.is_empty() && !def.methods.contains(&call.method.to_ascii_lowercase()) {
             return Err(FakeHostError::Definition(format!("{function} does not accept {}", call.method)));
         }
-        let route = def.json["bindings"][0]["route"].as_str().unwrap_or(function).to_owned();
-        let envelope = envelope::http_envelope(function, &def.trigger_name, &route, call);
+        let envelope = envelope::http_envelope(function, &def.trigger_name, &def.route, call);
         let out = def.outputs.first().cloned().ok_or_else(|| FakeHostError::Definition(format!("{function} has no http output")))?;
         let reply = self.invoke(function, &envelope).await?;
         reply::http_response(reply, &out)

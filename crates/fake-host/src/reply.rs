@@ -143,6 +143,7 @@ mod tests {
         assert!(check(200, json, r#"{"Logs":[1]}"#).is_err(), "non-string log");
         assert!(check(200, json, r#"{"Outputs":{"Res":{}}}"#).is_err(), "output keys are exact-case");
         assert!(check(200, json, r#"{"Outputs":{"res":{"statusCode":200}},"Logs":["a"],"ReturnValue":null}"#).is_ok());
+        assert_eq!(http_def().route, "Hook", "the route defaults to the function name");
     }
 
     #[test]
