@@ -2,11 +2,13 @@
 //! incidents in sync, both ways, as an Azure Functions custom handler.
 
 pub mod adapters;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod host;
 pub mod ports;
+pub mod startup;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

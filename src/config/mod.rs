@@ -7,6 +7,11 @@ use azure_core::credentials::Secret;
 use std::time::Duration;
 use url::Url;
 
+mod env;
+mod reader;
+
+pub use reader::{SettingError, SettingsErrors};
+
 /// Everything the handler needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,7 +27,9 @@ pub struct Settings {
     pub workspace: SentinelWorkspace,
     /// `None` = alert ingestion off.
     pub logs: Option<LogsSettings>,
-    pub storage: StorageConfig,
+    /// The state table's connection; `None` only with `SYNC_STATE_STORE=memory` (state kept in
+    /// process memory: local development, demo and tests; lost on restart).
+    pub storage: Option<StorageConfig>,
     pub state_table: String,
     pub lookback: Duration,
     pub conflict_policy: ConflictPolicyName,
@@ -31,6 +38,8 @@ pub struct Settings {
     pub function_timeout: Duration,
     pub webhook_auth: WebhookAuth,
     pub limits: ClientLimits,
+    /// `DEFENDER_SYNC_SCHEDULE` as given (the host evaluates it; kept for SyncHealth).
+    pub schedule: Option<String>,
 }
 
 /// How the handler gets Entra tokens.
@@ -91,6 +100,14 @@ pub struct ClientLimits {
     pub arm_writes_per_second: f64,
     /// Concurrent Sentinel incident writes.
     pub sentinel_concurrency: usize,
+}
+
+impl ClientLimits {
+    /// Limits so high they never throttle (`SYNC_BENCH_UNLIMITED=true`, benchmarks against the
+    /// local simulators only: against real services this gets the app throttled).
+    pub fn unlimited() -> Self {
+        Self { graph_per_minute: 1_000_000, arm_write_burst: 1_000_000, arm_writes_per_second: 1_000_000.0, sentinel_concurrency: 64 }
+    }
 }
 
 impl Default for ClientLimits {

@@ -1,1 +1,150 @@
-//! The Azure Functions custom-handler protocol: the only code that knows the host.
+//! The Azure Functions custom-handler protocol: the only code that knows the host
+//! (`../shared/docs/functions-custom-handler.md`). `GET /` answers the host's readiness poll;
+//! every invocation is `POST /{FunctionName}` with the `{"Data","Metadata"}` envelope and is
+//! answered 200 with `{"Outputs","Logs","ReturnValue"}`.
+
+pub mod envelope;
+mod functions;
+mod health;
+pub mod payload;
+pub mod plugins;
+pub mod timeout;
+
+use crate::config::{Settings, SentinelWorkspace};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use plugins::{Services, Setup};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// The function names of contract.md (folder names under `function-defs/`).
+pub const FUNCTIONS: [&str; 3] = ["DefenderSync", "SentinelWebhook", "SyncHealth"];
+
+/// The header carrying the host's invocation id.
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+
+/// The host may POST up to 100 MB (its HTTP request limit); axum's default is 2 MB.
+const BODY_LIMIT: usize = 100 * 1024 * 1024;
+
+/// Static facts about this handler, shown by SyncHealth (no secrets).
+#[derive(Debug, Clone)]
+pub struct HandlerInfo {
+    pub version: &'static str,
+    pub started_at: OffsetDateTime,
+    pub tenants: Vec<String>,
+    pub workspace: SentinelWorkspace,
+    pub alert_ingestion: bool,
+    pub function_timeout: Duration,
+    pub schedule: Option<String>,
+}
+
+impl HandlerInfo {
+    /// The facts of these settings, started now.
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: OffsetDateTime::now_utc(),
+            tenants: s.defender_tenants.iter().map(|t| t.to_string()).collect(),
+            workspace: s.workspace.clone(),
+            alert_ingestion: s.logs.is_some(),
+            function_timeout: s.function_timeout,
+            schedule: s.schedule.clone(),
+        }
+    }
+}
+
+/// The router's state: static facts plus the services the slow part of startup provides.
+#[derive(Clone)]
+pub struct HostState {
+    info: Arc<HandlerInfo>,
+    setup: watch::Receiver<Setup>,
+}
+
+/// Completes startup: hands the built services (or the failure) to the router.
+#[derive(Debug)]
+pub struct SetupHandle(watch::Sender<Setup>);
+
+impl SetupHandle {
+    /// The services are ready.
+    pub fn ready(&self, services: Services) {
+        self.0.send_replace(Setup::Ready(Arc::new(services)));
+    }
+
+    /// Setup failed; invocations report `message`.
+    pub fn failed(&self, message: impl Into<String>) {
+        self.0.send_replace(Setup::Failed(message.into().into()));
+    }
+}
+
+impl HostState {
+    /// A state whose services arrive later through the returned handle.
+    pub fn new(info: HandlerInfo) -> (Self, SetupHandle) {
+        let (tx, rx) = watch::channel(Setup::Pending);
+        (Self { info: Arc::new(info), setup: rx }, SetupHandle(tx))
+    }
+
+    /// The services, waiting for setup until `deadline`.
+    async fn services(&self, deadline: tokio::time::Instant) -> Result<Arc<Services>, String> {
+        let mut rx = self.setup.clone();
+        let wait = rx.wait_for(|s| !matches!(s, Setup::Pending));
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(s)) => match &*s {
+                Setup::Ready(services) => Ok(services.clone()),
+                Setup::Failed(m) => Err(format!("startup failed: {m}")),
+                Setup::Pending => Err("startup has not finished".into()),
+            },
+            Ok(Err(_)) => Err("startup was abandoned".into()),
+            Err(_) => Err("startup did not finish before the invocation's deadline".into()),
+        }
+    }
+}
+
+/// The handler's HTTP surface.
+pub fn router(state: HostState) -> Router {
+    Router::new()
+        .route("/", get(readiness))
+        .route("/{function}", post(invoke))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The host polls `GET /` until any answer; it must come at once.
+async fn readiness() -> &'static str {
+    "defender-sentinel-sync"
+}
+
+async fn invoke(State(state): State<HostState>, Path(function): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let invocation_id = headers.get(INVOCATION_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let span = tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
+    async move {
+        let started = tokio::time::Instant::now();
+        let timeout = state.info.function_timeout;
+        let reply = match function.as_str() {
+            "DefenderSync" => functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await,
+            "SentinelWebhook" => functions::sentinel_webhook(&state, &body, timeout::http_deadline(started, timeout)).await,
+            "SyncHealth" => functions::sync_health(&state, &body).await,
+            _ => return unknown_function(&function),
+        };
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "Invocation answered.");
+        reply.into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+/// The host never calls a function it does not know; a caller that does gets a JSON 404.
+fn unknown_function(name: &str) -> Response {
+    tracing::warn!(function = %name, "Unknown function called.");
+    let body = serde_json::json!({ "error": format!("unknown function '{name}'"), "function": name, "functions": FUNCTIONS });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

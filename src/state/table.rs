@@ -41,7 +41,11 @@ impl TableStateStore {
     /// `settings.state_table`, tokens for `settings.azure_tenant_id` from `tokens` (used only by
     /// identity-based connections).
     pub fn from_settings(settings: &Settings, tokens: Arc<dyn TokenSource>) -> Result<Self, StateError> {
-        Self::connect(&settings.storage, &settings.state_table, tokens, settings.azure_tenant_id.clone(), TableClientOptions::default())
+        let storage = settings
+            .storage
+            .as_ref()
+            .ok_or_else(|| StateError::Invalid("no table storage is configured (SYNC_STATE_STORE=memory)".into()))?;
+        Self::connect(storage, &settings.state_table, tokens, settings.azure_tenant_id.clone(), TableClientOptions::default())
     }
 
     /// The same with explicit parts and options (tests: extra root certificates).

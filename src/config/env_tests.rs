@@ -1,0 +1,193 @@
+use super::*;
+
+const TENANT: &str = "11111111-1111-1111-1111-111111111111";
+const OTHER: &str = "22222222-2222-2222-2222-222222222222";
+
+fn base() -> HashMap<String, String> {
+    [
+        ("AZURE_TENANT_ID", TENANT),
+        ("SENTINEL_SUBSCRIPTION_ID", "33333333-3333-3333-3333-333333333333"),
+        ("SENTINEL_RESOURCE_GROUP", "rg-sec"),
+        ("SENTINEL_WORKSPACE_NAME", "law-sec"),
+        ("SYNC_STATE_STORE", "memory"),
+        ("WEBHOOK_SECRET", "0123456789abcdef0123"),
+        ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"),
+        ("PATH", "/usr/bin"),
+        ("WEBSITE_SITE_NAME", "anything at all"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn with(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env = base();
+    for (k, v) in pairs {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    env
+}
+
+fn errors(env: &HashMap<String, String>) -> SettingsErrors {
+    Settings::from_env(env, None).expect_err("settings should be refused")
+}
+
+#[test]
+fn minimal_settings_parse_with_the_documented_defaults() {
+    let s = Settings::from_env(&base(), None).expect("valid");
+    assert_eq!(s.azure_tenant_id.as_str(), TENANT);
+    assert_eq!(s.defender_tenants, vec![s.azure_tenant_id.clone()]);
+    assert_eq!(s.graph_endpoint.as_str(), "https://graph.microsoft.com/");
+    assert_eq!(s.arm_endpoint.as_str(), "https://management.azure.com/");
+    assert_eq!(s.authority_host.as_str(), "https://login.microsoftonline.com/");
+    assert!(matches!(s.credential, CredentialSettings::ManagedIdentity { client_id: None }));
+    assert!(s.logs.is_none());
+    assert!(s.storage.is_none());
+    assert_eq!(s.state_table, "DefenderSentinelSync");
+    assert_eq!(s.lookback, Duration::from_secs(24 * 3600));
+    assert_eq!(s.conflict_policy, ConflictPolicyName::LatestWins);
+    assert!(!s.severity_to_defender);
+    assert_eq!(s.function_timeout, Duration::from_secs(300));
+    assert!(matches!(s.webhook_auth, WebhookAuth::SharedSecret(_)));
+    assert_eq!(s.limits, ClientLimits::default());
+}
+
+#[test]
+fn every_missing_required_setting_is_named_on_its_own_line() {
+    let env: HashMap<String, String> = HashMap::from([("PATH".to_owned(), "/bin".to_owned())]);
+    let e = errors(&env);
+    for name in ["AZURE_TENANT_ID", "SENTINEL_SUBSCRIPTION_ID", "SENTINEL_RESOURCE_GROUP", "SENTINEL_WORKSPACE_NAME", "AzureWebJobsStorage", "WEBHOOK_SECRET"] {
+        assert!(e.names(name), "{name} not reported in:\n{e}");
+    }
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), e.0.len());
+    assert!(text.lines().all(|l| l.starts_with("setting ")));
+}
+
+#[test]
+fn an_empty_value_means_unset() {
+    let e = errors(&with(&[("AZURE_TENANT_ID", "  "), ("GRAPH_ENDPOINT", "")]));
+    assert!(e.names("AZURE_TENANT_ID"));
+    assert!(!e.names("GRAPH_ENDPOINT"), "empty GRAPH_ENDPOINT should take the default");
+}
+
+#[test]
+fn malformed_values_are_reported_each_naming_the_setting() {
+    let e = errors(&with(&[
+        ("SYNC_LOOKBACK_HOURS", "a day"),
+        ("SYNC_CONFLICT_POLICY", "coin-flip"),
+        ("SYNC_SEVERITY_TO_DEFENDER", "yes"),
+        ("SENTINEL_SUBSCRIPTION_ID", "not-a-guid"),
+        ("SYNC_STATE_TABLE", "no-dashes"),
+        ("AzureFunctionsJobHost__functionTimeout", "ten minutes"),
+        ("DEFENDER_SYNC_SCHEDULE", "every minute"),
+    ]));
+    for name in [
+        "SYNC_LOOKBACK_HOURS",
+        "SYNC_CONFLICT_POLICY",
+        "SYNC_SEVERITY_TO_DEFENDER",
+        "SENTINEL_SUBSCRIPTION_ID",
+        "SYNC_STATE_TABLE",
+        "AzureFunctionsJobHost__functionTimeout",
+        "DEFENDER_SYNC_SCHEDULE",
+    ] {
+        assert!(e.names(name), "{name} not reported in:\n{e}");
+    }
+    assert_eq!(e.0.len(), 7, "{e}");
+}
+
+#[test]
+fn endpoints_take_http_only_on_loopback_and_the_authority_only_https() {
+    let ok = Settings::from_env(&with(&[("GRAPH_ENDPOINT", "http://127.0.0.1:9000"), ("ARM_ENDPOINT", "http://localhost:9001")]), None);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let e = errors(&with(&[
+        ("GRAPH_ENDPOINT", "http://graph.example.com"),
+        ("ARM_ENDPOINT", "http://10.1.2.3"),
+        ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9443"),
+        ("LOGS_INGESTION_ENDPOINT", "http://dce.example.com"),
+        ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
+    ]));
+    for name in ["GRAPH_ENDPOINT", "ARM_ENDPOINT", "AZURE_AUTHORITY_HOST", "LOGS_INGESTION_ENDPOINT"] {
+        assert!(e.names(name), "{name} not reported in:\n{e}");
+    }
+}
+
+#[test]
+fn logs_ingestion_settings_go_together() {
+    let e = errors(&with(&[("LOGS_INGESTION_ENDPOINT", "https://dce.ingest.monitor.azure.com")]));
+    assert!(e.names("LOGS_DCR_IMMUTABLE_ID"));
+    let s = Settings::from_env(
+        &with(&[("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:7000"), ("LOGS_DCR_IMMUTABLE_ID", "dcr-00000000000000000000000000000000")]),
+        None,
+    )
+    .expect("valid");
+    let logs = s.logs.expect("ingestion on");
+    assert_eq!(logs.stream_name, "Custom-DefenderAlerts_CL");
+}
+
+#[test]
+fn managed_identity_may_only_name_its_own_tenant() {
+    let e = errors(&with(&[("DEFENDER_TENANT_IDS", &format!("{TENANT},{OTHER}"))]));
+    let line = e.0.iter().find(|x| x.setting == "DEFENDER_TENANT_IDS").expect("reported").to_string();
+    assert!(line.contains("AZURE_TENANT_ID") && line.contains(OTHER), "{line}");
+
+    let s = Settings::from_env(
+        &with(&[("DEFENDER_TENANT_IDS", &format!("{TENANT}, {OTHER},{OTHER}")), ("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cr3t-value")]),
+        None,
+    )
+    .expect("client secret reaches other tenants");
+    assert_eq!(s.defender_tenants.len(), 2);
+    assert!(matches!(s.credential, CredentialSettings::ClientSecret { .. }));
+}
+
+#[test]
+fn a_client_secret_needs_a_client_id_and_never_shows_in_debug() {
+    assert!(errors(&with(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")])).names("AZURE_CLIENT_ID"));
+    let s = Settings::from_env(
+        &with(&[("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cr3t-value"), ("WEBHOOK_SECRET", "webhook-secret-0123456789")]),
+        None,
+    )
+    .expect("valid");
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("s3cr3t-value") && !debug.contains("webhook-secret-0123456789"), "{debug}");
+}
+
+#[test]
+fn webhook_authentication_follows_the_contract() {
+    let both = Settings::from_env(&with(&[("WEBHOOK_AUDIENCE", "api://sync")]), None).expect("valid");
+    assert!(matches!(both.webhook_auth, WebhookAuth::Either { .. }));
+    let mut only_audience = with(&[("WEBHOOK_AUDIENCE", "api://sync")]);
+    only_audience.remove("WEBHOOK_SECRET");
+    let s = Settings::from_env(&only_audience, None).expect("valid");
+    assert!(matches!(s.webhook_auth, WebhookAuth::EntraToken { .. }));
+    let mut none = base();
+    none.remove("WEBHOOK_SECRET");
+    none.insert("WEBHOOK_AUTH".into(), "none".into());
+    assert!(matches!(Settings::from_env(&none, None).expect("valid").webhook_auth, WebhookAuth::Disabled));
+    assert!(errors(&with(&[("WEBHOOK_AUTH", "basic")])).names("WEBHOOK_AUTH"));
+    assert!(errors(&with(&[("WEBHOOK_SECRET", "short")])).names("WEBHOOK_SECRET"));
+}
+
+#[test]
+fn storage_is_required_unless_state_is_kept_in_memory() {
+    let mut env = base();
+    env.remove("SYNC_STATE_STORE");
+    assert!(errors(&env).names("AzureWebJobsStorage"));
+    env.insert("AzureWebJobsStorage".into(), "this is not a connection string".into());
+    assert!(errors(&env).names("AzureWebJobsStorage"));
+    assert!(errors(&with(&[("SYNC_STATE_STORE", "disk")])).names("SYNC_STATE_STORE"));
+}
+
+#[test]
+fn function_timeout_comes_from_the_override_then_host_json() {
+    let host = r#"{"version":"2.0","functionTimeout":"00:10:00"}"#;
+    assert_eq!(Settings::from_env(&base(), Some(host)).expect("valid").function_timeout, Duration::from_secs(600));
+    let s = Settings::from_env(&with(&[("AzureFunctionsJobHost__functionTimeout", "00:00:04")]), Some(host)).expect("valid");
+    assert_eq!(s.function_timeout, Duration::from_secs(4));
+}
+
+#[test]
+fn the_bench_only_setting_lifts_client_limits() {
+    let s = Settings::from_env(&with(&[("SYNC_BENCH_UNLIMITED", "true")]), None).expect("valid");
+    assert_eq!(s.limits, ClientLimits::unlimited());
+}

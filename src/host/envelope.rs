@@ -1,0 +1,97 @@
+//! The invocation envelope the host POSTs (`{"Data","Metadata"}`) and the reply it expects
+//! (`{"Outputs","Logs","ReturnValue"}`, always 200 with a JSON body: a non-2xx reply fails
+//! the invocation and drops its logs, an empty body hangs it).
+
+use super::plugins::HttpReply;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The host's request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvocationRequest {
+    /// Trigger and input binding values, by binding name.
+    #[serde(rename = "Data", alias = "data", default)]
+    pub data: Map<String, Value>,
+    /// Trigger metadata (includes `sys`).
+    #[serde(rename = "Metadata", alias = "metadata", default)]
+    pub metadata: Value,
+}
+
+impl InvocationRequest {
+    /// Parses the raw body.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| format!("the invocation envelope does not parse: {e}"))
+    }
+
+    /// The value of one binding, deserialized.
+    pub fn binding<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, String> {
+        let v = self.data.get(name).ok_or_else(|| format!("the invocation envelope has no Data.{name}"))?;
+        T::deserialize(v).map_err(|e| format!("Data.{name} does not parse: {e}"))
+    }
+}
+
+/// The reply to the host.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InvocationReply {
+    /// Output binding values; keys are exact-case binding names (`res`).
+    #[serde(rename = "Outputs")]
+    pub outputs: Map<String, Value>,
+    /// Logged by the host under the invocation.
+    #[serde(rename = "Logs")]
+    pub logs: Vec<String>,
+    #[serde(rename = "ReturnValue")]
+    pub return_value: Value,
+}
+
+/// The HTTP output binding's name in function.json.
+pub const HTTP_OUTPUT: &str = "res";
+
+impl InvocationReply {
+    /// A reply with these log lines and return value, and no outputs.
+    pub fn new(logs: Vec<String>, return_value: Value) -> Self {
+        Self { outputs: Map::new(), logs, return_value }
+    }
+
+    /// A reply answering an HTTP caller through `Outputs.res`.
+    pub fn http(reply: HttpReply) -> Self {
+        let res = serde_json::json!({
+            "statusCode": reply.status,
+            "headers": reply.headers,
+            "body": reply.body,
+        });
+        let mut outputs = Map::new();
+        outputs.insert(HTTP_OUTPUT.to_owned(), res);
+        Self { outputs, logs: reply.logs, return_value: Value::Null }
+    }
+}
+
+impl IntoResponse for InvocationReply {
+    fn into_response(self) -> Response {
+        axum::Json(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_reply_goes_into_outputs_res_with_string_headers() {
+        let reply = InvocationReply::http(HttpReply::json(501, &serde_json::json!({"error":"x"})).with_log("l"));
+        let v = serde_json::to_value(&reply).unwrap();
+        assert_eq!(v["Outputs"]["res"]["statusCode"], 501);
+        assert_eq!(v["Outputs"]["res"]["headers"]["Content-Type"], "application/json");
+        assert_eq!(v["Outputs"]["res"]["body"], "{\"error\":\"x\"}");
+        assert_eq!(v["Logs"][0], "l");
+        assert!(v.as_object().unwrap().contains_key("ReturnValue"));
+    }
+
+    #[test]
+    fn a_missing_binding_is_an_error_naming_it() {
+        let req = InvocationRequest::parse(br#"{"Data":{},"Metadata":{}}"#).unwrap();
+        let err = req.binding::<serde_json::Value>("timer").unwrap_err();
+        assert!(err.contains("Data.timer"));
+        assert!(InvocationRequest::parse(b"{nope").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The three functions of contract.md. Each turns the envelope into a typed payload, calls
+//! its plug-in, and always answers 200 with a JSON reply (see `envelope`).
+
+use super::envelope::{InvocationReply, InvocationRequest};
+use super::payload::{HttpRequestData, TimerInfo};
+use super::plugins::HttpReply;
+use super::{health, HostState};
+use serde_json::{json, Value};
+
+/// Binding names of contract.md.
+const TIMER_BINDING: &str = "timer";
+const HTTP_BINDING: &str = "req";
+
+/// Logs a line to stdout (in the invocation's span) and keeps it for the reply's `Logs`.
+fn note(logs: &mut Vec<String>, line: String) {
+    tracing::info!(message = %line);
+    logs.push(line);
+}
+
+fn rejected(error: String) -> InvocationReply {
+    tracing::warn!(%error, "Invocation envelope rejected.");
+    InvocationReply::new(vec![error.clone()], json!({ "status": "invalid-envelope", "error": error }))
+}
+
+fn http_rejected(error: String) -> InvocationReply {
+    tracing::warn!(%error, "Invocation envelope rejected.");
+    InvocationReply::http(HttpReply::json(400, &json!({ "error": error })).with_log(error))
+}
+
+/// Parses an envelope and one of its bindings.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], binding: &str) -> Result<T, String> {
+    InvocationRequest::parse(body)?.binding(binding)
+}
+
+/// `DefenderSync`: one sync cycle, its outcome in `Logs` and `ReturnValue` (never a non-2xx:
+/// a failed cycle must not look like a host-level failure).
+pub(super) async fn defender_sync(state: &HostState, body: &[u8], deadline: tokio::time::Instant) -> InvocationReply {
+    let timer: TimerInfo = match parse(body, TIMER_BINDING) {
+        Ok(t) => t,
+        Err(e) => return rejected(e),
+    };
+    let mut logs = Vec::new();
+    if timer.is_past_due {
+        note(&mut logs, "Timer is past due: this run catches up on missed occurrences.".into());
+    }
+    let services = match state.services(deadline).await {
+        Ok(s) => s,
+        Err(e) => {
+            note(&mut logs, format!("Sync cycle not run: {e}."));
+            return InvocationReply::new(logs, json!({ "completed": false, "error": e }));
+        }
+    };
+    let Some(runner) = services.sync.clone() else {
+        note(&mut logs, "The sync engine is not built; nothing was synced.".into());
+        return InvocationReply::new(logs, json!({ "completed": false, "status": "sync engine is not built" }));
+    };
+    let report = runner.run_cycle(deadline).await;
+    for line in report.logs {
+        note(&mut logs, line);
+    }
+    let completed = if report.completed { "completed" } else { "did not complete" };
+    note(&mut logs, format!("Sync cycle {completed}."));
+    let return_value = json!({ "completed": report.completed, "figures": report.figures });
+    InvocationReply::new(logs, return_value)
+}
+
+/// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`.
+pub(super) async fn sentinel_webhook(state: &HostState, body: &[u8], deadline: tokio::time::Instant) -> InvocationReply {
+    let request: HttpRequestData = match parse(body, HTTP_BINDING) {
+        Ok(r) => r,
+        Err(e) => return http_rejected(e),
+    };
+    let services = match state.services(deadline).await {
+        Ok(s) => s,
+        Err(e) => return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e)),
+    };
+    let Some(handler) = services.webhook.clone() else {
+        let line = "Reverse sync is not built; the webhook call was not applied.";
+        tracing::info!(message = line);
+        return InvocationReply::http(HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" })).with_log(line));
+    };
+    let reply = handler.handle(request, deadline).await;
+    for line in &reply.logs {
+        tracing::info!(message = %line);
+    }
+    InvocationReply::http(reply)
+}
+
+/// `SyncHealth`: the handler's facts and the sync figures, as JSON to the caller.
+pub(super) async fn sync_health(state: &HostState, body: &[u8]) -> InvocationReply {
+    if let Err(e) = parse::<HttpRequestData>(body, HTTP_BINDING) {
+        return http_rejected(e);
+    }
+    let report: Value = health::report(state).await;
+    InvocationReply::http(HttpReply::json(200, &report))
+}

@@ -1,0 +1,125 @@
+//! The trigger payloads inside `Data`: the timer's TimerInfo and the HTTP trigger's request
+//! object, parsed tolerantly (fields vary between host versions; see
+//! `../shared/docs/functions-custom-handler.md` §3.3–3.4).
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The timer trigger's `TimerInfo`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TimerInfo {
+    #[serde(rename = "Schedule", default)]
+    pub schedule: Option<Value>,
+    /// `null` when the schedule monitor is off.
+    #[serde(rename = "ScheduleStatus", default)]
+    pub schedule_status: Option<ScheduleStatus>,
+    #[serde(rename = "IsPastDue", default)]
+    pub is_past_due: bool,
+}
+
+/// The schedule monitor's record, in the host's local time; `Last` may lack an offset (first
+/// run: `0001-01-01T00:00:00`). Kept as text: never used as a sync cursor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScheduleStatus {
+    #[serde(rename = "Last", default)]
+    pub last: Option<String>,
+    #[serde(rename = "Next", default)]
+    pub next: Option<String>,
+    #[serde(rename = "LastUpdated", default)]
+    pub last_updated: Option<String>,
+}
+
+/// The HTTP trigger's request object (`Data.req`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HttpRequestData {
+    #[serde(rename = "Url", default)]
+    pub url: String,
+    #[serde(rename = "Method", default)]
+    pub method: String,
+    /// An object on current hosts, a JSON string on older ones; both accepted.
+    #[serde(rename = "Query", default, deserialize_with = "object_or_json_string")]
+    pub query: BTreeMap<String, String>,
+    /// Header values are arrays (a single string is accepted too).
+    #[serde(rename = "Headers", default, deserialize_with = "headers")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    #[serde(rename = "Params", default, deserialize_with = "object_or_json_string")]
+    pub params: BTreeMap<String, String>,
+    /// Absent when the caller sent no `Content-Length` (chunked) or an empty body.
+    #[serde(rename = "Body", default)]
+    pub body: Option<String>,
+}
+
+impl HttpRequestData {
+    /// The first value of a header, matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).map(String::as_str)
+    }
+}
+
+fn scalar_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn object_or_json_string<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    let v = match v {
+        Value::String(s) if s.trim().is_empty() => return Ok(BTreeMap::new()),
+        Value::String(s) => serde_json::from_str(&s).map_err(serde::de::Error::custom)?,
+        other => other,
+    };
+    match v {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(m) => Ok(m.into_iter().map(|(k, v)| (k, scalar_text(v))).collect()),
+        other => Err(serde::de::Error::custom(format!("expected an object, got {other}"))),
+    }
+}
+
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    let Value::Object(m) = v else {
+        return if v.is_null() { Ok(BTreeMap::new()) } else { Err(serde::de::Error::custom("Headers is not an object")) };
+    };
+    let one = |(k, v): (String, Value)| match v {
+        Value::Array(items) => (k, items.into_iter().map(scalar_text).collect()),
+        other => (k, vec![scalar_text(other)]),
+    };
+    Ok(m.into_iter().map(one).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timer_info_tolerates_a_null_status_and_an_offsetless_last() {
+        let t: TimerInfo = serde_json::from_value(json!({"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false})).unwrap();
+        assert!(t.schedule_status.is_none());
+        let t: TimerInfo = serde_json::from_value(json!({"ScheduleStatus":{"Last":"0001-01-01T00:00:00","Next":"2024-11-30T14:45:51+00:00","LastUpdated":"0001-01-01T00:00:00"},"IsPastDue":true})).unwrap();
+        assert!(t.is_past_due);
+        assert_eq!(t.schedule_status.unwrap().last.as_deref(), Some("0001-01-01T00:00:00"));
+    }
+
+    #[test]
+    fn query_is_accepted_as_an_object_or_as_a_json_string() {
+        let a: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":{"code":"k","n":"1"}})).unwrap();
+        let b: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":"{\"code\":\"k\",\"n\":\"1\"}"})).unwrap();
+        assert_eq!(a.query, b.query);
+        assert_eq!(a.query.get("n").map(String::as_str), Some("1"));
+        let c: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":"{}"})).unwrap();
+        assert!(c.query.is_empty());
+    }
+
+    #[test]
+    fn headers_are_arrays_looked_up_case_insensitively_and_body_is_optional() {
+        let r: HttpRequestData =
+            serde_json::from_value(json!({"Url":"u","Method":"POST","Headers":{"Content-Type":["application/json"]},"Params":{}})).unwrap();
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.body, None);
+        assert!(serde_json::from_value::<HttpRequestData>(json!({"Headers":[1]})).is_err());
+    }
+}

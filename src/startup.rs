@@ -1,0 +1,99 @@
+//! Building and running the handler. `serve` binds first and answers the host's readiness poll
+//! at once; everything slow (credentials, state store, engine) is built afterwards and handed
+//! to the router through a [`SetupHandle`].
+
+use crate::config::{Settings, WebhookAuth};
+use crate::credentials::{AzureTokenSource, TokenSource};
+use crate::host::plugins::Services;
+use crate::host::{router, HandlerInfo, HostState, SetupHandle};
+use crate::state::memory::MemoryStateStore;
+use anyhow::Context;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// A bound, not yet serving handler.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    state: HostState,
+    setup: SetupHandle,
+    settings: Settings,
+}
+
+impl App {
+    /// Binds `127.0.0.1:port` (the host calls IPv4 loopback only); `0` picks a free port.
+    pub async fn bind(settings: Settings, port: u16) -> anyhow::Result<App> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let (state, setup) = HostState::new(HandlerInfo::from_settings(&settings));
+        Ok(App { listener, state, setup, settings })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until the process ends, building the services with [`build_services`].
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run_with(build_services).await
+    }
+
+    /// Serves, building the services with `build` once the listener answers.
+    pub async fn run_with<F, Fut>(self, build: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(Settings) -> Fut,
+        Fut: Future<Output = anyhow::Result<Services>>,
+    {
+        let App { listener, state, setup, settings } = self;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        tracing::info!(port, "Listening.");
+        announce(&settings);
+        match build(settings).await {
+            Ok(services) => {
+                tracing::info!(?services, "Startup complete.");
+                setup.ready(services);
+            }
+            Err(e) => {
+                tracing::error!(error.cause_chain = ?e, error.message = %e, "Startup failed; invocations will report it.");
+                setup.failed(format!("{e:#}"));
+            }
+        }
+        server.await.context("the server task failed")?.context("the server stopped")
+    }
+}
+
+/// Says once what the settings switch off or weaken.
+fn announce(settings: &Settings) {
+    if settings.logs.is_none() {
+        tracing::info!("Alert ingestion is off (LOGS_INGESTION_ENDPOINT and LOGS_DCR_IMMUTABLE_ID are unset).");
+    }
+    if matches!(settings.webhook_auth, WebhookAuth::Disabled) {
+        tracing::warn!("WEBHOOK_AUTH=none: SentinelWebhook callers are NOT authenticated. Local development only!");
+    }
+    if settings.storage.is_none() {
+        tracing::warn!("SYNC_STATE_STORE=memory: sync state is kept in process memory and lost on restart.");
+    }
+    if settings.limits != crate::config::ClientLimits::default() {
+        tracing::warn!("SYNC_BENCH_UNLIMITED=true: client-side rate limits are off (benchmarks against simulators only).");
+    }
+}
+
+/// The default services: the credential and the state store. The sync engine and reverse
+/// sync are plugged in here when they exist.
+pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
+    let tokens: Arc<dyn TokenSource> = Arc::new(
+        AzureTokenSource::new(&settings.credential, &settings.azure_tenant_id, &settings.authority_host)
+            .context("cannot build the Entra ID credential")?,
+    );
+    tracing::debug!(?tokens, "Credential ready.");
+    let store: Option<Arc<dyn crate::state::StateStore>> = match &settings.storage {
+        None => Some(Arc::new(MemoryStateStore::default())),
+        Some(_) => {
+            tracing::warn!("The Table Storage state store is not wired yet.");
+            None
+        }
+    };
+    Ok(Services { sync: None, webhook: None, store })
+}
