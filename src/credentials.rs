@@ -59,6 +59,17 @@ enum Kind {
     Secret { client_id: String, secret: Secret, authority_host: Url, per_tenant: Mutex<HashMap<TenantId, Arc<ClientSecretCredential>>> },
 }
 
+/// Token requests retry a little (a few seconds at most): the SDK default (8 retries over a
+/// minute) would eat a whole cycle when the endpoint is down, and the cycle retries next time.
+fn token_retry() -> azure_core::http::RetryOptions {
+    azure_core::http::RetryOptions::exponential(azure_core::http::ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200),
+        max_retries: 3,
+        max_total_elapsed: azure_core::time::Duration::seconds(10),
+        max_delay: azure_core::time::Duration::seconds(2),
+    })
+}
+
 impl AzureTokenSource {
     /// Builds the credential of the settings. Managed identity reads `IDENTITY_ENDPOINT` and
     /// `IDENTITY_HEADER` from the process environment here, once.
@@ -67,7 +78,7 @@ impl AzureTokenSource {
             CredentialSettings::ManagedIdentity { client_id } => {
                 let options = ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                    ..Default::default()
+                    client_options: ClientOptions { retry: token_retry(), ..Default::default() },
                 };
                 let credential = ManagedIdentityCredential::new(Some(options)).map_err(|e| refused(home, &e))?;
                 Kind::Managed { home: home.clone(), credential }
@@ -97,7 +108,11 @@ impl AzureTokenSource {
                 let mut cloud = CustomConfiguration::default();
                 cloud.authority_host = authority_host.as_str().trim_end_matches('/').to_owned();
                 let options = ClientSecretCredentialOptions {
-                    client_options: ClientOptions { cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))), ..Default::default() },
+                    client_options: ClientOptions {
+                        cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+                        retry: token_retry(),
+                        ..Default::default()
+                    },
                 };
                 let c = ClientSecretCredential::new(tenant.as_str(), client_id.clone(), secret.clone(), Some(options))
                     .map_err(|e| refused(tenant, &e))?;

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod domain;
 pub mod host;
 pub mod ports;
+pub mod runner;
 pub mod startup;
 pub mod state;
 pub mod sync;

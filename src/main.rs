@@ -3,14 +3,15 @@
 use clap::{CommandFactory, Parser};
 use defender_sentinel_sync::cli::{self, Action, Cli};
 use defender_sentinel_sync::config::Settings;
-use defender_sentinel_sync::{startup, telemetry};
+use defender_sentinel_sync::host::timeout;
+use defender_sentinel_sync::{runner, startup, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::action(&cli, std::env::var(cli::PORT_VAR).ok().as_deref()) {
         Action::Serve(port) => serve(port),
-        Action::Sync => not_built("sync"),
+        Action::Sync => sync(),
         Action::Demo => not_built("demo"),
         Action::Help => {
             let _ = Cli::command().print_help();
@@ -24,10 +25,9 @@ fn not_built(what: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Validates everything first (fast, no I/O but host.json), then binds and serves. Problems go
-/// to stderr, one line each: the host shows a crashed handler's last stderr lines.
-fn serve(port: Result<u16, String>) -> ExitCode {
-    telemetry::init();
+/// Settings (and the port, for `serve`), or every problem on stderr, one line each: the host
+/// shows a crashed handler's last stderr lines.
+fn load(port: Result<u16, String>) -> Result<(u16, Settings, tokio::runtime::Runtime), ExitCode> {
     let settings = Settings::from_process_env();
     let mut problems: Vec<String> = port.as_ref().err().cloned().into_iter().collect();
     if let Err(errors) = &settings {
@@ -38,14 +38,54 @@ fn serve(port: Result<u16, String>) -> ExitCode {
         for p in &problems {
             eprintln!("{p}");
         }
-        return ExitCode::from(1);
+        return Err(ExitCode::from(1));
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => Ok((port, settings, rt)),
         Err(e) => {
             eprintln!("defender-sentinel-sync: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            Err(ExitCode::from(1))
         }
+    }
+}
+
+/// One forward cycle from the command line, bounded by the same function timeout as `serve`;
+/// exit code 0 only when the cycle completed.
+fn sync() -> ExitCode {
+    telemetry::init();
+    let (_, settings, runtime) = match load(Ok(0)) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async move {
+        let runner = startup::build_engine(&settings).await?;
+        let deadline = timeout::deadline(tokio::time::Instant::now(), settings.function_timeout);
+        let report = runner.sync.run_cycle(deadline).await;
+        for t in &report.tenants {
+            println!("{}", runner::tenant_line(t));
+            for e in &t.errors {
+                println!("  error: {e}");
+            }
+        }
+        println!("{}", runner.calls());
+        anyhow::Ok(report.completed())
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("defender-sentinel-sync sync: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Validates everything first (fast, no I/O but host.json), then binds and serves.
+fn serve(port: Result<u16, String>) -> ExitCode {
+    telemetry::init();
+    let (port, settings, runtime) = match load(port) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let result = runtime.block_on(async move { startup::App::bind(settings, port).await?.run().await });
     match result {

@@ -6,7 +6,14 @@ use crate::config::{Settings, WebhookAuth};
 use crate::credentials::{AzureTokenSource, TokenSource};
 use crate::host::plugins::Services;
 use crate::host::{router, HandlerInfo, HostState, SetupHandle};
+use crate::adapters::graph::GraphClient;
+use crate::adapters::logs::LogsClient;
+use crate::adapters::sentinel::SentinelClient;
+use crate::runner::EngineRunner;
 use crate::state::memory::MemoryStateStore;
+use crate::state::table::TableStateStore;
+use crate::state::StateStore;
+use crate::sync::{ForwardSync, MergePolicy};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -80,20 +87,43 @@ fn announce(settings: &Settings) {
     }
 }
 
-/// The default services: the credential and the state store. The sync engine and reverse
-/// sync are plugged in here when they exist.
+/// Timeout of one upstream HTTP call.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The services: credential, state store (Table Storage, or memory when configured so),
+/// the upstream adapters and the forward sync engine. Reverse sync is plugged in here when it
+/// exists.
 pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
+    let runner = Arc::new(build_engine(&settings).await?);
+    let store = Some(runner.sync.state());
+    Ok(Services { sync: Some(runner), webhook: None, store })
+}
+
+/// Everything a forward cycle needs, built from the settings (also used by `sync`).
+pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
     let tokens: Arc<dyn TokenSource> = Arc::new(
         AzureTokenSource::new(&settings.credential, &settings.azure_tenant_id, &settings.authority_host)
             .context("cannot build the Entra ID credential")?,
     );
-    tracing::debug!(?tokens, "Credential ready.");
-    let store: Option<Arc<dyn crate::state::StateStore>> = match &settings.storage {
-        None => Some(Arc::new(MemoryStateStore::default())),
-        Some(_) => {
-            tracing::warn!("The Table Storage state store is not wired yet.");
-            None
-        }
+    let store: Arc<dyn StateStore> = match &settings.storage {
+        None => Arc::new(MemoryStateStore::default()),
+        Some(_) => Arc::new(TableStateStore::from_settings(settings, tokens.clone()).context("cannot reach the state table")?),
     };
-    Ok(Services { sync: None, webhook: None, store })
+    store.ensure_ready().await.context("cannot prepare the state table")?;
+    let graph = Arc::new(GraphClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT).context("cannot build the Graph client")?);
+    let sentinel =
+        Arc::new(SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT).context("cannot build the Sentinel client")?);
+    let logs = LogsClient::from_settings(settings, tokens, CALL_TIMEOUT).context("cannot build the Logs Ingestion client")?.map(Arc::new);
+    let policy = MergePolicy { conflict: settings.conflict_policy.clone(), severity_to_defender: settings.severity_to_defender };
+    let sync = ForwardSync::new(
+        graph.clone(),
+        sentinel.clone(),
+        logs.clone().map(|l| l as Arc<dyn crate::ports::LogsIngest>),
+        store,
+        settings.defender_tenants.clone(),
+        policy,
+        settings.lookback,
+        settings.limits.clone(),
+    );
+    Ok(EngineRunner { sync, graph, sentinel, logs })
 }

@@ -94,7 +94,20 @@ fn credential(r: &mut Reader<'_>) -> Option<CredentialSettings> {
             r.error("AZURE_CLIENT_ID", "missing: AZURE_CLIENT_SECRET is set, and a client secret needs the app's client id");
             None
         }
-        (client_id, None) => Some(CredentialSettings::ManagedIdentity { client_id }),
+        (client_id, None) => {
+            // Without the App Service endpoint azure_identity would fall back to the VM metadata
+            // service (IMDS) and retry for over a minute: never right for a Functions handler.
+            for name in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+                if r.get(name).is_none() {
+                    r.error(
+                        name,
+                        "missing: with no AZURE_CLIENT_SECRET the handler uses managed identity, whose endpoint Azure Functions \
+                         sets in IDENTITY_ENDPOINT and IDENTITY_HEADER; outside Azure set AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
+                    );
+                }
+            }
+            Some(CredentialSettings::ManagedIdentity { client_id })
+        }
     }
 }
 

@@ -10,6 +10,8 @@ fn base() -> HashMap<String, String> {
         ("SENTINEL_RESOURCE_GROUP", "rg-sec"),
         ("SENTINEL_WORKSPACE_NAME", "law-sec"),
         ("SYNC_STATE_STORE", "memory"),
+        ("IDENTITY_ENDPOINT", "http://169.254.255.2:8081/msi/token"),
+        ("IDENTITY_HEADER", "platform-header"),
         ("WEBHOOK_SECRET", "0123456789abcdef0123"),
         ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"),
         ("PATH", "/usr/bin"),
@@ -190,4 +192,18 @@ fn function_timeout_comes_from_the_override_then_host_json() {
 fn the_bench_only_setting_lifts_client_limits() {
     let s = Settings::from_env(&with(&[("SYNC_BENCH_UNLIMITED", "true")]), None).expect("valid");
     assert_eq!(s.limits, ClientLimits::unlimited());
+}
+
+#[test]
+fn managed_identity_needs_the_platform_endpoint() {
+    let mut env = base();
+    env.remove("IDENTITY_ENDPOINT");
+    env.remove("IDENTITY_HEADER");
+    let e = errors(&env);
+    assert!(e.names("IDENTITY_ENDPOINT"), "{e}");
+    assert!(e.names("IDENTITY_HEADER"), "{e}");
+    let mut env = with(&[("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cret")]);
+    env.remove("IDENTITY_ENDPOINT");
+    env.remove("IDENTITY_HEADER");
+    assert!(Settings::from_env(&env, None).is_ok(), "a client secret needs no platform endpoint");
 }

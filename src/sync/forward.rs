@@ -41,7 +41,9 @@ impl Default for ForwardOptions {
             overlap: Duration::from_secs(5 * 60),
             park_backoff: Duration::from_secs(60),
             park_backoff_max: Duration::from_secs(3600),
-            call_attempts: 3,
+            // The adapters already retry 429/5xx with backoff; the engine adds one more try for
+            // what they hand back (a long Retry-After), within the deadline.
+            call_attempts: 2,
             call_backoff: Duration::from_millis(500),
             deadline_margin: Duration::from_secs(5),
         }
@@ -102,6 +104,11 @@ impl ForwardSync {
     pub fn with_options(mut self, opts: ForwardOptions) -> Self {
         self.opts = opts;
         self
+    }
+
+    /// The state store the engine writes (SyncHealth reads it).
+    pub fn state(&self) -> Arc<dyn StateStore> {
+        self.state.clone()
     }
 
     /// One forward cycle over every tenant, stopping cleanly before `deadline`.

@@ -41,6 +41,8 @@ pub fn settings() -> Vec<(&'static str, String)> {
         ("GRAPH_ENDPOINT", "http://127.0.0.1:9/graph".into()),
         ("ARM_ENDPOINT", "http://127.0.0.1:9/arm".into()),
         ("SYNC_STATE_STORE", "memory".into()),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token".into()),
+        ("IDENTITY_HEADER", "test-identity-header".into()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *".into()),
         ("FUNCTIONS_WORKER_RUNTIME", "custom".into()),

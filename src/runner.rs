@@ -1,0 +1,79 @@
+//! Glue between the host protocol and the sync engine: runs a forward cycle for the
+//! `DefenderSync` timer (and the `sync` subcommand) and turns its report into the reply's
+//! `Logs` and `ReturnValue`, with the upstream call figures of each adapter.
+
+use crate::adapters::graph::GraphClient;
+use crate::adapters::http::CallCounts;
+use crate::adapters::logs::LogsClient;
+use crate::adapters::sentinel::SentinelClient;
+use crate::host::plugins::{CycleReport as HostReport, SyncRunner};
+use crate::sync::{CycleReport, ForwardSync, TenantReport};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The forward sync with the adapters it runs on (kept for their call counters).
+pub struct EngineRunner {
+    pub sync: ForwardSync,
+    pub graph: Arc<GraphClient>,
+    pub sentinel: Arc<SentinelClient>,
+    pub logs: Option<Arc<LogsClient>>,
+}
+
+impl EngineRunner {
+    /// Upstream calls so far, per API (every attempt counts).
+    pub fn calls(&self) -> serde_json::Value {
+        let c = |c: CallCounts| json!({ "calls": c.calls, "retries": c.retries, "throttled": c.throttled });
+        json!({
+            "graph": c(self.graph.counts()),
+            "arm": c(self.sentinel.counts()),
+            "logs": self.logs.as_ref().map(|l| c(l.counts())),
+        })
+    }
+}
+
+/// One line per tenant, for the invocation's `Logs` and the `sync` subcommand.
+pub fn tenant_line(t: &TenantReport) -> String {
+    let tenant = t.tenant.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+    let lag = t.lag.map(|l| format!("{}s", l.as_secs())).unwrap_or_else(|| "-".into());
+    format!(
+        "tenant {tenant}: {} seen, {} written, {} unchanged, {} failed, {} parked, {} cleared, {} throttled, lag {lag}, {}",
+        t.seen,
+        t.written,
+        t.unchanged,
+        t.failed,
+        t.parked,
+        t.cleared,
+        t.throttled,
+        if t.completed { "completed" } else { "NOT completed (the next cycle continues)" }
+    )
+}
+
+/// The report as JSON figures (the reply's `ReturnValue`).
+pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Value {
+    let tenants: Vec<_> = report
+        .tenants
+        .iter()
+        .map(|t| {
+            json!({
+                "tenant": t.tenant.as_ref().map(|t| t.to_string()),
+                "seen": t.seen, "written": t.written, "unchanged": t.unchanged, "failed": t.failed,
+                "parked": t.parked, "cleared": t.cleared, "throttled": t.throttled,
+                "lagSeconds": t.lag.map(|l| l.as_secs()),
+                "commentCapReached": t.comment_cap_reached,
+                "errors": t.errors,
+                "completed": t.completed,
+            })
+        })
+        .collect();
+    json!({ "completed": report.completed(), "tenants": tenants, "calls": calls })
+}
+
+#[async_trait::async_trait]
+impl SyncRunner for EngineRunner {
+    async fn run_cycle(&self, deadline: tokio::time::Instant) -> HostReport {
+        let report = self.sync.run_cycle(deadline).await;
+        let mut logs: Vec<String> = report.tenants.iter().map(tenant_line).collect();
+        logs.extend(report.tenants.iter().flat_map(|t| t.errors.iter().map(|e| format!("error: {e}"))));
+        HostReport { completed: report.completed(), logs, figures: figures(&report, self.calls()) }
+    }
+}
