@@ -47,10 +47,11 @@ fn serve_without_a_port_names_the_variable() {
 }
 
 #[test]
-fn sync_and_demo_are_not_built_yet_and_say_so() {
-    for sub in ["sync", "demo"] {
-        let out = run(&[sub], None);
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+fn sync_with_missing_settings_exits_non_zero_naming_each() {
+    let out = run(&["sync"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for setting in ["AZURE_TENANT_ID", "SENTINEL_SUBSCRIPTION_ID", "SENTINEL_RESOURCE_GROUP", "SENTINEL_WORKSPACE_NAME"] {
+        assert!(err.contains(setting), "{setting} not named in: {err}");
     }
 }
