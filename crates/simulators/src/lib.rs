@@ -55,7 +55,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The running simulators. Dropping it does not stop them; call [`Simulators::shutdown`].
+/// The running simulators. Dropping it stops the listeners too; [`Simulators::shutdown`] also
+/// waits for them.
 pub struct Simulators {
     shared: Arc<Shared>,
     urls: Urls,
