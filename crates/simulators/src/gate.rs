@@ -37,18 +37,23 @@ pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Respon
     if fault == Fault::Reset {
         return reset(&g, &op, kill).await;
     }
+    let mut remaining = None;
     if g.api != Api::Entra {
         match authenticate(&g, &req) {
-            Ok(claims) => {
-                if let Some(resp) = throttle(&g, &claims, &req) {
-                    return finish(&g, &op, resp);
+            Ok(claims) => match throttle(&g, &claims, &req) {
+                Ok(h) => {
+                    remaining = h;
+                    req.extensions_mut().insert(claims);
                 }
-                req.extensions_mut().insert(claims);
-            }
+                Err(resp) => return finish(&g, &op, resp),
+            },
             Err(resp) => return finish(&g, &op, resp),
         }
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if let Some((name, left)) = remaining {
+        resp.headers_mut().insert(name, HeaderValue::from(left));
+    }
     match fault {
         Fault::InternalErrorAfterApply => finish(&g, &op, server_error(g.api, StatusCode::INTERNAL_SERVER_ERROR)),
         Fault::ResetAfterApply => reset(&g, &op, kill).await,
@@ -148,7 +153,23 @@ fn authenticate(g: &Gate, req: &Request) -> Result<Claims, Response> {
         None | Some("") => Err(TokenRejection::Missing),
         Some(t) => keys::verify(t, &read(&g.shared.keys), &audiences(g)),
     };
-    result.map_err(|r| unauthorized(g.api, &r))
+    let claims = result.map_err(|r| unauthorized(g.api, &r))?;
+    let home = &g.shared.cfg.tenant_id;
+    if matches!(g.api, Api::Arm | Api::Logs) && claims.tid != *home {
+        return Err(wrong_tenant(g.api, &claims.tid, home));
+    }
+    Ok(claims)
+}
+
+/// ARM and Logs live in the home tenant: a token from another tenant is refused.
+fn wrong_tenant(api: Api, tid: &str, home: &str) -> Response {
+    let msg = format!(
+        "The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It must match the tenant 'https://sts.windows.net/{home}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{home}' to get the token."
+    );
+    match api {
+        Api::Arm => arm_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationTokenTenant", &msg),
+        _ => azure_core_error(StatusCode::UNAUTHORIZED, "InvalidToken", &msg),
+    }
 }
 
 fn unauthorized(api: Api, r: &TokenRejection) -> Response {
@@ -183,20 +204,23 @@ fn unauthorized(api: Api, r: &TokenRejection) -> Response {
     resp
 }
 
-fn throttle(g: &Gate, claims: &Claims, req: &Request) -> Option<Response> {
+/// Takes a token from the caller's bucket: `Err(429)` when empty; on ARM, the remaining-quota
+/// header to add to the answer.
+fn throttle(g: &Gate, claims: &Claims, req: &Request) -> Result<Option<(&'static str, u64)>, Response> {
     let cfg = read(&g.shared.throttle_cfg).clone();
     let is_read = req.method() == Method::GET;
-    let (bucket, spec, key) = match g.api {
-        Api::Graph => ("graph", cfg.graph?, format!("{}/{}", claims.appid, claims.tid)),
-        Api::Arm if is_read => ("arm_reads", cfg.arm_reads?, claims.oid.clone()),
-        Api::Arm => ("arm_writes", cfg.arm_writes?, claims.oid.clone()),
-        Api::Logs => ("logs", cfg.logs?, req.uri().path().to_owned()),
-        Api::Entra => return None,
+    let (bucket, spec, key, header) = match g.api {
+        Api::Graph => ("graph", cfg.graph, format!("{}/{}", claims.appid, claims.tid), None),
+        Api::Arm if is_read => ("arm_reads", cfg.arm_reads, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-reads")),
+        Api::Arm => ("arm_writes", cfg.arm_writes, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-writes")),
+        Api::Logs => ("logs", cfg.logs, req.uri().path().to_owned(), None),
+        Api::Entra => return Ok(None),
     };
+    let Some(spec) = spec else { return Ok(None) };
     let take = lock(&g.shared.buckets).entry(bucket).or_default().take(&key, spec, Instant::now());
     match take {
-        Take::Ok { .. } => None,
-        Take::Throttled { retry_after } => Some(too_many(g.api, retry_after)),
+        Take::Ok { remaining } => Ok(header.map(|h| (h, remaining))),
+        Take::Throttled { retry_after } => Err(too_many(g.api, retry_after)),
     }
 }
 

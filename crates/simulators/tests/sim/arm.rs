@@ -183,3 +183,17 @@ async fn comments_put_get_list_and_limits() {
     let inc = env.arm(Method::GET, &format!("/{name}"), None).await;
     assert_eq!(inc.body["properties"]["additionalData"]["commentsCount"], 100);
 }
+
+#[tokio::test]
+async fn arm_refuses_tokens_from_other_tenants_and_reports_remaining_quota() {
+    let env = start().await;
+    let url = format!("{}?api-version=2024-03-01", env.incidents_url());
+    let r = env.call(Method::GET, &url, Some(&env.token(ARM, T2)), None, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"]["code"], "InvalidAuthenticationTokenTenant");
+    let r = env.arm(Method::GET, "", None).await;
+    let left: u64 = r.headers["x-ms-ratelimit-remaining-subscription-reads"].to_str().unwrap().parse().unwrap();
+    assert_eq!(left, 249);
+    let r = env.arm(Method::PUT, &format!("/{}", new_name()), Some(&minimal_incident("q"))).await;
+    assert_eq!(r.headers["x-ms-ratelimit-remaining-subscription-writes"], "199");
+}

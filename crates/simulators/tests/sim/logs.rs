@@ -56,3 +56,10 @@ async fn size_shape_and_column_rules() {
     assert_eq!(post_raw(&env, &env.logs_url("Custom-Unknown_CL"), b"[]".to_vec(), false).await, StatusCode::BAD_REQUEST);
     assert!(env.sims.ingested_rows(STREAM_NAME).is_empty());
 }
+
+#[tokio::test]
+async fn tokens_from_another_tenant_are_refused() {
+    let env = start().await;
+    let r = env.call(Method::POST, &env.logs_url(STREAM_NAME), Some(&env.token(MONITOR, T2)), Some(&json!([])), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
