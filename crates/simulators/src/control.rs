@@ -51,6 +51,8 @@ pub enum SentinelAction {
         classification_reason: Option<String>,
         classification_comment: Option<String>,
     },
+    /// Changes the classification without touching the status (checked against the status).
+    Classify { classification: Option<String>, classification_reason: Option<String>, classification_comment: Option<String> },
     /// By UPN, email or object id; `None` unassigns.
     SetOwner { owner: Option<String> },
     /// Replaces the user labels.
@@ -169,6 +171,22 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
                     p.insert("classificationComment".into(), json!(cc));
                 }
                 if c.is_some() { vec!["Status", "Classification"] } else { vec!["Status"] }
+            }
+            SentinelAction::Classify { classification, classification_reason, classification_comment } => {
+                let st = p.get("status").and_then(Value::as_str).and_then(|s| canon(arm_validate::STATUS, s, "status").ok());
+                let c = classification.map(|c| canon(arm_validate::CLASSIFICATION, &c, "classification")).transpose()?;
+                let r = classification_reason.map(|r| canon(arm_validate::REASON, &r, "classificationReason")).transpose()?;
+                arm_validate::closing_rules(st, c, r).map_err(ActionError::Invalid)?;
+                for (k, v) in [("classification", c), ("classificationReason", r)] {
+                    match v {
+                        Some(v) => p.insert(k.into(), json!(v)),
+                        None => p.remove(k),
+                    };
+                }
+                if let Some(cc) = classification_comment {
+                    p.insert("classificationComment".into(), json!(cc));
+                }
+                vec!["Classification"]
             }
             SentinelAction::SetOwner { owner } => {
                 let o = owner.map(|k| if k.contains('@') { json!({"userPrincipalName": k}) } else { json!({"objectId": k}) });

@@ -210,6 +210,8 @@ fn throttle(g: &Gate, claims: &Claims, req: &Request) -> Result<Option<(&'static
     let cfg = read(&g.shared.throttle_cfg).clone();
     let is_read = req.method() == Method::GET;
     let (bucket, spec, key, header) = match g.api {
+        // The 150/min budget is the /security service's; other Graph workloads have their own.
+        Api::Graph if !req.uri().path().starts_with("/v1.0/security/") => return Ok(None),
         Api::Graph => ("graph", cfg.graph, format!("{}/{}", claims.appid, claims.tid), None),
         Api::Arm if is_read => ("arm_reads", cfg.arm_reads, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-reads")),
         Api::Arm => ("arm_writes", cfg.arm_writes, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-writes")),

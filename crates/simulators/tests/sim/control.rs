@@ -82,6 +82,14 @@ async fn sentinel_actions_change_etag_and_last_modified_like_the_portal() {
     assert_eq!(p["status"], "Closed");
     assert_eq!(p["classificationReason"], "SuspiciousActivity");
     assert_eq!(s.sentinel_comments(&name)[0]["properties"]["message"], "analyst note");
+    let t = s.sentinel_action(&name, SentinelAction::Classify {
+        classification: Some("FalsePositive".into()),
+        classification_reason: Some("IncorrectAlertLogic".into()),
+        classification_comment: None,
+    });
+    assert_eq!(t.unwrap()["incidentUpdates"]["updatedFields"], json!(["Classification"]));
+    assert_eq!(s.sentinel_incident(&name).unwrap()["properties"]["classification"], "FalsePositive");
+    assert!(s.sentinel_action(&name, SentinelAction::Classify { classification: None, classification_reason: None, classification_comment: None }).is_err(), "Closed needs one");
     // The portal refuses what the API refuses.
     let e = s.sentinel_action(&name, SentinelAction::SetStatus { status: "Closed".into(), classification: Some("BenignPositive".into()), classification_reason: None, classification_comment: None });
     assert!(matches!(e, Err(ActionError::Invalid(_))));

@@ -30,6 +30,7 @@ async fn graph_throttles_per_app_per_tenant_with_fractional_retry_after() {
     assert!(ra.contains('.'), "fractional: {ra}");
     assert!(ra.parse::<f64>().unwrap() > 0.0);
     assert_eq!(env.graph(Method::GET, "/v1.0/security/incidents", T2, None).await.status, StatusCode::OK, "other tenant, other bucket");
+    assert_eq!(env.graph(Method::GET, "/v1.0/users/admin@contoso.com", T1, None).await.status, StatusCode::OK, "users: not the /security budget");
     assert!(env.sims.counters().op("graph", "GET incidents").throttled >= 1);
 }
 
