@@ -71,12 +71,18 @@ async fn defender_action(State(s): State<Arc<Shared>>, Path((tenant, id)): Path<
 struct SeedReq {
     n: usize,
     seed: u64,
+    #[serde(default = "max_alerts")]
+    max_alerts: usize,
+}
+
+fn max_alerts() -> usize {
+    200
 }
 
 async fn seed(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Json(r): Json<SeedReq>) -> Response {
     let mut g = lock(&s.graph);
     let first = g.allocate_id();
-    let ids: Vec<String> = generator::incidents(r.n, r.seed, &tenant, first, crate::util::now())
+    let ids: Vec<String> = generator::incidents_capped(r.n, r.seed, &tenant, first, crate::util::now(), r.max_alerts)
         .into_iter()
         .filter_map(graph::store::GraphIncident::from_json)
         .map(|i| g.upsert(&tenant, i).to_string())

@@ -52,8 +52,13 @@ const HOSTS: &[&str] = &["ws-fin-014", "srv-dc-01", "lt-hr-203", "srv-sql-07", "
 /// Generates `n` incidents for `tenant` with ids from `first_id`, updated within the 20 hours
 /// before `base`. Same seed, same data (timestamps relative to `base`).
 pub fn incidents(n: usize, seed: u64, tenant: &str, first_id: u64, base: OffsetDateTime) -> Vec<Value> {
+    incidents_capped(n, seed, tenant, first_id, base, 200)
+}
+
+/// As [`incidents`], with at most `max_alerts` alerts per incident (lighter data for benchmarks).
+pub fn incidents_capped(n: usize, seed: u64, tenant: &str, first_id: u64, base: OffsetDateTime, max_alerts: usize) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|i| incident(&mut rng, i, n, tenant, first_id + i as u64, base)).collect()
+    (0..n).map(|i| incident(&mut rng, i, n, tenant, first_id + i as u64, base, max_alerts.max(1))).collect()
 }
 
 fn alert_count(rng: &mut StdRng, i: usize, n: usize) -> usize {
@@ -72,11 +77,11 @@ fn pick<'a>(rng: &mut StdRng, v: &'a [&'a str]) -> &'a str {
     v[rng.random_range(0..v.len())]
 }
 
-fn incident(rng: &mut StdRng, i: usize, n: usize, tenant: &str, id: u64, base: OffsetDateTime) -> Value {
+fn incident(rng: &mut StdRng, i: usize, n: usize, tenant: &str, id: u64, base: OffsetDateTime, max_alerts: usize) -> Value {
     let created = base - Duration::seconds(rng.random_range(3_600..72_000));
     let updated = created + Duration::seconds(rng.random_range(0..(base - created).whole_seconds().max(1)));
     let severity = pick(rng, &["low", "medium", "high", "informational"]);
-    let count = alert_count(rng, i, n);
+    let count = alert_count(rng, i, n).min(max_alerts);
     let alerts: Vec<Value> = (0..count).map(|j| alert(rng, j, i, tenant, id, created)).collect();
     let products: Vec<&str> = PRODUCTS.iter().filter(|p| alerts.iter().any(|a| a["serviceSource"] == p.service)).map(|p| p.name).collect();
     let title = alerts[0]["title"].as_str().unwrap_or("Suspicious activity").to_owned();
@@ -233,5 +238,7 @@ mod tests {
         let counts: Vec<usize> = a.iter().map(|i| i["alerts"].as_array().map_or(0, Vec::len)).collect();
         assert!(counts.iter().all(|c| (1..=200).contains(c)));
         assert!(counts.contains(&200) && counts.contains(&1));
+        let light = incidents_capped(40, 9, "t", 1, base, 2);
+        assert!(light.iter().all(|i| (1..=2).contains(&i["alerts"].as_array().map_or(0, Vec::len))));
     }
 }

@@ -173,9 +173,14 @@ impl Simulators {
 
     /// Adds `n` generated incidents (seeded) to a Defender tenant; returns their ids.
     pub fn seed(&self, tenant: &str, n: usize, seed: u64) -> Vec<String> {
+        self.seed_capped(tenant, n, seed, 200)
+    }
+
+    /// As [`Self::seed`] with at most `max_alerts` alerts per incident (benchmarks).
+    pub fn seed_capped(&self, tenant: &str, n: usize, seed: u64, max_alerts: usize) -> Vec<String> {
         let mut g = lock(&self.shared.graph);
         let first = g.allocate_id();
-        let incidents = generator::incidents(n, seed, tenant, first, util::now());
+        let incidents = generator::incidents_capped(n, seed, tenant, first, util::now(), max_alerts);
         incidents
             .into_iter()
             .filter_map(graph::store::GraphIncident::from_json)

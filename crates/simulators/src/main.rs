@@ -14,6 +14,9 @@ struct Args {
     /// Generated incidents per Defender tenant.
     #[arg(long, default_value_t = 0)]
     incidents: usize,
+    /// At most this many alerts per generated incident (1..=200).
+    #[arg(long, default_value_t = 200)]
+    max_alerts: usize,
     /// Seed of the data generator and of fault injection.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -54,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.ca_file, sims.cert_pem()).with_context(|| format!("writing {}", args.ca_file))?;
     let ca = std::fs::canonicalize(&args.ca_file)?.display().to_string();
     for t in &tenants {
-        sims.seed(t, args.incidents, args.seed);
+        sims.seed_capped(t, args.incidents, args.seed, args.max_alerts);
     }
     let env = sims.handler_env(&ca);
     if args.json {
