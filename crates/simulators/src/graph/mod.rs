@@ -1,6 +1,7 @@
 //! Microsoft Graph security API v1.0: incidents (list, get, PATCH, comments), alerts_v2, users.
 //! The token's `tid` decides which tenant's incidents a call sees.
 
+mod alerts;
 pub mod store;
 pub mod validate;
 
@@ -49,9 +50,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1.0/security/incidents", get(list_incidents))
         .route("/v1.0/security/incidents/{id}", get(get_incident).patch(patch_incident))
         .route("/v1.0/security/incidents/{id}/comments", axum::routing::post(post_comment))
-        .route("/v1.0/security/alerts_v2", get(list_alerts))
-        .route("/v1.0/security/alerts_v2/{id}", get(get_alert))
-        .route("/v1.0/users/{id}", get(get_user))
+        .route("/v1.0/security/alerts_v2", get(alerts::list_alerts))
+        .route("/v1.0/security/alerts_v2/{id}", get(alerts::get_alert))
+        .route("/v1.0/users/{id}", get(alerts::get_user))
         .with_state(shared)
 }
 
@@ -291,65 +292,4 @@ async fn post_comment(
     };
     let ctx = format!("{}/v1.0/$metadata#security/incidents('{id}')/comments", s.urls().graph);
     json_response(StatusCode::OK, &json!({"@odata.context": ctx, "value": comments}))
-}
-
-async fn list_alerts(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, h: HeaderMap, RawQuery(rq): RawQuery) -> Response {
-    let q = query_map(rq.as_deref());
-    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling };
-    let (top, skip) = match paging(&s, &q) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let filter = match q.get("$filter").map(|f| odata::parse(f, ALERT_FILTER)).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(m) => return bad(&m),
-    };
-    let (page, total) = {
-        let g = lock(&s.graph);
-        let mut hits: Vec<&Value> = g
-            .list(&c.tid)
-            .flat_map(|i| i.alerts.iter())
-            .filter(|a| a.as_object().is_some_and(|o| odata::matches(&filter, o)))
-            .collect();
-        hits.sort_by(|a, b| b["createdDateTime"].as_str().cmp(&a["createdDateTime"].as_str()));
-        let total = hits.len();
-        (hits.into_iter().skip(skip).take(top).map(|a| render_alert(a, view)).collect::<Vec<_>>(), total)
-    };
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/alerts_v2", s.urls().graph)));
-    if q.get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
-        body.insert("@odata.count".into(), json!(total));
-    }
-    if skip + page.len() < total && top > 0 {
-        body.insert("@odata.nextLink".into(), json!(next_link(&s, "/v1.0/security/alerts_v2", &q, skip + top)));
-    }
-    body.insert("value".into(), Value::Array(page));
-    json_response(StatusCode::OK, &Value::Object(body))
-}
-
-async fn get_alert(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: false };
-    let found = lock(&s.graph).list(&c.tid).flat_map(|i| i.alerts.iter()).find(|a| a["id"] == id.as_str()).map(|a| render_alert(a, view));
-    match found {
-        Some(a) => json_response(StatusCode::OK, &a),
-        None => graph_error(StatusCode::NOT_FOUND, "NotFound", &format!("Alert with id '{id}' was not found.")),
-    }
-}
-
-async fn get_user(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let user = read(&s.directory).find(&id).cloned();
-    let Some(u) = user else {
-        return graph_error(
-            StatusCode::NOT_FOUND,
-            "Request_ResourceNotFound",
-            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
-        );
-    };
-    let body = json!({
-        "@odata.context": format!("{}/v1.0/$metadata#users/$entity", s.urls().graph),
-        "businessPhones": [], "displayName": u.display_name, "givenName": null, "jobTitle": null,
-        "mail": u.mail, "mobilePhone": null, "officeLocation": null, "preferredLanguage": null,
-        "surname": null, "userPrincipalName": u.user_principal_name, "id": u.object_id,
-    });
-    json_response(StatusCode::OK, &body)
 }
