@@ -1,6 +1,7 @@
 //! Analyst actions on both sides (what people do in the portals), and the automation-rule
 //! playbook trigger body for a Sentinel incident.
 
+use crate::arm::store::UpdateEvent;
 use crate::arm::{self, incidents_base, validate as arm_validate};
 use crate::config::wellknown;
 use crate::graph::store::GraphIncident;
@@ -213,7 +214,12 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
         let cid = uuid::Uuid::new_v4().to_string();
         arm::add_comment(s, name, &cid, m, author).map_err(|_| ActionError::Invalid("comment refused (limit)".into()))?;
     }
-    lock(&s.arm).touch(name);
+    {
+        let mut arm = lock(&s.arm);
+        arm.touch(name);
+        let e = UpdateEvent { name: name.to_owned(), created: false, fields: fields.clone(), by_source: "User", by_name: analyst().to_owned(), comments: comments.clone() };
+        arm.record(e);
+    }
     let mut body = trigger_body(s, name, &fields, "Update")?;
     if !comments.is_empty() {
         body["incidentUpdates"]["comments"] = json!(comments.iter().map(|m| json!({"properties": {"message": m}})).collect::<Vec<_>>());
@@ -243,4 +249,24 @@ pub fn trigger_body(s: &Shared, name: &str, updated_fields: &[&str], event: &str
         });
     }
     Ok(body)
+}
+
+/// Trigger bodies for recorded automation events (oldest first), rendered with the incident as it
+/// is now; empties the record.
+pub fn drain_triggers(s: &Shared) -> Vec<Value> {
+    let events = lock(&s.arm).events.as_mut().map(std::mem::take).unwrap_or_default();
+    events
+        .into_iter()
+        .filter_map(|e| {
+            let kind = if e.created { "Create" } else { "Update" };
+            let mut body = trigger_body(s, &e.name, &e.fields, kind).ok()?;
+            if !e.created {
+                body["incidentUpdates"]["updatedBy"] = json!({"source": e.by_source, "name": e.by_name});
+                if !e.comments.is_empty() {
+                    body["incidentUpdates"]["comments"] = json!(e.comments.iter().map(|m| json!({"properties": {"message": m}})).collect::<Vec<_>>());
+                }
+            }
+            Some(body)
+        })
+        .collect()
 }

@@ -75,6 +75,20 @@ impl Simulators {
         control::sentinel(&self.shared, name, action)
     }
 
+    /// Starts (or stops) recording every Sentinel incident change an automation rule would fire
+    /// on — API writes (updatedBy source `Application`, our own echo included) and portal actions
+    /// (`User`). Off by default (no cost).
+    pub fn record_automation_triggers(&self, on: bool) {
+        let mut arm = lock(&self.shared.arm);
+        arm.events = if on { Some(arm.events.take().unwrap_or_default()) } else { None };
+    }
+
+    /// Trigger bodies of the recorded changes, oldest first (rendered with the current incident
+    /// state); empties the record. Deliver them to SentinelWebhook through the fake host.
+    pub fn drain_automation_triggers(&self) -> Vec<Value> {
+        control::drain_triggers(&self.shared)
+    }
+
     /// The playbook trigger body for an incident as it is now (`event`: `"Create"`/`"Update"`).
     pub fn trigger_body(&self, name: &str, updated_fields: &[&str], event: &str) -> Result<Value, ActionError> {
         control::trigger_body(&self.shared, name, updated_fields, event)

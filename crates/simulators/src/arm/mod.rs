@@ -105,7 +105,7 @@ async fn dispatch(
     match (method, target) {
         (Method::GET, Target::List) => list(&s, &q),
         (Method::GET, Target::Incident(id)) => get_incident(&s, &id),
-        (Method::PUT, Target::Incident(id)) => put_incident(&s, &id, &body),
+        (Method::PUT, Target::Incident(id)) => put_incident(&s, &c, &id, &body),
         (Method::DELETE, Target::Incident(id)) => delete_incident(&s, &id),
         (Method::GET, Target::Comments(id)) => list_comments(&s, &id),
         (Method::GET, Target::Comment(id, cid)) => get_comment(&s, &id, &cid),
@@ -135,7 +135,7 @@ fn get_incident(s: &Shared, id: &str) -> Response {
     }
 }
 
-fn put_incident(s: &Shared, id: &str, body: &[u8]) -> Response {
+fn put_incident(s: &Shared, c: &Claims, id: &str, body: &[u8]) -> Response {
     if uuid::Uuid::parse_str(id).is_err() {
         return bad(&format!("The incident id '{id}' is not a valid GUID."));
     }
@@ -154,8 +154,14 @@ fn put_incident(s: &Shared, id: &str, body: &[u8]) -> Response {
     {
         return arm_error(StatusCode::CONFLICT, "Conflict", &format!("New version of resource '{id}' exists. Data was not saved."));
     }
+    let before = if arm.events.is_some() { existing.map(|e| e.props.clone()) } else { None };
     let created = arm.write(id, writable, &base);
     let v = arm.get(id).map(|i| i.render(&base)).unwrap_or(Value::Null);
+    if arm.events.is_some() {
+        let fields = v["properties"].as_object().map(|p| store::changed_fields(before.as_ref(), p)).unwrap_or_default();
+        let e = store::UpdateEvent { name: id.to_owned(), created, fields, by_source: "Application", by_name: c.appid.clone(), comments: Vec::new() };
+        arm.record(e);
+    }
     drop(arm);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     json_response(status, &v)
@@ -239,7 +245,14 @@ fn put_comment(s: &Shared, c: &Claims, id: &str, cid: &str, body: &[u8]) -> Resp
         return bad("Required property 'message' not found in JSON. Path 'properties'.");
     };
     match add_comment(s, id, cid, message, app_author(c)) {
-        Ok((created, v)) => json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &v),
+        Ok((created, v)) => {
+            if created {
+                let comments = vec![message.to_owned()];
+                let e = store::UpdateEvent { name: id.to_owned(), created: false, fields: vec!["Comments"], by_source: "Application", by_name: c.appid.clone(), comments };
+                lock(&s.arm).record(e);
+            }
+            json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &v)
+        }
         Err(r) => r,
     }
 }

@@ -33,6 +33,42 @@ pub struct ArmStore {
     pub incidents: HashMap<String, SentinelIncident>,
     next_number: u64,
     etag_seq: u64,
+    /// Changes an "incident created/updated" automation rule would see (only while recording).
+    pub events: Option<Vec<UpdateEvent>>,
+}
+
+/// One change as an automation rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateEvent {
+    pub name: String,
+    pub created: bool,
+    pub fields: Vec<&'static str>,
+    /// `Application` (API caller) or `User` (portal).
+    pub by_source: &'static str,
+    pub by_name: String,
+    pub comments: Vec<String>,
+}
+
+/// Trigger field names of the writable properties that differ between two property maps.
+pub fn changed_fields(old: Option<&Map<String, Value>>, new: &Map<String, Value>) -> Vec<&'static str> {
+    let names: &[(&str, &'static str)] = &[
+        ("title", "Title"),
+        ("description", "Description"),
+        ("severity", "Severity"),
+        ("status", "Status"),
+        ("classification", "Classification"),
+        ("classificationReason", "Classification"),
+        ("classificationComment", "Classification"),
+        ("owner", "Owner"),
+        ("labels", "Labels"),
+    ];
+    let mut out: Vec<&'static str> = Vec::new();
+    for (k, n) in names {
+        if old.and_then(|o| o.get(*k)) != new.get(*k) && !out.contains(n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Writable incident properties: everything else in a PUT body is ignored.
@@ -94,6 +130,13 @@ impl ArmStore {
         inc.modified = t.max(inc.modified);
         inc.props.insert("lastModifiedTimeUtc".into(), json!(fmt_time(inc.modified)));
         created
+    }
+
+    /// Records an automation event when recording is on.
+    pub fn record(&mut self, e: UpdateEvent) {
+        if let Some(v) = &mut self.events {
+            v.push(e);
+        }
     }
 
     /// Marks a change made outside a PUT (portal action, comment): new etag and modified time.

@@ -181,3 +181,32 @@ async fn counters_and_the_http_control_api() {
     env.sims.reset_counters();
     assert_eq!(env.sims.counters().total("graph"), 0);
 }
+
+#[tokio::test]
+async fn automation_triggers_record_api_writes_and_portal_actions() {
+    let env = start().await;
+    let s = &env.sims;
+    let before = sentinel_incident(&env).await;
+    s.record_automation_triggers(true);
+    assert!(s.drain_automation_triggers().is_empty(), "nothing before recording");
+    let name = new_name();
+    env.arm(Method::PUT, &format!("/{name}"), Some(&minimal_incident("a"))).await;
+    let mut upd = minimal_incident("a");
+    upd["properties"]["status"] = json!("Active");
+    env.arm(Method::PUT, &format!("/{name}"), Some(&upd)).await;
+    env.arm(Method::PUT, &format!("/{name}/comments/{}", new_name()), Some(&json!({"properties": {"message": "[Synced] hi"}}))).await;
+    s.sentinel_action(&before, SentinelAction::SetOwner { owner: Some("lee.wong@contoso.com".into()) }).unwrap();
+    let t = s.drain_automation_triggers();
+    assert_eq!(t.len(), 4);
+    assert_eq!(t[0]["objectEventType"], "Create");
+    assert_eq!(t[1]["incidentUpdates"]["updatedFields"], json!(["Status"]));
+    assert_eq!(t[1]["incidentUpdates"]["updatedBy"]["source"], "Application");
+    assert_eq!(t[1]["incidentUpdates"]["updatedBy"]["name"], wellknown::CLIENT_ID);
+    assert_eq!(t[2]["incidentUpdates"]["comments"][0]["properties"]["message"], "[Synced] hi");
+    assert_eq!(t[3]["incidentUpdates"]["updatedBy"]["source"], "User");
+    assert_eq!(t[3]["object"]["name"], before.as_str());
+    assert!(s.drain_automation_triggers().is_empty());
+    s.record_automation_triggers(false);
+    env.arm(Method::PUT, &format!("/{name}"), Some(&minimal_incident("b"))).await;
+    assert!(s.drain_automation_triggers().is_empty());
+}
