@@ -37,6 +37,9 @@ pub enum DefenderAction {
     SetSeverity { severity: String },
     /// Merges this incident into `into`: its alerts move there, it becomes `redirected`.
     Merge { into: String },
+    /// Sets `lastUpdateDateTime` as given, without other change: a write that becomes visible
+    /// late (an older timestamp than what a poller already saw) or many incidents on one instant.
+    SetLastUpdate { last_update_date_time: String },
     /// Adds an alert (a generated one when `alert` is `None`).
     AddAlert { alert: Option<Value> },
 }
@@ -93,6 +96,12 @@ pub fn defender(s: &Shared, tenant: &str, id: &str, action: DefenderAction) -> R
         return g.get(tenant, nid).map(GraphIncident::to_json).ok_or_else(|| ActionError::NotFound(id.to_owned()));
     }
     let inc = g.get_mut(tenant, nid).ok_or_else(|| ActionError::NotFound(id.to_owned()))?;
+    if let DefenderAction::SetLastUpdate { last_update_date_time } = &action {
+        let t = crate::util::parse_time(last_update_date_time).ok_or_else(|| ActionError::Invalid(format!("time '{last_update_date_time}'")))?;
+        inc.updated = t;
+        inc.body.insert("lastUpdateDateTime".into(), json!(fmt_time(t)));
+        return Ok(inc.to_json());
+    }
     apply_defender(inc, action, tenant)?;
     inc.touch(analyst());
     Ok(inc.to_json())
@@ -141,7 +150,9 @@ fn apply_defender(inc: &mut GraphIncident, action: DefenderAction, tenant: &str)
             a["incidentId"] = json!(inc.id.to_string());
             inc.alerts.push(a);
         }
-        DefenderAction::Merge { .. } => return Err(ActionError::Invalid("merge handled separately".into())),
+        DefenderAction::Merge { .. } | DefenderAction::SetLastUpdate { .. } => {
+            return Err(ActionError::Invalid("handled separately".into()));
+        }
     }
     Ok(())
 }

@@ -189,3 +189,13 @@ async fn expand_alerts_fault_answers_500_for_big_incidents() {
     let r = env.graph(Method::GET, &format!("/v1.0/security/incidents/{big}?$expand=alerts"), T1, None).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+#[tokio::test]
+async fn late_visible_writes_carry_an_older_last_update() {
+    let env = start().await;
+    three(&env).await;
+    let late = env.sims.defender_action(T1, "12", DefenderAction::SetLastUpdate { last_update_date_time: "2024-05-01T11:00:00Z".into() }).unwrap();
+    assert_eq!(late["lastUpdateDateTime"], "2024-05-01T11:00:00.0000000Z");
+    let r = env.graph(Method::GET, "/v1.0/security/incidents?$filter=lastUpdateDateTime eq 2024-05-01T11:00:00Z", T1, None).await;
+    assert_eq!(ids(&r), ["13", "12"], "two incidents on one instant");
+}
