@@ -30,6 +30,23 @@ async fn azure_identity_gets_tokens_from_the_simulated_entra_id() {
     )
     .unwrap();
     let token = cred.get_token(&["https://graph.microsoft.com/.default"], None).await.unwrap();
+
+    // The default transport trusts the CA through SSL_CERT_FILE, as the handler is configured.
+    let ca_file = std::env::temp_dir().join(format!("dss-sim-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, sims.cert_pem()).unwrap();
+    // Only test in this binary: setting the environment races with nothing.
+    unsafe { std::env::set_var("SSL_CERT_FILE", &ca_file) };
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = sims.urls().authority_host.clone();
+    let options = ClientOptions { cloud: Some(Arc::new(CloudConfiguration::from(cloud))), ..ClientOptions::default() };
+    let by_env = ClientSecretCredential::new(
+        wellknown::TENANT_ID,
+        wellknown::CLIENT_ID.to_owned(),
+        Secret::new(wellknown::CLIENT_SECRET),
+        Some(ClientSecretCredentialOptions { client_options: options }),
+    )
+    .unwrap();
+    by_env.get_token(&["https://monitor.azure.com/.default"], None).await.unwrap();
     let r = http
         .get(format!("{}/v1.0/security/incidents", sims.urls().graph))
         .bearer_auth(token.token.secret())
@@ -38,8 +55,7 @@ async fn azure_identity_gets_tokens_from_the_simulated_entra_id() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // Managed identity reads IDENTITY_ENDPOINT / IDENTITY_HEADER, as on App Service. This is the
-    // only test in this binary, so setting the environment races with nothing.
+    // Managed identity reads IDENTITY_ENDPOINT / IDENTITY_HEADER, as on App Service.
     unsafe {
         std::env::set_var("IDENTITY_ENDPOINT", &sims.urls().identity_endpoint);
         std::env::set_var("IDENTITY_HEADER", wellknown::IDENTITY_HEADER);
