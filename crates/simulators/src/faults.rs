@@ -1,0 +1,166 @@
+//! Fault injection per API: exact sequences and seeded error rates, plus added latency.
+//! Seeded so a failing run replays the same faults for the same request order.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// The simulated services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Entra,
+    Graph,
+    Arm,
+    Logs,
+}
+
+impl Api {
+    /// Name used in counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Entra => "entra",
+            Api::Graph => "graph",
+            Api::Arm => "arm",
+            Api::Logs => "logs",
+        }
+    }
+}
+
+/// One injected outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Fault {
+    /// Let the request through (a gap in a sequence).
+    Pass,
+    /// 429 with this `Retry-After` (seconds; fractional on Graph).
+    TooManyRequests { retry_after: f64 },
+    /// 500 before the request is applied.
+    InternalError,
+    /// 503 before the request is applied.
+    ServiceUnavailable,
+    /// Connection dropped before the request is applied.
+    Reset,
+    /// The request is applied, then the answer is a 500 (the write happened).
+    InternalErrorAfterApply,
+    /// The request is applied, then the connection is dropped.
+    ResetAfterApply,
+}
+
+/// Which requests a plan applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultScope {
+    #[default]
+    All,
+    /// GET only.
+    Reads,
+    /// PUT, PATCH, POST, DELETE.
+    Writes,
+}
+
+/// Faults of one API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FaultPlan {
+    /// Consumed first, one per matching request.
+    #[serde(default)]
+    pub sequence: VecDeque<Fault>,
+    /// After the sequence: each (fault, probability) rolled in order.
+    #[serde(default)]
+    pub rates: Vec<(Fault, f64)>,
+    /// Added to every matching request, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub scope: FaultScope,
+}
+
+impl FaultPlan {
+    /// Exactly these outcomes for the next requests, then normal service.
+    pub fn sequence(faults: impl IntoIterator<Item = Fault>) -> Self {
+        Self { sequence: faults.into_iter().collect(), ..Self::default() }
+    }
+    /// Each request fails with `fault` with probability `p`.
+    pub fn rate(fault: Fault, p: f64) -> Self {
+        Self { rates: vec![(fault, p)], ..Self::default() }
+    }
+    /// Restricts the plan to reads or writes.
+    pub fn scoped(mut self, scope: FaultScope) -> Self {
+        self.scope = scope;
+        self
+    }
+    /// Adds latency to every request.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency_ms = latency.as_millis() as u64;
+        self
+    }
+}
+
+/// Per-API plans plus the seeded random source.
+#[derive(Debug)]
+pub struct Faults {
+    plans: std::collections::HashMap<Api, FaultPlan>,
+    rng: StdRng,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Self {
+        Self { plans: Default::default(), rng: StdRng::seed_from_u64(seed) }
+    }
+
+    /// Replaces the plan of `api` (an empty plan clears it).
+    pub fn set(&mut self, api: Api, plan: FaultPlan) {
+        self.plans.insert(api, plan);
+    }
+
+    /// Reseeds the random source (replay a run).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+
+    /// Decides the outcome and added latency for one request.
+    pub fn decide(&mut self, api: Api, is_write: bool) -> (Fault, Duration) {
+        let Some(plan) = self.plans.get_mut(&api) else { return (Fault::Pass, Duration::ZERO) };
+        let applies = match plan.scope {
+            FaultScope::All => true,
+            FaultScope::Reads => !is_write,
+            FaultScope::Writes => is_write,
+        };
+        if !applies {
+            return (Fault::Pass, Duration::ZERO);
+        }
+        let latency = Duration::from_millis(plan.latency_ms);
+        if let Some(f) = plan.sequence.pop_front() {
+            return (f, latency);
+        }
+        for (f, p) in &plan.rates {
+            if self.rng.random::<f64>() < *p {
+                return (*f, latency);
+            }
+        }
+        (Fault::Pass, latency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_then_seeded_rates_replay() {
+        let mut f = Faults::new(7);
+        f.set(Api::Arm, FaultPlan::sequence([Fault::InternalError, Fault::Pass]).scoped(FaultScope::Writes));
+        assert_eq!(f.decide(Api::Arm, false).0, Fault::Pass);
+        assert_eq!(f.decide(Api::Arm, true).0, Fault::InternalError);
+        assert_eq!(f.decide(Api::Arm, true).0, Fault::Pass);
+        let run = |seed| {
+            let mut f = Faults::new(seed);
+            f.set(Api::Graph, FaultPlan::rate(Fault::ServiceUnavailable, 0.5));
+            (0..32).map(|_| f.decide(Api::Graph, false).0 == Fault::Pass).collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert!(run(1).iter().any(|p| *p) && run(1).iter().any(|p| !*p));
+    }
+}

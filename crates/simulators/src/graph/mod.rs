@@ -1,0 +1,295 @@
+//! Microsoft Graph security API v1.0: incidents (list, get, PATCH, comments), alerts_v2, users.
+//! The token's `tid` decides which tenant's incidents a call sees.
+
+mod alerts;
+pub mod store;
+pub mod validate;
+
+use crate::entra::keys::Claims;
+use crate::odata;
+use crate::state::{Shared, lock, read};
+use crate::util::{graph_error, json_response, query_map};
+use axum::Router;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use store::GraphIncident;
+
+const INCIDENT_FILTER: &[&str] =
+    &["lastUpdateDateTime", "createdDateTime", "status", "severity", "classification", "determination", "assignedTo"];
+const ALERT_FILTER: &[&str] =
+    &["incidentId", "lastUpdateDateTime", "createdDateTime", "status", "severity", "serviceSource", "classification"];
+/// Members that only come back with `Prefer: include-unknown-enum-members`.
+const EVOLVED: &[&str] = &[
+    "awaitingAction",
+    "microsoftDefenderForCloud",
+    "microsoftSentinel",
+    "microsoftDefenderForIoT",
+    "microsoftDefenderForServers",
+    "microsoftDefenderForStorage",
+    "microsoftDefenderForDNS",
+    "microsoftDefenderForDatabases",
+    "microsoftDefenderForContainers",
+    "microsoftDefenderForNetwork",
+    "microsoftDefenderForAppService",
+    "microsoftDefenderForKeyVault",
+    "microsoftDefenderForResourceManager",
+    "microsoftDefenderForApiManagement",
+    "nrtAlerts",
+    "scheduledAlerts",
+    "microsoftDefenderThreatIntelligenceAnalytics",
+    "builtInMl",
+];
+
+/// Routes of the Graph simulator (behind the gate).
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1.0/security/incidents", get(list_incidents))
+        .route("/v1.0/security/incidents/{id}", get(get_incident).patch(patch_incident))
+        .route("/v1.0/security/incidents/{id}/comments", axum::routing::post(post_comment))
+        .route("/v1.0/security/alerts_v2", get(alerts::list_alerts))
+        .route("/v1.0/security/alerts_v2/{id}", get(alerts::get_alert))
+        .route("/v1.0/users/{id}", get(alerts::get_user))
+        .with_state(shared)
+}
+
+/// How to render: which optional pieces a request asked for.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    expand: bool,
+    prefer_unknown: bool,
+    legacy_det: bool,
+}
+
+fn prefer_unknown(h: &HeaderMap) -> bool {
+    h.get_all("prefer").iter().any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("include-unknown-enum-members")))
+}
+
+fn hide_evolved(o: &mut Map<String, Value>, fields: &[&str], view: View) {
+    for f in fields {
+        if let Some(v) = o.get_mut(*f) {
+            if !view.prefer_unknown && v.as_str().is_some_and(|s| EVOLVED.contains(&s)) {
+                *v = json!("unknownFutureValue");
+            }
+            if *f == "determination"
+                && view.legacy_det
+                && let Some(s) = v.as_str()
+            {
+                *v = json!(validate::legacy_determination(s));
+            }
+        }
+    }
+}
+
+fn render_alert(a: &Value, view: View) -> Value {
+    let mut a = a.clone();
+    if let Some(o) = a.as_object_mut() {
+        hide_evolved(o, &["serviceSource", "detectionSource", "determination"], view);
+    }
+    a
+}
+
+fn render(inc: &GraphIncident, view: View) -> Value {
+    let mut b = inc.body.clone();
+    hide_evolved(&mut b, &["status", "determination"], view);
+    if view.expand {
+        b.insert("alerts".into(), Value::Array(inc.alerts.iter().map(|a| render_alert(a, view)).collect()));
+    }
+    Value::Object(b)
+}
+
+fn view(s: &Shared, h: &HeaderMap, q: &std::collections::HashMap<String, String>) -> Result<View, Response> {
+    let expand = match q.get("$expand").map(String::as_str) {
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("alerts") => true,
+        Some(e) => {
+            return Err(graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Could not find a property named '{e}' on type 'microsoft.graph.security.incident'.")));
+        }
+    };
+    Ok(View { expand, prefer_unknown: prefer_unknown(h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling })
+}
+
+fn bad(msg: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", msg)
+}
+
+/// `$top` / `$skip` checked against Graph's limits.
+fn paging(s: &Shared, q: &std::collections::HashMap<String, String>) -> Result<(usize, usize), Response> {
+    let cfg = read(&s.graph_cfg).clone();
+    let top = match q.get("$top") {
+        None => cfg.default_top,
+        Some(t) => t.parse::<usize>().map_err(|_| bad(&format!("Invalid value '{t}' for $top query option.")))?,
+    };
+    if top > cfg.max_top {
+        return Err(bad(&format!(
+            "The limit of '{}' for Top query has been exceeded. The value from the incoming request is '{top}'.",
+            cfg.max_top
+        )));
+    }
+    let skip = match q.get("$skip") {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| bad(&format!("Invalid value '{t}' for $skip query option.")))?,
+    };
+    if skip > cfg.max_skip {
+        return Err(bad(&format!(
+            "The limit of '{}' for Skip query has been exceeded. The value from the incoming request is '{skip}'.",
+            cfg.max_skip
+        )));
+    }
+    Ok((top, skip))
+}
+
+fn next_link(s: &Shared, path: &str, q: &std::collections::HashMap<String, String>, skip: usize) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    let mut keys: Vec<&String> = q.keys().filter(|k| *k != "$skip").collect();
+    keys.sort();
+    for k in keys {
+        ser.append_pair(k, &q[k]);
+    }
+    ser.append_pair("$skip", &skip.to_string());
+    format!("{}{path}?{}", s.urls().graph, ser.finish())
+}
+
+fn expand_fault(s: &Shared, view: View, alert_counts: impl Iterator<Item = usize>) -> Option<Response> {
+    let limit = read(&s.graph_cfg).expand_alerts_fail_above?;
+    let too_many = view.expand && alert_counts.into_iter().any(|n| n > limit);
+    too_many.then(|| graph_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal server error occurred."))
+}
+
+async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, h: HeaderMap, RawQuery(rq): RawQuery) -> Response {
+    let q = query_map(rq.as_deref());
+    let view = match view(&s, &h, &q) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (top, skip) = match paging(&s, &q) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let filter = match q.get("$filter").map(|f| odata::parse(f, INCIDENT_FILTER)).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(m) => return bad(&m),
+    };
+    let order = match q.get("$orderby").map(|o| odata::parse_orderby(o, &["lastUpdateDateTime", "createdDateTime"])).transpose() {
+        Ok(o) => o,
+        Err(m) => return bad(&m),
+    };
+    let (page, total, counts) = {
+        let g = lock(&s.graph);
+        let mut hits: Vec<&GraphIncident> = g.list(&c.tid).filter(|i| odata::matches(&filter, &i.body)).collect();
+        match &order {
+            Some((p, desc)) => hits.sort_by(|a, b| {
+                let (x, y) = if p == "createdDateTime" { (a.created, b.created) } else { (a.updated, b.updated) };
+                let o = x.cmp(&y).then(a.id.cmp(&b.id));
+                if *desc { o.reverse() } else { o }
+            }),
+            None => hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id))),
+        }
+        let total = hits.len();
+        let page: Vec<&GraphIncident> = hits.into_iter().skip(skip).take(top).collect();
+        let counts: Vec<usize> = page.iter().map(|i| i.alerts.len()).collect();
+        (page.into_iter().map(|i| render(i, view)).collect::<Vec<_>>(), total, counts)
+    };
+    if let Some(r) = expand_fault(&s, view, counts.into_iter()) {
+        return r;
+    }
+    let mut body = Map::new();
+    body.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents", s.urls().graph)));
+    if q.get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+        body.insert("@odata.count".into(), json!(total));
+    }
+    if skip + page.len() < total && top > 0 {
+        body.insert("@odata.nextLink".into(), json!(next_link(&s, "/v1.0/security/incidents", &q, skip + top)));
+    }
+    body.insert("value".into(), Value::Array(page));
+    json_response(StatusCode::OK, &Value::Object(body))
+}
+
+fn not_found(id: &str) -> Response {
+    graph_error(StatusCode::NOT_FOUND, "NotFound", &format!("Incident with id '{id}' was not found."))
+}
+
+async fn get_incident(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    RawQuery(rq): RawQuery,
+) -> Response {
+    let q = query_map(rq.as_deref());
+    let view = match view(&s, &h, &q) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let found = id.parse::<u64>().ok().and_then(|n| lock(&s.graph).get(&c.tid, n).map(|i| (render(i, view), i.alerts.len())));
+    let Some((mut v, n)) = found else { return not_found(&id) };
+    if let Some(r) = expand_fault(&s, view, std::iter::once(n)) {
+        return r;
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents/$entity", s.urls().graph)));
+    }
+    json_response(StatusCode::OK, &v)
+}
+
+/// `lastModifiedBy` as Graph writes it for an app.
+fn modified_by(c: &Claims) -> String {
+    format!("API-App:{}", c.appid)
+}
+
+async fn patch_incident(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else { return bad("Invalid JSON in request body.") };
+    let changes = match validate::patch(&body) {
+        Ok(c) => c,
+        Err(m) => return bad(&m),
+    };
+    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling };
+    let updated = {
+        let mut g = lock(&s.graph);
+        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else { return not_found(&id) };
+        if inc.str_field("status") == Some("redirected") {
+            drop(g);
+            return bad("The incident was merged into another incident (redirected) and cannot be updated.");
+        }
+        for (k, v) in changes {
+            inc.body.insert(k, v);
+        }
+        inc.touch(&modified_by(&c));
+        render(inc, view)
+    };
+    let mut v = updated;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents/$entity", s.urls().graph)));
+    }
+    json_response(StatusCode::OK, &v)
+}
+
+async fn post_comment(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else { return bad("Invalid JSON in request body.") };
+    let Some(text) = body.get("comment").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+        return bad("The 'comment' property is required.");
+    };
+    let comments = {
+        let mut g = lock(&s.graph);
+        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else { return not_found(&id) };
+        inc.add_comment(text, &modified_by(&c));
+        inc.touch(&modified_by(&c));
+        inc.body.get("comments").cloned().unwrap_or_else(|| json!([]))
+    };
+    let ctx = format!("{}/v1.0/$metadata#security/incidents('{id}')/comments", s.urls().graph);
+    json_response(StatusCode::OK, &json!({"@odata.context": ctx, "value": comments}))
+}

@@ -1,0 +1,100 @@
+//! State shared by every simulated service. Plain mutexes, never held across an await.
+
+use crate::arm::store::ArmStore;
+use crate::config::{DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
+use crate::counters::Counters;
+use crate::entra::keys::SigningKey;
+use crate::entra::BadToken;
+use crate::faults::Faults;
+use crate::graph::store::GraphStore;
+use crate::logs::LogsStore;
+use crate::throttle::Buckets;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+
+/// Where each service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls {
+    /// `http://127.0.0.1:port` of the Graph simulator (set as `GRAPH_ENDPOINT`).
+    pub graph: String,
+    /// ARM origin (`ARM_ENDPOINT`).
+    pub arm: String,
+    /// Logs Ingestion origin (`LOGS_INGESTION_ENDPOINT`).
+    pub logs: String,
+    /// Managed-identity endpoint, full URL (`IDENTITY_ENDPOINT`).
+    pub identity_endpoint: String,
+    /// `https://127.0.0.1:port` (`AZURE_AUTHORITY_HOST`); its CA is [`crate::Simulators::cert_pem`].
+    pub authority_host: String,
+    /// Control API origin (analyst actions, state, faults) — no auth.
+    pub control: String,
+}
+
+/// The simulated directory (one for all tenants: the same analysts everywhere).
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: Vec<DirectoryUser>,
+}
+
+impl Directory {
+    pub fn new(users: Vec<DirectoryUser>) -> Self {
+        Self { users }
+    }
+    /// By object id, UPN or mail, case-insensitively.
+    pub fn find(&self, key: &str) -> Option<&DirectoryUser> {
+        self.users.iter().find(|u| {
+            u.object_id.eq_ignore_ascii_case(key)
+                || u.user_principal_name.eq_ignore_ascii_case(key)
+                || u.mail.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(key))
+        })
+    }
+    pub fn add(&mut self, u: DirectoryUser) {
+        self.users.retain(|x| x.object_id != u.object_id);
+        self.users.push(u);
+    }
+}
+
+/// Everything the services share.
+pub struct Shared {
+    pub cfg: SimConfig,
+    pub graph_cfg: RwLock<GraphConfig>,
+    pub throttle_cfg: RwLock<ThrottleConfig>,
+    pub keys: RwLock<Vec<SigningKey>>,
+    pub bad_tokens: Mutex<VecDeque<BadToken>>,
+    pub graph: Mutex<GraphStore>,
+    pub arm: Mutex<ArmStore>,
+    pub logs: Mutex<LogsStore>,
+    pub directory: RwLock<Directory>,
+    pub counters: Mutex<Counters>,
+    pub faults: Mutex<Faults>,
+    pub buckets: Mutex<HashMap<&'static str, Buckets>>,
+    pub urls: OnceLock<Urls>,
+}
+
+/// Locks a mutex, recovering from poisoning (a panicking test must not cascade).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read-locks, recovering from poisoning.
+pub fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-locks, recovering from poisoning.
+pub fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// The service URLs (set once the listeners are bound).
+    pub fn urls(&self) -> Urls {
+        self.urls.get().cloned().unwrap_or_else(|| Urls {
+            graph: String::new(),
+            arm: String::new(),
+            logs: String::new(),
+            identity_endpoint: String::new(),
+            authority_host: String::new(),
+            control: String::new(),
+        })
+    }
+}
