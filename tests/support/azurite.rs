@@ -1,55 +1,15 @@
-//! Starts a real Azurite Table service for tests (and the state benchmark): explicit free
-//! loopback port, telemetry off, any API version accepted; killed when dropped.
-//!
-//! The binary comes from `tools/azurite` (pinned in its package-lock.json):
-//! run `npm ci --prefix tools/azurite` once.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Azurite for tests: the launcher of `dss_fake_host::azurite`, panicking with its message
+//! (a failed start is the test failing).
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+pub use dss_fake_host::azurite::{Options, ACCOUNT, KEY};
+use std::path::Path;
 
-/// The emulator's documented account and key.
-pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// A running Azurite; dereferences to the library's handle.
+pub struct Azurite(pub dss_fake_host::azurite::Azurite);
 
-/// How to start it.
-#[derive(Debug, Default, Clone)]
-pub struct Options {
-    /// `--location <dir>` (persisted to disk); `None` = `--inMemoryPersistence`.
-    pub location: Option<PathBuf>,
-    /// `--cert`/`--key` PEM files: serve HTTPS.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// `--oauth basic`.
-    pub oauth: bool,
-    /// Run the combined `azurite` bin (blob and queue too, on their own free ports) instead of
-    /// `azurite-table`. Needed for a graceful SIGTERM: in 3.35.0 `azurite-table` handles only
-    /// SIGINT, so SIGTERM kills it before it saves its table store (autosave runs every 5 s);
-    /// the combined bin shuts every service down cleanly on SIGTERM.
-    pub all_services: bool,
-}
-
-/// A running Azurite Table service.
-pub struct Azurite {
-    child: Child,
-    pub port: u16,
-    https: bool,
-}
-
-/// Path of an Azurite bin (`azurite-table`, `azurite`), or a panic that says how to install it.
-pub fn binary(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/azurite/node_modules/.bin").join(name);
-    assert!(
-        bin.exists(),
-        "Azurite is not installed ({} is missing): run `npm ci --prefix tools/azurite` from the repository root",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 impl Azurite {
@@ -58,84 +18,20 @@ impl Azurite {
         Self::start_with(&Options::default())
     }
 
-    /// Azurite with options; waits until its port answers (at most 30 s).
+    /// Azurite with options.
     pub fn start_with(opts: &Options) -> Self {
-        let port = free_port();
-        let mut cmd = Command::new(binary(if opts.all_services { "azurite" } else { "azurite-table" }));
-        if opts.all_services {
-            cmd.args(["--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--blobPort"])
-                .arg(free_port().to_string())
-                .arg("--queuePort")
-                .arg(free_port().to_string());
-        }
-        cmd.args(["--disableTelemetry", "--skipApiVersionCheck", "--silent", "--tableHost", "127.0.0.1", "--tablePort"])
-            .arg(port.to_string());
-        match &opts.location {
-            Some(dir) => cmd.arg("--location").arg(dir),
-            None => cmd.arg("--inMemoryPersistence"),
-        };
-        if let Some((cert, key)) = &opts.tls {
-            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
-        if opts.oauth {
-            cmd.args(["--oauth", "basic"]);
-        }
-        // Azurite writes its debug/extent files into the cwd unless told otherwise.
-        let cwd = opts.location.clone().unwrap_or_else(std::env::temp_dir);
-        let child = cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let mut me = Self { child, port, https: opts.tls.is_some() };
-        me.wait_ready();
-        me
+        Self(dss_fake_host::azurite::Azurite::start_with(repo(), opts).unwrap_or_else(|e| panic!("{e:#}")))
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    std::io::Read::read_to_string(&mut e, &mut err).ok();
-                }
-                panic!("Azurite exited early ({status}): {err}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "Azurite did not listen on port {} within 30 s", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Path-style table endpoint of the emulator account.
-    pub fn table_endpoint(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}/{ACCOUNT}", self.port)
-    }
-
-    /// A standard connection string with an explicit TableEndpoint.
-    pub fn connection_string(&self) -> String {
-        format!("DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint={};", self.table_endpoint())
-    }
-
-    /// Graceful stop: SIGTERM (Azurite saves its table store on exit), then wait for the exit.
-    pub fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "Azurite {pid} did not exit within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Graceful stop (SIGTERM, wait for exit).
+    pub fn terminate(self) {
+        self.0.terminate().unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        // Already exited after terminate(); otherwise kill our own child by its handle.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+impl std::ops::Deref for Azurite {
+    type Target = dss_fake_host::azurite::Azurite;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
