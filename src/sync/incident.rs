@@ -229,9 +229,16 @@ impl ForwardSync {
         }
         let (current, rebuilt) = self.current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic).await?;
         let mut st = stored.as_ref().map_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()), |v| v.value.clone());
-        let outcome = self.merge_one(d, &st, current.as_ref())?;
-        let resolved = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
-        let planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, resolved.as_ref());
+        let mut outcome = self.merge_one(d, &st, current.as_ref())?;
+        let lookup = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
+        let mut planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, lookup.user());
+        if let OwnerLookup::NotInDirectory(upn) = &lookup {
+            // Sentinel refuses an owner its directory does not know (an MSSP's customer users):
+            // leave it unassigned, name the Defender owner in the description, and record the
+            // Sentinel side as written (unassigned) so the next cycle sees no analyst change.
+            plan::unassign_unknown_owner(&mut planned, d, upn);
+            outcome.base.sentinel.owner_upn = None;
+        }
         let (written, mut wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
             _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(|e| put_failed(e, rebuilt))?, true),
@@ -293,25 +300,48 @@ impl ForwardSync {
         Ok(outcome)
     }
 
-    /// The directory user of a new owner (for the object id Sentinel needs); `None` when the
-    /// owner is unchanged, unknown, or the look-up failed (the owner is then set by UPN only).
-    async fn resolve_owner(&self, target: &SentinelFields, current: Option<&SentinelIncident>) -> Option<UserRef> {
-        let upn = target.owner_upn.as_deref()?;
+    /// The directory user of a new owner (for the object id Sentinel needs).
+    async fn resolve_owner(&self, target: &SentinelFields, current: Option<&SentinelIncident>) -> OwnerLookup {
+        let Some(upn) = target.owner_upn.as_deref() else {
+            return OwnerLookup::Skipped;
+        };
         let unchanged = current.is_some_and(|c| super::mapping::owner_same(c.owner.upn_or_email(), Some(upn)));
         if unchanged {
-            return None;
+            return OwnerLookup::Skipped;
         }
         match self.defender.resolve_user(upn).await {
-            Ok(u) => u,
+            Ok(Some(u)) => OwnerLookup::Found(u),
+            Ok(None) => {
+                tracing::info!(owner = upn, message = "Owner is not in the Sentinel directory; the incident stays unassigned.");
+                OwnerLookup::NotInDirectory(upn.to_owned())
+            }
             Err(e) => {
                 tracing::info!(error = %e, message = "Owner not resolved; assigning by UPN only.");
-                None
+                OwnerLookup::Skipped
             }
         }
     }
 }
 
 use crate::state::Outcome as Outcome_;
+
+/// What the directory said of a new owner.
+enum OwnerLookup {
+    /// No new owner, or the look-up failed: the owner is written by UPN (or kept).
+    Skipped,
+    Found(UserRef),
+    /// The Sentinel tenant has no such user.
+    NotInDirectory(String),
+}
+
+impl OwnerLookup {
+    fn user(&self) -> Option<&UserRef> {
+        match self {
+            Self::Found(u) => Some(u),
+            _ => None,
+        }
+    }
+}
 
 /// What a failed incident PUT means. A refused PUT built on a rebuilt incident (stale etag: 409;
 /// incident deleted meanwhile; any 400) starts over with a real GET: only a refusal of a PUT

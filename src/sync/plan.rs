@@ -32,7 +32,12 @@ pub fn title(d: &DefenderIncident) -> String {
 
 /// Link, summary and description, cut to [`DESCRIPTION_LIMIT`] characters with a visible marker.
 pub fn description(d: &DefenderIncident) -> String {
-    let parts: Vec<&str> = [d.summary.as_deref(), d.description.as_deref()]
+    description_with(d, None)
+}
+
+/// The description with a note right after the portal link.
+fn description_with(d: &DefenderIncident, note: Option<&str>) -> String {
+    let parts: Vec<&str> = [note, d.summary.as_deref(), d.description.as_deref()]
         .into_iter()
         .flatten()
         .map(str::trim)
@@ -50,6 +55,14 @@ pub fn description(d: &DefenderIncident) -> String {
     let mut cut: String = text.chars().take(keep).collect();
     cut.push_str(TRUNCATION_MARKER);
     cut
+}
+
+/// An owner the Sentinel directory does not know (Sentinel refuses to assign it): the incident
+/// is left unassigned and its description names the Defender owner.
+pub fn unassign_unknown_owner(planned: &mut SentinelIncident, d: &DefenderIncident, upn: &str) {
+    planned.owner = Owner::default();
+    let note = format!("Defender owner: {upn} (not a user of the Sentinel tenant's directory, so not assigned here)");
+    planned.description = Some(description_with(d, Some(&note)));
 }
 
 /// First and last activity over the alerts (`None` when alerts are unknown or carry none).

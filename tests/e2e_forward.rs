@@ -1,0 +1,26 @@
+//! Forward sync end to end: the built handler under the fake Functions host, against the
+//! simulators, with its state in Azurite.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use dss_simulators::wellknown;
+use support::world::World;
+
+#[tokio::test]
+async fn first_cycle_creates_one_sentinel_incident_per_defender_incident() {
+    let world = World::start().await;
+    world.sims.seed(wellknown::TENANT_ID, 12, 7);
+    world.sims.seed(wellknown::TENANT_ID_2, 5, 8);
+    let reply = world.sync_ok().await;
+    assert!(reply.logs.iter().all(|l| !l.starts_with("error:")), "{:?}", reply.logs);
+    let incidents = world.sims.sentinel_incidents();
+    assert_eq!(incidents.len(), 17);
+    let unknown_owner = incidents
+        .iter()
+        .filter(|i| i["properties"]["description"].as_str().unwrap_or("").contains("Defender owner:"))
+        .count();
+    assert!(unknown_owner > 0, "the generated data assigns users the Sentinel directory does not know");
+    let again = world.sync_ok().await;
+    println!("{:?}", again.logs);
+}

@@ -1,0 +1,80 @@
+//! The whole system on this machine, for end-to-end tests: the simulators (in this process),
+//! a real Azurite for the state, and the built handler driven by the fake Functions host.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use super::azurite::Azurite;
+use defender_sentinel_sync::adapters::logs::STREAM_COLUMNS;
+use dss_fake_host::{FakeHost, HandlerSpec, Reply, TimerCall};
+use dss_simulators::{wellknown, SimConfig, Simulators};
+use serde_json::Value;
+
+/// How to set the world up.
+#[derive(Debug, Default, Clone)]
+pub struct WorldOptions {
+    /// Extra or overriding handler settings.
+    pub env: Vec<(String, String)>,
+    /// Settings to remove from the simulators' defaults (e.g. the Logs Ingestion ones).
+    pub unset: Vec<String>,
+}
+
+/// A running system. Dropping it stops the handler and Azurite.
+pub struct World {
+    pub sims: Simulators,
+    pub host: FakeHost,
+    pub azurite: Azurite,
+    pub app: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+/// The simulator config the handler's Logs rows must fit (the DCR stream columns).
+pub fn sim_config() -> SimConfig {
+    let columns: Vec<&str> = STREAM_COLUMNS.iter().map(|(name, _)| *name).collect();
+    SimConfig::default().with_stream(wellknown::STREAM_NAME, &columns)
+}
+
+impl World {
+    /// Default settings: client secret of the multi-tenant app, both simulated Defender tenants,
+    /// Logs Ingestion on, state in Azurite, webhook auth off.
+    pub async fn start() -> Self {
+        Self::start_with(WorldOptions::default()).await
+    }
+
+    pub async fn start_with(opts: WorldOptions) -> Self {
+        let sims = Simulators::start(sim_config()).await.expect("simulators start");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("sim-ca.pem");
+        std::fs::write(&ca, sims.cert_pem()).unwrap();
+        let azurite = Azurite::start();
+        let app = super::staged_app();
+        let mut spec = HandlerSpec::new(super::handler_bin(), app.path(), app.path());
+        spec.clear_env = true;
+        spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        for (k, v) in sims.handler_env(ca.to_str().unwrap()) {
+            spec.env.insert(k, v);
+        }
+        spec.env.insert("AzureWebJobsStorage".into(), azurite.connection_string());
+        spec.env.insert("WEBHOOK_AUTH".into(), "none".into());
+        spec.env.insert("DEFENDER_SYNC_SCHEDULE".into(), "0 */1 * * * *".into());
+        spec.env.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+        for k in &opts.unset {
+            spec.env.remove(k);
+        }
+        for (k, v) in opts.env {
+            spec.env.insert(k, v);
+        }
+        let host = FakeHost::start(spec).await.expect("handler starts");
+        World { sims, host, azurite, app, dir }
+    }
+
+    /// One `DefenderSync` invocation, as the timer fires it.
+    pub async fn sync(&self) -> Reply {
+        self.host.invoke_timer("DefenderSync", &TimerCall::default()).await.expect("a valid reply")
+    }
+
+    /// One invocation that must complete.
+    pub async fn sync_ok(&self) -> Reply {
+        let reply = self.sync().await;
+        assert_eq!(reply.return_value["completed"], Value::Bool(true), "cycle did not complete: {:?}", reply.logs);
+        reply
+    }
+}
