@@ -334,6 +334,48 @@ fn transport_message(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
 }
 
+/// A failed call, classified once for every adapter; each maps it into its own error enum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// 401/403, or the token endpoint refused us.
+    Auth { status: u16, message: String },
+    NotFound { message: String },
+    /// 409/412: optimistic concurrency lost.
+    Conflict { status: u16, message: String },
+    Throttled { retry_after: Option<Duration> },
+    /// 408, 5xx, transport or token-endpoint trouble.
+    Transient(String),
+    /// Any other 4xx.
+    Rejected { status: u16, message: String },
+}
+
+impl From<ErrorInfo> for Failure {
+    fn from(e: ErrorInfo) -> Self {
+        let message = match e.code {
+            Some(code) => format!("{code}: {}", e.message),
+            None => e.message,
+        };
+        match e.status {
+            401 | 403 => Self::Auth { status: e.status, message },
+            404 => Self::NotFound { message },
+            409 | 412 => Self::Conflict { status: e.status, message },
+            429 => Self::Throttled { retry_after: e.retry_after },
+            408 | 500..=599 => Self::Transient(format!("{} {message}", e.status)),
+            status => Self::Rejected { status, message },
+        }
+    }
+}
+
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth { status: 401, message },
+            SendError::Credential(CredentialError::Transient(m)) => Self::Transient(format!("token: {m}")),
+            SendError::Transport(m) => Self::Transient(m),
+        }
+    }
+}
+
 /// What an error response said: status, the envelope's code/message, the server's retry hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorInfo {

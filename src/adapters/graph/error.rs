@@ -1,3 +1,4 @@
+use crate::adapters::http::Failure;
 use crate::ports::{Classify, ErrorClass};
 use std::time::Duration;
 
@@ -27,30 +28,26 @@ impl Classify for DefenderError {
     }
 }
 
+impl From<Failure> for DefenderError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Auth { status, message } => Self::Auth { status, message },
+            Failure::NotFound { .. } => Self::NotFound,
+            Failure::Throttled { retry_after } => Self::Throttled { retry_after },
+            Failure::Transient(m) => Self::Transient(m),
+            Failure::Conflict { status, message } | Failure::Rejected { status, message } => Self::Rejected { status, message },
+        }
+    }
+}
+
 impl From<crate::adapters::http::ErrorInfo> for DefenderError {
     fn from(e: crate::adapters::http::ErrorInfo) -> Self {
-        let message = match e.code {
-            Some(code) => format!("{code}: {}", e.message),
-            None => e.message,
-        };
-        match e.status {
-            401 | 403 => Self::Auth { status: e.status, message },
-            404 => Self::NotFound,
-            429 => Self::Throttled { retry_after: e.retry_after },
-            408 | 500..=599 => Self::Transient(format!("{} {message}", e.status)),
-            status => Self::Rejected { status, message },
-        }
+        Failure::from(e).into()
     }
 }
 
 impl From<crate::adapters::http::SendError> for DefenderError {
     fn from(e: crate::adapters::http::SendError) -> Self {
-        use crate::adapters::http::SendError;
-        use crate::credentials::CredentialError;
-        match e {
-            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth { status: 401, message },
-            SendError::Credential(CredentialError::Transient(m)) => Self::Transient(format!("token: {m}")),
-            SendError::Transport(m) => Self::Transient(m),
-        }
+        Failure::from(e).into()
     }
 }

@@ -1,3 +1,4 @@
+use crate::adapters::http::Failure;
 use crate::ports::{Classify, ErrorClass};
 use std::time::Duration;
 
@@ -24,29 +25,26 @@ impl Classify for LogsError {
     }
 }
 
+impl From<Failure> for LogsError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Auth { status, message } => Self::Auth { status, message },
+            Failure::Throttled { retry_after } => Self::Throttled { retry_after },
+            Failure::Transient(m) => Self::Transient(m),
+            Failure::NotFound { message } => Self::Rejected { status: 404, message },
+            Failure::Conflict { status, message } | Failure::Rejected { status, message } => Self::Rejected { status, message },
+        }
+    }
+}
+
 impl From<crate::adapters::http::ErrorInfo> for LogsError {
     fn from(e: crate::adapters::http::ErrorInfo) -> Self {
-        let message = match e.code {
-            Some(code) => format!("{code}: {}", e.message),
-            None => e.message,
-        };
-        match e.status {
-            401 | 403 => Self::Auth { status: e.status, message },
-            429 => Self::Throttled { retry_after: e.retry_after },
-            408 | 500..=599 => Self::Transient(format!("{} {message}", e.status)),
-            status => Self::Rejected { status, message },
-        }
+        Failure::from(e).into()
     }
 }
 
 impl From<crate::adapters::http::SendError> for LogsError {
     fn from(e: crate::adapters::http::SendError) -> Self {
-        use crate::adapters::http::SendError;
-        use crate::credentials::CredentialError;
-        match e {
-            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth { status: 401, message },
-            SendError::Credential(CredentialError::Transient(m)) => Self::Transient(format!("token: {m}")),
-            SendError::Transport(m) => Self::Transient(m),
-        }
+        Failure::from(e).into()
     }
 }

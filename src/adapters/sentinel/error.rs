@@ -1,3 +1,4 @@
+use crate::adapters::http::Failure;
 use crate::ports::{Classify, ErrorClass};
 use std::time::Duration;
 
@@ -30,32 +31,28 @@ impl Classify for SentinelError {
     }
 }
 
+impl From<Failure> for SentinelError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Auth { status, message } => Self::Auth { status, message },
+            Failure::NotFound { .. } => Self::NotFound,
+            // 409 `Conflict` "New version of resource … exists" = stale etag; 412 if If-Match were honoured.
+            Failure::Conflict { message, .. } => Self::Conflict(message),
+            Failure::Throttled { retry_after } => Self::Throttled { retry_after },
+            Failure::Transient(m) => Self::Transient(m),
+            Failure::Rejected { status, message } => Self::Rejected { status, message },
+        }
+    }
+}
+
 impl From<crate::adapters::http::ErrorInfo> for SentinelError {
     fn from(e: crate::adapters::http::ErrorInfo) -> Self {
-        let message = match e.code {
-            Some(code) => format!("{code}: {}", e.message),
-            None => e.message,
-        };
-        match e.status {
-            401 | 403 => Self::Auth { status: e.status, message },
-            404 => Self::NotFound,
-            // 409 `Conflict` "New version of resource … exists" = stale etag; 412 if If-Match were honoured.
-            409 | 412 => Self::Conflict(message),
-            429 => Self::Throttled { retry_after: e.retry_after },
-            408 | 500..=599 => Self::Transient(format!("{} {message}", e.status)),
-            status => Self::Rejected { status, message },
-        }
+        Failure::from(e).into()
     }
 }
 
 impl From<crate::adapters::http::SendError> for SentinelError {
     fn from(e: crate::adapters::http::SendError) -> Self {
-        use crate::adapters::http::SendError;
-        use crate::credentials::CredentialError;
-        match e {
-            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth { status: 401, message },
-            SendError::Credential(CredentialError::Transient(m)) => Self::Transient(format!("token: {m}")),
-            SendError::Transport(m) => Self::Transient(m),
-        }
+        Failure::from(e).into()
     }
 }
