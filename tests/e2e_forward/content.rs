@@ -82,6 +82,8 @@ async fn sentinel_incidents_carry_the_defender_content_for_generated_and_fixture
     let p = &s["properties"];
     assert!(p["description"].as_str().unwrap().contains("KaiC@contoso.onmicrosoft.com"), "{}", p["description"]);
     assert!(p["owner"]["objectId"].is_null() && p["owner"]["userPrincipalName"].is_null(), "{}", p["owner"]);
+    let classification = (p["classification"].as_str(), p["classificationReason"].as_str(), p["classificationComment"].as_str());
+    assert_eq!(classification, (Some("TruePositive"), Some("SuspiciousActivity"), Some("Defender determination: multiStagedAttack.")));
     let mirrored = comments(&world, s["name"].as_str().unwrap());
     assert_eq!(mirrored.len(), 1, "{mirrored:?}");
     assert!(mirrored[0].starts_with("[Defender]") && mirrored[0].contains("Demo incident"), "{mirrored:?}");
