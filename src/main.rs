@@ -5,6 +5,7 @@ use defender_sentinel_sync::cli::{self, Action, Cli};
 use defender_sentinel_sync::config::Settings;
 use defender_sentinel_sync::host::timeout;
 use defender_sentinel_sync::{runner, startup, telemetry};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -58,7 +59,10 @@ fn sync() -> ExitCode {
         Err(code) => return code,
     };
     let result = runtime.block_on(async move {
-        let runner = startup::build_engine(&settings).await?;
+        let mut runner = startup::build_engine(&settings).await?;
+        if std::io::stdout().is_terminal() {
+            runner.sync.set_progress(std::sync::Arc::new(|p| println!("{}", runner::progress_line(p))));
+        }
         let deadline = timeout::deadline(tokio::time::Instant::now(), settings.function_timeout);
         let report = runner.sync.run_cycle(deadline).await;
         for t in &report.tenants {

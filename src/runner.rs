@@ -7,7 +7,7 @@ use crate::adapters::http::CallCounts;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
 use crate::host::plugins::{CycleReport as HostReport, SyncRunner};
-use crate::sync::{CycleReport, ForwardSync, TenantReport};
+use crate::sync::{CycleReport, ForwardSync, PageProgress, TenantReport};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -48,6 +48,12 @@ pub fn tenant_line(t: &TenantReport) -> String {
     )
 }
 
+/// The `sync` subcommand's line for a page of incidents (printed on a terminal only).
+pub fn progress_line(p: &PageProgress) -> String {
+    let next = if p.more { ", more to come" } else { "" };
+    format!("tenant {}: page {} done ({} incidents; {} delivered so far{next})", p.tenant, p.page, p.incidents, p.delivered)
+}
+
 /// The report as JSON figures (the reply's `ReturnValue`).
 pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Value {
     let tenants: Vec<_> = report
@@ -75,5 +81,23 @@ impl SyncRunner for EngineRunner {
         let mut logs: Vec<String> = report.tenants.iter().map(tenant_line).collect();
         logs.extend(report.tenants.iter().flat_map(|t| t.errors.iter().map(|e| format!("error: {e}"))));
         HostReport { completed: report.completed(), logs, figures: figures(&report, self.calls()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TenantId;
+
+    #[test]
+    fn a_progress_line_names_the_tenant_the_page_and_the_counts() {
+        let tenant = TenantId::parse("2070ecc9-b4d5-4ae4-adaa-936fa1954fa8").unwrap();
+        let mut p = PageProgress { tenant, page: 3, incidents: 50, delivered: 150, more: true };
+        assert_eq!(
+            progress_line(&p),
+            "tenant 2070ecc9-b4d5-4ae4-adaa-936fa1954fa8: page 3 done (50 incidents; 150 delivered so far, more to come)"
+        );
+        p.more = false;
+        assert!(progress_line(&p).ends_with("(50 incidents; 150 delivered so far)"));
     }
 }

@@ -4,6 +4,25 @@
 
 mod support;
 
+#[path = "e2e_forward/analyst.rs"]
+mod analyst;
+#[path = "e2e_forward/cli_sync.rs"]
+mod cli_sync;
+#[path = "e2e_forward/common.rs"]
+mod common;
+#[path = "e2e_forward/content.rs"]
+mod content;
+#[path = "e2e_forward/health.rs"]
+mod health;
+#[path = "e2e_forward/idempotence.rs"]
+mod idempotence;
+#[path = "e2e_forward/logs.rs"]
+mod logs;
+#[path = "e2e_forward/merge.rs"]
+mod merge;
+#[path = "e2e_forward/webhook.rs"]
+mod webhook;
+
 use dss_simulators::wellknown;
 use support::world::World;
 
@@ -21,6 +40,4 @@ async fn first_cycle_creates_one_sentinel_incident_per_defender_incident() {
         .filter(|i| i["properties"]["description"].as_str().unwrap_or("").contains("Defender owner:"))
         .count();
     assert!(unknown_owner > 0, "the generated data assigns users the Sentinel directory does not know");
-    let again = world.sync_ok().await;
-    println!("{:?}", again.logs);
 }

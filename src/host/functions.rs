@@ -75,8 +75,14 @@ pub(super) async fn sentinel_webhook(state: &HostState, body: &[u8], deadline: t
         Err(e) => return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e)),
     };
     let Some(handler) = services.webhook.clone() else {
-        let line = "Reverse sync is not built; the webhook call was not applied.";
-        tracing::info!(message = line);
+        // Until reverse sync exists the body is only checked, so a caller learns of a broken
+        // playbook now rather than when reverse sync lands.
+        let incident = match super::payload::trigger_incident(request.body.as_deref()) {
+            Ok(name) => name.unwrap_or_else(|| "(not named)".into()),
+            Err(e) => return http_rejected(format!("SentinelWebhook: {e}")),
+        };
+        let line = format!("Reverse sync is not built; the webhook call for incident {incident} was not applied.");
+        tracing::info!(message = %line);
         return InvocationReply::http(HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" })).with_log(line));
     };
     let reply = handler.handle(request, deadline).await;

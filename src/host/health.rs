@@ -6,6 +6,7 @@ use crate::domain::TenantId;
 use crate::state::StateStore;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Most failed incidents listed.
 const FAILED_LIMIT: usize = 20;
@@ -46,6 +47,14 @@ pub(super) async fn report(state: &HostState) -> Value {
     })
 }
 
+/// The tenant's watermark and lag (now − watermark, whole seconds); both null before the
+/// first saved checkpoint.
+fn add_lag(obj: &mut Map<String, Value>, watermark: Option<OffsetDateTime>, now: OffsetDateTime) {
+    let lag = watermark.map(|w| (now - w).whole_seconds().max(0));
+    obj.insert("watermark".into(), json!(watermark.and_then(|w| w.format(&Rfc3339).ok())));
+    obj.insert("lag_seconds".into(), json!(lag));
+}
+
 /// Each tenant's last-cycle figures and the failed incidents, with any store errors.
 async fn store_figures(store: &dyn StateStore, tenants: &[String]) -> (Map<String, Value>, Vec<Value>, Vec<String>) {
     let (mut per_tenant, mut failed, mut errors) = (Map::new(), Vec::new(), Vec::new());
@@ -54,10 +63,16 @@ async fn store_figures(store: &dyn StateStore, tenants: &[String]) -> (Map<Strin
             Ok(t) => store.tenant_health(&t).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        let value = figures.map(|h| json!(h)).unwrap_or_else(|e| {
+        let mut value = figures.map(|h| json!(h)).unwrap_or_else(|e| {
             errors.push(format!("tenant {tenant}: {e}"));
             Value::Null
         });
+        if let (Some(obj), Ok(t)) = (value.as_object_mut(), TenantId::parse(tenant)) {
+            match store.checkpoint(&t).await {
+                Ok(cp) => add_lag(obj, cp.map(|v| v.value.watermark), OffsetDateTime::now_utc()),
+                Err(e) => errors.push(format!("tenant {tenant}: checkpoint: {e}")),
+            }
+        }
         per_tenant.insert(tenant.clone(), value);
     }
     match store.failed_incidents(FAILED_LIMIT).await {
@@ -73,4 +88,20 @@ async fn store_figures(store: &dyn StateStore, tenants: &[String]) -> (Map<Strin
         Err(e) => errors.push(format!("failed incidents: {e}")),
     }
     (per_tenant, failed, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn lag_is_now_minus_the_watermark_and_null_without_one() {
+        let mut obj = Map::new();
+        add_lag(&mut obj, Some(datetime!(2026-01-01 10:00:00 UTC)), datetime!(2026-01-01 10:01:30 UTC));
+        assert_eq!(obj["lag_seconds"], 90);
+        assert_eq!(obj["watermark"], "2026-01-01T10:00:00Z");
+        add_lag(&mut obj, None, datetime!(2026-01-01 10:01:30 UTC));
+        assert!(obj["lag_seconds"].is_null() && obj["watermark"].is_null());
+    }
 }

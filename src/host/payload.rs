@@ -90,10 +90,34 @@ fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<Strin
     Ok(m.into_iter().map(one).collect())
 }
 
+/// Checks a playbook (automation-rule trigger) body: a JSON object with an `object` object,
+/// the incident. Returns the incident's ARM name when given. An absent body passes: the host
+/// forwards no body for a chunked request, so its absence says nothing about the caller.
+pub fn trigger_incident(body: Option<&str>) -> Result<Option<String>, String> {
+    let Some(body) = body.filter(|b| !b.trim().is_empty()) else { return Ok(None) };
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let incident = v.get("object").filter(|o| o.is_object()).ok_or("the body has no `object` (the incident) object")?;
+    match incident.get("name") {
+        None => Ok(None),
+        Some(Value::String(n)) => Ok(Some(n.clone())),
+        Some(_) => Err("`object.name` is not a string".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_trigger_body_needs_the_incident_object() {
+        assert_eq!(trigger_incident(Some(r#"{"object":{"name":"abc","properties":{}}}"#)), Ok(Some("abc".into())));
+        assert_eq!(trigger_incident(Some(r#"{"object":{}}"#)), Ok(None));
+        assert_eq!(trigger_incident(None), Ok(None));
+        for bad in ["{not json", "[]", r#"{"workspaceId":"w"}"#, r#"{"object":[]}"#, r#"{"object":{"name":1}}"#] {
+            assert!(trigger_incident(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn timer_info_tolerates_a_null_status_and_an_offsetless_last() {

@@ -5,7 +5,7 @@
 
 use super::forward::{ForwardSync, TenantCtx};
 use super::incident::Step;
-use super::merge::MergeOutcome;
+use super::merge::{Conflict, MergeOutcome, Side};
 use crate::domain::*;
 use crate::ports::*;
 use crate::state::IncidentState;
@@ -69,6 +69,20 @@ pub fn alert_fingerprint(a: &Alert) -> String {
     hex(&h.finalize()[..16])
 }
 
+/// The Sentinel note on a conflict: both values, the policy, and whose change was overridden
+/// (with `sentinel-wins` the Defender analyst's change is; reverse sync writes it back).
+pub fn conflict_message(c: &Conflict, policy: &ConflictPolicyName) -> String {
+    let (kept, lost) = match c.winner {
+        Side::Defender => ("Defender's", "the change made here"),
+        Side::Sentinel => ("Sentinel's", "the Defender analyst's change"),
+    };
+    format!(
+        "{DEFENDER_MARKER}Sync conflict on {:?}: it was changed here to {} and in Defender to {}; \
+         the conflict policy ({policy}) kept {kept} value and overrode {lost}.",
+        c.field, c.sentinel_value, c.defender_value
+    )
+}
+
 /// What the steps after the PUT did.
 pub(super) struct Extras {
     pub wrote: bool,
@@ -130,19 +144,15 @@ impl ForwardSync {
         Ok(wrote)
     }
 
-    /// A comment for every analyst change the policy overrode (best effort: the incident is
-    /// already right; the note is for people).
+    /// A comment for every analyst change the policy overrode, on either side (best effort:
+    /// the incident is already right; the note is for people).
     async fn conflict_comments(&self, ctx: &TenantCtx, d: &DefenderIncident, name: &SentinelIncidentName, outcome: &MergeOutcome) -> bool {
         let mut wrote = false;
-        for c in outcome.conflicts.iter().filter(|c| c.overrides_analyst()) {
+        for c in &outcome.conflicts {
             let field = format!("{:?}", c.field);
             let at = d.last_update.unix_timestamp_nanos().to_string();
             let id = stable_uuid(&["conflict", ctx.tenant.as_str(), d.id.as_str(), &field, &at]);
-            let message = format!(
-                "{DEFENDER_MARKER}Sync conflict on {field}: it was changed here to {} and in Defender to {}; \
-                 the conflict policy ({}) kept Defender's value.",
-                c.sentinel_value, c.defender_value, self.policy.conflict
-            );
+            let message = conflict_message(c, &self.policy.conflict);
             match self.call(ctx, || self.sentinel.put_comment(name, id, &message)).await {
                 Ok(_) => wrote = true,
                 Err(e) => tracing::warn!(error = %e, message = "Conflict comment not posted."),
@@ -197,9 +207,20 @@ impl ForwardSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::merge::Field;
 
     fn comment(text: &str) -> DefenderComment {
         DefenderComment { text: text.into(), author: Some("alice@contoso.com".into()), created: Some(crate::sync::testing::T0) }
+    }
+
+    #[test]
+    fn conflict_notes_name_both_values_the_policy_and_the_overridden_side() {
+        let c = |winner| Conflict { field: Field::Tags, winner, defender_value: "d-tag".into(), sentinel_value: "s-tag".into() };
+        let m = conflict_message(&c(Side::Defender), &ConflictPolicyName::DefenderWins);
+        assert!(is_mirrored(&m) && m.contains("Tags") && m.contains("s-tag") && m.contains("d-tag"), "{m}");
+        assert!(m.contains("(defender-wins) kept Defender's value and overrode the change made here"), "{m}");
+        let m = conflict_message(&c(Side::Sentinel), &ConflictPolicyName::SentinelWins);
+        assert!(m.contains("(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"), "{m}");
     }
 
     #[test]

@@ -60,7 +60,26 @@ pub struct ForwardSync {
     pub(super) policy: MergePolicy,
     pub(super) limits: ClientLimits,
     pub(super) opts: ForwardOptions,
+    /// Told after every page of incidents (the `sync` subcommand prints it on a terminal).
+    pub(super) progress: Option<ProgressFn>,
 }
+
+/// One page of a tenant's incidents done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageProgress {
+    pub tenant: TenantId,
+    /// Pages done in this tenant's cycle, from 1.
+    pub page: u64,
+    /// Incidents on this page.
+    pub incidents: usize,
+    /// Incidents delivered (or skipped as already synced) in this tenant's cycle so far.
+    pub delivered: usize,
+    /// True when another page of the window follows.
+    pub more: bool,
+}
+
+/// Receives [`PageProgress`] reports.
+pub type ProgressFn = Arc<dyn Fn(&PageProgress) + Send + Sync>;
 
 /// Everything one tenant's cycle shares between its concurrently running incidents.
 pub(super) struct TenantCtx {
@@ -74,6 +93,8 @@ pub(super) struct TenantCtx {
     pub at_watermark: Option<Checkpoint>,
     /// `$expand=alerts` still in use this cycle (turned off after it failed).
     pub expand: std::sync::atomic::AtomicBool,
+    /// Pages done so far (for progress reports).
+    pub pages: std::sync::atomic::AtomicU64,
 }
 
 impl TenantCtx {
@@ -97,7 +118,12 @@ impl ForwardSync {
         limits: ClientLimits,
     ) -> Self {
         let opts = ForwardOptions { lookback, ..ForwardOptions::default() };
-        Self { defender, sentinel, logs, state, tenants, policy, limits, opts }
+        Self { defender, sentinel, logs, state, tenants, policy, limits, opts, progress: None }
+    }
+
+    /// Reports every page of incidents to `progress`.
+    pub fn set_progress(&mut self, progress: ProgressFn) {
+        self.progress = Some(progress);
     }
 
     /// Replaces the tunables (keeps nothing of the previous ones).
@@ -136,6 +162,7 @@ impl ForwardSync {
             parked: HashSet::new(),
             at_watermark: None,
             expand: std::sync::atomic::AtomicBool::new(true),
+            pages: std::sync::atomic::AtomicU64::new(0),
         };
         let checkpoint = match self.state.checkpoint(tenant).await {
             Ok(c) => c,

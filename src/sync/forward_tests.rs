@@ -169,7 +169,7 @@ async fn conflicting_owner(policy: ConflictPolicyName) -> (SentinelIncident, Vec
 }
 
 #[tokio::test]
-async fn conflicts_are_decided_by_the_policy_and_an_overridden_analyst_gets_a_comment() {
+async fn conflicts_are_decided_by_the_policy_and_every_overridden_analyst_change_gets_a_comment() {
     let (i, comments) = conflicting_owner(ConflictPolicyName::DefenderWins).await;
     assert_eq!(i.owner.user_principal_name.as_deref(), Some("soc@contoso.com"));
     assert_eq!(i.owner.object_id, Some(uuid::Uuid::from_u128(5)), "object id from the user look-up");
@@ -179,7 +179,9 @@ async fn conflicts_are_decided_by_the_policy_and_an_overridden_analyst_gets_a_co
 
     let (i, comments) = conflicting_owner(ConflictPolicyName::SentinelWins).await;
     assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));
-    assert!(comments.is_empty());
+    // The Defender analyst's change is the one overridden now: recorded in Sentinel too.
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].message.contains("(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"), "{}", comments[0].message);
 
     // Latest wins: Defender's change is the later one here.
     let (i, _) = conflicting_owner(ConflictPolicyName::LatestWins).await;

@@ -80,11 +80,13 @@ impl ForwardSync {
             };
             loop {
                 self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable)).await;
+                let incidents = page.incidents.len();
                 if !self.deliver_page(ctx, std::mem::take(&mut page.incidents), out).await {
                     out.hold_at(w.updated_from);
                     return false;
                 }
                 tracing::info!(delivered = out.delivered.len(), more = page.next_link.is_some(), message = "Page of incidents done.");
+                self.report_page(ctx, incidents, out.delivered.len(), page.next_link.is_some());
                 let Some(link) = page.next_link.take() else { return true };
                 if ctx.out_of_time() {
                     ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
@@ -97,6 +99,13 @@ impl ForwardSync {
                     Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
                 };
             }
+        }
+    }
+
+    fn report_page(&self, ctx: &TenantCtx, incidents: usize, delivered: usize, more: bool) {
+        let page = ctx.pages.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(progress) = &self.progress {
+            progress(&super::forward::PageProgress { tenant: ctx.tenant.clone(), page, incidents, delivered, more });
         }
     }
 

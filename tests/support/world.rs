@@ -4,9 +4,10 @@
 
 use super::azurite::Azurite;
 use defender_sentinel_sync::adapters::logs::STREAM_COLUMNS;
-use dss_fake_host::{FakeHost, HandlerSpec, Reply, TimerCall};
+use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, HttpResponse, Reply, TimerCall};
 use dss_simulators::{wellknown, SimConfig, Simulators};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// How to set the world up.
 #[derive(Debug, Default, Clone)]
@@ -24,6 +25,8 @@ pub struct World {
     pub azurite: Azurite,
     pub app: tempfile::TempDir,
     pub dir: tempfile::TempDir,
+    /// The handler's whole environment (for the `sync` subcommand or a second handler).
+    pub env: BTreeMap<String, String>,
 }
 
 /// The simulator config the handler's Logs rows must fit (the DCR stream columns).
@@ -62,8 +65,40 @@ impl World {
         for (k, v) in opts.env {
             spec.env.insert(k, v);
         }
+        let env = spec.env.clone();
         let host = FakeHost::start(spec).await.expect("handler starts");
-        World { sims, host, azurite, app, dir }
+        World { sims, host, azurite, app, dir, env }
+    }
+
+    /// Another handler on the same simulators and Azurite, with settings changed (e.g. another
+    /// `SYNC_STATE_TABLE`: a handler whose state was lost).
+    pub async fn another_handler(&self, env: &[(&str, &str)]) -> FakeHost {
+        let mut spec = HandlerSpec::new(super::handler_bin(), self.app.path(), self.app.path());
+        spec.clear_env = true;
+        spec.env = self.env.clone();
+        for (k, v) in env {
+            spec.env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        FakeHost::start(spec).await.expect("second handler starts")
+    }
+
+    /// The `SyncHealth` JSON.
+    pub async fn health(&self) -> Value {
+        let res = self.host.invoke_http("SyncHealth", &HttpCall::new("GET")).await.expect("a valid reply");
+        assert_eq!(res.status, 200, "{}", res.body);
+        serde_json::from_str(&res.body).expect("SyncHealth answers JSON")
+    }
+
+    /// POSTs a playbook body to `SentinelWebhook` as the host does.
+    pub async fn webhook(&self, body: &str) -> HttpResponse {
+        let call = HttpCall::new("POST").header("Content-Type", "application/json").body(body.to_owned());
+        self.host.invoke_http("SentinelWebhook", &call).await.expect("a valid reply")
+    }
+
+    /// Writes (PUTs) to ARM counted by the simulator since its last counter reset.
+    pub fn arm_writes(&self) -> u64 {
+        let c = self.sims.counters();
+        c.by_api.get("arm").map(|ops| ops.iter().filter(|(op, _)| !op.starts_with("GET ")).map(|(_, n)| n.calls).sum()).unwrap_or(0)
     }
 
     /// One `DefenderSync` invocation, as the timer fires it.
