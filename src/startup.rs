@@ -13,7 +13,7 @@ use crate::runner::EngineRunner;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
 use crate::state::StateStore;
-use crate::sync::{ForwardSync, MergePolicy};
+use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -124,6 +124,7 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         policy,
         settings.lookback,
         settings.limits.clone(),
-    );
+    )
+    .with_options(ForwardOptions { lookback: settings.lookback, park_backoff: settings.retry_backoff, ..ForwardOptions::default() });
     Ok(EngineRunner { sync, graph, sentinel, logs })
 }
