@@ -60,7 +60,12 @@ pub struct ForwardSync {
     pub(super) policy: MergePolicy,
     pub(super) limits: ClientLimits,
     pub(super) opts: ForwardOptions,
+    /// Every 429 the upstream clients met so far (see [`ForwardSync::with_throttle_probe`]).
+    pub(super) throttle_probe: Option<ThrottleProbe>,
 }
+
+/// Reads a running count of throttled (429) upstream responses.
+pub type ThrottleProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Everything one tenant's cycle shares between its concurrently running incidents.
 pub(super) struct TenantCtx {
@@ -74,6 +79,8 @@ pub(super) struct TenantCtx {
     pub at_watermark: Option<Checkpoint>,
     /// `$expand=alerts` still in use this cycle (turned off after it failed).
     pub expand: std::sync::atomic::AtomicBool,
+    /// The throttle probe's count when the tenant's cycle started.
+    pub throttled_before: Option<u64>,
 }
 
 impl TenantCtx {
@@ -97,7 +104,17 @@ impl ForwardSync {
         limits: ClientLimits,
     ) -> Self {
         let opts = ForwardOptions { lookback, ..ForwardOptions::default() };
-        Self { defender, sentinel, logs, state, tenants, policy, limits, opts }
+        Self { defender, sentinel, logs, state, tenants, policy, limits, opts, throttle_probe: None }
+    }
+
+    /// Counts throttled calls from the upstream clients' own counters. The clients absorb most
+    /// 429s (they wait out `Retry-After` and retry), so the engine alone would see only those
+    /// handed back to it and report a throttled cycle as unthrottled. With a probe, a tenant's
+    /// figure is the probe's increase during its cycle (tenants run one after another; a
+    /// concurrent invocation in the same process adds its own).
+    pub fn with_throttle_probe(mut self, probe: ThrottleProbe) -> Self {
+        self.throttle_probe = Some(probe);
+        self
     }
 
     /// Replaces the tunables (keeps nothing of the previous ones).
@@ -136,6 +153,7 @@ impl ForwardSync {
             parked: HashSet::new(),
             at_watermark: None,
             expand: std::sync::atomic::AtomicBool::new(true),
+            throttled_before: self.throttle_probe.as_ref().map(|p| p()),
         };
         let checkpoint = match self.state.checkpoint(tenant).await {
             Ok(c) => c,
@@ -176,6 +194,9 @@ impl ForwardSync {
 
     async fn finish(&self, ctx: &TenantCtx, start: OffsetDateTime, completed: bool, watermark: Option<OffsetDateTime>) -> TenantReport {
         let end = OffsetDateTime::now_utc();
+        if let (Some(probe), Some(before)) = (&self.throttle_probe, ctx.throttled_before) {
+            ctx.tally.throttled.store(probe().saturating_sub(before), std::sync::atomic::Ordering::Relaxed);
+        }
         let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
         let report = ctx.tally.report(&ctx.tenant, completed, lag);
         let health = TenantHealth {
