@@ -86,7 +86,12 @@ async fn sigkill_mid_cycle_then_restart_duplicates_nothing_and_loses_nothing() {
     seed_with_comments(&w.sims, n, 71, 2);
     w.sims.set_faults(Api::Arm, FaultPlan::default().with_latency(Duration::from_millis(150)));
     let running = w.spawn_sync();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once the cycle is well under way (some incidents and comments written, not all).
+    let waited = Instant::now();
+    while w.sims.sentinel_incidents().len() < n / 4 {
+        assert!(waited.elapsed() < Duration::from_secs(30), "the cycle never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let done_before_kill = w.sims.sentinel_incidents().len();
     w.host.kill().await.unwrap();
     assert!(running.await.unwrap().is_err(), "the invocation died with the handler");

@@ -43,7 +43,9 @@ async fn backfill_of_1200_and_600_on_one_instant_lose_nothing_past_the_skip_cap(
         w.sims.defender_action(wellknown::TENANT_ID_2, id, action).unwrap();
     }
 
+    let started = std::time::Instant::now();
     let reply = w.sync_ok().await.return_value;
+    println!("backfill cycle: {:?}", started.elapsed());
     let tenants = reply["figures"]["tenants"].as_array().unwrap();
     assert_eq!(tenants[0]["written"], 1200, "{reply}");
     assert_eq!(tenants[1]["written"], 600, "{reply}");

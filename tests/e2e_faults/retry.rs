@@ -66,6 +66,34 @@ async fn an_incident_sentinel_refuses_is_parked_passed_listed_and_cleared_once_f
 }
 
 #[tokio::test]
+async fn an_incident_that_cannot_be_mapped_is_parked_and_cleared_once_its_payload_is_fixed() {
+    let w = one_tenant(&[("SYNC_RETRY_BACKOFF_SECONDS", "0")]).await;
+    let ids = w.sims.seed_capped(T, 4, 33, 2);
+    let good = w.sims.defender_incident(T, &ids[1]).unwrap();
+    let mut broken = good.clone();
+    broken.as_object_mut().unwrap().remove("createdDateTime");
+    w.sims.insert_defender_incident(T, broken).unwrap();
+
+    let first = w.sync_ok().await.return_value;
+    assert_eq!(figure(&first, "parked"), 1, "{first}");
+    assert_eq!(figure(&first, "written"), 3, "{first}");
+    let health = w.health().await;
+    let failed = health["failedIncidents"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{health}");
+    assert_eq!(failed[0]["defenderId"], Value::String(ids[1].clone()));
+    assert!(failed[0]["error"].as_str().unwrap().contains("createdDateTime"), "{health}");
+
+    w.sims.insert_defender_incident(T, good).unwrap();
+    let second = w.sync_ok().await.return_value;
+    assert_eq!(figure(&second, "cleared"), 1, "{second}");
+    assert_eq!(w.health().await["failedIncidents"].as_array().unwrap().len(), 0);
+    assert_converged(&w, &[T]);
+    assert_rows(&w, &[T], false);
+    assert_checkpoint(&w, T).await;
+    assert_idle(&w).await;
+}
+
+#[tokio::test]
 async fn graph_503s_for_a_whole_cycle_hold_the_watermark_and_the_next_cycle_delivers() {
     let w = one_tenant(&[]).await;
     w.sims.seed_capped(T, 5, 41, 3);
