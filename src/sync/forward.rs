@@ -148,7 +148,7 @@ impl ForwardSync {
         let mut ctx = TenantCtx {
             tenant: tenant.clone(),
             deadline,
-            margin: self.opts.deadline_margin,
+            margin: margin(self.opts.deadline_margin, deadline),
             tally: Tally::default(),
             parked: HashSet::new(),
             at_watermark: None,
@@ -377,6 +377,13 @@ impl Backoff for LogsError {
             _ => None,
         }
     }
+}
+
+/// The margin kept before `deadline`: the configured one, but never more than a quarter of the
+/// time left when the tenant's cycle starts, so a short budget (a short `functionTimeout`) still
+/// does work instead of being out of time before it begins.
+fn margin(configured: Duration, deadline: Instant) -> Duration {
+    configured.min(deadline.saturating_duration_since(Instant::now()) / 4)
 }
 
 pub(super) fn to_time(d: Duration) -> time::Duration {
