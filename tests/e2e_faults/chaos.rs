@@ -13,7 +13,7 @@ const T: &str = wellknown::TENANT_ID;
 /// Retry-After), with buckets small enough to be hit by a few dozen incidents in a test.
 fn tight_throttle() -> ThrottleConfig {
     ThrottleConfig {
-        graph: Some(BucketSpec { capacity: 3.0, refill_per_sec: 4.0 }),
+        graph: Some(BucketSpec { capacity: 1.0, refill_per_sec: 2.0 }),
         arm_reads: Some(BucketSpec { capacity: 10.0, refill_per_sec: 10.0 }),
         arm_writes: Some(BucketSpec { capacity: 6.0, refill_per_sec: 6.0 }),
         logs: Some(BucketSpec { capacity: 1.0, refill_per_sec: 1.0 }),
@@ -36,6 +36,8 @@ async fn throttling_429s_are_honoured_counted_and_the_cycle_converges() {
     let arm_ok: u64 = c.by_api["arm"].values().map(|o| o.ok).sum();
     let all_429: u64 = c.by_api.values().flat_map(|m| m.values()).map(|o| o.throttled).sum();
     assert!(arm_429 > 0, "ARM throttled: {:?}", c.by_api["arm"]);
+    let graph_429: u64 = c.by_api["graph"].values().map(|o| o.throttled).sum();
+    assert!(graph_429 > 0, "Graph throttled (fractional Retry-After): {:?}", c.by_api["graph"]);
     // Retry-After honoured: a client that ignored it would meet far more 429s than successes.
     assert!(arm_429 < arm_ok, "429s {arm_429} vs successes {arm_ok}");
     assert_eq!(sum_throttled(last), all_429, "the reply's call figures count every 429 the handler met: {last}");

@@ -59,3 +59,23 @@ async fn backfill_of_1200_and_600_on_one_instant_lose_nothing_past_the_skip_cap(
     assert_checkpoint(&w, wellknown::TENANT_ID_2).await;
     assert_idle(&w).await;
 }
+
+/// Invariant 2: a change that becomes visible with a lastUpdateDateTime older than the
+/// watermark (but inside the overlap) is still delivered, once.
+#[tokio::test]
+async fn a_write_visible_late_inside_the_overlap_is_delivered() {
+    let w = one_tenant(&[]).await;
+    let ids = w.sims.seed_capped(wellknown::TENANT_ID, 5, 25, 2);
+    w.sync_ok().await;
+    let watermark = assert_checkpoint(&w, wellknown::TENANT_ID).await;
+    let tags = DefenderAction::Tag { custom_tags: vec!["LateWrite".into()] };
+    w.sims.defender_action(wellknown::TENANT_ID, &ids[2], tags).unwrap();
+    let late = DefenderAction::SetLastUpdate { last_update_date_time: graph_time(watermark - time::Duration::minutes(2)) };
+    w.sims.defender_action(wellknown::TENANT_ID, &ids[2], late).unwrap();
+
+    let reply = w.sync_ok().await.return_value;
+    assert_eq!(figure(&reply, "written"), 1, "{reply}");
+    assert_converged(&w, &[wellknown::TENANT_ID]);
+    assert_rows(&w, &[wellknown::TENANT_ID], false);
+    assert_idle(&w).await;
+}
