@@ -30,7 +30,7 @@ async fn an_incident_sentinel_refuses_is_parked_passed_listed_and_cleared_once_f
     let store = w.state().await;
     let tenant = TenantId::parse(T).unwrap();
     let parked = store.retry_set(&tenant).await.unwrap();
-    assert_eq!(parked.iter().map(|e| e.incident_id.to_string()).collect::<Vec<_>>(), [victim.clone()]);
+    assert_eq!(parked.iter().map(|e| e.incident_id.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&victim));
     let watermark = store.checkpoint(&tenant).await.unwrap().unwrap().value.watermark;
     assert!(watermark > parked[0].last_update, "the watermark passed the parked incident");
     let health = w.health().await;
