@@ -3,7 +3,7 @@
 
 use super::invariants::*;
 use super::{one_tenant, seed_with_comments};
-use dss_simulators::{wellknown, Api, BucketSpec, Fault, FaultPlan, ThrottleConfig};
+use dss_simulators::{wellknown, Api, BucketSpec, Fault, FaultPlan, FaultScope, ThrottleConfig};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -58,10 +58,12 @@ async fn seeded_500s_503s_resets_and_writes_applied_before_a_500_converge_withou
     w.sims.reseed_faults(7);
     seed_with_comments(&w.sims, 24, 61, 3);
     let rates = |list: Vec<(Fault, f64)>| FaultPlan { rates: list, ..FaultPlan::default() };
-    w.sims.set_faults(
-        Api::Arm,
-        rates(vec![(Fault::InternalErrorAfterApply, 0.12), (Fault::InternalError, 0.05), (Fault::ServiceUnavailable, 0.05), (Fault::Reset, 0.04), (Fault::ResetAfterApply, 0.04)]),
-    );
+    // ARM writes: the first one is applied and then answered 500 for sure, then seeded rates.
+    let arm = FaultPlan {
+        sequence: [Fault::InternalErrorAfterApply, Fault::Pass, Fault::ResetAfterApply].into(),
+        ..rates(vec![(Fault::InternalErrorAfterApply, 0.12), (Fault::InternalError, 0.05), (Fault::ServiceUnavailable, 0.05), (Fault::Reset, 0.04), (Fault::ResetAfterApply, 0.04)])
+    };
+    w.sims.set_faults(Api::Arm, arm.scoped(FaultScope::Writes));
     w.sims.set_faults(Api::Graph, rates(vec![(Fault::ServiceUnavailable, 0.08), (Fault::Reset, 0.04)]));
     w.sims.set_faults(Api::Logs, rates(vec![(Fault::InternalErrorAfterApply, 0.2), (Fault::ServiceUnavailable, 0.1)]));
     for _ in 0..2 {
@@ -70,6 +72,7 @@ async fn seeded_500s_503s_resets_and_writes_applied_before_a_500_converge_withou
     let c = w.sims.counters();
     let faults: u64 = c.by_api.values().flat_map(|m| m.values()).map(|o| o.server_errors + o.resets).sum();
     assert!(faults > 0, "faults were injected: {:?}", c.by_api);
+    assert!(c.op("arm", "PUT incidents/{id}").server_errors > 0, "an incident PUT was applied and answered 500: {:?}", c.by_api["arm"]);
 
     for api in [Api::Arm, Api::Graph, Api::Logs] {
         w.sims.set_faults(api, FaultPlan::default());
