@@ -13,7 +13,7 @@ use crate::runner::EngineRunner;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
 use crate::state::StateStore;
-use crate::sync::{ForwardSync, MergePolicy};
+use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -99,6 +99,12 @@ pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
     Ok(Services { sync: Some(runner), webhook: None, store })
 }
 
+/// The 429s met so far by the Graph, ARM and Logs clients together.
+fn throttle_probe(graph: &Arc<GraphClient>, sentinel: &Arc<SentinelClient>, logs: Option<&Arc<LogsClient>>) -> crate::sync::ThrottleProbe {
+    let (graph, sentinel, logs) = (graph.clone(), sentinel.clone(), logs.cloned());
+    Arc::new(move || graph.counts().throttled + sentinel.counts().throttled + logs.as_ref().map_or(0, |l| l.counts().throttled))
+}
+
 /// Everything a forward cycle needs, built from the settings (also used by `sync`).
 pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
     let tokens: Arc<dyn TokenSource> = Arc::new(
@@ -124,6 +130,8 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         policy,
         settings.lookback,
         settings.limits.clone(),
-    );
+    )
+    .with_options(ForwardOptions { lookback: settings.lookback, park_backoff: settings.retry_backoff, ..ForwardOptions::default() })
+    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
     Ok(EngineRunner { sync, graph, sentinel, logs })
 }

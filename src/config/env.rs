@@ -46,6 +46,7 @@ impl Settings {
         });
         let webhook_auth = webhook_auth(&mut r);
         let unlimited = r.flag("SYNC_BENCH_UNLIMITED");
+        let retry_backoff = r.parsed("SYNC_RETRY_BACKOFF_SECONDS", Some(r.get("SYNC_RETRY_BACKOFF_SECONDS").unwrap_or("60")), retry_backoff);
         let schedule = r.get("DEFENDER_SYNC_SCHEDULE");
         r.parsed("DEFENDER_SYNC_SCHEDULE", schedule, check_schedule);
 
@@ -59,8 +60,8 @@ impl Settings {
         else {
             return Err(SettingsErrors(r.errors));
         };
-        let (Some(severity_to_defender), Some(function_timeout), Some(webhook_auth), Some(unlimited), true) =
-            (severity_to_defender, function_timeout, webhook_auth, unlimited, r.errors.is_empty())
+        let (Some(severity_to_defender), Some(function_timeout), Some(webhook_auth), Some(unlimited), Some(retry_backoff), true) =
+            (severity_to_defender, function_timeout, webhook_auth, unlimited, retry_backoff, r.errors.is_empty())
         else {
             return Err(SettingsErrors(r.errors));
         };
@@ -81,6 +82,7 @@ impl Settings {
             function_timeout,
             webhook_auth,
             limits: if unlimited { ClientLimits::unlimited() } else { ClientLimits::default() },
+            retry_backoff,
             schedule: schedule.map(str::to_owned),
         })
     }
@@ -240,6 +242,14 @@ fn table_name(v: &str) -> Result<String, String> {
         && v.chars().all(|c| c.is_ascii_alphanumeric())
         && v.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
     if ok { Ok(v.to_owned()) } else { Err(format!("'{v}' is not a table name (3–63 letters and digits, starting with a letter)")) }
+}
+
+/// Seconds (fractions allowed) between 0 and one hour.
+fn retry_backoff(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("'{v}' is not a number of seconds between 0 and 3600")),
+    }
 }
 
 fn lookback_hours(v: &str) -> Result<Duration, String> {

@@ -189,6 +189,16 @@ fn function_timeout_comes_from_the_override_then_host_json() {
 }
 
 #[test]
+fn the_retry_backoff_defaults_to_a_minute_and_can_be_shortened() {
+    let s = Settings::from_env(&with(&[]), None).expect("valid");
+    assert_eq!(s.retry_backoff, std::time::Duration::from_secs(60));
+    let s = Settings::from_env(&with(&[("SYNC_RETRY_BACKOFF_SECONDS", "0.5")]), None).expect("valid");
+    assert_eq!(s.retry_backoff, std::time::Duration::from_millis(500));
+    let e = Settings::from_env(&with(&[("SYNC_RETRY_BACKOFF_SECONDS", "soon")]), None).unwrap_err();
+    assert!(e.to_string().contains("SYNC_RETRY_BACKOFF_SECONDS"), "{e}");
+}
+
+#[test]
 fn the_bench_only_setting_lifts_client_limits() {
     let s = Settings::from_env(&with(&[("SYNC_BENCH_UNLIMITED", "true")]), None).expect("valid");
     assert_eq!(s.limits, ClientLimits::unlimited());

@@ -38,6 +38,9 @@ pub struct Settings {
     pub function_timeout: Duration,
     pub webhook_auth: WebhookAuth,
     pub limits: ClientLimits,
+    /// First delay before a parked incident is retried (doubled per attempt, capped at an hour):
+    /// `SYNC_RETRY_BACKOFF_SECONDS`, default 60. Tests and demos shorten it.
+    pub retry_backoff: Duration,
     /// `DEFENDER_SYNC_SCHEDULE` as given (the host evaluates it; kept for SyncHealth).
     pub schedule: Option<String>,
 }

@@ -62,6 +62,8 @@ pub struct ForwardSync {
     pub(super) opts: ForwardOptions,
     /// Told after every page of incidents (the `sync` subcommand prints it on a terminal).
     pub(super) progress: Option<ProgressFn>,
+    /// Every 429 the upstream clients met so far (see [`ForwardSync::with_throttle_probe`]).
+    pub(super) throttle_probe: Option<ThrottleProbe>,
 }
 
 /// One page of a tenant's incidents done.
@@ -81,6 +83,9 @@ pub struct PageProgress {
 /// Receives [`PageProgress`] reports.
 pub type ProgressFn = Arc<dyn Fn(&PageProgress) + Send + Sync>;
 
+/// Reads a running count of throttled (429) upstream responses.
+pub type ThrottleProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Everything one tenant's cycle shares between its concurrently running incidents.
 pub(super) struct TenantCtx {
     pub tenant: TenantId,
@@ -95,6 +100,8 @@ pub(super) struct TenantCtx {
     pub expand: std::sync::atomic::AtomicBool,
     /// Pages done so far (for progress reports).
     pub pages: std::sync::atomic::AtomicU64,
+    /// The throttle probe's count when the tenant's cycle started.
+    pub throttled_before: Option<u64>,
 }
 
 impl TenantCtx {
@@ -118,12 +125,22 @@ impl ForwardSync {
         limits: ClientLimits,
     ) -> Self {
         let opts = ForwardOptions { lookback, ..ForwardOptions::default() };
-        Self { defender, sentinel, logs, state, tenants, policy, limits, opts, progress: None }
+        Self { defender, sentinel, logs, state, tenants, policy, limits, opts, progress: None, throttle_probe: None }
     }
 
     /// Reports every page of incidents to `progress`.
     pub fn set_progress(&mut self, progress: ProgressFn) {
         self.progress = Some(progress);
+    }
+
+    /// Counts throttled calls from the upstream clients' own counters. The clients absorb most
+    /// 429s (they wait out `Retry-After` and retry), so the engine alone would see only those
+    /// handed back to it and report a throttled cycle as unthrottled. With a probe, a tenant's
+    /// figure is the probe's increase during its cycle (tenants run one after another; a
+    /// concurrent invocation in the same process adds its own).
+    pub fn with_throttle_probe(mut self, probe: ThrottleProbe) -> Self {
+        self.throttle_probe = Some(probe);
+        self
     }
 
     /// Replaces the tunables (keeps nothing of the previous ones).
@@ -157,12 +174,13 @@ impl ForwardSync {
         let mut ctx = TenantCtx {
             tenant: tenant.clone(),
             deadline,
-            margin: self.opts.deadline_margin,
+            margin: margin(self.opts.deadline_margin, deadline),
             tally: Tally::default(),
             parked: HashSet::new(),
             at_watermark: None,
             expand: std::sync::atomic::AtomicBool::new(true),
             pages: std::sync::atomic::AtomicU64::new(0),
+            throttled_before: self.throttle_probe.as_ref().map(|p| p()),
         };
         let checkpoint = match self.state.checkpoint(tenant).await {
             Ok(c) => c,
@@ -203,6 +221,9 @@ impl ForwardSync {
 
     async fn finish(&self, ctx: &TenantCtx, start: OffsetDateTime, completed: bool, watermark: Option<OffsetDateTime>) -> TenantReport {
         let end = OffsetDateTime::now_utc();
+        if let (Some(probe), Some(before)) = (&self.throttle_probe, ctx.throttled_before) {
+            ctx.tally.throttled.store(probe().saturating_sub(before), std::sync::atomic::Ordering::Relaxed);
+        }
         let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
         let report = ctx.tally.report(&ctx.tenant, completed, lag);
         let health = TenantHealth {
@@ -383,6 +404,13 @@ impl Backoff for LogsError {
             _ => None,
         }
     }
+}
+
+/// The margin kept before `deadline`: the configured one, but never more than a quarter of the
+/// time left when the tenant's cycle starts, so a short budget (a short `functionTimeout`) still
+/// does work instead of being out of time before it begins.
+fn margin(configured: Duration, deadline: Instant) -> Duration {
+    configured.min(deadline.saturating_duration_since(Instant::now()) / 4)
 }
 
 pub(super) fn to_time(d: Duration) -> time::Duration {

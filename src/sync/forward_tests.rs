@@ -512,3 +512,31 @@ mod retry;
 
 #[path = "forward_update_tests.rs"]
 mod update;
+
+#[tokio::test]
+async fn throttled_calls_the_clients_absorbed_are_counted_through_the_probe() {
+    let mut h = harness();
+    // The clients met 7 429s during the cycle and retried them all: the engine saw none.
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(10));
+    let probe_reads = reads.clone();
+    h.sync = h.sync.with_throttle_probe(Arc::new(move || probe_reads.fetch_add(7, Ordering::Relaxed)));
+    h.add(1..=2, ago(60));
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!(r.throttled, 7);
+    let health = h.store.tenant_health(&tenant()).await.unwrap().unwrap();
+    assert_eq!(health.throttled_calls, 7, "SyncHealth shows them too");
+    assert_eq!(reads.load(Ordering::Relaxed), 24, "read once at the start and once at the end");
+}
+
+#[tokio::test]
+async fn a_budget_shorter_than_the_margin_still_does_work() {
+    let mut h = harness();
+    // Production margin (5 s) with a 3 s budget: before, the cycle was out of time at once.
+    h.sync = h.sync.with_options(ForwardOptions { deadline_margin: Duration::from_secs(5), ..options() });
+    h.add(1..=3, ago(60));
+    let r = h.sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(3)).await;
+    let r = r.tenants.into_iter().next().unwrap();
+    assert!(r.completed, "{r:?}");
+    assert_eq!(r.written, 3);
+}

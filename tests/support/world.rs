@@ -113,3 +113,41 @@ impl World {
         reply
     }
 }
+
+// ---- helpers for the robustness tests (e2e_faults) -------------------------------------------
+
+impl World {
+    /// The state store the handler writes (same Azurite account, default table), for checks.
+    pub async fn state(&self) -> defender_sentinel_sync::state::table::TableStateStore {
+        use defender_sentinel_sync::adapters::table::TableClientOptions;
+        use defender_sentinel_sync::config::StorageConfig;
+        use defender_sentinel_sync::domain::TenantId;
+        let cfg = StorageConfig::parse_connection_string(&self.azurite.connection_string()).unwrap();
+        let tokens = std::sync::Arc::new(super::NoTokens);
+        defender_sentinel_sync::state::table::TableStateStore::connect(
+            &cfg,
+            "DefenderSentinelSync",
+            tokens,
+            TenantId::parse(wellknown::TENANT_ID).unwrap(),
+            TableClientOptions::default(),
+        )
+        .unwrap()
+    }
+
+    /// Starts a `DefenderSync` invocation without waiting for it (to kill the handler while it
+    /// runs). The task ends with the HTTP status, or an error when the handler died.
+    pub fn spawn_sync(&self) -> tokio::task::JoinHandle<Result<u16, reqwest::Error>> {
+        let port = self.host.port().expect("handler running");
+        let envelope = self.host.timer_envelope("DefenderSync", &TimerCall::default()).unwrap();
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/DefenderSync"))
+                .header("Content-Type", "application/json")
+                .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+                .body(envelope.to_string())
+                .send()
+                .await?;
+            Ok(resp.status().as_u16())
+        })
+    }
+}

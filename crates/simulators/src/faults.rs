@@ -47,6 +47,9 @@ pub enum Fault {
     InternalErrorAfterApply,
     /// The request is applied, then the connection is dropped.
     ResetAfterApply,
+    /// 400 before the request is applied: the service refuses this request (e.g. Sentinel
+    /// refusing one incident's payload), a failure a retry does not cure.
+    BadRequest,
 }
 
 /// Which requests a plan applies to.
@@ -75,6 +78,9 @@ pub struct FaultPlan {
     pub latency_ms: u64,
     #[serde(default)]
     pub scope: FaultScope,
+    /// Only requests whose path contains this text (e.g. one Sentinel incident's name).
+    #[serde(default)]
+    pub path_contains: Option<String>,
 }
 
 impl FaultPlan {
@@ -89,6 +95,11 @@ impl FaultPlan {
     /// Restricts the plan to reads or writes.
     pub fn scoped(mut self, scope: FaultScope) -> Self {
         self.scope = scope;
+        self
+    }
+    /// Restricts the plan to requests whose path contains `text` (one incident's writes).
+    pub fn for_path(mut self, text: impl Into<String>) -> Self {
+        self.path_contains = Some(text.into());
         self
     }
     /// Adds latency to every request.
@@ -122,12 +133,17 @@ impl Faults {
 
     /// Decides the outcome and added latency for one request.
     pub fn decide(&mut self, api: Api, is_write: bool) -> (Fault, Duration) {
+        self.decide_for(api, is_write, "")
+    }
+
+    /// Decides the outcome and added latency for one request to `path`.
+    pub fn decide_for(&mut self, api: Api, is_write: bool, path: &str) -> (Fault, Duration) {
         let Some(plan) = self.plans.get_mut(&api) else { return (Fault::Pass, Duration::ZERO) };
         let applies = match plan.scope {
             FaultScope::All => true,
             FaultScope::Reads => !is_write,
             FaultScope::Writes => is_write,
-        };
+        } && plan.path_contains.as_deref().is_none_or(|p| path.contains(p));
         if !applies {
             return (Fault::Pass, Duration::ZERO);
         }
@@ -162,5 +178,15 @@ mod tests {
         };
         assert_eq!(run(1), run(1));
         assert!(run(1).iter().any(|p| *p) && run(1).iter().any(|p| !*p));
+    }
+
+    #[test]
+    fn a_plan_for_one_path_leaves_the_others_alone() {
+        let mut f = Faults::new(7);
+        f.set(Api::Arm, FaultPlan::rate(Fault::BadRequest, 1.0).scoped(FaultScope::Writes).for_path("incidents/abc"));
+        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/abc").0, Fault::BadRequest);
+        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/abc/comments/1").0, Fault::BadRequest);
+        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/other").0, Fault::Pass);
+        assert_eq!(f.decide_for(Api::Arm, false, "/x/incidents/abc").0, Fault::Pass);
     }
 }

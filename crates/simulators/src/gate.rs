@@ -27,7 +27,7 @@ pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Respon
     let op = classify(g.api, req.method(), req.uri().path());
     let is_write = req.method() != Method::GET;
     let kill = req.extensions().get::<ConnKill>().cloned();
-    let (fault, latency) = lock(&g.shared.faults).decide(g.api, is_write);
+    let (fault, latency) = lock(&g.shared.faults).decide_for(g.api, is_write, req.uri().path());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -81,7 +81,18 @@ fn pre_fault(api: Api, fault: Fault) -> Option<Response> {
         Fault::TooManyRequests { retry_after } => Some(too_many(api, retry_after)),
         Fault::InternalError => Some(server_error(api, StatusCode::INTERNAL_SERVER_ERROR)),
         Fault::ServiceUnavailable => Some(server_error(api, StatusCode::SERVICE_UNAVAILABLE)),
+        Fault::BadRequest => Some(bad_request(api)),
         _ => None,
+    }
+}
+
+/// The service's 400 body for a request it refuses.
+fn bad_request(api: Api) -> Response {
+    let msg = "The request is invalid (injected fault).";
+    match api {
+        Api::Graph => graph_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
+        Api::Arm => arm_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
+        _ => azure_core_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
     }
 }
 
