@@ -10,7 +10,7 @@ use crate::domain::*;
 use crate::ports::*;
 use crate::state::*;
 use futures::StreamExt;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -93,7 +93,8 @@ pub(super) struct TenantCtx {
     pub margin: Duration,
     pub tally: Tally,
     /// Parked incidents not due (or not cleared) this cycle: the window skips them.
-    pub parked: HashSet<String>,
+    /// Id → the `lastUpdateDateTime` it was parked at: a page skips it unless it changed since.
+    pub parked: HashMap<String, OffsetDateTime>,
     /// Delivered at the watermark instant in an earlier cycle: skipped without a state read.
     pub at_watermark: Option<Checkpoint>,
     /// `$expand=alerts` still in use this cycle (turned off after it failed).
@@ -176,7 +177,7 @@ impl ForwardSync {
             deadline,
             margin: margin(self.opts.deadline_margin, deadline),
             tally: Tally::default(),
-            parked: HashSet::new(),
+            parked: HashMap::new(),
             at_watermark: None,
             expand: std::sync::atomic::AtomicBool::new(true),
             pages: std::sync::atomic::AtomicU64::new(0),
@@ -243,27 +244,28 @@ impl ForwardSync {
         report
     }
 
-    /// Retries the due entries of the retry set; returns the ids still parked.
-    async fn retry_parked(&self, ctx: &TenantCtx) -> HashSet<String> {
+    /// Retries the due entries of the retry set; returns the ids still parked, with the
+    /// `lastUpdateDateTime` each was parked at.
+    async fn retry_parked(&self, ctx: &TenantCtx) -> HashMap<String, OffsetDateTime> {
         let entries = match self.state.retry_set(&ctx.tenant).await {
             Ok(e) => e,
             Err(e) => {
                 ctx.tally.error(format!("reading the retry set: {e}"));
-                return HashSet::new();
+                return HashMap::new();
             }
         };
         let now = OffsetDateTime::now_utc();
         let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) = entries.into_iter().partition(|e| e.next_attempt <= now);
-        let mut still: HashSet<String> = later.iter().map(|e| e.incident_id.to_string()).collect();
-        let results: Vec<(String, bool)> = futures::stream::iter(due)
+        let mut still: HashMap<String, OffsetDateTime> = later.iter().map(|e| (e.incident_id.to_string(), e.last_update)).collect();
+        let results: Vec<(String, OffsetDateTime, bool)> = futures::stream::iter(due)
             .map(|e| async move {
                 let cleared = !ctx.out_of_time() && self.retry_one(ctx, &e).await;
-                (e.incident_id.to_string(), cleared)
+                (e.incident_id.to_string(), e.last_update, cleared)
             })
             .buffer_unordered(self.limits.sentinel_concurrency.max(1))
             .collect()
             .await;
-        still.extend(results.into_iter().filter(|(_, cleared)| !cleared).map(|(id, _)| id));
+        still.extend(results.into_iter().filter(|(_, _, cleared)| !cleared).map(|(id, t, _)| (id, t)));
         still
     }
 
@@ -299,7 +301,7 @@ impl ForwardSync {
         }
     }
 
-    async fn unpark(&self, ctx: &TenantCtx, id: &DefenderIncidentId) -> bool {
+    pub(super) async fn unpark(&self, ctx: &TenantCtx, id: &DefenderIncidentId) -> bool {
         match self.state.remove_retry(&ctx.tenant, id).await {
             Ok(()) => true,
             Err(e) => {

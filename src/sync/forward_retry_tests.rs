@@ -54,3 +54,29 @@ async fn a_refused_retry_backs_off() {
     assert_eq!(h.d.probe.calls("get_incident"), 0, "not due yet");
     assert!(r.completed && r.parked == 0, "{r:?}");
 }
+
+#[tokio::test]
+async fn a_parked_incident_changed_in_defender_is_tried_at_once_not_after_its_backoff() {
+    let h = harness();
+    let mut opts = options();
+    opts.park_backoff = Duration::from_secs(3600);
+    opts.park_backoff_max = Duration::from_secs(3600);
+    let h = Harness { sync: h.sync.with_options(opts), ..h };
+    h.add([160], ago(30));
+    h.s.reject(name(160), true);
+    let r = h.cycle().await;
+    assert_eq!(r.parked, 1, "{r:?}");
+
+    // Unchanged in Defender and not due: left alone.
+    h.s.reject(name(160), false);
+    let r = h.cycle().await;
+    assert_eq!((r.cleared, h.s.puts(&name(160))), (0, 0), "{r:?}");
+
+    // Changed in Defender (inside the overlap): tried now, synced, and out of the retry set.
+    h.add([160], ago(1));
+    let r = h.cycle().await;
+    assert_eq!(r.cleared, 1, "{r:?}");
+    assert_eq!(h.s.puts(&name(160)), 1);
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert!(h.store.failed_incidents(10).await.unwrap().is_empty());
+}

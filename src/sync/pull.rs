@@ -143,7 +143,7 @@ impl ForwardSync {
         for (hint, error) in items {
             match DefenderIncidentId::parse(&hint) {
                 // Already in the retry set: retried (and re-parked) at the start of this cycle.
-                Ok(id) if ctx.parked.contains(id.as_str()) => {}
+                Ok(id) if ctx.parked.contains_key(id.as_str()) => {}
                 // Its lastUpdateDateTime is unknown: the window start is a lower bound of it.
                 Ok(id) => self.park(ctx, &id, w.updated_from, format!("cannot be mapped: {error}"), None).await,
                 Err(_) => {
@@ -166,7 +166,10 @@ impl ForwardSync {
             if at_mark {
                 Tally::add(&ctx.tally.unchanged, 1);
             }
-            if at_mark || ctx.parked.contains(&id) {
+            // A parked incident waits for its backoff, unless Defender changed it since it was
+            // parked: the change may well be the fix, so it is tried at once.
+            let parked_unchanged = ctx.parked.get(&id).is_some_and(|t| i.last_update <= *t);
+            if at_mark || parked_unchanged {
                 out.delivered.push((i.last_update, id));
             } else {
                 work.push(i);
@@ -176,7 +179,13 @@ impl ForwardSync {
         let mut go_on = true;
         for (id, t, outcome) in outcomes {
             match outcome {
-                Outcome::Written | Outcome::Unchanged => out.delivered.push((t, id.to_string())),
+                Outcome::Written | Outcome::Unchanged => {
+                    if ctx.parked.contains_key(id.as_str()) {
+                        Tally::add(&ctx.tally.cleared, 1);
+                        self.unpark(ctx, &id).await;
+                    }
+                    out.delivered.push((t, id.to_string()));
+                }
                 Outcome::Parked(msg) => {
                     self.park(ctx, &id, t, msg, None).await;
                     out.delivered.push((t, id.to_string()));
