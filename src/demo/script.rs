@@ -86,7 +86,7 @@ pub fn outcome(step: &Step, p: &Pair, logged: &dyn Fn(&str) -> bool) -> Option<(
         }
         DefenderAction::Comment { comment } => {
             let n = p.sentinel_comments.iter().filter(|c| c.contains(comment.as_str())).count();
-            (format!("{num} has the comment ({} comment(s))", p.sentinel_comments.len()), n == 1)
+            (format!("{num} has the comment ({} in all)", p.sentinel_comments.len()), n == 1)
         }
         DefenderAction::Tag { custom_tags } => (format!("{num} labels {}", labels()), tags_same(custom_tags, &s.user_tags())),
         DefenderAction::Resolve { .. } => {
