@@ -88,8 +88,9 @@ fn print_setup(sys: &System) {
     match &sys.store {
         Store::Azurite(a) => println!("  state:      Azurite Table service {}", a.table_endpoint()),
         Store::Memory(why) => {
-            println!("  state:      IN MEMORY (SYNC_STATE_STORE=memory): {why}");
-            println!("              run scripts/demo.sh (or `npm ci --prefix tools/azurite`) for a real Table store");
+            println!("  state:      IN MEMORY (SYNC_STATE_STORE=memory), not in a Table store:");
+            println!("              {why}");
+            println!("              scripts/demo.sh installs Azurite (`npm ci --prefix tools/azurite`)");
         }
     }
     println!("  handler:    this binary under the fake Functions host, pid {}, port {}", sys.host.pid().unwrap_or_default(), sys.host.port().unwrap_or_default());
