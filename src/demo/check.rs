@@ -45,12 +45,15 @@ pub fn disagreements(p: &Pair, directory_knows: &dyn Fn(&str) -> bool) -> Vec<St
     let dc = (d.classification.clone(), d.determination.clone(), d.resolving_comment.clone());
     let sc = (s.classification.clone(), s.classification_reason.clone(), s.classification_comment.clone());
     differ(classification_same(&dc, &sc), "classification", format!("{dc:?}"), format!("{sc:?}"));
-    let s_owner = s.owner.upn_or_email().map(str::to_owned);
-    let owner_ok = match d.assigned_to.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
-        Some(upn) if !directory_knows(upn) => s.owner.is_unassigned() && desc.contains(&owner_note(upn)),
-        other => owner_same(other, s_owner.as_deref()),
-    };
-    differ(owner_ok, "owner", format!("{:?}", d.assigned_to), format!("{s_owner:?}"));
+    let s_owner = s.owner.upn_or_email().unwrap_or("unassigned").to_owned();
+    match d.assigned_to.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+        Some(upn) if !directory_knows(upn) => {
+            let named = if desc.contains(&owner_note(upn)) { "named" } else { "NOT named" };
+            let ok = s.owner.is_unassigned() && named == "named";
+            differ(ok, "owner", format!("{upn} (not in the directory)"), format!("{s_owner}, {named} in the description"));
+        }
+        other => differ(owner_same(other, s.owner.upn_or_email()), "owner", other.unwrap_or("unassigned").to_owned(), s_owner),
+    }
     let s_tags = s.user_tags();
     differ(tags_same(&d.custom_tags, &s_tags), "tags", format!("{:?}", d.custom_tags), format!("{s_tags:?}"));
     let has = |name: &str| s.labels.iter().any(|l| l.name == name);
