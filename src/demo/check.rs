@@ -77,12 +77,12 @@ pub fn disagreements(p: &Pair, directory_knows: &dyn Fn(&str) -> bool) -> Vec<St
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::sync::mapping::classification_fields_to_sentinel;
     use time::OffsetDateTime;
 
-    fn defender() -> DefenderIncident {
+    pub(in crate::demo) fn defender() -> DefenderIncident {
         DefenderIncident {
             tenant: TenantId::parse("t1").unwrap(),
             id: DefenderIncidentId::parse("1003").unwrap(),

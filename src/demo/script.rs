@@ -112,3 +112,67 @@ pub fn outcome(step: &Step, p: &Pair, logged: &dyn Fn(&str) -> bool) -> Option<(
         _ => (num, true),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pair(tenant_no: usize, id: u64, status: DefenderStatus) -> Pair {
+        let mut d = super::super::check::tests::defender();
+        d.tenant = TenantId::parse(&format!("t{tenant_no}")).unwrap();
+        d.id = DefenderIncidentId::parse(&id.to_string()).unwrap();
+        d.status = status;
+        Pair { tenant_no, defender: d, sentinel: None, sentinel_comments: vec![] }
+    }
+
+    #[test]
+    fn the_script_acts_on_open_incidents_only_and_merges_within_a_tenant() {
+        let mut pairs: Vec<Pair> = (1..=4).map(|i| pair(1, 1000 + i, DefenderStatus::Active)).collect();
+        pairs.extend((5..=6).map(|i| pair(2, 1000 + i, DefenderStatus::Active)));
+        let b = batches(&pairs);
+        assert_eq!((b[0].1.len(), b[1].1.len()), (3, 4));
+        let merge = b[1].1.iter().find(|s| matches!(s.action, DefenderAction::Merge { .. })).unwrap();
+        assert_eq!((merge.id.as_str(), merge.tenant_no), ("1004", 1));
+        assert!(matches!(&merge.action, DefenderAction::Merge { into } if into == "1001"));
+        // A closed incident is never picked; with too few open ones the merge is left out.
+        pairs[0].defender.status = DefenderStatus::Resolved;
+        let b = batches(&pairs);
+        assert!(b.iter().flat_map(|(_, s)| s).all(|s| s.id != "1001"));
+        assert!(!b[1].1.iter().any(|s| matches!(s.action, DefenderAction::Merge { .. })));
+    }
+
+    #[test]
+    fn an_outcome_is_judged_on_the_sentinel_side_and_missing_mirrors_are_none() {
+        let p = pair(1, 1003, DefenderStatus::Resolved);
+        let step = batches(&[pair(1, 1001, DefenderStatus::Active), pair(1, 1002, DefenderStatus::Active), pair(1, 1003, DefenderStatus::Active)])
+            .remove(1)
+            .1
+            .remove(0);
+        assert!(outcome(&step, &p, &|_| true).is_none());
+        let mut s = crate::domain::SentinelIncident {
+            name: SentinelIncidentName::for_defender(&p.defender.tenant, &p.defender.id),
+            etag: None,
+            title: String::new(),
+            description: None,
+            severity: SentinelSeverity::High,
+            status: SentinelStatus::Closed,
+            classification: Some(SentinelClassification::TruePositive),
+            classification_reason: Some(ClassificationReason::SuspiciousActivity),
+            classification_comment: None,
+            owner: Owner::default(),
+            labels: vec![],
+            first_activity: None,
+            last_activity: None,
+            incident_number: Some(12),
+            created: None,
+            last_modified: None,
+        };
+        let with = |s: &crate::domain::SentinelIncident| Pair { sentinel: Some(s.clone()), ..p.clone() };
+        let (text, ok) = outcome(&step, &with(&s), &|_| true).unwrap();
+        assert!(ok, "{text}");
+        assert_eq!(text, "S #12 Closed TruePositive/SuspiciousActivity");
+        s.status = SentinelStatus::Active;
+        assert!(!outcome(&step, &with(&s), &|_| true).unwrap().1);
+    }
+}
