@@ -12,4 +12,4 @@ if [ ! -x tools/azurite/node_modules/.bin/azurite-table ]; then
         echo "npm not found: the demo keeps its state in memory instead of Azurite." >&2
     fi
 fi
-exec cargo run --release --quiet -- demo "$@"
+exec cargo run --release -- demo "$@"
