@@ -65,8 +65,8 @@ pub fn calls_table(c: &Counters) -> String {
         }
         out.push_str(&format!("  {} {:>6}\n", cell(&format!("{api:<6} total"), 60), c.total(api)));
     }
-    out.push_str("  4xx are answers the handler expects: 404 for an owner not in the directory; a refused\n");
-    out.push_str("  optimistic PUT (409 stale etag) is followed by a GET, a merge and a new PUT.\n");
+    out.push_str("  4xx are answers the handler expects: 404 for an owner not in the directory; an optimistic\n");
+    out.push_str("  PUT refused (e.g. 409, stale etag) is followed by a GET, a merge and a new PUT.\n");
     out
 }
 
