@@ -24,7 +24,25 @@ pub enum Command {
     /// only when the cycle completed.
     Sync,
     /// Run the whole two-way sync on this machine against built-in simulators (no Azure needed).
-    Demo,
+    Demo(DemoArgs),
+}
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// How many Defender incidents to generate (split over two tenants; at least 6).
+    #[arg(long, default_value_t = 20)]
+    pub incidents: usize,
+    /// Seed of the generated data (the same seed gives the same incidents).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Repository root or app folder holding host.json, function-defs/ and tools/azurite
+    /// (default: found from the binary's location).
+    #[arg(long)]
+    pub app_root: Option<std::path::PathBuf>,
+    /// Keep everything running at the end until Enter is pressed (to inspect the simulators).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Options of `serve`.
@@ -53,7 +71,7 @@ pub fn action(cli: &Cli, env_port: Option<&str>) -> Action {
         Some(Command::Serve(ServeArgs { port: Some(p) })) => Action::Serve(Ok(*p)),
         Some(Command::Serve(ServeArgs { port: None })) => Action::Serve(port_from_env(env_port)),
         Some(Command::Sync) => Action::Sync,
-        Some(Command::Demo) => Action::Demo,
+        Some(Command::Demo(_)) => Action::Demo,
         None if env_port.is_some() => Action::Serve(port_from_env(env_port)),
         None => Action::Help,
     }

@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod demo;
 pub mod domain;
 pub mod host;
 pub mod ports;

@@ -13,17 +13,15 @@ fn main() -> ExitCode {
     match cli::action(&cli, std::env::var(cli::PORT_VAR).ok().as_deref()) {
         Action::Serve(port) => serve(port),
         Action::Sync => sync(),
-        Action::Demo => not_built("demo"),
+        Action::Demo => match &cli.command {
+            Some(cli::Command::Demo(args)) => defender_sentinel_sync::demo::run(args),
+            _ => ExitCode::from(2),
+        },
         Action::Help => {
             let _ = Cli::command().print_help();
             ExitCode::from(2)
         }
     }
-}
-
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("defender-sentinel-sync {what}: not built yet");
-    ExitCode::from(2)
 }
 
 /// Settings (and the port, for `serve`), or every problem on stderr, one line each: the host
