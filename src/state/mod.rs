@@ -101,6 +101,10 @@ pub struct IncidentState {
     /// can skip the GET: see [`SentinelSnapshot`]. Absent in states written before it existed.
     #[serde(default)]
     pub sentinel_snapshot: Option<SentinelSnapshot>,
+    /// The Defender owner the Sentinel directory does not know: the Sentinel incident is left
+    /// unassigned and its description names this owner, on every later update too.
+    #[serde(default)]
+    pub unknown_owner: Option<String>,
 }
 
 /// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
@@ -167,6 +171,7 @@ impl IncidentState {
             last_error: None,
             updated_at: None,
             sentinel_snapshot: None,
+            unknown_owner: None,
         }
     }
 }

@@ -540,3 +540,31 @@ async fn a_budget_shorter_than_the_margin_still_does_work() {
     assert!(r.completed, "{r:?}");
     assert_eq!(r.written, 3);
 }
+
+#[tokio::test]
+async fn an_owner_unknown_to_the_sentinel_directory_stays_unassigned_and_named_on_every_update() {
+    let h = harness();
+    h.d.upsert({
+        let mut i = incident(&tenant(), 30, ago(30));
+        i.assigned_to = Some("customer.user@fabrikam.com".into());
+        i
+    });
+    let r = h.cycle().await;
+    assert_eq!((r.written, r.parked), (1, 0), "{r:?}");
+    let s = h.s.incident(&name(30)).unwrap();
+    assert!(s.owner.is_unassigned(), "{:?}", s.owner);
+    assert!(s.description.as_deref().unwrap().contains("Defender owner: customer.user@fabrikam.com"));
+
+    // A later Defender change of another field keeps the note, and no analyst change is seen.
+    h.d.edit(&tenant(), "30", |i| {
+        i.severity = DefenderSeverity::High;
+        i.last_update = OffsetDateTime::now_utc();
+    });
+    h.cycle().await;
+    let s = h.s.incident(&name(30)).unwrap();
+    assert_eq!(s.severity, SentinelSeverity::High);
+    assert!(s.owner.is_unassigned());
+    assert!(s.description.as_deref().unwrap().contains("Defender owner: customer.user@fabrikam.com"), "{:?}", s.description);
+    let r = h.cycle().await;
+    assert_eq!(r.written, 0, "idle afterwards: {r:?}");
+}

@@ -232,13 +232,22 @@ impl ForwardSync {
         let mut outcome = self.merge_one(d, &st, current.as_ref())?;
         let lookup = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
         let mut planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, lookup.user());
-        if let OwnerLookup::NotInDirectory(upn) = &lookup {
-            // Sentinel refuses an owner its directory does not know (an MSSP's customer users):
-            // leave it unassigned, name the Defender owner in the description, and record the
-            // Sentinel side as written (unassigned) so the next cycle sees no analyst change.
+        // Sentinel refuses an owner its directory does not know (an MSSP's customer users):
+        // leave it unassigned, name the Defender owner in the description (on later updates
+        // too), and record the Sentinel side as written (unassigned) so the next cycle sees no
+        // analyst change.
+        let unknown_owner = match &lookup {
+            OwnerLookup::NotInDirectory(upn) => Some(upn.clone()),
+            OwnerLookup::Found(_) => None,
+            OwnerLookup::Skipped => st.unknown_owner.clone().filter(|upn| {
+                outcome.sentinel_target.owner_upn.is_none() && d.assigned_to.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(upn))
+            }),
+        };
+        if let Some(upn) = &unknown_owner {
             plan::unassign_unknown_owner(&mut planned, d, upn);
             outcome.base.sentinel.owner_upn = None;
         }
+        st.unknown_owner = unknown_owner;
         let (written, mut wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
             _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(|e| put_failed(e, rebuilt))?, true),
