@@ -94,25 +94,14 @@ fn classification_word(c: &DefenderClassification) -> Result<&'static str, Strin
 
 /// The PATCH names (`compromisedAccount`, `notMalicious`, … never the read aliases); `apt` and
 /// `securityPersonnel` are deprecated for writes.
-fn determination_word(d: &Determination) -> Result<&'static str, String> {
+fn determination_word(d: &Determination) -> Result<&str, String> {
     use Determination::*;
-    Ok(match d {
-        Unknown => "unknown",
-        Malware => "malware",
-        SecurityTesting => "securityTesting",
-        UnwantedSoftware => "unwantedSoftware",
-        Other => "other",
-        MultiStagedAttack => "multiStagedAttack",
-        CompromisedAccount => "compromisedAccount",
-        Phishing => "phishing",
-        MaliciousUserActivity => "maliciousUserActivity",
-        NotMalicious => "notMalicious",
-        NotEnoughDataToValidate => "notEnoughDataToValidate",
-        ConfirmedActivity => "confirmedActivity",
-        LineOfBusinessApplication => "lineOfBusinessApplication",
-        Apt | SecurityPersonnel => return Err(format!("determination '{d}' is deprecated and not written")),
-        UnknownFutureValue | Unrecognized(_) => return Err(format!("determination '{d}' cannot be written to Graph")),
-    })
+    match d {
+        Apt | SecurityPersonnel => Err(format!("determination '{d}' is deprecated and not written")),
+        UnknownFutureValue | Unrecognized(_) => Err(format!("determination '{d}' cannot be written to Graph")),
+        // The domain's canonical spellings are the PATCH names.
+        known => Ok(known.as_str()),
+    }
 }
 
 /// The comment POST body (`graph-incident-comment.request.json`).
