@@ -254,6 +254,7 @@ async fn run_limit(b: &Bench, n: usize) -> anyhow::Result<()> {
     let pid = b.host.pid().unwrap_or(0);
     b.sims.reset_counters().await?;
     let cpu0 = cpu_seconds(pid)?;
+    let others0 = b.others_cpu()?;
     let t0 = Instant::now();
     let call = TimerCall::default();
     let invocation = b.host.invoke_timer("DefenderSync", &call);
@@ -273,7 +274,9 @@ async fn run_limit(b: &Bench, n: usize) -> anyhow::Result<()> {
     let cpu = cpu_seconds(pid)? - cpu0;
     let k = b.sims.counters().await?;
     samples.push((wall.as_secs_f64(), k.arm_writes_ok(), k.throttled("arm")));
-    let c = Cycle { wall, cpu, others: (0.0, 0.0), reply: reply.return_value, counters: k, table: b.table.take() };
+    let others1 = b.others_cpu()?;
+    let others = (others1.0 - others0.0, others1.1 - others0.1);
+    let c = Cycle { wall, cpu, others, reply: reply.return_value, counters: k, table: b.table.take() };
     print_cycle(&format!("one cycle: {n} new incidents, ARM throttled as in Azure, default client limiters"), &c, n);
     for s in samples.iter().step_by(20) {
         println!("  t={:6.1} s  ARM writes {:5}  ARM 429s {}", s.0, s.1, s.2);
