@@ -73,6 +73,12 @@ struct SeedReq {
     seed: u64,
     #[serde(default = "max_alerts")]
     max_alerts: usize,
+    /// Exactly this many alerts per incident.
+    #[serde(default)]
+    alerts: Option<usize>,
+    /// Exactly this many evidence items per alert.
+    #[serde(default)]
+    evidence: Option<usize>,
 }
 
 fn max_alerts() -> usize {
@@ -82,7 +88,8 @@ fn max_alerts() -> usize {
 async fn seed(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Json(r): Json<SeedReq>) -> Response {
     let mut g = lock(&s.graph);
     let first = g.allocate_id();
-    let ids: Vec<String> = generator::incidents_capped(r.n, r.seed, &tenant, first, crate::util::now(), r.max_alerts)
+    let shape = generator::Shape { max_alerts: r.max_alerts, alerts: r.alerts, evidence: r.evidence };
+    let ids: Vec<String> = generator::incidents_shaped(r.n, r.seed, &tenant, first, crate::util::now(), shape)
         .into_iter()
         .filter_map(graph::store::GraphIncident::from_json)
         .map(|i| g.upsert(&tenant, i).to_string())

@@ -57,8 +57,32 @@ pub fn incidents(n: usize, seed: u64, tenant: &str, first_id: u64, base: OffsetD
 
 /// As [`incidents`], with at most `max_alerts` alerts per incident (lighter data for benchmarks).
 pub fn incidents_capped(n: usize, seed: u64, tenant: &str, first_id: u64, base: OffsetDateTime, max_alerts: usize) -> Vec<Value> {
+    incidents_shaped(n, seed, tenant, first_id, base, Shape { max_alerts, ..Shape::default() })
+}
+
+/// How many alerts and evidence items generated incidents carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Upper bound of the random alert count (1..=200).
+    pub max_alerts: usize,
+    /// Exactly this many alerts per incident (benchmarks); `None` = the realistic random mix.
+    pub alerts: Option<usize>,
+    /// Exactly this many evidence items per alert (benchmarks); `None` = 1 to 3.
+    pub evidence: Option<usize>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self { max_alerts: 200, alerts: None, evidence: None }
+    }
+}
+
+/// As [`incidents`], shaped by `shape`. Without fixed counts the data is the same as
+/// [`incidents_capped`] with the same seed.
+pub fn incidents_shaped(n: usize, seed: u64, tenant: &str, first_id: u64, base: OffsetDateTime, shape: Shape) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|i| incident(&mut rng, i, n, tenant, first_id + i as u64, base, max_alerts.max(1))).collect()
+    let shape = Shape { max_alerts: shape.max_alerts.max(1), alerts: shape.alerts.map(|a| a.max(1)), evidence: shape.evidence.map(|e| e.max(1)) };
+    (0..n).map(|i| incident(&mut rng, i, n, tenant, first_id + i as u64, base, shape)).collect()
 }
 
 fn alert_count(rng: &mut StdRng, i: usize, n: usize) -> usize {
@@ -77,12 +101,15 @@ fn pick<'a>(rng: &mut StdRng, v: &'a [&'a str]) -> &'a str {
     v[rng.random_range(0..v.len())]
 }
 
-fn incident(rng: &mut StdRng, i: usize, n: usize, tenant: &str, id: u64, base: OffsetDateTime, max_alerts: usize) -> Value {
+fn incident(rng: &mut StdRng, i: usize, n: usize, tenant: &str, id: u64, base: OffsetDateTime, shape: Shape) -> Value {
     let created = base - Duration::seconds(rng.random_range(3_600..72_000));
     let updated = created + Duration::seconds(rng.random_range(0..(base - created).whole_seconds().max(1)));
     let severity = pick(rng, &["low", "medium", "high", "informational"]);
-    let count = alert_count(rng, i, n).min(max_alerts);
-    let alerts: Vec<Value> = (0..count).map(|j| alert(rng, j, i, tenant, id, created)).collect();
+    let count = match shape.alerts {
+        Some(fixed) => fixed,
+        None => alert_count(rng, i, n).min(shape.max_alerts),
+    };
+    let alerts: Vec<Value> = (0..count).map(|j| alert(rng, j, i, tenant, id, created, shape.evidence)).collect();
     let products: Vec<&str> = PRODUCTS.iter().filter(|p| alerts.iter().any(|a| a["serviceSource"] == p.service)).map(|p| p.name).collect();
     let title = alerts[0]["title"].as_str().unwrap_or("Suspicious activity").to_owned();
     let name = if count > 1 { format!("Multi-stage incident involving {title} on multiple endpoints") } else { title };
@@ -111,13 +138,18 @@ fn incident(rng: &mut StdRng, i: usize, n: usize, tenant: &str, id: u64, base: O
     })
 }
 
-fn alert(rng: &mut StdRng, j: usize, i: usize, tenant: &str, incident_id: u64, created: OffsetDateTime) -> Value {
+fn alert(rng: &mut StdRng, j: usize, i: usize, tenant: &str, incident_id: u64, created: OffsetDateTime, evidence_count: Option<usize>) -> Value {
     let p = &PRODUCTS[(i + j) % PRODUCTS.len()];
     let (title, category) = p.titles[rng.random_range(0..p.titles.len())];
     let at = created - Duration::seconds(rng.random_range(0..3_600));
     let aid = format!("da{}_{}", 637_551_227_677_560_813u64 + incident_id * 1000 + j as u64, -(rng.random_range(100_000_000..999_999_999i64)));
     let mut ev = vec![evidence(rng, p.evidence[j % p.evidence.len()], at)];
-    for _ in 0..rng.random_range(0..3) {
+    // Fixed counts draw no random count, so the random mix keeps its sequence.
+    let extra = match evidence_count {
+        Some(n) => n - 1,
+        None => rng.random_range(0..3),
+    };
+    for _ in 0..extra {
         let ty = pick(rng, p.evidence);
         ev.push(evidence(rng, ty, at));
     }
@@ -240,5 +272,20 @@ mod tests {
         assert!(counts.contains(&200) && counts.contains(&1));
         let light = incidents_capped(40, 9, "t", 1, base, 2);
         assert!(light.iter().all(|i| (1..=2).contains(&i["alerts"].as_array().map_or(0, Vec::len))));
+        assert_eq!(light, incidents_shaped(40, 9, "t", 1, base, Shape { max_alerts: 2, ..Shape::default() }));
+    }
+
+    #[test]
+    fn fixed_shape_gives_exact_alert_and_evidence_counts() {
+        let base = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let shape = Shape { max_alerts: 200, alerts: Some(3), evidence: Some(5) };
+        let a = incidents_shaped(30, 4, "t", 1, base, shape);
+        assert_eq!(a, incidents_shaped(30, 4, "t", 1, base, shape));
+        for inc in &a {
+            let alerts = inc["alerts"].as_array().unwrap();
+            assert_eq!(alerts.len(), 3, "incident {}", inc["id"]);
+            assert!(alerts.iter().all(|al| al["evidence"].as_array().map_or(0, Vec::len) == 5));
+            assert_eq!(inc["comments"], serde_json::json!([]));
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use dss_simulators::{SimConfig, Simulators, ThrottleConfig, wellknown};
+use dss_simulators::{SimConfig, Simulators, ThrottleConfig, generator, wellknown};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -17,6 +17,12 @@ struct Args {
     /// At most this many alerts per generated incident (1..=200).
     #[arg(long, default_value_t = 200)]
     max_alerts: usize,
+    /// Exactly this many alerts per generated incident (instead of the random mix).
+    #[arg(long)]
+    alerts_per_incident: Option<usize>,
+    /// Exactly this many evidence items per generated alert (instead of 1 to 3).
+    #[arg(long)]
+    evidence_per_alert: Option<usize>,
     /// Seed of the data generator and of fault injection.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -57,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.ca_file, sims.cert_pem()).with_context(|| format!("writing {}", args.ca_file))?;
     let ca = std::fs::canonicalize(&args.ca_file)?.display().to_string();
     for t in &tenants {
-        sims.seed_capped(t, args.incidents, args.seed, args.max_alerts);
+        let shape = generator::Shape { max_alerts: args.max_alerts, alerts: args.alerts_per_incident, evidence: args.evidence_per_alert };
+        sims.seed_shaped(t, args.incidents, args.seed, shape);
     }
     let env = sims.handler_env(&ca);
     if args.json {

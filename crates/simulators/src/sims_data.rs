@@ -17,9 +17,14 @@ impl Simulators {
 
     /// As [`Self::seed`] with at most `max_alerts` alerts per incident (benchmarks).
     pub fn seed_capped(&self, tenant: &str, n: usize, seed: u64, max_alerts: usize) -> Vec<String> {
+        self.seed_shaped(tenant, n, seed, generator::Shape { max_alerts, ..generator::Shape::default() })
+    }
+
+    /// As [`Self::seed`] with a fixed or capped number of alerts and evidence (benchmarks).
+    pub fn seed_shaped(&self, tenant: &str, n: usize, seed: u64, shape: generator::Shape) -> Vec<String> {
         let mut g = lock(&self.shared.graph);
         let first = g.allocate_id();
-        let incidents = generator::incidents_capped(n, seed, tenant, first, util::now(), max_alerts);
+        let incidents = generator::incidents_shaped(n, seed, tenant, first, util::now(), shape);
         incidents
             .into_iter()
             .filter_map(graph::store::GraphIncident::from_json)

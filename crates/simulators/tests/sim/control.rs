@@ -210,3 +210,20 @@ async fn automation_triggers_record_api_writes_and_portal_actions() {
     env.arm(Method::PUT, &format!("/{name}"), Some(&minimal_incident("b"))).await;
     assert!(s.drain_automation_triggers().is_empty());
 }
+
+#[tokio::test]
+async fn the_http_seed_takes_a_fixed_shape() {
+    let env = start().await;
+    let c = &env.sims.urls().control;
+    let body = json!({"n": 4, "seed": 5, "alerts": 3, "evidence": 5});
+    let r: Value = env.http.post(format!("{c}/control/defender/{T2}/seed")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["ids"].as_array().unwrap().len(), 4);
+    let list: Value = env.http.get(format!("{c}/control/defender/{T2}/incidents")).send().await.unwrap().json().await.unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    for inc in list {
+        let alerts = inc["alerts"].as_array().unwrap();
+        assert_eq!(alerts.len(), 3);
+        assert!(alerts.iter().all(|a| a["evidence"].as_array().unwrap().len() == 5), "{inc}");
+    }
+}
