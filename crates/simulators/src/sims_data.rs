@@ -59,6 +59,11 @@ impl Simulators {
             if let Some(e) = resource.get("etag").and_then(Value::as_str) {
                 inc.etag = e.to_owned();
             }
+            let time = |k: &str| inc.props.get(k).and_then(Value::as_str).and_then(util::parse_time);
+            if let (Some(c), Some(m)) = (time("createdTimeUtc"), time("lastModifiedTimeUtc")) {
+                inc.created = c;
+                inc.modified = m;
+            }
         }
         Ok(name.to_owned())
     }

@@ -191,7 +191,16 @@ fn list(s: &Shared, q: &HashMap<String, String>) -> Response {
     let base = incidents_base(s);
     let (page, total) = {
         let arm = lock(&s.arm);
-        let mut hits: Vec<&SentinelIncident> = arm.incidents.values().filter(|i| odata::matches(&filter, &i.props)).collect();
+        let mut hits: Vec<&SentinelIncident> = arm.incidents
+            .values()
+            .filter(|i| {
+                odata::matches_with(&filter, &i.props, |p| match p {
+                    "lastModifiedTimeUtc" => Some(i.modified),
+                    "createdTimeUtc" => Some(i.created),
+                    _ => None,
+                })
+            })
+            .collect();
         hits.sort_by(|a, b| {
             let o = if order.0 == "createdTimeUtc" { a.created.cmp(&b.created) } else { a.modified.cmp(&b.modified) };
             let o = o.then(a.name.cmp(&b.name));

@@ -179,7 +179,7 @@ async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Cl
     };
     let (page, total, counts) = {
         let g = lock(&s.graph);
-        let mut hits: Vec<&GraphIncident> = g.list(&c.tid).filter(|i| odata::matches(&filter, &i.body)).collect();
+        let mut hits: Vec<&GraphIncident> = g.list(&c.tid).filter(|i| odata::matches_with(&filter, &i.body, |p| incident_time(i, p))).collect();
         match &order {
             Some((p, desc)) => hits.sort_by(|a, b| {
                 let (x, y) = if p == "createdDateTime" { (a.created, b.created) } else { (a.updated, b.updated) };
@@ -206,6 +206,14 @@ async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Cl
     }
     body.insert("value".into(), Value::Array(page));
     json_response(StatusCode::OK, &Value::Object(body))
+}
+
+fn incident_time(i: &GraphIncident, prop: &str) -> Option<time::OffsetDateTime> {
+    match prop {
+        "lastUpdateDateTime" => Some(i.updated),
+        "createdDateTime" => Some(i.created),
+        _ => None,
+    }
 }
 
 fn not_found(id: &str) -> Response {

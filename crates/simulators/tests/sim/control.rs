@@ -151,6 +151,10 @@ async fn fixtures_load_on_the_sentinel_side_as_they_are() {
     assert_eq!(r.body["etag"], fx["etag"]);
     assert_eq!(r.body["properties"]["providerIncidentId"], "3177");
     assert_eq!(r.body["properties"]["title"], fx["properties"]["title"]);
+    let r = env.arm(Method::GET, "?$filter=properties/lastModifiedTimeUtc ge 2019-01-01T13:15:30Z", None).await;
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 1);
+    let r = env.arm(Method::GET, "?$filter=properties/lastModifiedTimeUtc gt 2019-01-01T13:15:30Z", None).await;
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 0, "the fixture's own timestamps count");
 }
 
 #[tokio::test]
