@@ -130,15 +130,7 @@ pub fn fast_retries() -> RetryPolicy {
     RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), max_wait: Duration::from_secs(5) }
 }
 
-/// A fixture from `../shared/fixtures` (CI) or `../../shared/fixtures` (a worktree).
-pub fn fixture(name: &str) -> serde_json::Value {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let path = [format!("{root}/../shared/fixtures/{name}"), format!("{root}/../../shared/fixtures/{name}")]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| panic!("fixture {name} not found"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+pub use crate::fixtures::fixture;
 
 pub fn tenant(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()

@@ -9,15 +9,7 @@ use time::OffsetDateTime;
 
 use crate::support::world::World;
 
-/// A fixture from `../shared/fixtures` (CI) or `../../shared/fixtures` (a worktree).
-pub fn fixture(name: &str) -> Value {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let path = [format!("{root}/../shared/fixtures/{name}"), format!("{root}/../../shared/fixtures/{name}")]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| panic!("fixture {name} not found"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+pub use crate::support::fixtures::fixture;
 
 /// The Sentinel incident name of a Defender incident (the stable UUIDv5).
 pub fn name_of(tenant: &str, id: &str) -> String {

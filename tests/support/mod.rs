@@ -4,6 +4,7 @@
 
 pub mod azurite;
 pub mod entra;
+pub mod fixtures;
 pub mod world;
 
 use dss_fake_host::{stage_app_root, HandlerSpec};
