@@ -173,15 +173,7 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
                 let r = classification_reason.map(|r| canon(arm_validate::REASON, &r, "classificationReason")).transpose()?;
                 arm_validate::closing_rules(Some(st), c, r).map_err(ActionError::Invalid)?;
                 p.insert("status".into(), json!(st));
-                for (k, v) in [("classification", c), ("classificationReason", r)] {
-                    match v {
-                        Some(v) => p.insert(k.into(), json!(v)),
-                        None => p.remove(k),
-                    };
-                }
-                if let Some(cc) = classification_comment {
-                    p.insert("classificationComment".into(), json!(cc));
-                }
+                set_classification(p, c, r, classification_comment);
                 if c.is_some() { vec!["Status", "Classification"] } else { vec!["Status"] }
             }
             SentinelAction::Classify { classification, classification_reason, classification_comment } => {
@@ -189,15 +181,7 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
                 let c = classification.map(|c| canon(arm_validate::CLASSIFICATION, &c, "classification")).transpose()?;
                 let r = classification_reason.map(|r| canon(arm_validate::REASON, &r, "classificationReason")).transpose()?;
                 arm_validate::closing_rules(st, c, r).map_err(ActionError::Invalid)?;
-                for (k, v) in [("classification", c), ("classificationReason", r)] {
-                    match v {
-                        Some(v) => p.insert(k.into(), json!(v)),
-                        None => p.remove(k),
-                    };
-                }
-                if let Some(cc) = classification_comment {
-                    p.insert("classificationComment".into(), json!(cc));
-                }
+                set_classification(p, c, r, classification_comment);
                 vec!["Classification"]
             }
             SentinelAction::SetOwner { owner } => {
@@ -280,4 +264,17 @@ pub fn drain_triggers(s: &Shared) -> Vec<Value> {
             Some(body)
         })
         .collect()
+}
+
+/// Sets (or clears) classification and reason as the portal does; a comment is kept unless a new one is given.
+fn set_classification(p: &mut serde_json::Map<String, Value>, c: Option<&str>, r: Option<&str>, comment: Option<String>) {
+    for (k, v) in [("classification", c), ("classificationReason", r)] {
+        match v {
+            Some(v) => p.insert(k.into(), json!(v)),
+            None => p.remove(k),
+        };
+    }
+    if let Some(cc) = comment {
+        p.insert("classificationComment".into(), json!(cc));
+    }
 }
