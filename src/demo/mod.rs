@@ -10,7 +10,7 @@
 mod check;
 mod figures;
 mod script;
-mod setup;
+pub mod setup;
 mod view;
 
 use crate::cli::DemoArgs;

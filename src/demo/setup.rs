@@ -44,10 +44,28 @@ pub fn repo_root(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         .context("cannot find the repository (host.json + function-defs/); pass --app-root")
 }
 
-/// Simulators configured with the Logs stream columns the handler writes.
-async fn start_simulators() -> anyhow::Result<Simulators> {
+/// The simulators' config: the Logs stream takes exactly the columns the handler writes (the
+/// DCR's columns), so a drifting row is refused. Shared with the end-to-end tests.
+pub fn sim_config() -> SimConfig {
     let columns: Vec<&str> = STREAM_COLUMNS.iter().map(|(name, _)| *name).collect();
-    Simulators::start(SimConfig::default().with_stream(wellknown::STREAM_NAME, &columns)).await
+    SimConfig::default().with_stream(wellknown::STREAM_NAME, &columns)
+}
+
+/// How the fake host starts `exe` as the handler in the staged `app`: a clean environment with
+/// every setting pointing at `sims` (whose CA is in the file `ca`), the state `storage` setting,
+/// and webhook authentication off. Shared with the end-to-end tests.
+pub fn handler_spec(exe: PathBuf, app: &Path, sims: &Simulators, ca: &Path, storage: (&str, String)) -> HandlerSpec {
+    let mut spec = HandlerSpec::new(exe, app, app);
+    spec.clear_env = true;
+    spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    for (k, v) in sims.handler_env(&ca.to_string_lossy()) {
+        spec.env.insert(k, v);
+    }
+    spec.env.insert(storage.0.into(), storage.1);
+    for (k, v) in [("WEBHOOK_AUTH", "none"), ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"), ("FUNCTIONS_WORKER_RUNTIME", "custom")] {
+        spec.env.insert(k.into(), v.into());
+    }
+    spec
 }
 
 fn start_store(repo: &Path) -> Store {
@@ -63,7 +81,7 @@ fn start_store(repo: &Path) -> Store {
 impl System {
     /// Starts everything; `dir` must exist (a temp dir the caller owns).
     pub async fn start(repo: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let sims = start_simulators().await.context("the simulators did not start")?;
+        let sims = Simulators::start(sim_config()).await.context("the simulators did not start")?;
         let ca = dir.join("sim-ca.pem");
         std::fs::write(&ca, sims.cert_pem()).context("cannot write the simulator CA")?;
         let store = start_store(repo);
@@ -71,19 +89,11 @@ impl System {
         std::fs::create_dir_all(&app)?;
         stage_app_root(&app, &repo.join("host.json"), &repo.join("function-defs")).context("cannot stage the app folder")?;
         let exe = std::env::current_exe().context("cannot find this binary's path")?;
-        let mut spec = HandlerSpec::new(exe, &app, &app);
-        spec.clear_env = true;
-        spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
-        for (k, v) in sims.handler_env(&ca.to_string_lossy()) {
-            spec.env.insert(k, v);
-        }
-        match &store {
-            Store::Azurite(a) => spec.env.insert("AzureWebJobsStorage".into(), a.connection_string()),
-            Store::Memory(_) => spec.env.insert("SYNC_STATE_STORE".into(), "memory".into()),
+        let storage = match &store {
+            Store::Azurite(a) => ("AzureWebJobsStorage", a.connection_string()),
+            Store::Memory(_) => ("SYNC_STATE_STORE", "memory".to_owned()),
         };
-        for (k, v) in [("WEBHOOK_AUTH", "none"), ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"), ("FUNCTIONS_WORKER_RUNTIME", "custom")] {
-            spec.env.insert(k.into(), v.into());
-        }
+        let spec = handler_spec(exe, &app, &sims, &ca, storage);
         let host = FakeHost::start(spec).await.context("the handler did not start under the fake host")?;
         Ok(Self { sims, host, store, dir: dir.to_path_buf() })
     }

@@ -3,9 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::azurite::Azurite;
-use defender_sentinel_sync::adapters::logs::STREAM_COLUMNS;
+use defender_sentinel_sync::demo::setup::{handler_spec, sim_config};
 use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, HttpResponse, Reply, TimerCall};
-use dss_simulators::{wellknown, SimConfig, Simulators};
+use dss_simulators::{wellknown, Simulators};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -29,12 +29,6 @@ pub struct World {
     pub env: BTreeMap<String, String>,
 }
 
-/// The simulator config the handler's Logs rows must fit (the DCR stream columns).
-pub fn sim_config() -> SimConfig {
-    let columns: Vec<&str> = STREAM_COLUMNS.iter().map(|(name, _)| *name).collect();
-    SimConfig::default().with_stream(wellknown::STREAM_NAME, &columns)
-}
-
 impl World {
     /// Default settings: client secret of the multi-tenant app, both simulated Defender tenants,
     /// Logs Ingestion on, state in Azurite, webhook auth off.
@@ -49,16 +43,8 @@ impl World {
         std::fs::write(&ca, sims.cert_pem()).unwrap();
         let azurite = Azurite::start();
         let app = super::staged_app();
-        let mut spec = HandlerSpec::new(super::handler_bin(), app.path(), app.path());
-        spec.clear_env = true;
-        spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
-        for (k, v) in sims.handler_env(ca.to_str().unwrap()) {
-            spec.env.insert(k, v);
-        }
-        spec.env.insert("AzureWebJobsStorage".into(), azurite.connection_string());
-        spec.env.insert("WEBHOOK_AUTH".into(), "none".into());
-        spec.env.insert("DEFENDER_SYNC_SCHEDULE".into(), "0 */1 * * * *".into());
-        spec.env.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+        let storage = ("AzureWebJobsStorage", azurite.connection_string());
+        let mut spec = handler_spec(super::handler_bin(), app.path(), &sims, &ca, storage);
         for k in &opts.unset {
             spec.env.remove(k);
         }
