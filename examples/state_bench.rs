@@ -22,8 +22,15 @@ struct NoTokens;
 
 #[async_trait::async_trait]
 impl TokenSource for NoTokens {
-    async fn token(&self, t: &TenantId, _: &str) -> Result<azure_core::credentials::Secret, CredentialError> {
-        Err(CredentialError::Refused { tenant: t.to_string(), message: "SharedKey only".into() })
+    async fn token(
+        &self,
+        t: &TenantId,
+        _: &str,
+    ) -> Result<azure_core::credentials::Secret, CredentialError> {
+        Err(CredentialError::Refused {
+            tenant: t.to_string(),
+            message: "SharedKey only".into(),
+        })
     }
 }
 
@@ -31,11 +38,15 @@ fn states(tenant: &str, n: usize) -> Vec<IncidentState> {
     let t = TenantId::parse(tenant).unwrap();
     (0..n)
         .map(|i| {
-            let mut s = IncidentState::new(t.clone(), DefenderIncidentId::parse(&i.to_string()).unwrap());
+            let mut s = IncidentState::new(
+                t.clone(),
+                DefenderIncidentId::parse(&i.to_string()).unwrap(),
+            );
             // A realistic size: a few mirrored comments and shipped alerts.
             for k in 0..5 {
                 s.mirrored_comments.insert(format!("{:064x}", i * 10 + k));
-                s.shipped_alerts.insert(format!("da{i}_{k}"), format!("{:064x}", k));
+                s.shipped_alerts
+                    .insert(format!("da{i}_{k}"), format!("{:064x}", k));
             }
             s
         })
@@ -44,16 +55,29 @@ fn states(tenant: &str, n: usize) -> Vec<IncidentState> {
 
 fn report(what: &str, n: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
-    println!("{what:<34} {n:>6} writes in {secs:>6.2} s = {:>8.0} writes/s", n as f64 / secs);
+    println!(
+        "{what:<34} {n:>6} writes in {secs:>6.2} s = {:>8.0} writes/s",
+        n as f64 / secs
+    );
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let az = azurite::Azurite::start();
     let cfg = StorageConfig::parse_connection_string(&az.connection_string()).unwrap();
     let tenant = TenantId::parse("bench").unwrap();
-    let store = TableStateStore::connect(&cfg, "bench", Arc::new(NoTokens), tenant, TableClientOptions::default()).unwrap();
+    let store = TableStateStore::connect(
+        &cfg,
+        "bench",
+        Arc::new(NoTokens),
+        tenant,
+        TableClientOptions::default(),
+    )
+    .unwrap();
     store.ensure_ready().await.unwrap();
 
     let single = states("t-single", n);
@@ -65,26 +89,43 @@ async fn main() {
 
     let parallel = states("t-parallel", n);
     let started = Instant::now();
-    futures::stream::iter(parallel.iter().map(|s| store.put_incident(s, Precondition::Absent)))
-        .buffer_unordered(16)
-        .for_each(|r| async move { r.unwrap(); })
-        .await;
+    futures::stream::iter(
+        parallel
+            .iter()
+            .map(|s| store.put_incident(s, Precondition::Absent)),
+    )
+    .buffer_unordered(16)
+    .for_each(|r| async move {
+        r.unwrap();
+    })
+    .await;
     report("single writes, 16 in flight", n, started);
 
-    let batched: Vec<_> = states("t-batch", n).into_iter().map(|s| (s, Precondition::Absent)).collect();
+    let batched: Vec<_> = states("t-batch", n)
+        .into_iter()
+        .map(|s| (s, Precondition::Absent))
+        .collect();
     let started = Instant::now();
     store.put_incidents(&batched).await.unwrap();
     report("transactions of 100, sequential", n, started);
 
-    let more: Vec<_> = states("t-batch-parallel", n).into_iter().map(|s| (s, Precondition::Absent)).collect();
+    let more: Vec<_> = states("t-batch-parallel", n)
+        .into_iter()
+        .map(|s| (s, Precondition::Absent))
+        .collect();
     let started = Instant::now();
     futures::stream::iter(more.chunks(100).map(|c| store.put_incidents(c)))
         .buffer_unordered(4)
-        .for_each(|r| async move { r.unwrap(); })
+        .for_each(|r| async move {
+            r.unwrap();
+        })
         .await;
     report("transactions of 100, 4 in flight", n, started);
 
-    let updates: Vec<_> = batched.into_iter().map(|(s, _)| (s, Precondition::Any)).collect();
+    let updates: Vec<_> = batched
+        .into_iter()
+        .map(|(s, _)| (s, Precondition::Any))
+        .collect();
     let started = Instant::now();
     store.put_incidents(&updates).await.unwrap();
     report("transactions of 100, replacing", n, started);

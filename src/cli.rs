@@ -78,8 +78,13 @@ pub fn action(cli: &Cli, env_port: Option<&str>) -> Action {
 }
 
 fn port_from_env(v: Option<&str>) -> Result<u16, String> {
-    let v = v.ok_or_else(|| format!("setting {PORT_VAR}: missing (required by serve unless --port is given)"))?;
-    v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("setting {PORT_VAR}: '{v}' is not a port number"))
+    let v = v.ok_or_else(|| {
+        format!("setting {PORT_VAR}: missing (required by serve unless --port is given)")
+    })?;
+    v.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("setting {PORT_VAR}: '{v}' is not a port number"))
 }
 
 #[cfg(test)]
@@ -87,7 +92,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("defender-sentinel-sync").chain(args.iter().copied())).unwrap()
+        Cli::try_parse_from(std::iter::once("defender-sentinel-sync").chain(args.iter().copied()))
+            .unwrap()
     }
 
     #[test]
@@ -99,11 +105,21 @@ mod tests {
 
     #[test]
     fn serve_takes_the_port_flag_over_the_variable_and_names_the_variable_when_missing() {
-        assert_eq!(action(&parse(&["serve", "--port", "9000"]), Some("7071")), Action::Serve(Ok(9000)));
-        assert_eq!(action(&parse(&["serve"]), Some("7071")), Action::Serve(Ok(7071)));
-        let Action::Serve(Err(e)) = action(&parse(&["serve"]), None) else { panic!("expected an error") };
+        assert_eq!(
+            action(&parse(&["serve", "--port", "9000"]), Some("7071")),
+            Action::Serve(Ok(9000))
+        );
+        assert_eq!(
+            action(&parse(&["serve"]), Some("7071")),
+            Action::Serve(Ok(7071))
+        );
+        let Action::Serve(Err(e)) = action(&parse(&["serve"]), None) else {
+            panic!("expected an error")
+        };
         assert!(e.contains(PORT_VAR));
-        let Action::Serve(Err(e)) = action(&parse(&["serve"]), Some("http")) else { panic!("expected an error") };
+        let Action::Serve(Err(e)) = action(&parse(&["serve"]), Some("http")) else {
+            panic!("expected an error")
+        };
         assert!(e.contains(PORT_VAR));
     }
 

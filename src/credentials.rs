@@ -7,7 +7,8 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, Secret, TokenCredential};
 use azure_core::http::ClientOptions;
 use azure_identity::{
-    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,9 +55,17 @@ pub struct AzureTokenSource {
 #[derive(Debug)]
 enum Kind {
     /// Managed identity: tokens for its own tenant only.
-    Managed { home: TenantId, credential: Arc<ManagedIdentityCredential> },
+    Managed {
+        home: TenantId,
+        credential: Arc<ManagedIdentityCredential>,
+    },
     /// One client-secret credential per tenant, made on first use.
-    Secret { client_id: String, secret: Secret, authority_host: Url, per_tenant: Mutex<HashMap<TenantId, Arc<ClientSecretCredential>>> },
+    Secret {
+        client_id: String,
+        secret: Secret,
+        authority_host: Url,
+        per_tenant: Mutex<HashMap<TenantId, Arc<ClientSecretCredential>>>,
+    },
 }
 
 /// Token requests retry a little (a few seconds at most): the SDK default (8 retries over a
@@ -73,15 +82,26 @@ fn token_retry() -> azure_core::http::RetryOptions {
 impl AzureTokenSource {
     /// Builds the credential of the settings. Managed identity reads `IDENTITY_ENDPOINT` and
     /// `IDENTITY_HEADER` from the process environment here, once.
-    pub fn new(settings: &CredentialSettings, home: &TenantId, authority_host: &Url) -> Result<Self, CredentialError> {
+    pub fn new(
+        settings: &CredentialSettings,
+        home: &TenantId,
+        authority_host: &Url,
+    ) -> Result<Self, CredentialError> {
         let kind = match settings {
             CredentialSettings::ManagedIdentity { client_id } => {
                 let options = ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                    client_options: ClientOptions { retry: token_retry(), ..Default::default() },
+                    client_options: ClientOptions {
+                        retry: token_retry(),
+                        ..Default::default()
+                    },
                 };
-                let credential = ManagedIdentityCredential::new(Some(options)).map_err(|e| refused(home, &e))?;
-                Kind::Managed { home: home.clone(), credential }
+                let credential =
+                    ManagedIdentityCredential::new(Some(options)).map_err(|e| refused(home, &e))?;
+                Kind::Managed {
+                    home: home.clone(),
+                    credential,
+                }
             }
             CredentialSettings::ClientSecret { client_id, secret } => Kind::Secret {
                 client_id: client_id.clone(),
@@ -90,7 +110,10 @@ impl AzureTokenSource {
                 per_tenant: Mutex::new(HashMap::new()),
             },
         };
-        Ok(Self { kind, cache: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            kind,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     fn credential(&self, tenant: &TenantId) -> Result<Arc<dyn TokenCredential>, CredentialError> {
@@ -100,8 +123,15 @@ impl AzureTokenSource {
                 tenant: tenant.to_string(),
                 message: format!("managed identity only gets tokens for its own tenant {home}"),
             }),
-            Kind::Secret { client_id, secret, authority_host, per_tenant } => {
-                let mut map = per_tenant.lock().map_err(|_| CredentialError::Transient("credential map poisoned".into()))?;
+            Kind::Secret {
+                client_id,
+                secret,
+                authority_host,
+                per_tenant,
+            } => {
+                let mut map = per_tenant
+                    .lock()
+                    .map_err(|_| CredentialError::Transient("credential map poisoned".into()))?;
                 if let Some(c) = map.get(tenant) {
                     return Ok(c.clone());
                 }
@@ -114,8 +144,13 @@ impl AzureTokenSource {
                         ..Default::default()
                     },
                 };
-                let c = ClientSecretCredential::new(tenant.as_str(), client_id.clone(), secret.clone(), Some(options))
-                    .map_err(|e| refused(tenant, &e))?;
+                let c = ClientSecretCredential::new(
+                    tenant.as_str(),
+                    client_id.clone(),
+                    secret.clone(),
+                    Some(options),
+                )
+                .map_err(|e| refused(tenant, &e))?;
                 map.insert(tenant.clone(), c.clone());
                 Ok(c)
             }
@@ -137,7 +172,10 @@ impl TokenSource for AzureTokenSource {
             return Ok(token);
         }
         let credential = self.credential(tenant)?;
-        let token = credential.get_token(&[scope], None).await.map_err(|e| classify(tenant, &e))?;
+        let token = credential
+            .get_token(&[scope], None)
+            .await
+            .map_err(|e| classify(tenant, &e))?;
         let secret = token.token.clone();
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, token);
@@ -148,7 +186,10 @@ impl TokenSource for AzureTokenSource {
 }
 
 fn refused(tenant: &TenantId, e: &azure_core::Error) -> CredentialError {
-    CredentialError::Refused { tenant: tenant.to_string(), message: e.to_string() }
+    CredentialError::Refused {
+        tenant: tenant.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// A 4xx from the token endpoint (bad secret, unknown app, no consent) needs an operator;
@@ -156,7 +197,11 @@ fn refused(tenant: &TenantId, e: &azure_core::Error) -> CredentialError {
 fn classify(tenant: &TenantId, e: &azure_core::Error) -> CredentialError {
     use azure_core::error::ErrorKind;
     match e.kind() {
-        ErrorKind::HttpResponse { status, .. } if status.is_client_error() && u16::from(*status) != 429 => refused(tenant, e),
+        ErrorKind::HttpResponse { status, .. }
+            if status.is_client_error() && u16::from(*status) != 429 =>
+        {
+            refused(tenant, e)
+        }
         ErrorKind::Credential => refused(tenant, e),
         _ => CredentialError::Transient(e.to_string()),
     }

@@ -33,13 +33,20 @@ fn load(port: Result<u16, String>) -> Result<(u16, Settings, tokio::runtime::Run
         problems.extend(errors.0.iter().map(|e| e.to_string()));
     }
     let (Ok(port), Ok(settings), true) = (port, settings, problems.is_empty()) else {
-        eprintln!("defender-sentinel-sync: cannot start, {} setting problem(s):", problems.len());
+        eprintln!(
+            "defender-sentinel-sync: cannot start, {} setting problem(s):",
+            problems.len()
+        );
         for p in &problems {
             eprintln!("{p}");
         }
         return Err(ExitCode::from(1));
     };
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => Ok((port, settings, rt)),
         Err(e) => {
             eprintln!("defender-sentinel-sync: cannot start the runtime: {e}");
@@ -59,7 +66,9 @@ fn sync() -> ExitCode {
     let result = runtime.block_on(async move {
         let mut runner = startup::build_engine(&settings).await?;
         if std::io::stdout().is_terminal() {
-            runner.sync.set_progress(std::sync::Arc::new(|p| println!("{}", runner::progress_line(p))));
+            runner.sync.set_progress(std::sync::Arc::new(|p| {
+                println!("{}", runner::progress_line(p))
+            }));
         }
         let deadline = timeout::deadline(tokio::time::Instant::now(), settings.function_timeout);
         let report = runner.sync.run_cycle(deadline).await;
@@ -89,7 +98,8 @@ fn serve(port: Result<u16, String>) -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let result = runtime.block_on(async move { startup::App::bind(settings, port).await?.run().await });
+    let result =
+        runtime.block_on(async move { startup::App::bind(settings, port).await?.run().await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -55,7 +55,11 @@ impl DefenderPatch {
 #[async_trait::async_trait]
 pub trait DefenderApi: Send + Sync {
     /// How many incidents the window holds (`$count=true`).
-    async fn count_incidents(&self, tenant: &TenantId, window: &IncidentWindow) -> Result<u64, DefenderError>;
+    async fn count_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+    ) -> Result<u64, DefenderError>;
     /// First page of a window, with `$expand=alerts` when `expand_alerts`.
     async fn list_incidents(
         &self,
@@ -64,11 +68,23 @@ pub trait DefenderApi: Send + Sync {
         expand_alerts: bool,
     ) -> Result<IncidentPage, DefenderError>;
     /// A following page.
-    async fn next_page(&self, tenant: &TenantId, next_link: &str) -> Result<IncidentPage, DefenderError>;
+    async fn next_page(
+        &self,
+        tenant: &TenantId,
+        next_link: &str,
+    ) -> Result<IncidentPage, DefenderError>;
     /// One incident with its alerts; `None` when it does not exist.
-    async fn get_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Option<DefenderIncident>, DefenderError>;
+    async fn get_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<DefenderIncident>, DefenderError>;
     /// Alerts of one incident from `/security/alerts_v2` (the `$expand` fallback).
-    async fn alerts_for_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Vec<Alert>, DefenderError>;
+    async fn alerts_for_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Vec<Alert>, DefenderError>;
     /// PATCH; returns the incident as Graph answers it.
     async fn update_incident(
         &self,
@@ -77,7 +93,12 @@ pub trait DefenderApi: Send + Sync {
         patch: &DefenderPatch,
     ) -> Result<DefenderIncident, DefenderError>;
     /// POST a comment; returns all comments of the incident.
-    async fn add_comment(&self, tenant: &TenantId, id: &DefenderIncidentId, text: &str) -> Result<Vec<DefenderComment>, DefenderError>;
+    async fn add_comment(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+    ) -> Result<Vec<DefenderComment>, DefenderError>;
     /// Resolves a UPN in the Sentinel tenant (cached); `None` when no such user.
     async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError>;
 }
@@ -92,14 +113,32 @@ pub struct SentinelPage {
 /// Microsoft Sentinel incidents through ARM.
 #[async_trait::async_trait]
 pub trait SentinelApi: Send + Sync {
-    async fn get_incident(&self, name: &SentinelIncidentName) -> Result<Option<SentinelIncident>, SentinelError>;
+    async fn get_incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<SentinelIncident>, SentinelError>;
     /// PUT the whole incident, with its etag in the body when it has one (409 on a stale etag).
-    async fn put_incident(&self, incident: &SentinelIncident) -> Result<SentinelIncident, SentinelError>;
+    async fn put_incident(
+        &self,
+        incident: &SentinelIncident,
+    ) -> Result<SentinelIncident, SentinelError>;
     /// Incidents with `lastModifiedTimeUtc ge since` (first page when `next_link` is `None`).
-    async fn list_modified_since(&self, since: OffsetDateTime, next_link: Option<&str>) -> Result<SentinelPage, SentinelError>;
-    async fn list_comments(&self, name: &SentinelIncidentName) -> Result<Vec<SentinelComment>, SentinelError>;
+    async fn list_modified_since(
+        &self,
+        since: OffsetDateTime,
+        next_link: Option<&str>,
+    ) -> Result<SentinelPage, SentinelError>;
+    async fn list_comments(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Vec<SentinelComment>, SentinelError>;
     /// PUT a comment with a client-chosen (deterministic) id: a retry updates, never duplicates.
-    async fn put_comment(&self, name: &SentinelIncidentName, comment_id: uuid::Uuid, message: &str) -> Result<SentinelComment, SentinelError>;
+    async fn put_comment(
+        &self,
+        name: &SentinelIncidentName,
+        comment_id: uuid::Uuid,
+        message: &str,
+    ) -> Result<SentinelComment, SentinelError>;
 }
 
 /// One alert to ship, with the incident it belongs to.

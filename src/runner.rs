@@ -33,8 +33,15 @@ impl EngineRunner {
 
 /// One line per tenant, for the invocation's `Logs` and the `sync` subcommand.
 pub fn tenant_line(t: &TenantReport) -> String {
-    let tenant = t.tenant.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "?".into());
-    let lag = t.lag.map(|l| format!("{}s", l.as_secs())).unwrap_or_else(|| "-".into());
+    let tenant = t
+        .tenant
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "?".into());
+    let lag = t
+        .lag
+        .map(|l| format!("{}s", l.as_secs()))
+        .unwrap_or_else(|| "-".into());
     format!(
         "tenant {tenant}: {} seen, {} written, {} unchanged, {} failed, {} parked, {} cleared, {} throttled, lag {lag}, {}",
         t.seen,
@@ -44,14 +51,21 @@ pub fn tenant_line(t: &TenantReport) -> String {
         t.parked,
         t.cleared,
         t.throttled,
-        if t.completed { "completed" } else { "NOT completed (the next cycle continues)" }
+        if t.completed {
+            "completed"
+        } else {
+            "NOT completed (the next cycle continues)"
+        }
     )
 }
 
 /// The `sync` subcommand's line for a page of incidents (printed on a terminal only).
 pub fn progress_line(p: &PageProgress) -> String {
     let next = if p.more { ", more to come" } else { "" };
-    format!("tenant {}: page {} done ({} incidents; {} delivered so far{next})", p.tenant, p.page, p.incidents, p.delivered)
+    format!(
+        "tenant {}: page {} done ({} incidents; {} delivered so far{next})",
+        p.tenant, p.page, p.incidents, p.delivered
+    )
 }
 
 /// The report as JSON figures (the reply's `ReturnValue`).
@@ -79,8 +93,17 @@ impl SyncRunner for EngineRunner {
     async fn run_cycle(&self, deadline: tokio::time::Instant) -> HostReport {
         let report = self.sync.run_cycle(deadline).await;
         let mut logs: Vec<String> = report.tenants.iter().map(tenant_line).collect();
-        logs.extend(report.tenants.iter().flat_map(|t| t.errors.iter().map(|e| format!("error: {e}"))));
-        HostReport { completed: report.completed(), logs, figures: figures(&report, self.calls()) }
+        logs.extend(
+            report
+                .tenants
+                .iter()
+                .flat_map(|t| t.errors.iter().map(|e| format!("error: {e}"))),
+        );
+        HostReport {
+            completed: report.completed(),
+            logs,
+            figures: figures(&report, self.calls()),
+        }
     }
 }
 
@@ -92,7 +115,13 @@ mod tests {
     #[test]
     fn a_progress_line_names_the_tenant_the_page_and_the_counts() {
         let tenant = TenantId::parse("2070ecc9-b4d5-4ae4-adaa-936fa1954fa8").unwrap();
-        let mut p = PageProgress { tenant, page: 3, incidents: 50, delivered: 150, more: true };
+        let mut p = PageProgress {
+            tenant,
+            page: 3,
+            incidents: 50,
+            delivered: 150,
+            more: true,
+        };
         assert_eq!(
             progress_line(&p),
             "tenant 2070ecc9-b4d5-4ae4-adaa-936fa1954fa8: page 3 done (50 incidents; 150 delivered so far, more to come)"

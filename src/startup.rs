@@ -2,17 +2,17 @@
 //! at once; everything slow (credentials, state store, engine) is built afterwards and handed
 //! to the router through a [`SetupHandle`].
 
-use crate::config::{Settings, WebhookAuth};
-use crate::credentials::{AzureTokenSource, TokenSource};
-use crate::host::plugins::Services;
-use crate::host::{router, HandlerInfo, HostState, SetupHandle};
 use crate::adapters::graph::GraphClient;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
+use crate::config::{Settings, WebhookAuth};
+use crate::credentials::{AzureTokenSource, TokenSource};
+use crate::host::plugins::Services;
+use crate::host::{HandlerInfo, HostState, SetupHandle, router};
 use crate::runner::EngineRunner;
+use crate::state::StateStore;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
-use crate::state::StateStore;
 use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
 use anyhow::Context;
 use std::future::Future;
@@ -31,9 +31,16 @@ impl App {
     /// Binds `127.0.0.1:port` (the host calls IPv4 loopback only); `0` picks a free port.
     pub async fn bind(settings: Settings, port: u16) -> anyhow::Result<App> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let (state, setup) = HostState::new(HandlerInfo::from_settings(&settings));
-        Ok(App { listener, state, setup, settings })
+        Ok(App {
+            listener,
+            state,
+            setup,
+            settings,
+        })
     }
 
     /// The port actually bound.
@@ -52,7 +59,12 @@ impl App {
         F: FnOnce(Settings) -> Fut,
         Fut: Future<Output = anyhow::Result<Services>>,
     {
-        let App { listener, state, setup, settings } = self;
+        let App {
+            listener,
+            state,
+            setup,
+            settings,
+        } = self;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
         tracing::info!(port, "Listening.");
@@ -67,23 +79,34 @@ impl App {
                 setup.failed(format!("{e:#}"));
             }
         }
-        server.await.context("the server task failed")?.context("the server stopped")
+        server
+            .await
+            .context("the server task failed")?
+            .context("the server stopped")
     }
 }
 
 /// Says once what the settings switch off or weaken.
 fn announce(settings: &Settings) {
     if settings.logs.is_none() {
-        tracing::info!("Alert ingestion is off (LOGS_INGESTION_ENDPOINT and LOGS_DCR_IMMUTABLE_ID are unset).");
+        tracing::info!(
+            "Alert ingestion is off (LOGS_INGESTION_ENDPOINT and LOGS_DCR_IMMUTABLE_ID are unset)."
+        );
     }
     if matches!(settings.webhook_auth, WebhookAuth::Disabled) {
-        tracing::warn!("WEBHOOK_AUTH=none: SentinelWebhook callers are NOT authenticated. Local development only!");
+        tracing::warn!(
+            "WEBHOOK_AUTH=none: SentinelWebhook callers are NOT authenticated. Local development only!"
+        );
     }
     if settings.storage.is_none() {
-        tracing::warn!("SYNC_STATE_STORE=memory: sync state is kept in process memory and lost on restart.");
+        tracing::warn!(
+            "SYNC_STATE_STORE=memory: sync state is kept in process memory and lost on restart."
+        );
     }
     if settings.limits != crate::config::ClientLimits::default() {
-        tracing::warn!("SYNC_BENCH_UNLIMITED=true: client-side rate limits are off (benchmarks against simulators only).");
+        tracing::warn!(
+            "SYNC_BENCH_UNLIMITED=true: client-side rate limits are off (benchmarks against simulators only)."
+        );
     }
 }
 
@@ -96,31 +119,63 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
     let runner = Arc::new(build_engine(&settings).await?);
     let store = Some(runner.sync.state());
-    Ok(Services { sync: Some(runner), webhook: None, store })
+    Ok(Services {
+        sync: Some(runner),
+        webhook: None,
+        store,
+    })
 }
 
 /// The 429s met so far by the Graph, ARM and Logs clients together.
-fn throttle_probe(graph: &Arc<GraphClient>, sentinel: &Arc<SentinelClient>, logs: Option<&Arc<LogsClient>>) -> crate::sync::ThrottleProbe {
+fn throttle_probe(
+    graph: &Arc<GraphClient>,
+    sentinel: &Arc<SentinelClient>,
+    logs: Option<&Arc<LogsClient>>,
+) -> crate::sync::ThrottleProbe {
     let (graph, sentinel, logs) = (graph.clone(), sentinel.clone(), logs.cloned());
-    Arc::new(move || graph.counts().throttled + sentinel.counts().throttled + logs.as_ref().map_or(0, |l| l.counts().throttled))
+    Arc::new(move || {
+        graph.counts().throttled
+            + sentinel.counts().throttled
+            + logs.as_ref().map_or(0, |l| l.counts().throttled)
+    })
 }
 
 /// Everything a forward cycle needs, built from the settings (also used by `sync`).
 pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
     let tokens: Arc<dyn TokenSource> = Arc::new(
-        AzureTokenSource::new(&settings.credential, &settings.azure_tenant_id, &settings.authority_host)
-            .context("cannot build the Entra ID credential")?,
+        AzureTokenSource::new(
+            &settings.credential,
+            &settings.azure_tenant_id,
+            &settings.authority_host,
+        )
+        .context("cannot build the Entra ID credential")?,
     );
     let store: Arc<dyn StateStore> = match &settings.storage {
         None => Arc::new(MemoryStateStore::default()),
-        Some(_) => Arc::new(TableStateStore::from_settings(settings, tokens.clone()).context("cannot reach the state table")?),
+        Some(_) => Arc::new(
+            TableStateStore::from_settings(settings, tokens.clone())
+                .context("cannot reach the state table")?,
+        ),
     };
-    store.ensure_ready().await.context("cannot prepare the state table")?;
-    let graph = Arc::new(GraphClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT).context("cannot build the Graph client")?);
-    let sentinel =
-        Arc::new(SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT).context("cannot build the Sentinel client")?);
-    let logs = LogsClient::from_settings(settings, tokens, CALL_TIMEOUT).context("cannot build the Logs Ingestion client")?.map(Arc::new);
-    let policy = MergePolicy { conflict: settings.conflict_policy.clone(), severity_to_defender: settings.severity_to_defender };
+    store
+        .ensure_ready()
+        .await
+        .context("cannot prepare the state table")?;
+    let graph = Arc::new(
+        GraphClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)
+            .context("cannot build the Graph client")?,
+    );
+    let sentinel = Arc::new(
+        SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)
+            .context("cannot build the Sentinel client")?,
+    );
+    let logs = LogsClient::from_settings(settings, tokens, CALL_TIMEOUT)
+        .context("cannot build the Logs Ingestion client")?
+        .map(Arc::new);
+    let policy = MergePolicy {
+        conflict: settings.conflict_policy.clone(),
+        severity_to_defender: settings.severity_to_defender,
+    };
     let sync = ForwardSync::new(
         graph.clone(),
         sentinel.clone(),
@@ -131,7 +186,16 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         settings.lookback,
         settings.limits.clone(),
     )
-    .with_options(ForwardOptions { lookback: settings.lookback, park_backoff: settings.retry_backoff, ..ForwardOptions::default() })
+    .with_options(ForwardOptions {
+        lookback: settings.lookback,
+        park_backoff: settings.retry_backoff,
+        ..ForwardOptions::default()
+    })
     .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
-    Ok(EngineRunner { sync, graph, sentinel, logs })
+    Ok(EngineRunner {
+        sync,
+        graph,
+        sentinel,
+        logs,
+    })
 }

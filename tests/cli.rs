@@ -16,10 +16,18 @@ fn run(args: &[&str], port: Option<&str>) -> std::process::Output {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [&["--help"][..], &["serve", "--help"], &["sync", "--help"], &["demo", "--help"]] {
+    for sub in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["sync", "--help"],
+        &["demo", "--help"],
+    ] {
         let out = run(sub, None);
         assert!(out.status.success(), "{sub:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{sub:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{sub:?}"
+        );
     }
 }
 
@@ -36,7 +44,10 @@ fn no_subcommand_with_the_host_port_serves_and_validates_settings() {
     let out = run(&[], Some("1"));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("AZURE_TENANT_ID") && stderr.contains("SENTINEL_SUBSCRIPTION_ID"), "{stderr}");
+    assert!(
+        stderr.contains("AZURE_TENANT_ID") && stderr.contains("SENTINEL_SUBSCRIPTION_ID"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -51,7 +62,12 @@ fn sync_with_missing_settings_exits_non_zero_naming_each() {
     let out = run(&["sync"], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for setting in ["AZURE_TENANT_ID", "SENTINEL_SUBSCRIPTION_ID", "SENTINEL_RESOURCE_GROUP", "SENTINEL_WORKSPACE_NAME"] {
+    for setting in [
+        "AZURE_TENANT_ID",
+        "SENTINEL_SUBSCRIPTION_ID",
+        "SENTINEL_RESOURCE_GROUP",
+        "SENTINEL_WORKSPACE_NAME",
+    ] {
         assert!(err.contains(setting), "{setting} not named in: {err}");
     }
 }

@@ -12,20 +12,45 @@ fn demo_with_six_incidents_propagates_every_action_and_ends_in_agreement() {
         .output()
         .expect("the demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "exit {:?}\n{stdout}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("BEFORE the analyst actions"), "{stdout}");
     assert!(stdout.contains("AFTER the analyst actions"), "{stdout}");
-    assert!(stdout.contains("All synced fields agree on both sides (6 incidents)."), "{stdout}");
+    assert!(
+        stdout.contains("All synced fields agree on both sides (6 incidents)."),
+        "{stdout}"
+    );
     // Seven Defender actions, each seen in Sentinel.
-    assert_eq!(stdout.lines().filter(|l| l.ends_with(" ✓")).count(), 7, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(" ✓")).count(),
+        7,
+        "{stdout}"
+    );
     assert!(!stdout.contains('✗'), "{stdout}");
-    assert!(stdout.contains("→ S #") && stdout.contains("Closed TruePositive/SuspiciousActivity ✓"), "{stdout}");
+    assert!(
+        stdout.contains("→ S #") && stdout.contains("Closed TruePositive/SuspiciousActivity ✓"),
+        "{stdout}"
+    );
     // Handler logs go to a file, not to the terminal.
     assert!(!stdout.contains("Forward cycle finished"), "{stdout}");
-    let log = stdout.lines().find_map(|l| l.strip_prefix("Handler log: ")).expect("the log path is printed");
-    assert!(std::fs::read_to_string(log).unwrap().contains("Forward cycle finished"));
+    let log = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Handler log: "))
+        .expect("the log path is printed");
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("Forward cycle finished")
+    );
     for line in stdout.lines() {
-        assert!(line.chars().count() <= 100, "wider than 100 columns: {line}");
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line}"
+        );
     }
     let _ = std::fs::remove_dir_all(std::path::Path::new(log).parent().unwrap());
 }

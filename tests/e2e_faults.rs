@@ -6,30 +6,48 @@
 
 mod support;
 
+#[path = "e2e_faults/chaos.rs"]
+mod chaos;
 #[path = "e2e_faults/invariants.rs"]
 mod invariants;
 #[path = "e2e_faults/paging.rs"]
 mod paging;
 #[path = "e2e_faults/retry.rs"]
 mod retry;
-#[path = "e2e_faults/chaos.rs"]
-mod chaos;
 
-use dss_simulators::{wellknown, DefenderAction, Simulators};
+use dss_simulators::{DefenderAction, Simulators, wellknown};
 use support::world::{World, WorldOptions};
 
 /// A world pulling one Defender tenant (most tests need only one), with extra settings.
 async fn one_tenant(extra: &[(&str, &str)]) -> World {
-    let mut env = vec![("DEFENDER_TENANT_IDS".to_owned(), wellknown::TENANT_ID.to_owned())];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    World::start_with(WorldOptions { env, ..WorldOptions::default() }).await
+    let mut env = vec![(
+        "DEFENDER_TENANT_IDS".to_owned(),
+        wellknown::TENANT_ID.to_owned(),
+    )];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    World::start_with(WorldOptions {
+        env,
+        ..WorldOptions::default()
+    })
+    .await
 }
 
 /// Moves an incident's lastUpdateDateTime to now (what a change in Defender does); seeded
 /// incidents carry past times, which a running watermark has already passed.
 fn touch(sims: &Simulators, tenant: &str, id: &str) {
     let now = invariants::graph_time(time::OffsetDateTime::now_utc());
-    sims.defender_action(tenant, id, DefenderAction::SetLastUpdate { last_update_date_time: now }).unwrap();
+    sims.defender_action(
+        tenant,
+        id,
+        DefenderAction::SetLastUpdate {
+            last_update_date_time: now,
+        },
+    )
+    .unwrap();
 }
 
 /// Seeds `n` light incidents (at most `max_alerts` alerts) and gives every third one a comment
@@ -39,7 +57,12 @@ fn seed_with_comments(sims: &Simulators, n: usize, seed: u64, max_alerts: usize)
     for (i, id) in ids.iter().enumerate() {
         if i % 3 == 0 {
             let comment = format!("Analyst note {i} on incident {id}: contained the host.");
-            sims.defender_action(wellknown::TENANT_ID, id, DefenderAction::Comment { comment }).unwrap();
+            sims.defender_action(
+                wellknown::TENANT_ID,
+                id,
+                DefenderAction::Comment { comment },
+            )
+            .unwrap();
         }
     }
     ids

@@ -32,12 +32,24 @@ async fn first_cycle_creates_one_sentinel_incident_per_defender_incident() {
     world.sims.seed(wellknown::TENANT_ID, 12, 7);
     world.sims.seed(wellknown::TENANT_ID_2, 5, 8);
     let reply = world.sync_ok().await;
-    assert!(reply.logs.iter().all(|l| !l.starts_with("error:")), "{:?}", reply.logs);
+    assert!(
+        reply.logs.iter().all(|l| !l.starts_with("error:")),
+        "{:?}",
+        reply.logs
+    );
     let incidents = world.sims.sentinel_incidents();
     assert_eq!(incidents.len(), 17);
     let unknown_owner = incidents
         .iter()
-        .filter(|i| i["properties"]["description"].as_str().unwrap_or("").contains("Defender owner:"))
+        .filter(|i| {
+            i["properties"]["description"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Defender owner:")
+        })
         .count();
-    assert!(unknown_owner > 0, "the generated data assigns users the Sentinel directory does not know");
+    assert!(
+        unknown_owner > 0,
+        "the generated data assigns users the Sentinel directory does not know"
+    );
 }

@@ -40,7 +40,8 @@ const CONTRACT_SETTINGS: [&str; 28] = [
 
 #[test]
 fn the_example_lists_every_setting_with_valid_values() {
-    let text = std::fs::read_to_string(support::repo().join("local.settings.example.json")).expect("read");
+    let text =
+        std::fs::read_to_string(support::repo().join("local.settings.example.json")).expect("read");
     let json: serde_json::Value = serde_json::from_str(&text).expect("comment-free valid JSON");
     let values: HashMap<String, String> = json["Values"]
         .as_object()
@@ -49,9 +50,15 @@ fn the_example_lists_every_setting_with_valid_values() {
         .map(|(k, v)| (k.clone(), v.as_str().expect("string values").to_owned()))
         .collect();
     for name in CONTRACT_SETTINGS {
-        assert!(values.contains_key(name), "{name} missing from local.settings.example.json");
+        assert!(
+            values.contains_key(name),
+            "{name} missing from local.settings.example.json"
+        );
     }
     // Locally there is no managed identity: the example uses an app's client secret.
     let settings = Settings::from_env(&values, None).unwrap_or_else(|e| panic!("{e}"));
-    assert!(settings.storage.is_some(), "UseDevelopmentStorage=true is a Table Storage connection");
+    assert!(
+        settings.storage.is_some(),
+        "UseDevelopmentStorage=true is a Table Storage connection"
+    );
 }

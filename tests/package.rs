@@ -6,7 +6,7 @@
 mod support;
 
 use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, TimerCall};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -25,7 +25,8 @@ fn build_zip(out: &Path) -> std::path::PathBuf {
 
 /// Unpacks every file with its stored Unix mode; returns (name → mode).
 fn unpack(zip_path: &Path, dest: &Path) -> Vec<(String, u32)> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip_path).expect("zip")).expect("zip parses");
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(zip_path).expect("zip")).expect("zip parses");
     let mut files = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).expect("entry");
@@ -49,7 +50,11 @@ fn unpack(zip_path: &Path, dest: &Path) -> Vec<(String, u32)> {
 fn assert_static_x86_64_elf(bytes: &[u8]) {
     assert_eq!(&bytes[..4], b"\x7fELF");
     assert_eq!(bytes[4], 2, "64-bit");
-    assert_eq!(u16::from_le_bytes([bytes[0x12], bytes[0x13]]), 0x3e, "x86-64");
+    assert_eq!(
+        u16::from_le_bytes([bytes[0x12], bytes[0x13]]),
+        0x3e,
+        "x86-64"
+    );
     let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().expect("8 bytes")) as usize;
     let phentsize = u16::from_le_bytes([bytes[0x36], bytes[0x37]]) as usize;
     let phnum = u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize;
@@ -70,16 +75,34 @@ fn assert_bindings(app: &Path) {
         timer["bindings"],
         json!([{"name": "timer", "type": "timerTrigger", "direction": "in", "schedule": "%DEFENDER_SYNC_SCHEDULE%", "runOnStartup": false, "useMonitor": true}])
     );
-    assert!(timer.get("retry").is_none(), "a failed cycle must not be retried by the host");
-    for (name, method, route) in [("SentinelWebhook", "post", "sentinel/webhook"), ("SyncHealth", "get", "sync/health")] {
+    assert!(
+        timer.get("retry").is_none(),
+        "a failed cycle must not be retried by the host"
+    );
+    for (name, method, route) in [
+        ("SentinelWebhook", "post", "sentinel/webhook"),
+        ("SyncHealth", "get", "sync/health"),
+    ] {
         let f = read_json(&app.join(format!("{name}/function.json")));
         let b = &f["bindings"];
         assert_eq!(b.as_array().map(Vec::len), Some(2), "{name}");
-        assert_eq!((b[0]["name"].as_str(), b[0]["type"].as_str(), b[0]["direction"].as_str()), (Some("req"), Some("httpTrigger"), Some("in")), "{name}");
+        assert_eq!(
+            (
+                b[0]["name"].as_str(),
+                b[0]["type"].as_str(),
+                b[0]["direction"].as_str()
+            ),
+            (Some("req"), Some("httpTrigger"), Some("in")),
+            "{name}"
+        );
         assert_eq!(b[0]["authLevel"], "function", "{name}");
         assert_eq!(b[0]["methods"], json!([method]), "{name}");
         assert_eq!(b[0]["route"], route, "{name}");
-        assert_eq!(b[1], json!({"name": "res", "type": "http", "direction": "out"}), "{name}");
+        assert_eq!(
+            b[1],
+            json!({"name": "res", "type": "http", "direction": "out"}),
+            "{name}"
+        );
     }
 }
 
@@ -91,16 +114,33 @@ async fn the_zip_has_the_deployed_layout_and_its_binary_serves() {
     let files = unpack(&zip_path, app.path());
 
     let names: BTreeSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let expected: BTreeSet<&str> =
-        [BIN, "host.json", "DefenderSync/function.json", "SentinelWebhook/function.json", "SyncHealth/function.json"].into();
+    let expected: BTreeSet<&str> = [
+        BIN,
+        "host.json",
+        "DefenderSync/function.json",
+        "SentinelWebhook/function.json",
+        "SyncHealth/function.json",
+    ]
+    .into();
     assert_eq!(names, expected);
     for (name, mode) in &files {
-        assert_eq!(*mode, if name == BIN { 0o755 } else { 0o644 }, "mode of {name}");
+        assert_eq!(
+            *mode,
+            if name == BIN { 0o755 } else { 0o644 },
+            "mode of {name}"
+        );
     }
     assert_static_x86_64_elf(&std::fs::read(app.path().join(BIN)).expect("binary"));
     let host = read_json(&app.path().join("host.json"));
-    assert_eq!(host["customHandler"]["description"]["defaultExecutablePath"], BIN);
-    assert!(host["customHandler"]["description"].get("arguments").is_none());
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        BIN
+    );
+    assert!(
+        host["customHandler"]["description"]
+            .get("arguments")
+            .is_none()
+    );
     assert_eq!(host["version"], "2.0");
     assert_bindings(app.path());
 
@@ -111,9 +151,20 @@ async fn the_zip_has_the_deployed_layout_and_its_binary_serves() {
     for (k, v) in support::settings() {
         spec.env.insert(k.to_owned(), v);
     }
-    let handler = FakeHost::start(spec).await.expect("the packaged binary answers GET /");
-    let health = handler.invoke_http("SyncHealth", &HttpCall::new("GET")).await.expect("valid reply");
+    let handler = FakeHost::start(spec)
+        .await
+        .expect("the packaged binary answers GET /");
+    let health = handler
+        .invoke_http("SyncHealth", &HttpCall::new("GET"))
+        .await
+        .expect("valid reply");
     assert_eq!(health.status, 200);
-    assert_eq!(health.json().expect("json")["functionTimeoutSeconds"], 600.0);
-    handler.invoke_timer("DefenderSync", &TimerCall::default()).await.expect("valid timer reply");
+    assert_eq!(
+        health.json().expect("json")["functionTimeoutSeconds"],
+        600.0
+    );
+    handler
+        .invoke_timer("DefenderSync", &TimerCall::default())
+        .await
+        .expect("valid timer reply");
 }

@@ -22,7 +22,10 @@ pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("defender-sentinel-sync/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!(
+            "defender-sentinel-sync/",
+            env!("CARGO_PKG_VERSION")
+        ))
         .build()
 }
 
@@ -48,15 +51,24 @@ impl RetryAfter {
 /// Reads the server's retry hint: `retry-after-ms`, then `x-ms-retry-after-ms`, then
 /// `Retry-After` (seconds, possibly fractional, or an HTTP-date).
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<RetryAfter> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(ms) = text(name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0) {
+        if let Some(ms) = text(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+        {
             return Some(RetryAfter::After(Duration::from_secs_f64(ms / 1000.0)));
         }
     }
     let value = text("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| RetryAfter::After(Duration::from_secs_f64(secs)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| RetryAfter::After(Duration::from_secs_f64(secs)));
     }
     httpdate::parse_http_date(value).ok().map(RetryAfter::At)
 }
@@ -76,7 +88,9 @@ pub enum RetryAction {
 pub fn classify(status: StatusCode, headers: &HeaderMap) -> RetryAction {
     match status.as_u16() {
         200..=299 => RetryAction::Success,
-        408 | 429 | 500 | 502 | 503 | 504 => RetryAction::Retry { retry_after: parse_retry_after(headers) },
+        408 | 429 | 500 | 502 | 503 | 504 => RetryAction::Retry {
+            retry_after: parse_retry_after(headers),
+        },
         _ => RetryAction::DontRetry,
     }
 }
@@ -116,7 +130,10 @@ impl RetryPolicy {
     /// doubles from `base_delay` up to `max_delay` and `jitter` is drawn from `[0, 1)`.
     pub fn delay(&self, failed: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         let exp = failed.saturating_sub(1).min(20);
-        let backoff = self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay);
+        let backoff = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay);
         let jittered = backoff.mul_f64(jitter.clamp(0.0, 1.0));
         retry_after.map_or(jittered, |ra| ra.max(jittered))
     }
@@ -141,7 +158,11 @@ pub fn per_tenant_per_minute(per_minute: u32) -> TenantLimiter {
 /// A token bucket of `burst` cells refilled at `per_second`.
 pub fn token_bucket(burst: u32, per_second: f64) -> BucketLimiter {
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    let rate = if per_second.is_finite() && per_second > 0.0 { per_second } else { 1.0 };
+    let rate = if per_second.is_finite() && per_second > 0.0 {
+        per_second
+    } else {
+        1.0
+    };
     let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(burst);
@@ -231,8 +252,17 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// A client with its own connection pool and `timeout` per request.
-    pub fn new(tokens: Arc<dyn TokenSource>, timeout: Duration, policy: RetryPolicy) -> Result<Self, reqwest::Error> {
-        Ok(Self { client: build_client(timeout)?, tokens, policy, stats: Arc::default() })
+    pub fn new(
+        tokens: Arc<dyn TokenSource>,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: build_client(timeout)?,
+            tokens,
+            policy,
+            stats: Arc::default(),
+        })
     }
 
     /// Replaces the retry policy.
@@ -282,10 +312,16 @@ impl HttpClient {
     }
 
     /// Decides on one attempt's outcome: hand it back, or go again (and why, and the server's hint).
-    fn step(&self, call: &Call<'_>, failed: u32, outcome: Result<reqwest::Response, reqwest::Error>) -> Result<Step, SendError> {
+    fn step(
+        &self,
+        call: &Call<'_>,
+        failed: u32,
+        outcome: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Step, SendError> {
         match outcome {
             Ok(resp) => {
-                let RetryAction::Retry { retry_after } = classify(resp.status(), resp.headers()) else {
+                let RetryAction::Retry { retry_after } = classify(resp.status(), resp.headers())
+                else {
                     return Ok(Step::Done(resp));
                 };
                 let throttled = resp.status() == StatusCode::TOO_MANY_REQUESTS;
@@ -298,13 +334,21 @@ impl HttpClient {
                 if !safe || !self.policy.may_retry(failed, hint) {
                     return Ok(Step::Done(resp));
                 }
-                Ok(Step::Again { reason: format!("status {}", resp.status().as_u16()), hint })
+                Ok(Step::Again {
+                    reason: format!("status {}", resp.status().as_u16()),
+                    hint,
+                })
             }
             Err(e) => {
-                if !transport_retryable(e.is_connect(), call.idempotent) || !self.policy.may_retry(failed, None) {
+                if !transport_retryable(e.is_connect(), call.idempotent)
+                    || !self.policy.may_retry(failed, None)
+                {
                     return Err(SendError::Transport(transport_message(&e)));
                 }
-                Ok(Step::Again { reason: transport_message(&e), hint: None })
+                Ok(Step::Again {
+                    reason: transport_message(&e),
+                    hint: None,
+                })
             }
         }
     }
@@ -313,7 +357,10 @@ impl HttpClient {
 /// The outcome of one attempt.
 enum Step {
     Done(reqwest::Response),
-    Again { reason: String, hint: Option<Duration> },
+    Again {
+        reason: String,
+        hint: Option<Duration>,
+    },
 }
 
 /// A transport error without the URL (which may carry query values we do not want in logs twice).
@@ -331,22 +378,39 @@ fn transport_message(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }
 
 /// A failed call, classified once for every adapter; each maps it into its own error enum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// 401/403, or the token endpoint refused us.
-    Auth { status: u16, message: String },
-    NotFound { message: String },
+    Auth {
+        status: u16,
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
     /// 409/412: optimistic concurrency lost.
-    Conflict { status: u16, message: String },
-    Throttled { retry_after: Option<Duration> },
+    Conflict {
+        status: u16,
+        message: String,
+    },
+    Throttled {
+        retry_after: Option<Duration>,
+    },
     /// 408, 5xx, transport or token-endpoint trouble.
     Transient(String),
     /// Any other 4xx.
-    Rejected { status: u16, message: String },
+    Rejected {
+        status: u16,
+        message: String,
+    },
 }
 
 impl From<ErrorInfo> for Failure {
@@ -356,10 +420,18 @@ impl From<ErrorInfo> for Failure {
             None => e.message,
         };
         match e.status {
-            401 | 403 => Self::Auth { status: e.status, message },
+            401 | 403 => Self::Auth {
+                status: e.status,
+                message,
+            },
             404 => Self::NotFound { message },
-            409 | 412 => Self::Conflict { status: e.status, message },
-            429 => Self::Throttled { retry_after: e.retry_after },
+            409 | 412 => Self::Conflict {
+                status: e.status,
+                message,
+            },
+            429 => Self::Throttled {
+                retry_after: e.retry_after,
+            },
             408 | 500..=599 => Self::Transient(format!("{} {message}", e.status)),
             status => Self::Rejected { status, message },
         }
@@ -369,8 +441,13 @@ impl From<ErrorInfo> for Failure {
 impl From<SendError> for Failure {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth { status: 401, message },
-            SendError::Credential(CredentialError::Transient(m)) => Self::Transient(format!("token: {m}")),
+            SendError::Credential(CredentialError::Refused { message, .. }) => Self::Auth {
+                status: 401,
+                message,
+            },
+            SendError::Credential(CredentialError::Transient(m)) => {
+                Self::Transient(format!("token: {m}"))
+            }
             SendError::Transport(m) => Self::Transient(m),
         }
     }
@@ -390,10 +467,19 @@ pub struct ErrorInfo {
 pub async fn error_info(resp: reqwest::Response) -> ErrorInfo {
     let status = resp.status().as_u16();
     let retry_after = parse_retry_after(resp.headers()).map(|r| r.remaining(SystemTime::now()));
-    let header_code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header_code = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.text().await.unwrap_or_default();
     let (code, message) = parse_error_envelope(&body);
-    ErrorInfo { status, code: code.or(header_code), message, retry_after }
+    ErrorInfo {
+        status,
+        code: code.or(header_code),
+        message,
+        retry_after,
+    }
 }
 
 /// `(code, message)` of an error body; the message falls back to the body's first 300 characters.
@@ -423,7 +509,11 @@ pub fn join(base: &Url, segments: &[&str]) -> Url {
 /// Appends `key=value` pairs to a URL's query, encoding spaces as `%20` (OData servers read `+`
 /// literally in some places) and leaving the `$` of OData option names as is.
 pub fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
-    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20");
+    let encode = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
     let mut query = url.query().map(str::to_owned).unwrap_or_default();
     for (k, v) in pairs {
         if !query.is_empty() {
@@ -441,7 +531,8 @@ pub fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
 /// never followed (it would receive our bearer token).
 pub fn same_origin(base: &Url, link: &Url) -> bool {
     base.scheme() == link.scheme()
-        && base.host_str().map(str::to_ascii_lowercase) == link.host_str().map(str::to_ascii_lowercase)
+        && base.host_str().map(str::to_ascii_lowercase)
+            == link.host_str().map(str::to_ascii_lowercase)
         && base.port_or_known_default() == link.port_or_known_default()
 }
 

@@ -14,10 +14,13 @@ pub(crate) mod test_support {
     /// back to `../../shared/fixtures` (a worktree one level deeper).
     pub(crate) fn fixture(name: &str) -> serde_json::Value {
         let root = env!("CARGO_MANIFEST_DIR");
-        let path = [format!("{root}/../shared/fixtures/{name}"), format!("{root}/../../shared/fixtures/{name}")]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or_else(|| panic!("fixture {name} not found next to the repository"));
+        let path = [
+            format!("{root}/../shared/fixtures/{name}"),
+            format!("{root}/../../shared/fixtures/{name}"),
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("fixture {name} not found next to the repository"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 }

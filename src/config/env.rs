@@ -1,7 +1,7 @@
 //! `Settings::from_env`: the app settings of contract.md, validated. Only our own settings are
 //! looked at; the environment carries every other app setting too.
 
-use super::reader::{check_endpoint, Reader};
+use super::reader::{Reader, check_endpoint};
 use super::*;
 use crate::host::timeout;
 use std::collections::HashMap;
@@ -25,43 +25,108 @@ impl Settings {
 
     /// Parses every setting of contract.md from `env`; `host_json` is the text of `host.json`
     /// when there is one. Returns every problem found, one per setting.
-    pub fn from_env(env: &HashMap<String, String>, host_json: Option<&str>) -> Result<Settings, SettingsErrors> {
+    pub fn from_env(
+        env: &HashMap<String, String>,
+        host_json: Option<&str>,
+    ) -> Result<Settings, SettingsErrors> {
         let mut r = Reader::new(env);
         let tenant = r.required("AZURE_TENANT_ID", "tenant of the Sentinel workspace");
         let tenant = r.parsed("AZURE_TENANT_ID", tenant, TenantId::parse);
         let credential = credential(&mut r);
-        let authority_host = r.parsed("AZURE_AUTHORITY_HOST", Some(r.get("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY)), https_only);
+        let authority_host = r.parsed(
+            "AZURE_AUTHORITY_HOST",
+            Some(r.get("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY)),
+            https_only,
+        );
         let defender_tenants = defender_tenants(&mut r, tenant.as_ref(), credential.as_ref());
         let graph_endpoint = r.endpoint("GRAPH_ENDPOINT", DEFAULT_GRAPH);
         let arm_endpoint = r.endpoint("ARM_ENDPOINT", DEFAULT_ARM);
         let workspace = workspace(&mut r);
         let logs = logs(&mut r);
         let storage = storage(&mut r);
-        let state_table = r.parsed("SYNC_STATE_TABLE", Some(r.get("SYNC_STATE_TABLE").unwrap_or(DEFAULT_TABLE)), table_name);
-        let lookback = r.parsed("SYNC_LOOKBACK_HOURS", Some(r.get("SYNC_LOOKBACK_HOURS").unwrap_or("24")), lookback_hours);
-        let conflict_policy = r.parsed("SYNC_CONFLICT_POLICY", Some(r.get("SYNC_CONFLICT_POLICY").unwrap_or("latest-wins")), conflict_policy);
+        let state_table = r.parsed(
+            "SYNC_STATE_TABLE",
+            Some(r.get("SYNC_STATE_TABLE").unwrap_or(DEFAULT_TABLE)),
+            table_name,
+        );
+        let lookback = r.parsed(
+            "SYNC_LOOKBACK_HOURS",
+            Some(r.get("SYNC_LOOKBACK_HOURS").unwrap_or("24")),
+            lookback_hours,
+        );
+        let conflict_policy = r.parsed(
+            "SYNC_CONFLICT_POLICY",
+            Some(r.get("SYNC_CONFLICT_POLICY").unwrap_or("latest-wins")),
+            conflict_policy,
+        );
         let severity_to_defender = r.flag("SYNC_SEVERITY_TO_DEFENDER");
         let function_timeout = r.parsed("AzureFunctionsJobHost__functionTimeout", Some(""), |_| {
-            timeout::function_timeout(env.get(timeout::OVERRIDE_SETTING).map(String::as_str), host_json)
+            timeout::function_timeout(
+                env.get(timeout::OVERRIDE_SETTING).map(String::as_str),
+                host_json,
+            )
         });
         let webhook_auth = webhook_auth(&mut r);
         let unlimited = r.flag("SYNC_BENCH_UNLIMITED");
-        let retry_backoff = r.parsed("SYNC_RETRY_BACKOFF_SECONDS", Some(r.get("SYNC_RETRY_BACKOFF_SECONDS").unwrap_or("60")), retry_backoff);
+        let retry_backoff = r.parsed(
+            "SYNC_RETRY_BACKOFF_SECONDS",
+            Some(r.get("SYNC_RETRY_BACKOFF_SECONDS").unwrap_or("60")),
+            retry_backoff,
+        );
         let schedule = r.get("DEFENDER_SYNC_SCHEDULE");
         r.parsed("DEFENDER_SYNC_SCHEDULE", schedule, check_schedule);
 
-        let (Some(azure_tenant_id), Some(credential), Some(authority_host), Some(defender_tenants), Some(graph_endpoint), Some(arm_endpoint)) =
-            (tenant, credential, authority_host, defender_tenants, graph_endpoint, arm_endpoint)
+        let (
+            Some(azure_tenant_id),
+            Some(credential),
+            Some(authority_host),
+            Some(defender_tenants),
+            Some(graph_endpoint),
+            Some(arm_endpoint),
+        ) = (
+            tenant,
+            credential,
+            authority_host,
+            defender_tenants,
+            graph_endpoint,
+            arm_endpoint,
+        )
         else {
             return Err(SettingsErrors(r.errors));
         };
-        let (Some(workspace), Some(logs), Some(storage), Some(state_table), Some(lookback), Some(conflict_policy)) =
-            (workspace, logs, storage, state_table, lookback, conflict_policy)
+        let (
+            Some(workspace),
+            Some(logs),
+            Some(storage),
+            Some(state_table),
+            Some(lookback),
+            Some(conflict_policy),
+        ) = (
+            workspace,
+            logs,
+            storage,
+            state_table,
+            lookback,
+            conflict_policy,
+        )
         else {
             return Err(SettingsErrors(r.errors));
         };
-        let (Some(severity_to_defender), Some(function_timeout), Some(webhook_auth), Some(unlimited), Some(retry_backoff), true) =
-            (severity_to_defender, function_timeout, webhook_auth, unlimited, retry_backoff, r.errors.is_empty())
+        let (
+            Some(severity_to_defender),
+            Some(function_timeout),
+            Some(webhook_auth),
+            Some(unlimited),
+            Some(retry_backoff),
+            true,
+        ) = (
+            severity_to_defender,
+            function_timeout,
+            webhook_auth,
+            unlimited,
+            retry_backoff,
+            r.errors.is_empty(),
+        )
         else {
             return Err(SettingsErrors(r.errors));
         };
@@ -81,7 +146,11 @@ impl Settings {
             severity_to_defender,
             function_timeout,
             webhook_auth,
-            limits: if unlimited { ClientLimits::unlimited() } else { ClientLimits::default() },
+            limits: if unlimited {
+                ClientLimits::unlimited()
+            } else {
+                ClientLimits::default()
+            },
             retry_backoff,
             schedule: schedule.map(str::to_owned),
         })
@@ -91,7 +160,10 @@ impl Settings {
 fn credential(r: &mut Reader<'_>) -> Option<CredentialSettings> {
     let client_id = r.get("AZURE_CLIENT_ID").map(str::to_owned);
     match (client_id, r.get("AZURE_CLIENT_SECRET")) {
-        (Some(client_id), Some(secret)) => Some(CredentialSettings::ClientSecret { client_id, secret: Secret::new(secret.to_owned()) }),
+        (Some(client_id), Some(secret)) => Some(CredentialSettings::ClientSecret {
+            client_id,
+            secret: Secret::new(secret.to_owned()),
+        }),
         (None, Some(_)) => {
             r.error("AZURE_CLIENT_ID", "missing: AZURE_CLIENT_SECRET is set, and a client secret needs the app's client id");
             None
@@ -116,13 +188,19 @@ fn credential(r: &mut Reader<'_>) -> Option<CredentialSettings> {
 fn https_only(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL ({e})"))?;
     if url.scheme() != "https" || url.host().is_none() {
-        return Err(format!("'{raw}' must be an https:// URL (azure_identity refuses any other authority)"));
+        return Err(format!(
+            "'{raw}' must be an https:// URL (azure_identity refuses any other authority)"
+        ));
     }
     Ok(url)
 }
 
 /// `DEFENDER_TENANT_IDS`; with managed identity only `AZURE_TENANT_ID` is reachable.
-fn defender_tenants(r: &mut Reader<'_>, home: Option<&TenantId>, credential: Option<&CredentialSettings>) -> Option<Vec<TenantId>> {
+fn defender_tenants(
+    r: &mut Reader<'_>,
+    home: Option<&TenantId>,
+    credential: Option<&CredentialSettings>,
+) -> Option<Vec<TenantId>> {
     let Some(raw) = r.get("DEFENDER_TENANT_IDS") else {
         return home.map(|t| vec![t.clone()]);
     };
@@ -155,21 +233,40 @@ fn defender_tenants(r: &mut Reader<'_>, home: Option<&TenantId>, credential: Opt
 }
 
 fn workspace(r: &mut Reader<'_>) -> Option<SentinelWorkspace> {
-    let sub = r.required("SENTINEL_SUBSCRIPTION_ID", "subscription of the Sentinel workspace");
+    let sub = r.required(
+        "SENTINEL_SUBSCRIPTION_ID",
+        "subscription of the Sentinel workspace",
+    );
     let sub = r.parsed("SENTINEL_SUBSCRIPTION_ID", sub, |v| {
-        uuid::Uuid::parse_str(v).map(|u| u.to_string()).map_err(|_| format!("'{v}' is not a subscription id (a GUID)"))
+        uuid::Uuid::parse_str(v)
+            .map(|u| u.to_string())
+            .map_err(|_| format!("'{v}' is not a subscription id (a GUID)"))
     });
-    let rg = r.required("SENTINEL_RESOURCE_GROUP", "resource group of the Sentinel workspace");
+    let rg = r.required(
+        "SENTINEL_RESOURCE_GROUP",
+        "resource group of the Sentinel workspace",
+    );
     let rg = r.parsed("SENTINEL_RESOURCE_GROUP", rg, path_segment);
-    let ws = r.required("SENTINEL_WORKSPACE_NAME", "Log Analytics workspace name of Sentinel");
+    let ws = r.required(
+        "SENTINEL_WORKSPACE_NAME",
+        "Log Analytics workspace name of Sentinel",
+    );
     let ws = r.parsed("SENTINEL_WORKSPACE_NAME", ws, path_segment);
-    Some(SentinelWorkspace { subscription_id: sub?, resource_group: rg?, workspace_name: ws? })
+    Some(SentinelWorkspace {
+        subscription_id: sub?,
+        resource_group: rg?,
+        workspace_name: ws?,
+    })
 }
 
 /// A value that goes into a URL path as one segment.
 fn path_segment(v: &str) -> Result<String, String> {
-    if v.chars().any(|c| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c.is_control()) {
-        return Err(format!("'{v}' contains characters not allowed in an Azure resource name"));
+    if v.chars()
+        .any(|c| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "'{v}' contains characters not allowed in an Azure resource name"
+        ));
     }
     Ok(v.to_owned())
 }
@@ -183,43 +280,70 @@ fn logs(r: &mut Reader<'_>) -> Option<Option<LogsSettings>> {
     match (endpoint, dcr) {
         (None, None) => Some(None),
         (Some(_), None) => {
-            r.error("LOGS_DCR_IMMUTABLE_ID", "missing: LOGS_INGESTION_ENDPOINT is set, and the two go together");
+            r.error(
+                "LOGS_DCR_IMMUTABLE_ID",
+                "missing: LOGS_INGESTION_ENDPOINT is set, and the two go together",
+            );
             None
         }
         (None, Some(_)) => {
-            r.error("LOGS_INGESTION_ENDPOINT", "missing: LOGS_DCR_IMMUTABLE_ID is set, and the two go together");
+            r.error(
+                "LOGS_INGESTION_ENDPOINT",
+                "missing: LOGS_DCR_IMMUTABLE_ID is set, and the two go together",
+            );
             None
         }
         (Some(e), Some(d)) => {
             let endpoint = r.parsed("LOGS_INGESTION_ENDPOINT", Some(e), check_endpoint);
             let dcr = r.parsed("LOGS_DCR_IMMUTABLE_ID", Some(d), |v| {
-                if v.starts_with("dcr-") && v.len() > 4 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                if v.starts_with("dcr-")
+                    && v.len() > 4
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
                     Ok(v.to_owned())
                 } else {
                     Err(format!("'{v}' is not a DCR immutable id (dcr-…)"))
                 }
             });
-            Some(Some(LogsSettings { endpoint: endpoint?, dcr_immutable_id: dcr?, stream_name: stream? }))
+            Some(Some(LogsSettings {
+                endpoint: endpoint?,
+                dcr_immutable_id: dcr?,
+                stream_name: stream?,
+            }))
         }
     }
 }
 
 /// `Some(None)` = in-memory state (`SYNC_STATE_STORE=memory`); `None` = missing or malformed.
 fn storage(r: &mut Reader<'_>) -> Option<Option<StorageConfig>> {
-    match r.get("SYNC_STATE_STORE").map(str::to_ascii_lowercase).as_deref() {
+    match r
+        .get("SYNC_STATE_STORE")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("table") => {}
         Some("memory") => return Some(None),
         Some(other) => {
-            r.error("SYNC_STATE_STORE", format!("'{other}' is neither table nor memory"));
+            r.error(
+                "SYNC_STATE_STORE",
+                format!("'{other}' is neither table nor memory"),
+            );
             return None;
         }
     }
     let account = r.get("AzureWebJobsStorage__accountName");
     let uri = r.get("AzureWebJobsStorage__tableServiceUri");
     let (name, parsed) = if let Some(cs) = r.get("AzureWebJobsStorage") {
-        ("AzureWebJobsStorage", StorageConfig::parse_connection_string(cs))
+        (
+            "AzureWebJobsStorage",
+            StorageConfig::parse_connection_string(cs),
+        )
     } else if account.is_some() || uri.is_some() {
-        let name = if uri.is_some() { "AzureWebJobsStorage__tableServiceUri" } else { "AzureWebJobsStorage__accountName" };
+        let name = if uri.is_some() {
+            "AzureWebJobsStorage__tableServiceUri"
+        } else {
+            "AzureWebJobsStorage__accountName"
+        };
         (name, StorageConfig::identity(account, uri))
     } else {
         r.error(
@@ -230,7 +354,8 @@ fn storage(r: &mut Reader<'_>) -> Option<Option<StorageConfig>> {
     };
     let config = r.parsed(name, Some(""), |_| parsed)?;
     let endpoint = match &config {
-        StorageConfig::SharedKey { table_endpoint, .. } | StorageConfig::Identity { table_endpoint, .. } => table_endpoint,
+        StorageConfig::SharedKey { table_endpoint, .. }
+        | StorageConfig::Identity { table_endpoint, .. } => table_endpoint,
     };
     r.parsed(name, Some(endpoint.as_str()), check_endpoint)?;
     Some(Some(config))
@@ -241,27 +366,39 @@ fn table_name(v: &str) -> Result<String, String> {
     let ok = (3..=63).contains(&v.len())
         && v.chars().all(|c| c.is_ascii_alphanumeric())
         && v.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    if ok { Ok(v.to_owned()) } else { Err(format!("'{v}' is not a table name (3–63 letters and digits, starting with a letter)")) }
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "'{v}' is not a table name (3–63 letters and digits, starting with a letter)"
+        ))
+    }
 }
 
 /// Seconds (fractions allowed) between 0 and one hour.
 fn retry_backoff(v: &str) -> Result<Duration, String> {
     match v.parse::<f64>() {
         Ok(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("'{v}' is not a number of seconds between 0 and 3600")),
+        _ => Err(format!(
+            "'{v}' is not a number of seconds between 0 and 3600"
+        )),
     }
 }
 
 fn lookback_hours(v: &str) -> Result<Duration, String> {
     match v.parse::<u64>() {
         Ok(h) if (1..=24 * 365).contains(&h) => Ok(Duration::from_secs(h * 3600)),
-        _ => Err(format!("'{v}' is not a whole number of hours between 1 and 8760")),
+        _ => Err(format!(
+            "'{v}' is not a whole number of hours between 1 and 8760"
+        )),
     }
 }
 
 fn conflict_policy(v: &str) -> Result<ConflictPolicyName, String> {
     match ConflictPolicyName::parse(v) {
-        ConflictPolicyName::Unrecognized(_) => Err(format!("'{v}' is not one of latest-wins, defender-wins, sentinel-wins")),
+        ConflictPolicyName::Unrecognized(_) => Err(format!(
+            "'{v}' is not one of latest-wins, defender-wins, sentinel-wins"
+        )),
         known => Ok(known),
     }
 }
@@ -273,7 +410,9 @@ fn check_schedule(v: &str) -> Result<(), String> {
     if fields == 5 || fields == 6 || timeout::parse_timespan(v).is_some() {
         Ok(())
     } else {
-        Err(format!("'{v}' is not an NCRONTAB expression (6 fields, e.g. '0 */5 * * * *')"))
+        Err(format!(
+            "'{v}' is not an NCRONTAB expression (6 fields, e.g. '0 */5 * * * *')"
+        ))
     }
 }
 
@@ -282,12 +421,18 @@ fn webhook_auth(r: &mut Reader<'_>) -> Option<WebhookAuth> {
         if mode.eq_ignore_ascii_case("none") {
             return Some(WebhookAuth::Disabled);
         }
-        r.error("WEBHOOK_AUTH", format!("'{mode}' is not supported (only 'none', for local development)"));
+        r.error(
+            "WEBHOOK_AUTH",
+            format!("'{mode}' is not supported (only 'none', for local development)"),
+        );
         return None;
     }
     let secret = r.get("WEBHOOK_SECRET");
     if secret.is_some_and(|s| s.chars().count() < MIN_SECRET_LEN) {
-        r.error("WEBHOOK_SECRET", format!("too short (at least {MIN_SECRET_LEN} characters)"));
+        r.error(
+            "WEBHOOK_SECRET",
+            format!("too short (at least {MIN_SECRET_LEN} characters)"),
+        );
         return None;
     }
     let secret = secret.map(|s| Secret::new(s.to_owned()));

@@ -6,7 +6,10 @@ const OTHER: &str = "22222222-2222-2222-2222-222222222222";
 fn base() -> HashMap<String, String> {
     [
         ("AZURE_TENANT_ID", TENANT),
-        ("SENTINEL_SUBSCRIPTION_ID", "33333333-3333-3333-3333-333333333333"),
+        (
+            "SENTINEL_SUBSCRIPTION_ID",
+            "33333333-3333-3333-3333-333333333333",
+        ),
         ("SENTINEL_RESOURCE_GROUP", "rg-sec"),
         ("SENTINEL_WORKSPACE_NAME", "law-sec"),
         ("SYNC_STATE_STORE", "memory"),
@@ -41,8 +44,14 @@ fn minimal_settings_parse_with_the_documented_defaults() {
     assert_eq!(s.defender_tenants, vec![s.azure_tenant_id.clone()]);
     assert_eq!(s.graph_endpoint.as_str(), "https://graph.microsoft.com/");
     assert_eq!(s.arm_endpoint.as_str(), "https://management.azure.com/");
-    assert_eq!(s.authority_host.as_str(), "https://login.microsoftonline.com/");
-    assert!(matches!(s.credential, CredentialSettings::ManagedIdentity { client_id: None }));
+    assert_eq!(
+        s.authority_host.as_str(),
+        "https://login.microsoftonline.com/"
+    );
+    assert!(matches!(
+        s.credential,
+        CredentialSettings::ManagedIdentity { client_id: None }
+    ));
     assert!(s.logs.is_none());
     assert!(s.storage.is_none());
     assert_eq!(s.state_table, "DefenderSentinelSync");
@@ -58,7 +67,14 @@ fn minimal_settings_parse_with_the_documented_defaults() {
 fn every_missing_required_setting_is_named_on_its_own_line() {
     let env: HashMap<String, String> = HashMap::from([("PATH".to_owned(), "/bin".to_owned())]);
     let e = errors(&env);
-    for name in ["AZURE_TENANT_ID", "SENTINEL_SUBSCRIPTION_ID", "SENTINEL_RESOURCE_GROUP", "SENTINEL_WORKSPACE_NAME", "AzureWebJobsStorage", "WEBHOOK_SECRET"] {
+    for name in [
+        "AZURE_TENANT_ID",
+        "SENTINEL_SUBSCRIPTION_ID",
+        "SENTINEL_RESOURCE_GROUP",
+        "SENTINEL_WORKSPACE_NAME",
+        "AzureWebJobsStorage",
+        "WEBHOOK_SECRET",
+    ] {
         assert!(e.names(name), "{name} not reported in:\n{e}");
     }
     let text = e.to_string();
@@ -70,7 +86,10 @@ fn every_missing_required_setting_is_named_on_its_own_line() {
 fn an_empty_value_means_unset() {
     let e = errors(&with(&[("AZURE_TENANT_ID", "  "), ("GRAPH_ENDPOINT", "")]));
     assert!(e.names("AZURE_TENANT_ID"));
-    assert!(!e.names("GRAPH_ENDPOINT"), "empty GRAPH_ENDPOINT should take the default");
+    assert!(
+        !e.names("GRAPH_ENDPOINT"),
+        "empty GRAPH_ENDPOINT should take the default"
+    );
 }
 
 #[test]
@@ -100,7 +119,13 @@ fn malformed_values_are_reported_each_naming_the_setting() {
 
 #[test]
 fn endpoints_take_http_only_on_loopback_and_the_authority_only_https() {
-    let ok = Settings::from_env(&with(&[("GRAPH_ENDPOINT", "http://127.0.0.1:9000"), ("ARM_ENDPOINT", "http://localhost:9001")]), None);
+    let ok = Settings::from_env(
+        &with(&[
+            ("GRAPH_ENDPOINT", "http://127.0.0.1:9000"),
+            ("ARM_ENDPOINT", "http://localhost:9001"),
+        ]),
+        None,
+    );
     assert!(ok.is_ok(), "{:?}", ok.err());
     let e = errors(&with(&[
         ("GRAPH_ENDPOINT", "http://graph.example.com"),
@@ -109,17 +134,31 @@ fn endpoints_take_http_only_on_loopback_and_the_authority_only_https() {
         ("LOGS_INGESTION_ENDPOINT", "http://dce.example.com"),
         ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
     ]));
-    for name in ["GRAPH_ENDPOINT", "ARM_ENDPOINT", "AZURE_AUTHORITY_HOST", "LOGS_INGESTION_ENDPOINT"] {
+    for name in [
+        "GRAPH_ENDPOINT",
+        "ARM_ENDPOINT",
+        "AZURE_AUTHORITY_HOST",
+        "LOGS_INGESTION_ENDPOINT",
+    ] {
         assert!(e.names(name), "{name} not reported in:\n{e}");
     }
 }
 
 #[test]
 fn logs_ingestion_settings_go_together() {
-    let e = errors(&with(&[("LOGS_INGESTION_ENDPOINT", "https://dce.ingest.monitor.azure.com")]));
+    let e = errors(&with(&[(
+        "LOGS_INGESTION_ENDPOINT",
+        "https://dce.ingest.monitor.azure.com",
+    )]));
     assert!(e.names("LOGS_DCR_IMMUTABLE_ID"));
     let s = Settings::from_env(
-        &with(&[("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:7000"), ("LOGS_DCR_IMMUTABLE_ID", "dcr-00000000000000000000000000000000")]),
+        &with(&[
+            ("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:7000"),
+            (
+                "LOGS_DCR_IMMUTABLE_ID",
+                "dcr-00000000000000000000000000000000",
+            ),
+        ]),
         None,
     )
     .expect("valid");
@@ -129,34 +168,59 @@ fn logs_ingestion_settings_go_together() {
 
 #[test]
 fn managed_identity_may_only_name_its_own_tenant() {
-    let e = errors(&with(&[("DEFENDER_TENANT_IDS", &format!("{TENANT},{OTHER}"))]));
-    let line = e.0.iter().find(|x| x.setting == "DEFENDER_TENANT_IDS").expect("reported").to_string();
-    assert!(line.contains("AZURE_TENANT_ID") && line.contains(OTHER), "{line}");
+    let e = errors(&with(&[(
+        "DEFENDER_TENANT_IDS",
+        &format!("{TENANT},{OTHER}"),
+    )]));
+    let line =
+        e.0.iter()
+            .find(|x| x.setting == "DEFENDER_TENANT_IDS")
+            .expect("reported")
+            .to_string();
+    assert!(
+        line.contains("AZURE_TENANT_ID") && line.contains(OTHER),
+        "{line}"
+    );
 
     let s = Settings::from_env(
-        &with(&[("DEFENDER_TENANT_IDS", &format!("{TENANT}, {OTHER},{OTHER}")), ("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cr3t-value")]),
+        &with(&[
+            ("DEFENDER_TENANT_IDS", &format!("{TENANT}, {OTHER},{OTHER}")),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+        ]),
         None,
     )
     .expect("client secret reaches other tenants");
     assert_eq!(s.defender_tenants.len(), 2);
-    assert!(matches!(s.credential, CredentialSettings::ClientSecret { .. }));
+    assert!(matches!(
+        s.credential,
+        CredentialSettings::ClientSecret { .. }
+    ));
 }
 
 #[test]
 fn a_client_secret_needs_a_client_id_and_never_shows_in_debug() {
     assert!(errors(&with(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")])).names("AZURE_CLIENT_ID"));
     let s = Settings::from_env(
-        &with(&[("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cr3t-value"), ("WEBHOOK_SECRET", "webhook-secret-0123456789")]),
+        &with(&[
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+            ("WEBHOOK_SECRET", "webhook-secret-0123456789"),
+        ]),
         None,
     )
     .expect("valid");
     let debug = format!("{s:?}");
-    assert!(!debug.contains("s3cr3t-value") && !debug.contains("webhook-secret-0123456789"), "{debug}");
+    assert!(
+        !debug.contains("s3cr3t-value") && !debug.contains("webhook-secret-0123456789"),
+        "{debug}"
+    );
 }
 
 #[test]
 fn webhook_authentication_follows_the_contract() {
-    let both = Settings::from_env(&with(&[("WEBHOOK_AUDIENCE", "api://sync")]), None).expect("valid");
+    let both =
+        Settings::from_env(&with(&[("WEBHOOK_AUDIENCE", "api://sync")]), None).expect("valid");
     assert!(matches!(both.webhook_auth, WebhookAuth::Either { .. }));
     let mut only_audience = with(&[("WEBHOOK_AUDIENCE", "api://sync")]);
     only_audience.remove("WEBHOOK_SECRET");
@@ -165,7 +229,10 @@ fn webhook_authentication_follows_the_contract() {
     let mut none = base();
     none.remove("WEBHOOK_SECRET");
     none.insert("WEBHOOK_AUTH".into(), "none".into());
-    assert!(matches!(Settings::from_env(&none, None).expect("valid").webhook_auth, WebhookAuth::Disabled));
+    assert!(matches!(
+        Settings::from_env(&none, None).expect("valid").webhook_auth,
+        WebhookAuth::Disabled
+    ));
     assert!(errors(&with(&[("WEBHOOK_AUTH", "basic")])).names("WEBHOOK_AUTH"));
     assert!(errors(&with(&[("WEBHOOK_SECRET", "short")])).names("WEBHOOK_SECRET"));
 }
@@ -175,7 +242,10 @@ fn storage_is_required_unless_state_is_kept_in_memory() {
     let mut env = base();
     env.remove("SYNC_STATE_STORE");
     assert!(errors(&env).names("AzureWebJobsStorage"));
-    env.insert("AzureWebJobsStorage".into(), "this is not a connection string".into());
+    env.insert(
+        "AzureWebJobsStorage".into(),
+        "this is not a connection string".into(),
+    );
     assert!(errors(&env).names("AzureWebJobsStorage"));
     assert!(errors(&with(&[("SYNC_STATE_STORE", "disk")])).names("SYNC_STATE_STORE"));
 }
@@ -183,8 +253,17 @@ fn storage_is_required_unless_state_is_kept_in_memory() {
 #[test]
 fn function_timeout_comes_from_the_override_then_host_json() {
     let host = r#"{"version":"2.0","functionTimeout":"00:10:00"}"#;
-    assert_eq!(Settings::from_env(&base(), Some(host)).expect("valid").function_timeout, Duration::from_secs(600));
-    let s = Settings::from_env(&with(&[("AzureFunctionsJobHost__functionTimeout", "00:00:04")]), Some(host)).expect("valid");
+    assert_eq!(
+        Settings::from_env(&base(), Some(host))
+            .expect("valid")
+            .function_timeout,
+        Duration::from_secs(600)
+    );
+    let s = Settings::from_env(
+        &with(&[("AzureFunctionsJobHost__functionTimeout", "00:00:04")]),
+        Some(host),
+    )
+    .expect("valid");
     assert_eq!(s.function_timeout, Duration::from_secs(4));
 }
 
@@ -192,7 +271,8 @@ fn function_timeout_comes_from_the_override_then_host_json() {
 fn the_retry_backoff_defaults_to_a_minute_and_can_be_shortened() {
     let s = Settings::from_env(&with(&[]), None).expect("valid");
     assert_eq!(s.retry_backoff, std::time::Duration::from_secs(60));
-    let s = Settings::from_env(&with(&[("SYNC_RETRY_BACKOFF_SECONDS", "0.5")]), None).expect("valid");
+    let s =
+        Settings::from_env(&with(&[("SYNC_RETRY_BACKOFF_SECONDS", "0.5")]), None).expect("valid");
     assert_eq!(s.retry_backoff, std::time::Duration::from_millis(500));
     let e = Settings::from_env(&with(&[("SYNC_RETRY_BACKOFF_SECONDS", "soon")]), None).unwrap_err();
     assert!(e.to_string().contains("SYNC_RETRY_BACKOFF_SECONDS"), "{e}");
@@ -212,8 +292,14 @@ fn managed_identity_needs_the_platform_endpoint() {
     let e = errors(&env);
     assert!(e.names("IDENTITY_ENDPOINT"), "{e}");
     assert!(e.names("IDENTITY_HEADER"), "{e}");
-    let mut env = with(&[("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "s3cret")]);
+    let mut env = with(&[
+        ("AZURE_CLIENT_ID", "app"),
+        ("AZURE_CLIENT_SECRET", "s3cret"),
+    ]);
     env.remove("IDENTITY_ENDPOINT");
     env.remove("IDENTITY_HEADER");
-    assert!(Settings::from_env(&env, None).is_ok(), "a client secret needs no platform endpoint");
+    assert!(
+        Settings::from_env(&env, None).is_ok(),
+        "a client secret needs no platform endpoint"
+    );
 }

@@ -75,9 +75,16 @@ pub struct LogsSettings {
 #[derive(Debug, Clone)]
 pub enum StorageConfig {
     /// Account key (connection string or `UseDevelopmentStorage=true`); SharedKey signing.
-    SharedKey { account: String, key: Secret, table_endpoint: Url },
+    SharedKey {
+        account: String,
+        key: Secret,
+        table_endpoint: Url,
+    },
     /// Identity-based connection (`AzureWebJobsStorage__accountName` / `__tableServiceUri`).
-    Identity { account: String, table_endpoint: Url },
+    Identity {
+        account: String,
+        table_endpoint: Url,
+    },
 }
 
 /// How SentinelWebhook callers authenticate (besides the host's function key).
@@ -109,12 +116,22 @@ impl ClientLimits {
     /// Limits so high they never throttle (`SYNC_BENCH_UNLIMITED=true`, benchmarks against the
     /// local simulators only: against real services this gets the app throttled).
     pub fn unlimited() -> Self {
-        Self { graph_per_minute: 1_000_000, arm_write_burst: 1_000_000, arm_writes_per_second: 1_000_000.0, sentinel_concurrency: 64 }
+        Self {
+            graph_per_minute: 1_000_000,
+            arm_write_burst: 1_000_000,
+            arm_writes_per_second: 1_000_000.0,
+            sentinel_concurrency: 64,
+        }
     }
 }
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        Self { graph_per_minute: 150, arm_write_burst: 200, arm_writes_per_second: 10.0, sentinel_concurrency: 8 }
+        Self {
+            graph_per_minute: 150,
+            arm_write_burst: 200,
+            arm_writes_per_second: 10.0,
+            sentinel_concurrency: 8,
+        }
     }
 }

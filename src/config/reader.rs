@@ -53,16 +53,25 @@ pub(super) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(super) fn new(env: &'a HashMap<String, String>) -> Self {
-        Self { env, errors: Vec::new() }
+        Self {
+            env,
+            errors: Vec::new(),
+        }
     }
 
     /// The trimmed value; an empty value means unset.
     pub(super) fn get(&self, name: &str) -> Option<&'a str> {
-        self.env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.env
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     pub(super) fn error(&mut self, setting: &str, problem: impl Into<String>) {
-        self.errors.push(SettingError { setting: setting.to_owned(), problem: problem.into() });
+        self.errors.push(SettingError {
+            setting: setting.to_owned(),
+            problem: problem.into(),
+        });
     }
 
     /// A required setting; records "missing" when unset.
@@ -75,7 +84,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Parses with `parse`, recording its error under `name`.
-    pub(super) fn parsed<T>(&mut self, name: &str, value: Option<&str>, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn parsed<T>(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match parse(value?) {
             Ok(v) => Some(v),
             Err(problem) => {
@@ -93,10 +107,12 @@ impl<'a> Reader<'a> {
 
     /// A boolean `true`/`false` (any case).
     pub(super) fn flag(&mut self, name: &str) -> Option<bool> {
-        self.parsed(name, Some(self.get(name).unwrap_or("false")), |v| match v.to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(format!("'{v}' is not true or false")),
+        self.parsed(name, Some(self.get(name).unwrap_or("false")), |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("'{v}' is not true or false")),
+            }
         })
     }
 }
@@ -107,7 +123,9 @@ pub(crate) fn check_endpoint(raw: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" if url.host().is_some() => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(format!("'{raw}' uses http:// on a host that is not loopback; use https://")),
+        "http" => Err(format!(
+            "'{raw}' uses http:// on a host that is not loopback; use https://"
+        )),
         _ => Err(format!("'{raw}' is not an https:// URL")),
     }
 }
@@ -140,7 +158,10 @@ mod tests {
 
     #[test]
     fn empty_values_are_unset() {
-        let env = HashMap::from([("A".to_owned(), "  ".to_owned()), ("B".to_owned(), " x ".to_owned())]);
+        let env = HashMap::from([
+            ("A".to_owned(), "  ".to_owned()),
+            ("B".to_owned(), " x ".to_owned()),
+        ]);
         let r = Reader::new(&env);
         assert_eq!(r.get("A"), None);
         assert_eq!(r.get("B"), Some("x"));

@@ -3,7 +3,9 @@
 //! second copy of the mapping.
 
 use crate::domain::*;
-use crate::sync::mapping::{classification_same, owner_same, severity_to_sentinel, status_same, tags_same};
+use crate::sync::mapping::{
+    classification_same, owner_same, severity_to_sentinel, status_same, tags_same,
+};
 use crate::sync::plan::{self, DEFENDER_LABEL, REDIRECTED_LABEL};
 use crate::sync::{comment_messages, is_mirrored};
 
@@ -36,30 +38,97 @@ pub fn disagreements(p: &Pair, directory_knows: &dyn Fn(&str) -> bool) -> Vec<St
             out.push(format!("{field}: Defender {dv} / Sentinel {sv}"));
         }
     };
-    differ(s.title == plan::title(d), "title", plan::title(d), s.title.clone());
+    differ(
+        s.title == plan::title(d),
+        "title",
+        plan::title(d),
+        s.title.clone(),
+    );
     let link = plan::portal_link(&d.tenant, &d.id);
     let desc = s.description.as_deref().unwrap_or("");
-    differ(desc.starts_with(&link), "description link", link, desc.chars().take(60).collect());
-    differ(status_same(&d.status, &s.status), "status", d.status.to_string(), s.status.to_string());
-    differ(severity_to_sentinel(&d.severity) == s.severity, "severity", d.severity.to_string(), s.severity.to_string());
-    let dc = (d.classification.clone(), d.determination.clone(), d.resolving_comment.clone());
-    let sc = (s.classification.clone(), s.classification_reason.clone(), s.classification_comment.clone());
-    differ(classification_same(&dc, &sc), "classification", format!("{dc:?}"), format!("{sc:?}"));
+    differ(
+        desc.starts_with(&link),
+        "description link",
+        link,
+        desc.chars().take(60).collect(),
+    );
+    differ(
+        status_same(&d.status, &s.status),
+        "status",
+        d.status.to_string(),
+        s.status.to_string(),
+    );
+    differ(
+        severity_to_sentinel(&d.severity) == s.severity,
+        "severity",
+        d.severity.to_string(),
+        s.severity.to_string(),
+    );
+    let dc = (
+        d.classification.clone(),
+        d.determination.clone(),
+        d.resolving_comment.clone(),
+    );
+    let sc = (
+        s.classification.clone(),
+        s.classification_reason.clone(),
+        s.classification_comment.clone(),
+    );
+    differ(
+        classification_same(&dc, &sc),
+        "classification",
+        format!("{dc:?}"),
+        format!("{sc:?}"),
+    );
     let s_owner = s.owner.upn_or_email().unwrap_or("unassigned").to_owned();
-    match d.assigned_to.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+    match d
+        .assigned_to
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         Some(upn) if !directory_knows(upn) => {
-            let named = if desc.contains(&owner_note(upn)) { "named" } else { "NOT named" };
+            let named = if desc.contains(&owner_note(upn)) {
+                "named"
+            } else {
+                "NOT named"
+            };
             let ok = s.owner.is_unassigned() && named == "named";
-            differ(ok, "owner", format!("{upn} (not in the directory)"), format!("{s_owner}, {named} in the description"));
+            differ(
+                ok,
+                "owner",
+                format!("{upn} (not in the directory)"),
+                format!("{s_owner}, {named} in the description"),
+            );
         }
-        other => differ(owner_same(other, s.owner.upn_or_email()), "owner", other.unwrap_or("unassigned").to_owned(), s_owner),
+        other => differ(
+            owner_same(other, s.owner.upn_or_email()),
+            "owner",
+            other.unwrap_or("unassigned").to_owned(),
+            s_owner,
+        ),
     }
     let s_tags = s.user_tags();
-    differ(tags_same(&d.custom_tags, &s_tags), "tags", format!("{:?}", d.custom_tags), format!("{s_tags:?}"));
+    differ(
+        tags_same(&d.custom_tags, &s_tags),
+        "tags",
+        format!("{:?}", d.custom_tags),
+        format!("{s_tags:?}"),
+    );
     let has = |name: &str| s.labels.iter().any(|l| l.name == name);
     let redirected = d.status == DefenderStatus::Redirected;
-    differ(has(DEFENDER_LABEL), "label Defender", "mirrored".into(), "missing".into());
-    differ(has(REDIRECTED_LABEL) == redirected, "label Redirected", format!("merged={redirected}"), format!("label={}", has(REDIRECTED_LABEL)));
+    differ(
+        has(DEFENDER_LABEL),
+        "label Defender",
+        "mirrored".into(),
+        "missing".into(),
+    );
+    differ(
+        has(REDIRECTED_LABEL) == redirected,
+        "label Redirected",
+        format!("merged={redirected}"),
+        format!("label={}", has(REDIRECTED_LABEL)),
+    );
     let missing = d
         .comments
         .iter()
@@ -67,10 +136,23 @@ pub fn disagreements(p: &Pair, directory_knows: &dyn Fn(&str) -> bool) -> Vec<St
         .flat_map(comment_messages)
         .filter(|m| !p.sentinel_comments.contains(m))
         .count();
-    differ(missing == 0, "comments", format!("{} comment(s)", d.comments.len()), format!("{missing} missing"));
+    differ(
+        missing == 0,
+        "comments",
+        format!("{} comment(s)", d.comments.len()),
+        format!("{missing} missing"),
+    );
     if let (true, Some(into)) = (redirected, &d.redirect_incident_id) {
-        let named = p.sentinel_comments.iter().any(|c| c.contains("merged") && c.contains(&format!("#{into}")));
-        differ(named, "merge comment", format!("merged into #{into}"), "no comment naming it".into());
+        let named = p
+            .sentinel_comments
+            .iter()
+            .any(|c| c.contains("merged") && c.contains(&format!("#{into}")));
+        differ(
+            named,
+            "merge comment",
+            format!("merged into #{into}"),
+            "no comment naming it".into(),
+        );
     }
     out
 }
@@ -97,7 +179,11 @@ pub(super) mod tests {
             assigned_to: Some("kai.carter@contoso.com".into()),
             custom_tags: vec!["vip".into()],
             system_tags: vec![],
-            comments: vec![DefenderComment { text: "isolated".into(), author: Some("sam".into()), created: None }],
+            comments: vec![DefenderComment {
+                text: "isolated".into(),
+                author: Some("sam".into()),
+                created: None,
+            }],
             redirect_incident_id: None,
             web_url: None,
             created: OffsetDateTime::UNIX_EPOCH,
@@ -109,7 +195,11 @@ pub(super) mod tests {
 
     /// The Sentinel incident the engine plans for `d`, built with the engine's own functions.
     fn mirrored(d: &DefenderIncident) -> Pair {
-        let (c, r, cc) = classification_fields_to_sentinel(&(d.classification.clone(), d.determination.clone(), d.resolving_comment.clone()));
+        let (c, r, cc) = classification_fields_to_sentinel(&(
+            d.classification.clone(),
+            d.determination.clone(),
+            d.resolving_comment.clone(),
+        ));
         let target = SentinelFields {
             status: crate::sync::mapping::status_to_sentinel(&d.status, None).unwrap(),
             severity: severity_to_sentinel(&d.severity),
@@ -121,7 +211,12 @@ pub(super) mod tests {
         };
         let s = plan::sentinel_incident(d, None, &target, None);
         let comments = d.comments.iter().flat_map(comment_messages).collect();
-        Pair { tenant_no: 1, defender: d.clone(), sentinel: Some(s), sentinel_comments: comments }
+        Pair {
+            tenant_no: 1,
+            defender: d.clone(),
+            sentinel: Some(s),
+            sentinel_comments: comments,
+        }
     }
 
     #[test]
@@ -130,15 +225,28 @@ pub(super) mod tests {
         assert_eq!(disagreements(&p, &|_| true), Vec::<String>::new());
         let mut q = p.clone();
         q.sentinel.as_mut().unwrap().status = SentinelStatus::Active;
-        q.sentinel.as_mut().unwrap().labels.retain(|l| l.name != "vip");
+        q.sentinel
+            .as_mut()
+            .unwrap()
+            .labels
+            .retain(|l| l.name != "vip");
         q.sentinel_comments.clear();
         let found = disagreements(&q, &|_| true);
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("status: Defender resolved / Sentinel Active"), "{found:?}");
-        assert!(found.iter().any(|f| f.starts_with("tags:")) && found.iter().any(|f| f.starts_with("comments:")));
+        assert!(
+            found[0].starts_with("status: Defender resolved / Sentinel Active"),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|f| f.starts_with("tags:"))
+                && found.iter().any(|f| f.starts_with("comments:"))
+        );
         let mut gone = p.clone();
         gone.sentinel = None;
-        assert_eq!(disagreements(&gone, &|_| true), vec!["not in Sentinel".to_owned()]);
+        assert_eq!(
+            disagreements(&gone, &|_| true),
+            vec!["not in Sentinel".to_owned()]
+        );
     }
 
     #[test]

@@ -22,12 +22,19 @@ impl Cycle {
     }
 
     fn sum(&self, key: &str) -> u64 {
-        self.reply["figures"]["tenants"].as_array().map(|ts| ts.iter().filter_map(|t| t[key].as_u64()).sum()).unwrap_or(0)
+        self.reply["figures"]["tenants"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| t[key].as_u64()).sum())
+            .unwrap_or(0)
     }
 
     /// `seen 14, written 14, unchanged 0, failed 0, parked 0 — 0.41 s`.
     pub fn line(&self) -> String {
-        let done = if self.completed() { "completed" } else { "NOT completed" };
+        let done = if self.completed() {
+            "completed"
+        } else {
+            "NOT completed"
+        };
         format!(
             "{}: {} seen, {} written, {} unchanged, {} failed, {} parked, {done}, {:.2} s",
             self.label,
@@ -42,14 +49,29 @@ impl Cycle {
 
     /// Error lines the handler reported.
     pub fn errors(&self) -> Vec<String> {
-        let tenants = self.reply["figures"]["tenants"].as_array().cloned().unwrap_or_default();
-        tenants.iter().flat_map(|t| t["errors"].as_array().cloned().unwrap_or_default()).filter_map(|e| e.as_str().map(str::to_owned)).collect()
+        let tenants = self.reply["figures"]["tenants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        tenants
+            .iter()
+            .flat_map(|t| t["errors"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect()
     }
 }
 
 /// Calls per API and operation, as the simulators served them.
 pub fn calls_table(c: &Counters) -> String {
-    let mut out = format!("  {} {:>6} {:>6} {:>5} {:>5} {:>5}\n", cell("API / operation", 60), "calls", "ok", "4xx", "429", "5xx");
+    let mut out = format!(
+        "  {} {:>6} {:>6} {:>5} {:>5} {:>5}\n",
+        cell("API / operation", 60),
+        "calls",
+        "ok",
+        "4xx",
+        "429",
+        "5xx"
+    );
     for (api, ops) in &c.by_api {
         for (op, n) in ops {
             let name = format!("{api:<6} {op}");
@@ -63,10 +85,16 @@ pub fn calls_table(c: &Counters) -> String {
                 n.server_errors + n.resets
             ));
         }
-        out.push_str(&format!("  {} {:>6}\n", cell(&format!("{api:<6} total"), 60), c.total(api)));
+        out.push_str(&format!(
+            "  {} {:>6}\n",
+            cell(&format!("{api:<6} total"), 60),
+            c.total(api)
+        ));
     }
     out.push_str("  4xx are answers the handler expects: 404 for an owner not in the directory; an optimistic\n");
-    out.push_str("  PUT refused (e.g. 409, stale etag) is followed by a GET, a merge and a new PUT.\n");
+    out.push_str(
+        "  PUT refused (e.g. 409, stale etag) is followed by a GET, a merge and a new PUT.\n",
+    );
     out
 }
 
@@ -78,7 +106,10 @@ pub fn handler_calls(reply: &Value) -> String {
         .map(|api| {
             let c = &reply["figures"]["calls"][api];
             match c["calls"].as_u64() {
-                Some(n) => format!("    {api:<6} {n:>6} calls, {} retries, {} throttled", c["retries"], c["throttled"]),
+                Some(n) => format!(
+                    "    {api:<6} {n:>6} calls, {} retries, {} throttled",
+                    c["retries"], c["throttled"]
+                ),
                 None => format!("    {api:<6} (not configured)"),
             }
         })
@@ -89,5 +120,8 @@ pub fn handler_calls(reply: &Value) -> String {
 /// Pretty JSON with every line cut to fit 100 columns.
 pub fn fitted_json(v: &Value) -> String {
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
-    text.lines().map(|l| format!("  {}", cell(l, 98).trim_end())).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  {}", cell(l, 98).trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

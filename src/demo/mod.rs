@@ -28,7 +28,11 @@ use std::time::Instant;
 /// Runs the demo; prints everything to stdout. 0 = both sides agree, 1 = they disagree,
 /// 2 = the demo could not run.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("defender-sentinel-sync demo: cannot start the runtime: {e}");
@@ -53,28 +57,48 @@ struct Demo {
 }
 
 fn heading(text: &str) {
-    println!("\n── {text} {}", "─".repeat(96usize.saturating_sub(text.chars().count())));
+    println!(
+        "\n── {text} {}",
+        "─".repeat(96usize.saturating_sub(text.chars().count()))
+    );
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
-    println!("defender-sentinel-sync demo: forward sync Defender XDR → Sentinel, all on this machine");
+    println!(
+        "defender-sentinel-sync demo: forward sync Defender XDR → Sentinel, all on this machine"
+    );
     let repo = setup::repo_root(args.app_root.as_deref())?;
     let dir = std::env::temp_dir().join(format!("dss-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let sys = System::start(&repo, &dir).await?;
     print_setup(&sys);
-    let tenants = vec![TenantId::parse(wellknown::TENANT_ID).map_err(anyhow::Error::msg)?, TenantId::parse(wellknown::TENANT_ID_2).map_err(anyhow::Error::msg)?];
-    let mut d = Demo { sys, tenants, cycles: Vec::new() };
+    let tenants = vec![
+        TenantId::parse(wellknown::TENANT_ID).map_err(anyhow::Error::msg)?,
+        TenantId::parse(wellknown::TENANT_ID_2).map_err(anyhow::Error::msg)?,
+    ];
+    let mut d = Demo {
+        sys,
+        tenants,
+        cycles: Vec::new(),
+    };
     let result = d.script(args).await;
     if let Err(e) = d.sys.save_log() {
         println!("(cannot write the handler log: {e})");
     }
     println!("\nHandler log: {}", d.sys.log_path().display());
     let agree = result?;
-    println!("Total time: {:.1} s (setup, {} cycles, checks)", started.elapsed().as_secs_f64(), d.cycles.len());
+    println!(
+        "Total time: {:.1} s (setup, {} cycles, checks)",
+        started.elapsed().as_secs_f64(),
+        d.cycles.len()
+    );
     if args.keep {
-        println!("\n--keep: simulators at {} (control API), handler on port {}; press Enter to stop.", d.sys.sims.urls().control, d.sys.host.port().unwrap_or_default());
+        println!(
+            "\n--keep: simulators at {} (control API), handler on port {}; press Enter to stop.",
+            d.sys.sims.urls().control,
+            d.sys.host.port().unwrap_or_default()
+        );
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     }
@@ -83,17 +107,30 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
 
 fn print_setup(sys: &System) {
     let u = sys.sims.urls();
-    println!("  simulators: Graph {}  ARM {}  Logs {}", u.graph, u.arm, u.logs);
-    println!("              Entra ID {} (CA in {})", u.authority_host, sys.dir.join("sim-ca.pem").display());
+    println!(
+        "  simulators: Graph {}  ARM {}  Logs {}",
+        u.graph, u.arm, u.logs
+    );
+    println!(
+        "              Entra ID {} (CA in {})",
+        u.authority_host,
+        sys.dir.join("sim-ca.pem").display()
+    );
     match &sys.store {
         Store::Azurite(a) => println!("  state:      Azurite Table service {}", a.table_endpoint()),
         Store::Memory(why) => {
             println!("  state:      IN MEMORY (SYNC_STATE_STORE=memory), not in a Table store:");
             println!("              {why}");
-            println!("              scripts/demo.sh installs Azurite (`npm ci --prefix tools/azurite`)");
+            println!(
+                "              scripts/demo.sh installs Azurite (`npm ci --prefix tools/azurite`)"
+            );
         }
     }
-    println!("  handler:    this binary under the fake Functions host, pid {}, port {}", sys.host.pid().unwrap_or_default(), sys.host.port().unwrap_or_default());
+    println!(
+        "  handler:    this binary under the fake Functions host, pid {}, port {}",
+        sys.host.pid().unwrap_or_default(),
+        sys.host.port().unwrap_or_default()
+    );
 }
 
 impl Demo {
@@ -101,38 +138,74 @@ impl Demo {
         let n = args.incidents.max(6);
         let (n1, n2) = (n - n / 3, n / 3);
         self.sys.sims.seed(self.tenants[0].as_str(), n1, args.seed);
-        self.sys.sims.seed(self.tenants[1].as_str(), n2, args.seed.wrapping_add(1));
+        self.sys
+            .sims
+            .seed(self.tenants[1].as_str(), n2, args.seed.wrapping_add(1));
         let seeded = self.snapshot()?;
-        let alerts: usize = seeded.iter().map(|p| p.defender.alerts.as_ref().map(Vec::len).unwrap_or(0)).sum();
-        let evidence: usize = seeded.iter().flat_map(|p| p.defender.alerts.iter().flatten()).map(|a| a.evidence.len()).sum();
-        println!("  seeded:     {n1} incidents in Defender tenant 1 ({})", self.tenants[0]);
-        println!("              {n2} incidents in Defender tenant 2 ({})", self.tenants[1]);
-        println!("              {alerts} alerts, {evidence} evidence items (seed {}); Sentinel holds 0 incidents", args.seed);
+        let alerts: usize = seeded
+            .iter()
+            .map(|p| p.defender.alerts.as_ref().map(Vec::len).unwrap_or(0))
+            .sum();
+        let evidence: usize = seeded
+            .iter()
+            .flat_map(|p| p.defender.alerts.iter().flatten())
+            .map(|a| a.evidence.len())
+            .sum();
+        println!(
+            "  seeded:     {n1} incidents in Defender tenant 1 ({})",
+            self.tenants[0]
+        );
+        println!(
+            "              {n2} incidents in Defender tenant 2 ({})",
+            self.tenants[1]
+        );
+        println!(
+            "              {alerts} alerts, {evidence} evidence items (seed {}); Sentinel holds 0 incidents",
+            args.seed
+        );
 
         heading("Sync");
         self.cycle("cycle 1 (initial sync)").await?;
         self.cycle("cycle 2 (nothing changed)").await?;
         let before = self.snapshot()?;
-        println!("\n{}", view::table("BEFORE the analyst actions (after the initial sync)", &before));
+        println!(
+            "\n{}",
+            view::table(
+                "BEFORE the analyst actions (after the initial sync)",
+                &before
+            )
+        );
 
         for (name, steps) in script::batches(&before) {
             self.batch(name, &steps).await?;
         }
         let after = self.snapshot()?;
         println!("\n{}", view::table("AFTER the analyst actions", &after));
-        println!("  Sentinel-side analyst actions (Sentinel → Defender): (reverse sync not built yet)");
+        println!(
+            "  Sentinel-side analyst actions (Sentinel → Defender): (reverse sync not built yet)"
+        );
         self.report(&after).await
     }
 
     fn snapshot(&self) -> anyhow::Result<Vec<Pair>> {
-        view::snapshot(&self.sys.sims, &self.tenants).map_err(|e| anyhow::anyhow!("cannot read the simulators' state: {e}"))
+        view::snapshot(&self.sys.sims, &self.tenants)
+            .map_err(|e| anyhow::anyhow!("cannot read the simulators' state: {e}"))
     }
 
     /// One `DefenderSync` invocation, as the timer fires it.
     async fn cycle(&mut self, label: &str) -> anyhow::Result<()> {
         let t = Instant::now();
-        let reply = self.sys.host.invoke_timer("DefenderSync", &TimerCall::default()).await.context("DefenderSync invocation")?;
-        let c = Cycle { label: label.to_owned(), took: t.elapsed(), reply: reply.return_value };
+        let reply = self
+            .sys
+            .host
+            .invoke_timer("DefenderSync", &TimerCall::default())
+            .await
+            .context("DefenderSync invocation")?;
+        let c = Cycle {
+            label: label.to_owned(),
+            took: t.elapsed(),
+            reply: reply.return_value,
+        };
         println!("  {}", c.line());
         for e in c.errors() {
             println!("    error: {e}");
@@ -145,20 +218,38 @@ impl Demo {
     async fn batch(&mut self, name: &str, steps: &[script::Step]) -> anyhow::Result<()> {
         heading(&format!("Defender analysts: {name}"));
         for s in steps {
-            self.sys.sims.defender_action(s.tenant.as_str(), &s.id, s.action.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", s.what))?;
+            self.sys
+                .sims
+                .defender_action(s.tenant.as_str(), &s.id, s.action.clone())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", s.what))?;
             println!("  {}", s.what);
         }
-        self.cycle(&format!("cycle {} (after {name})", self.cycles.len() + 1)).await?;
+        self.cycle(&format!("cycle {} (after {name})", self.cycles.len() + 1))
+            .await?;
         let pairs = self.snapshot()?;
-        let logged: HashSet<String> = self.sys.sims.ingested_rows(wellknown::STREAM_NAME).iter().filter_map(|r| r["AlertId"].as_str().map(str::to_owned)).collect();
+        let logged: HashSet<String> = self
+            .sys
+            .sims
+            .ingested_rows(wellknown::STREAM_NAME)
+            .iter()
+            .filter_map(|r| r["AlertId"].as_str().map(str::to_owned))
+            .collect();
         for s in steps {
-            let pair = pairs.iter().find(|p| p.tenant_no == s.tenant_no && p.defender.id.as_str() == s.id);
-            let (text, ok) = pair.and_then(|p| script::outcome(s, p, &|id| logged.contains(id))).unwrap_or(("not in Sentinel".into(), false));
+            let pair = pairs
+                .iter()
+                .find(|p| p.tenant_no == s.tenant_no && p.defender.id.as_str() == s.id);
+            let (text, ok) = pair
+                .and_then(|p| script::outcome(s, p, &|id| logged.contains(id)))
+                .unwrap_or(("not in Sentinel".into(), false));
             let line = format!("  {} → {text} {}", s.what, if ok { "✓" } else { "✗" });
             if line.chars().count() <= 100 {
                 println!("{line}");
             } else {
-                println!("  {}\n      → {text} {}", s.what, if ok { "✓" } else { "✗" });
+                println!(
+                    "  {}\n      → {text} {}",
+                    s.what,
+                    if ok { "✓" } else { "✗" }
+                );
             }
         }
         Ok(())
@@ -169,11 +260,22 @@ impl Demo {
         let rows = self.sys.sims.ingested_rows(wellknown::STREAM_NAME);
         let (alert_rows, evidence_rows) = view::row_kinds(&rows);
         heading("Logs Ingestion");
-        println!("  {} rows in {} ({alert_rows} alert rows, {evidence_rows} evidence rows)", rows.len(), wellknown::STREAM_NAME);
+        println!(
+            "  {} rows in {} ({alert_rows} alert rows, {evidence_rows} evidence rows)",
+            rows.len(),
+            wellknown::STREAM_NAME
+        );
 
         heading("SyncHealth (GET /api/sync/health through the fake host)");
-        let health = self.sys.host.invoke_http("SyncHealth", &HttpCall::new("GET")).await.context("SyncHealth invocation")?;
-        let body = health.json().unwrap_or(serde_json::Value::String(health.body.clone()));
+        let health = self
+            .sys
+            .host
+            .invoke_http("SyncHealth", &HttpCall::new("GET"))
+            .await
+            .context("SyncHealth invocation")?;
+        let body = health
+            .json()
+            .unwrap_or(serde_json::Value::String(health.body.clone()));
         println!("  HTTP {}\n{}", health.status, figures::fitted_json(&body));
 
         heading("Figures");
@@ -183,7 +285,10 @@ impl Demo {
             println!("{}", figures::handler_calls(&last.reply));
         }
         let synced = after.iter().filter(|p| p.sentinel.is_some()).count();
-        println!("  incidents synced: {synced} of {} Defender incidents", after.len());
+        println!(
+            "  incidents synced: {synced} of {} Defender incidents",
+            after.len()
+        );
         for c in &self.cycles {
             println!("  {:<40} {:>6.2} s", c.label, c.took.as_secs_f64());
         }
@@ -192,14 +297,26 @@ impl Demo {
 
     fn verdict(&self, after: &[Pair]) -> bool {
         heading("Agreement");
-        let users: Vec<String> = self.sys.sims.config().users.iter().map(|u| u.user_principal_name.to_ascii_lowercase()).collect();
+        let users: Vec<String> = self
+            .sys
+            .sims
+            .config()
+            .users
+            .iter()
+            .map(|u| u.user_principal_name.to_ascii_lowercase())
+            .collect();
         let knows = |upn: &str| users.contains(&upn.trim().to_ascii_lowercase());
         let mut bad = 0;
         for p in after {
             let found = check::disagreements(p, &knows);
             if !found.is_empty() {
                 bad += 1;
-                println!("  ✗ D{} #{}: {}", p.tenant_no, p.defender.id, found.join("; "));
+                println!(
+                    "  ✗ D{} #{}: {}",
+                    p.tenant_no,
+                    p.defender.id,
+                    found.join("; ")
+                );
             }
         }
         let incomplete = self.cycles.iter().filter(|c| !c.completed()).count();
@@ -207,7 +324,10 @@ impl Demo {
             println!("  ✗ {incomplete} cycle(s) did not complete");
         }
         if bad == 0 && incomplete == 0 {
-            println!("  ✓ All synced fields agree on both sides ({} incidents).", after.len());
+            println!(
+                "  ✓ All synced fields agree on both sides ({} incidents).",
+                after.len()
+            );
         } else {
             println!("  ✗ {bad} of {} incidents disagree.", after.len());
         }

@@ -32,12 +32,19 @@ pub fn repo_root(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     let is_repo = |p: &Path| p.join("host.json").is_file() && p.join("function-defs").is_dir();
     if let Some(p) = given {
         if !is_repo(p) {
-            bail!("--app-root {}: no host.json and function-defs/ there", p.display());
+            bail!(
+                "--app-root {}: no host.json and function-defs/ there",
+                p.display()
+            );
         }
         return Ok(p.to_path_buf());
     }
     let exe = std::env::current_exe().context("cannot find this binary's path")?;
-    let from_exe = exe.ancestors().skip(1).find(|p| is_repo(p)).map(Path::to_path_buf);
+    let from_exe = exe
+        .ancestors()
+        .skip(1)
+        .find(|p| is_repo(p))
+        .map(Path::to_path_buf);
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
     from_exe
         .or_else(|| is_repo(built).then(|| built.to_path_buf()))
@@ -54,15 +61,26 @@ pub fn sim_config() -> SimConfig {
 /// How the fake host starts `exe` as the handler in the staged `app`: a clean environment with
 /// every setting pointing at `sims` (whose CA is in the file `ca`), the state `storage` setting,
 /// and webhook authentication off. Shared with the end-to-end tests.
-pub fn handler_spec(exe: PathBuf, app: &Path, sims: &Simulators, ca: &Path, storage: (&str, String)) -> HandlerSpec {
+pub fn handler_spec(
+    exe: PathBuf,
+    app: &Path,
+    sims: &Simulators,
+    ca: &Path,
+    storage: (&str, String),
+) -> HandlerSpec {
     let mut spec = HandlerSpec::new(exe, app, app);
     spec.clear_env = true;
-    spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    spec.env
+        .insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
     for (k, v) in sims.handler_env(&ca.to_string_lossy()) {
         spec.env.insert(k, v);
     }
     spec.env.insert(storage.0.into(), storage.1);
-    for (k, v) in [("WEBHOOK_AUTH", "none"), ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"), ("FUNCTIONS_WORKER_RUNTIME", "custom")] {
+    for (k, v) in [
+        ("WEBHOOK_AUTH", "none"),
+        ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"),
+        ("FUNCTIONS_WORKER_RUNTIME", "custom"),
+    ] {
         spec.env.insert(k.into(), v.into());
     }
     spec
@@ -81,21 +99,31 @@ fn start_store(repo: &Path) -> Store {
 impl System {
     /// Starts everything; `dir` must exist (a temp dir the caller owns).
     pub async fn start(repo: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let sims = Simulators::start(sim_config()).await.context("the simulators did not start")?;
+        let sims = Simulators::start(sim_config())
+            .await
+            .context("the simulators did not start")?;
         let ca = dir.join("sim-ca.pem");
         std::fs::write(&ca, sims.cert_pem()).context("cannot write the simulator CA")?;
         let store = start_store(repo);
         let app = dir.join("app");
         std::fs::create_dir_all(&app)?;
-        stage_app_root(&app, &repo.join("host.json"), &repo.join("function-defs")).context("cannot stage the app folder")?;
+        stage_app_root(&app, &repo.join("host.json"), &repo.join("function-defs"))
+            .context("cannot stage the app folder")?;
         let exe = std::env::current_exe().context("cannot find this binary's path")?;
         let storage = match &store {
             Store::Azurite(a) => ("AzureWebJobsStorage", a.connection_string()),
             Store::Memory(_) => ("SYNC_STATE_STORE", "memory".to_owned()),
         };
         let spec = handler_spec(exe, &app, &sims, &ca, storage);
-        let host = FakeHost::start(spec).await.context("the handler did not start under the fake host")?;
-        Ok(Self { sims, host, store, dir: dir.to_path_buf() })
+        let host = FakeHost::start(spec)
+            .await
+            .context("the handler did not start under the fake host")?;
+        Ok(Self {
+            sims,
+            host,
+            store,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Path of the handler's log file.

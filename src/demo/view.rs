@@ -15,22 +15,39 @@ pub fn snapshot(sims: &Simulators, tenants: &[TenantId]) -> Result<Vec<Pair>, St
         for raw in sims.defender_incidents(tenant.as_str()) {
             let defender = graph::incident_from_json(tenant, raw)?;
             let name = SentinelIncidentName::for_defender(tenant, &defender.id).to_string();
-            let sentinel = sims.sentinel_incident(&name).map(sentinel::incident_from_json).transpose()?;
+            let sentinel = sims
+                .sentinel_incident(&name)
+                .map(sentinel::incident_from_json)
+                .transpose()?;
             let sentinel_comments = sims
                 .sentinel_comments(&name)
                 .iter()
                 .filter_map(|c| c["properties"]["message"].as_str().map(str::to_owned))
                 .collect();
-            out.push(Pair { tenant_no: i + 1, defender, sentinel, sentinel_comments });
+            out.push(Pair {
+                tenant_no: i + 1,
+                defender,
+                sentinel,
+                sentinel_comments,
+            });
         }
     }
-    out.sort_by_key(|p| (p.tenant_no, p.defender.id.as_str().parse::<u64>().unwrap_or(u64::MAX)));
+    out.sort_by_key(|p| {
+        (
+            p.tenant_no,
+            p.defender.id.as_str().parse::<u64>().unwrap_or(u64::MAX),
+        )
+    });
     Ok(out)
 }
 
 /// Logs rows by `RowKind` (alert / evidence).
 pub fn row_kinds(rows: &[Value]) -> (usize, usize) {
-    let kind = |k: &str| rows.iter().filter(|r| r["RowKind"].as_str() == Some(k)).count();
+    let kind = |k: &str| {
+        rows.iter()
+            .filter(|r| r["RowKind"].as_str() == Some(k))
+            .count()
+    };
     (kind("alert"), kind("evidence"))
 }
 
@@ -81,14 +98,27 @@ fn class_text(c: Option<String>, detail: Option<String>) -> String {
 const W: [usize; 6] = [10, 18, 10, 4, 21, 10];
 
 fn head() -> String {
-    line(["incident", "name / comments", "status", "sev", "classification", "owner"], "tags / labels")
+    line(
+        [
+            "incident",
+            "name / comments",
+            "status",
+            "sev",
+            "classification",
+            "owner",
+        ],
+        "tags / labels",
+    )
 }
 
 /// The distinguishing part of a generated name: "Multi-stage incident involving X on multiple
 /// endpoints" reads as "multi: X".
 fn short_name(name: &str) -> String {
     match name.strip_prefix("Multi-stage incident involving ") {
-        Some(rest) => format!("multi: {}", rest.strip_suffix(" on multiple endpoints").unwrap_or(rest)),
+        Some(rest) => format!(
+            "multi: {}",
+            rest.strip_suffix(" on multiple endpoints").unwrap_or(rest)
+        ),
         None => name.to_owned(),
     }
 }
@@ -108,10 +138,23 @@ fn line(cols: [&str; 6], tags: &str) -> String {
 fn defender_line(p: &Pair) -> String {
     let d = &p.defender;
     let key = format!("D{} #{}", p.tenant_no, d.id);
-    let class = class_text(d.classification.as_ref().map(|c| c.to_string()), d.determination.as_ref().map(|x| x.to_string()));
+    let class = class_text(
+        d.classification.as_ref().map(|c| c.to_string()),
+        d.determination.as_ref().map(|x| x.to_string()),
+    );
     let owner = short_owner(d.assigned_to.as_deref());
     let sev = short_severity(&d.severity.to_string());
-    line([&key, &short_name(&d.display_name), &d.status.to_string(), &sev, &class, &owner], &d.custom_tags.join(","))
+    line(
+        [
+            &key,
+            &short_name(&d.display_name),
+            &d.status.to_string(),
+            &sev,
+            &class,
+            &owner,
+        ],
+        &d.custom_tags.join(","),
+    )
 }
 
 /// The Sentinel line of a pair (`not in Sentinel` when it has none yet).
@@ -124,20 +167,30 @@ fn sentinel_line(p: &Pair) -> String {
         1 => "1 comment".to_owned(),
         n => format!("{n} comments"),
     };
-    let class = class_text(s.classification.as_ref().map(|c| c.to_string()), s.classification_reason.as_ref().map(|r| r.to_string()));
+    let class = class_text(
+        s.classification.as_ref().map(|c| c.to_string()),
+        s.classification_reason.as_ref().map(|r| r.to_string()),
+    );
     let mut owner = short_owner(s.owner.upn_or_email());
     if s.owner.is_unassigned() && p.defender.assigned_to.is_some() {
         owner.push('*');
     }
     let labels: Vec<&str> = s.labels.iter().map(|l| l.name.as_str()).collect();
     let sev = short_severity(&s.severity.to_string());
-    line([&key, &comments, &s.status.to_string(), &sev, &class, &owner], &labels.join(","))
+    line(
+        [&key, &comments, &s.status.to_string(), &sev, &class, &owner],
+        &labels.join(","),
+    )
 }
 
 /// The table of both sides; `-*` marks an owner unknown to the Sentinel directory.
 pub fn table(title: &str, pairs: &[Pair]) -> String {
     let rule = "─".repeat(98);
-    let mut out = format!("┌{rule}┐\n│ {:<96} │\n└{rule}┘\n{}\n", cell(title, 96), head());
+    let mut out = format!(
+        "┌{rule}┐\n│ {:<96} │\n└{rule}┘\n{}\n",
+        cell(title, 96),
+        head()
+    );
     for p in pairs {
         out.push_str(&defender_line(p));
         out.push('\n');
@@ -145,7 +198,9 @@ pub fn table(title: &str, pairs: &[Pair]) -> String {
         out.push('\n');
     }
     out.push_str("  D1/D2 = Defender XDR tenant 1/2, S = its Sentinel incident; multi = multi-stage incident;\n");
-    out.push_str("  -* = owner not in the Sentinel directory: unassigned there, named in the description.\n");
+    out.push_str(
+        "  -* = owner not in the Sentinel directory: unassigned there, named in the description.\n",
+    );
     out
 }
 
@@ -157,9 +212,25 @@ mod tests {
     fn cells_cut_with_an_ellipsis_and_lines_fit_100_columns() {
         assert_eq!(cell("abc", 5), "abc  ");
         assert_eq!(cell("abcdefgh", 5), "abcd…");
-        let l = line(["D1 #1003", &"x".repeat(50), "resolved", "high", "TP/malware", "kai.carter"], &"t,".repeat(60));
+        let l = line(
+            [
+                "D1 #1003",
+                &"x".repeat(50),
+                "resolved",
+                "high",
+                "TP/malware",
+                "kai.carter",
+            ],
+            &"t,".repeat(60),
+        );
         assert_eq!(l.chars().count(), 100);
-        assert_eq!(class_text(Some("TruePositive".into()), Some("SuspiciousActivity".into())), "TP/SuspiciousActivity");
+        assert_eq!(
+            class_text(
+                Some("TruePositive".into()),
+                Some("SuspiciousActivity".into())
+            ),
+            "TP/SuspiciousActivity"
+        );
         assert_eq!(short_owner(Some("kai.carter@contoso.com")), "kai.carter");
     }
 }

@@ -171,19 +171,43 @@ mod tests {
 
     #[test]
     fn known_members_parse_case_insensitively_and_unknown_ones_are_kept() {
-        assert_eq!(DefenderStatus::parse("InProgress"), DefenderStatus::InProgress);
-        assert_eq!(DefenderStatus::parse("somethingNew"), DefenderStatus::Unrecognized("somethingNew".into()));
-        assert_eq!(DefenderStatus::parse("somethingNew").as_str(), "somethingNew");
+        assert_eq!(
+            DefenderStatus::parse("InProgress"),
+            DefenderStatus::InProgress
+        );
+        assert_eq!(
+            DefenderStatus::parse("somethingNew"),
+            DefenderStatus::Unrecognized("somethingNew".into())
+        );
+        assert_eq!(
+            DefenderStatus::parse("somethingNew").as_str(),
+            "somethingNew"
+        );
         assert_eq!(SentinelStatus::parse("closed"), SentinelStatus::Closed);
     }
 
     #[test]
     fn determination_read_spellings_are_aliases_of_write_names() {
-        assert_eq!(Determination::parse_alias("clean"), Determination::NotMalicious);
-        assert_eq!(Determination::parse_alias("compromisedUser"), Determination::CompromisedAccount);
-        assert_eq!(Determination::parse_alias("insufficientData"), Determination::NotEnoughDataToValidate);
-        assert_eq!(Determination::parse_alias("confirmedUserActivity"), Determination::ConfirmedActivity);
-        assert_eq!(Determination::parse_alias("malware"), Determination::Malware);
+        assert_eq!(
+            Determination::parse_alias("clean"),
+            Determination::NotMalicious
+        );
+        assert_eq!(
+            Determination::parse_alias("compromisedUser"),
+            Determination::CompromisedAccount
+        );
+        assert_eq!(
+            Determination::parse_alias("insufficientData"),
+            Determination::NotEnoughDataToValidate
+        );
+        assert_eq!(
+            Determination::parse_alias("confirmedUserActivity"),
+            Determination::ConfirmedActivity
+        );
+        assert_eq!(
+            Determination::parse_alias("malware"),
+            Determination::Malware
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::fmt;
 use uuid::Uuid;
 
 /// An Entra tenant id (a GUID or a verified domain name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 
@@ -15,8 +17,13 @@ impl TenantId {
         if s.is_empty() {
             return Err("a tenant id must not be empty".into());
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
-            return Err(format!("'{s}' is not a tenant id (letters, digits, '.' and '-' only)"));
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!(
+                "'{s}' is not a tenant id (letters, digits, '.' and '-' only)"
+            ));
         }
         Ok(Self(s.to_ascii_lowercase()))
     }
@@ -47,7 +54,9 @@ impl fmt::Display for TenantId {
 }
 
 /// A Defender incident id (Graph `incident.id`, a numeric string today; kept as text).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct DefenderIncidentId(String);
 
@@ -57,8 +66,13 @@ impl DefenderIncidentId {
         if s.is_empty() || s.len() > 128 {
             return Err(format!("'{s}' is not a Defender incident id"));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("'{s}' is not a Defender incident id (letters, digits, '-', '_')"));
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "'{s}' is not a Defender incident id (letters, digits, '-', '_')"
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -90,7 +104,9 @@ impl fmt::Display for DefenderIncidentId {
 
 /// The ARM resource name of a Sentinel incident: a UUID. For synced incidents it is derived
 /// from (tenant, Defender id) alone, so a repeated create is an update even with no state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SentinelIncidentName(Uuid);
 
 /// Namespace of the UUIDv5 names (a random v4 fixed forever: changing it would duplicate every incident).
@@ -99,12 +115,17 @@ const NAME_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_93d1_4b7a_9c0e_5d8e_1f2
 impl SentinelIncidentName {
     /// The stable name of the Sentinel incident that mirrors a Defender incident.
     pub fn for_defender(tenant: &TenantId, id: &DefenderIncidentId) -> Self {
-        Self(Uuid::new_v5(&NAME_NAMESPACE, format!("{}/{}", tenant.as_str(), id.as_str()).as_bytes()))
+        Self(Uuid::new_v5(
+            &NAME_NAMESPACE,
+            format!("{}/{}", tenant.as_str(), id.as_str()).as_bytes(),
+        ))
     }
 
     /// Parses an ARM incident name.
     pub fn parse(s: &str) -> Result<Self, String> {
-        Uuid::parse_str(s).map(Self).map_err(|_| format!("'{s}' is not a Sentinel incident name (a UUID)"))
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| format!("'{s}' is not a Sentinel incident name (a UUID)"))
     }
 
     /// The UUID.
@@ -135,9 +156,18 @@ mod tests {
         let u = TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap();
         let a = DefenderIncidentId::parse("42").unwrap();
         let b = DefenderIncidentId::parse("43").unwrap();
-        assert_eq!(SentinelIncidentName::for_defender(&t, &a), SentinelIncidentName::for_defender(&t, &a));
-        assert_ne!(SentinelIncidentName::for_defender(&t, &a), SentinelIncidentName::for_defender(&t, &b));
-        assert_ne!(SentinelIncidentName::for_defender(&t, &a), SentinelIncidentName::for_defender(&u, &a));
+        assert_eq!(
+            SentinelIncidentName::for_defender(&t, &a),
+            SentinelIncidentName::for_defender(&t, &a)
+        );
+        assert_ne!(
+            SentinelIncidentName::for_defender(&t, &a),
+            SentinelIncidentName::for_defender(&t, &b)
+        );
+        assert_ne!(
+            SentinelIncidentName::for_defender(&t, &a),
+            SentinelIncidentName::for_defender(&u, &a)
+        );
     }
 
     #[test]

@@ -139,7 +139,9 @@ impl SentinelIncident {
     pub fn user_tags(&self) -> Vec<String> {
         self.labels
             .iter()
-            .filter(|l| l.kind != LabelKind::AutoAssigned && !RESERVED_LABELS.contains(&l.name.as_str()))
+            .filter(|l| {
+                l.kind != LabelKind::AutoAssigned && !RESERVED_LABELS.contains(&l.name.as_str())
+            })
             .map(|l| l.name.clone())
             .collect()
     }
@@ -160,7 +162,9 @@ pub struct Owner {
 impl Owner {
     /// The owner's UPN, else e-mail: what Defender's `assignedTo` is compared with.
     pub fn upn_or_email(&self) -> Option<&str> {
-        self.user_principal_name.as_deref().or(self.email.as_deref())
+        self.user_principal_name
+            .as_deref()
+            .or(self.email.as_deref())
     }
 
     /// True when nobody is assigned.

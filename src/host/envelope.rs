@@ -21,12 +21,16 @@ pub struct InvocationRequest {
 impl InvocationRequest {
     /// Parses the raw body.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| format!("the invocation envelope does not parse: {e}"))
+        serde_json::from_slice(body)
+            .map_err(|e| format!("the invocation envelope does not parse: {e}"))
     }
 
     /// The value of one binding, deserialized.
     pub fn binding<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, String> {
-        let v = self.data.get(name).ok_or_else(|| format!("the invocation envelope has no Data.{name}"))?;
+        let v = self
+            .data
+            .get(name)
+            .ok_or_else(|| format!("the invocation envelope has no Data.{name}"))?;
         T::deserialize(v).map_err(|e| format!("Data.{name} does not parse: {e}"))
     }
 }
@@ -50,7 +54,11 @@ pub const HTTP_OUTPUT: &str = "res";
 impl InvocationReply {
     /// A reply with these log lines and return value, and no outputs.
     pub fn new(logs: Vec<String>, return_value: Value) -> Self {
-        Self { outputs: Map::new(), logs, return_value }
+        Self {
+            outputs: Map::new(),
+            logs,
+            return_value,
+        }
     }
 
     /// A reply answering an HTTP caller through `Outputs.res`.
@@ -62,7 +70,11 @@ impl InvocationReply {
         });
         let mut outputs = Map::new();
         outputs.insert(HTTP_OUTPUT.to_owned(), res);
-        Self { outputs, logs: reply.logs, return_value: Value::Null }
+        Self {
+            outputs,
+            logs: reply.logs,
+            return_value: Value::Null,
+        }
     }
 }
 
@@ -78,10 +90,15 @@ mod tests {
 
     #[test]
     fn an_http_reply_goes_into_outputs_res_with_string_headers() {
-        let reply = InvocationReply::http(HttpReply::json(501, &serde_json::json!({"error":"x"})).with_log("l"));
+        let reply = InvocationReply::http(
+            HttpReply::json(501, &serde_json::json!({"error":"x"})).with_log("l"),
+        );
         let v = serde_json::to_value(&reply).unwrap();
         assert_eq!(v["Outputs"]["res"]["statusCode"], 501);
-        assert_eq!(v["Outputs"]["res"]["headers"]["Content-Type"], "application/json");
+        assert_eq!(
+            v["Outputs"]["res"]["headers"]["Content-Type"],
+            "application/json"
+        );
         assert_eq!(v["Outputs"]["res"]["body"], "{\"error\":\"x\"}");
         assert_eq!(v["Logs"][0], "l");
         assert!(v.as_object().unwrap().contains_key("ReturnValue"));

@@ -4,8 +4,8 @@
 use super::envelope::{InvocationReply, InvocationRequest};
 use super::payload::{HttpRequestData, TimerInfo};
 use super::plugins::HttpReply;
-use super::{health, HostState};
-use serde_json::{json, Value};
+use super::{HostState, health};
+use serde_json::{Value, json};
 
 /// Binding names of contract.md.
 const TIMER_BINDING: &str = "timer";
@@ -19,7 +19,10 @@ fn note(logs: &mut Vec<String>, line: String) {
 
 fn rejected(error: String) -> InvocationReply {
     tracing::warn!(%error, "Invocation envelope rejected.");
-    InvocationReply::new(vec![error.clone()], json!({ "status": "invalid-envelope", "error": error }))
+    InvocationReply::new(
+        vec![error.clone()],
+        json!({ "status": "invalid-envelope", "error": error }),
+    )
 }
 
 fn http_rejected(error: String) -> InvocationReply {
@@ -34,14 +37,21 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], binding: &str) -> Result<T
 
 /// `DefenderSync`: one sync cycle, its outcome in `Logs` and `ReturnValue` (never a non-2xx:
 /// a failed cycle must not look like a host-level failure).
-pub(super) async fn defender_sync(state: &HostState, body: &[u8], deadline: tokio::time::Instant) -> InvocationReply {
+pub(super) async fn defender_sync(
+    state: &HostState,
+    body: &[u8],
+    deadline: tokio::time::Instant,
+) -> InvocationReply {
     let timer: TimerInfo = match parse(body, TIMER_BINDING) {
         Ok(t) => t,
         Err(e) => return rejected(e),
     };
     let mut logs = Vec::new();
     if timer.is_past_due {
-        note(&mut logs, "Timer is past due: this run catches up on missed occurrences.".into());
+        note(
+            &mut logs,
+            "Timer is past due: this run catches up on missed occurrences.".into(),
+        );
     }
     let services = match state.services(deadline).await {
         Ok(s) => s,
@@ -51,28 +61,44 @@ pub(super) async fn defender_sync(state: &HostState, body: &[u8], deadline: toki
         }
     };
     let Some(runner) = services.sync.clone() else {
-        note(&mut logs, "The sync engine is not built; nothing was synced.".into());
-        return InvocationReply::new(logs, json!({ "completed": false, "status": "sync engine is not built" }));
+        note(
+            &mut logs,
+            "The sync engine is not built; nothing was synced.".into(),
+        );
+        return InvocationReply::new(
+            logs,
+            json!({ "completed": false, "status": "sync engine is not built" }),
+        );
     };
     let report = runner.run_cycle(deadline).await;
     for line in report.logs {
         note(&mut logs, line);
     }
-    let completed = if report.completed { "completed" } else { "did not complete" };
+    let completed = if report.completed {
+        "completed"
+    } else {
+        "did not complete"
+    };
     note(&mut logs, format!("Sync cycle {completed}."));
     let return_value = json!({ "completed": report.completed, "figures": report.figures });
     InvocationReply::new(logs, return_value)
 }
 
 /// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`.
-pub(super) async fn sentinel_webhook(state: &HostState, body: &[u8], deadline: tokio::time::Instant) -> InvocationReply {
+pub(super) async fn sentinel_webhook(
+    state: &HostState,
+    body: &[u8],
+    deadline: tokio::time::Instant,
+) -> InvocationReply {
     let request: HttpRequestData = match parse(body, HTTP_BINDING) {
         Ok(r) => r,
         Err(e) => return http_rejected(e),
     };
     let services = match state.services(deadline).await {
         Ok(s) => s,
-        Err(e) => return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e)),
+        Err(e) => {
+            return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e));
+        }
     };
     let Some(handler) = services.webhook.clone() else {
         // Until reverse sync exists the body is only checked, so a caller learns of a broken
@@ -81,9 +107,14 @@ pub(super) async fn sentinel_webhook(state: &HostState, body: &[u8], deadline: t
             Ok(name) => name.unwrap_or_else(|| "(not named)".into()),
             Err(e) => return http_rejected(format!("SentinelWebhook: {e}")),
         };
-        let line = format!("Reverse sync is not built; the webhook call for incident {incident} was not applied.");
+        let line = format!(
+            "Reverse sync is not built; the webhook call for incident {incident} was not applied."
+        );
         tracing::info!(message = %line);
-        return InvocationReply::http(HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" })).with_log(line));
+        return InvocationReply::http(
+            HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" }))
+                .with_log(line),
+        );
     };
     let reply = handler.handle(request, deadline).await;
     for line in &reply.logs {

@@ -4,9 +4,9 @@
 use super::HostState;
 use crate::domain::TenantId;
 use crate::state::StateStore;
-use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
+use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Most failed incidents listed.
 const FAILED_LIMIT: usize = 20;
@@ -17,7 +17,9 @@ const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Builds the report; store errors are listed in `errors`, never fail the call.
 pub(super) async fn report(state: &HostState) -> Value {
     let info = &state.info;
-    let setup = state.services(tokio::time::Instant::now() + SETUP_WAIT).await;
+    let setup = state
+        .services(tokio::time::Instant::now() + SETUP_WAIT)
+        .await;
     let (setup_text, services) = match setup {
         Ok(s) => ("ready".to_owned(), Some(s)),
         Err(e) => (e, None),
@@ -51,12 +53,18 @@ pub(super) async fn report(state: &HostState) -> Value {
 /// first saved checkpoint.
 fn add_lag(obj: &mut Map<String, Value>, watermark: Option<OffsetDateTime>, now: OffsetDateTime) {
     let lag = watermark.map(|w| (now - w).whole_seconds().max(0));
-    obj.insert("watermark".into(), json!(watermark.and_then(|w| w.format(&Rfc3339).ok())));
+    obj.insert(
+        "watermark".into(),
+        json!(watermark.and_then(|w| w.format(&Rfc3339).ok())),
+    );
     obj.insert("lag_seconds".into(), json!(lag));
 }
 
 /// Each tenant's last-cycle figures and the failed incidents, with any store errors.
-async fn store_figures(store: &dyn StateStore, tenants: &[String]) -> (Map<String, Value>, Vec<Value>, Vec<String>) {
+async fn store_figures(
+    store: &dyn StateStore,
+    tenants: &[String],
+) -> (Map<String, Value>, Vec<Value>, Vec<String>) {
     let (mut per_tenant, mut failed, mut errors) = (Map::new(), Vec::new(), Vec::new());
     for tenant in tenants {
         let figures = match TenantId::parse(tenant) {
@@ -69,7 +77,11 @@ async fn store_figures(store: &dyn StateStore, tenants: &[String]) -> (Map<Strin
         });
         if let (Some(obj), Ok(t)) = (value.as_object_mut(), TenantId::parse(tenant)) {
             match store.checkpoint(&t).await {
-                Ok(cp) => add_lag(obj, cp.map(|v| v.value.watermark), OffsetDateTime::now_utc()),
+                Ok(cp) => add_lag(
+                    obj,
+                    cp.map(|v| v.value.watermark),
+                    OffsetDateTime::now_utc(),
+                ),
                 Err(e) => errors.push(format!("tenant {tenant}: checkpoint: {e}")),
             }
         }
@@ -98,7 +110,11 @@ mod tests {
     #[test]
     fn lag_is_now_minus_the_watermark_and_null_without_one() {
         let mut obj = Map::new();
-        add_lag(&mut obj, Some(datetime!(2026-01-01 10:00:00 UTC)), datetime!(2026-01-01 10:01:30 UTC));
+        add_lag(
+            &mut obj,
+            Some(datetime!(2026-01-01 10:00:00 UTC)),
+            datetime!(2026-01-01 10:01:30 UTC),
+        );
         assert_eq!(obj["lag_seconds"], 90);
         assert_eq!(obj["watermark"], "2026-01-01T10:00:00Z");
         add_lag(&mut obj, None, datetime!(2026-01-01 10:01:30 UTC));

@@ -10,12 +10,12 @@ pub mod payload;
 pub mod plugins;
 pub mod timeout;
 
-use crate::config::{Settings, SentinelWorkspace};
+use crate::config::{SentinelWorkspace, Settings};
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use plugins::{Services, Setup};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +86,13 @@ impl HostState {
     /// A state whose services arrive later through the returned handle.
     pub fn new(info: HandlerInfo) -> (Self, SetupHandle) {
         let (tx, rx) = watch::channel(Setup::Pending);
-        (Self { info: Arc::new(info), setup: rx }, SetupHandle(tx))
+        (
+            Self {
+                info: Arc::new(info),
+                setup: rx,
+            },
+            SetupHandle(tx),
+        )
     }
 
     /// The services, waiting for setup until `deadline`.
@@ -119,19 +125,37 @@ async fn readiness() -> &'static str {
     "defender-sentinel-sync"
 }
 
-async fn invoke(State(state): State<HostState>, Path(function): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let invocation_id = headers.get(INVOCATION_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let span = tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
+async fn invoke(
+    State(state): State<HostState>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let invocation_id = headers
+        .get(INVOCATION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span =
+        tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
     async move {
         let started = tokio::time::Instant::now();
         let timeout = state.info.function_timeout;
         let reply = match function.as_str() {
-            "DefenderSync" => functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await,
-            "SentinelWebhook" => functions::sentinel_webhook(&state, &body, timeout::http_deadline(started, timeout)).await,
+            "DefenderSync" => {
+                functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await
+            }
+            "SentinelWebhook" => {
+                functions::sentinel_webhook(&state, &body, timeout::http_deadline(started, timeout))
+                    .await
+            }
             "SyncHealth" => functions::sync_health(&state, &body).await,
             _ => return unknown_function(&function),
         };
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "Invocation answered.");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Invocation answered."
+        );
         reply.into_response()
     }
     .instrument(span)

@@ -53,7 +53,11 @@ pub struct HttpRequestData {
 impl HttpRequestData {
     /// The first value of a header, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).map(String::as_str)
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first())
+            .map(String::as_str)
     }
 }
 
@@ -64,7 +68,9 @@ fn scalar_text(v: Value) -> String {
     }
 }
 
-fn object_or_json_string<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn object_or_json_string<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let v = Value::deserialize(d)?;
     let v = match v {
         Value::String(s) if s.trim().is_empty() => return Ok(BTreeMap::new()),
@@ -74,14 +80,20 @@ fn object_or_json_string<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Str
     match v {
         Value::Null => Ok(BTreeMap::new()),
         Value::Object(m) => Ok(m.into_iter().map(|(k, v)| (k, scalar_text(v))).collect()),
-        other => Err(serde::de::Error::custom(format!("expected an object, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected an object, got {other}"
+        ))),
     }
 }
 
 fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
     let v = Value::deserialize(d)?;
     let Value::Object(m) = v else {
-        return if v.is_null() { Ok(BTreeMap::new()) } else { Err(serde::de::Error::custom("Headers is not an object")) };
+        return if v.is_null() {
+            Ok(BTreeMap::new())
+        } else {
+            Err(serde::de::Error::custom("Headers is not an object"))
+        };
     };
     let one = |(k, v): (String, Value)| match v {
         Value::Array(items) => (k, items.into_iter().map(scalar_text).collect()),
@@ -94,9 +106,14 @@ fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<Strin
 /// the incident. Returns the incident's ARM name when given. An absent body passes: the host
 /// forwards no body for a chunked request, so its absence says nothing about the caller.
 pub fn trigger_incident(body: Option<&str>) -> Result<Option<String>, String> {
-    let Some(body) = body.filter(|b| !b.trim().is_empty()) else { return Ok(None) };
+    let Some(body) = body.filter(|b| !b.trim().is_empty()) else {
+        return Ok(None);
+    };
     let v: Value = serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let incident = v.get("object").filter(|o| o.is_object()).ok_or("the body has no `object` (the incident) object")?;
+    let incident = v
+        .get("object")
+        .filter(|o| o.is_object())
+        .ok_or("the body has no `object` (the incident) object")?;
     match incident.get("name") {
         None => Ok(None),
         Some(Value::String(n)) => Ok(Some(n.clone())),
@@ -111,30 +128,51 @@ mod tests {
 
     #[test]
     fn a_trigger_body_needs_the_incident_object() {
-        assert_eq!(trigger_incident(Some(r#"{"object":{"name":"abc","properties":{}}}"#)), Ok(Some("abc".into())));
+        assert_eq!(
+            trigger_incident(Some(r#"{"object":{"name":"abc","properties":{}}}"#)),
+            Ok(Some("abc".into()))
+        );
         assert_eq!(trigger_incident(Some(r#"{"object":{}}"#)), Ok(None));
         assert_eq!(trigger_incident(None), Ok(None));
-        for bad in ["{not json", "[]", r#"{"workspaceId":"w"}"#, r#"{"object":[]}"#, r#"{"object":{"name":1}}"#] {
+        for bad in [
+            "{not json",
+            "[]",
+            r#"{"workspaceId":"w"}"#,
+            r#"{"object":[]}"#,
+            r#"{"object":{"name":1}}"#,
+        ] {
             assert!(trigger_incident(Some(bad)).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn timer_info_tolerates_a_null_status_and_an_offsetless_last() {
-        let t: TimerInfo = serde_json::from_value(json!({"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false})).unwrap();
+        let t: TimerInfo = serde_json::from_value(
+            json!({"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}),
+        )
+        .unwrap();
         assert!(t.schedule_status.is_none());
         let t: TimerInfo = serde_json::from_value(json!({"ScheduleStatus":{"Last":"0001-01-01T00:00:00","Next":"2024-11-30T14:45:51+00:00","LastUpdated":"0001-01-01T00:00:00"},"IsPastDue":true})).unwrap();
         assert!(t.is_past_due);
-        assert_eq!(t.schedule_status.unwrap().last.as_deref(), Some("0001-01-01T00:00:00"));
+        assert_eq!(
+            t.schedule_status.unwrap().last.as_deref(),
+            Some("0001-01-01T00:00:00")
+        );
     }
 
     #[test]
     fn query_is_accepted_as_an_object_or_as_a_json_string() {
-        let a: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":{"code":"k","n":"1"}})).unwrap();
-        let b: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":"{\"code\":\"k\",\"n\":\"1\"}"})).unwrap();
+        let a: HttpRequestData =
+            serde_json::from_value(json!({"Url":"u","Method":"GET","Query":{"code":"k","n":"1"}}))
+                .unwrap();
+        let b: HttpRequestData = serde_json::from_value(
+            json!({"Url":"u","Method":"GET","Query":"{\"code\":\"k\",\"n\":\"1\"}"}),
+        )
+        .unwrap();
         assert_eq!(a.query, b.query);
         assert_eq!(a.query.get("n").map(String::as_str), Some("1"));
-        let c: HttpRequestData = serde_json::from_value(json!({"Url":"u","Method":"GET","Query":"{}"})).unwrap();
+        let c: HttpRequestData =
+            serde_json::from_value(json!({"Url":"u","Method":"GET","Query":"{}"})).unwrap();
         assert!(c.query.is_empty());
     }
 

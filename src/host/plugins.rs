@@ -40,7 +40,12 @@ impl HttpReply {
     /// A JSON reply.
     pub fn json(status: u16, body: &serde_json::Value) -> Self {
         let headers = BTreeMap::from([("Content-Type".to_owned(), "application/json".to_owned())]);
-        Self { status, headers, body: body.to_string(), logs: Vec::new() }
+        Self {
+            status,
+            headers,
+            body: body.to_string(),
+            logs: Vec::new(),
+        }
     }
 
     /// Adds a log line.

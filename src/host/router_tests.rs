@@ -6,7 +6,7 @@ use crate::state::{StateStore, TenantHealth};
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util_shim::collect;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Mutex;
 use tower::ServiceExt;
 
@@ -15,7 +15,10 @@ const TENANT: &str = "11111111-1111-1111-1111-111111111111";
 /// Reads a response body (axum re-exports what is needed; no extra dependency).
 mod http_body_util_shim {
     pub async fn collect(body: axum::body::Body) -> Vec<u8> {
-        axum::body::to_bytes(body, usize::MAX).await.expect("body").to_vec()
+        axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("body")
+            .to_vec()
     }
 }
 
@@ -24,7 +27,11 @@ fn info(timeout: Duration) -> HandlerInfo {
         version: "test",
         started_at: OffsetDateTime::UNIX_EPOCH,
         tenants: vec![TENANT.into()],
-        workspace: SentinelWorkspace { subscription_id: "sub".into(), resource_group: "rg".into(), workspace_name: "ws".into() },
+        workspace: SentinelWorkspace {
+            subscription_id: "sub".into(),
+            resource_group: "rg".into(),
+            workspace_name: "ws".into(),
+        },
         alert_ingestion: false,
         function_timeout: timeout,
         schedule: Some("0 */5 * * * *".into()),
@@ -66,7 +73,11 @@ struct RecordingRunner {
 impl SyncRunner for RecordingRunner {
     async fn run_cycle(&self, deadline: tokio::time::Instant) -> CycleReport {
         self.deadlines.lock().expect("lock").push(deadline);
-        CycleReport { completed: false, logs: vec!["graph throttled".into()], figures: json!({"written": 3}) }
+        CycleReport {
+            completed: false,
+            logs: vec!["graph throttled".into()],
+            figures: json!({"written": 3}),
+        }
     }
 }
 
@@ -74,7 +85,11 @@ struct Echo;
 
 #[async_trait::async_trait]
 impl WebhookHandler for Echo {
-    async fn handle(&self, request: payload::HttpRequestData, _deadline: tokio::time::Instant) -> HttpReply {
+    async fn handle(
+        &self,
+        request: payload::HttpRequestData,
+        _deadline: tokio::time::Instant,
+    ) -> HttpReply {
         HttpReply::json(202, &json!({"body": request.body})).with_log("applied")
     }
 }
@@ -82,55 +97,113 @@ impl WebhookHandler for Echo {
 #[tokio::test]
 async fn readiness_answers_and_unknown_functions_get_a_json_404_naming_them() {
     let (state, _setup) = HostState::new(info(Duration::from_secs(300)));
-    let res = router(state.clone()).oneshot(Request::get("/").body(Body::empty()).expect("req")).await.expect("res");
+    let res = router(state.clone())
+        .oneshot(Request::get("/").body(Body::empty()).expect("req"))
+        .await
+        .expect("res");
     assert_eq!(res.status(), StatusCode::OK);
     let (status, body) = post(router(state), "/NoSuchFunction", timer()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().expect("error").contains("NoSuchFunction"));
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("NoSuchFunction")
+    );
 }
 
 #[tokio::test]
 async fn defender_sync_without_an_engine_says_so_in_logs() {
     let (status, body) = post(ready(Services::default()), "/DefenderSync", timer()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body["Logs"][0].as_str().expect("log").contains("sync engine is not built"), "{body}");
+    assert!(
+        body["Logs"][0]
+            .as_str()
+            .expect("log")
+            .contains("sync engine is not built"),
+        "{body}"
+    );
     assert_eq!(body["Outputs"], json!({}));
 }
 
 #[tokio::test]
-async fn defender_sync_runs_the_plugged_engine_with_the_deadline_and_reports_a_failed_cycle_as_200() {
+async fn defender_sync_runs_the_plugged_engine_with_the_deadline_and_reports_a_failed_cycle_as_200()
+{
     let runner = Arc::new(RecordingRunner::default());
     let before = tokio::time::Instant::now();
-    let app = ready(Services { sync: Some(runner.clone()), ..Default::default() });
+    let app = ready(Services {
+        sync: Some(runner.clone()),
+        ..Default::default()
+    });
     let (status, body) = post(app, "/DefenderSync", timer()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["ReturnValue"], json!({"completed": false, "figures": {"written": 3}}));
+    assert_eq!(
+        body["ReturnValue"],
+        json!({"completed": false, "figures": {"written": 3}})
+    );
     let logs = body["Logs"].to_string();
-    assert!(logs.contains("graph throttled") && logs.contains("did not complete"), "{logs}");
+    assert!(
+        logs.contains("graph throttled") && logs.contains("did not complete"),
+        "{logs}"
+    );
     let deadline = runner.deadlines.lock().expect("lock")[0];
     let budget = deadline - before;
-    assert!(budget < Duration::from_secs(241) && budget > Duration::from_secs(239), "{budget:?}");
+    assert!(
+        budget < Duration::from_secs(241) && budget > Duration::from_secs(239),
+        "{budget:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_bad_envelope_is_answered_200_with_the_error_in_logs_and_400_for_http_functions() {
-    let (status, body) = post(ready(Services::default()), "/DefenderSync", json!({"Data":{},"Metadata":{}})).await;
+    let (status, body) = post(
+        ready(Services::default()),
+        "/DefenderSync",
+        json!({"Data":{},"Metadata":{}}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body["Logs"][0].as_str().expect("log").contains("Data.timer"));
-    let (status, body) = post(ready(Services::default()), "/SentinelWebhook", json!({"Data":{"req":{"Headers":"x"}}})).await;
+    assert!(
+        body["Logs"][0]
+            .as_str()
+            .expect("log")
+            .contains("Data.timer")
+    );
+    let (status, body) = post(
+        ready(Services::default()),
+        "/SentinelWebhook",
+        json!({"Data":{"req":{"Headers":"x"}}}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 400);
 }
 
 #[tokio::test]
 async fn the_webhook_answers_501_until_reverse_sync_is_plugged_in() {
-    let (_, body) = post(ready(Services::default()), "/SentinelWebhook", http_req("POST")).await;
+    let (_, body) = post(
+        ready(Services::default()),
+        "/SentinelWebhook",
+        http_req("POST"),
+    )
+    .await;
     assert_eq!(body["Outputs"]["res"]["statusCode"], 501);
     let mut req = http_req("POST");
     req["Data"]["req"]["Body"] = json!("{\"a\":1}");
-    let (_, body) = post(ready(Services { webhook: Some(Arc::new(Echo)), ..Default::default() }), "/SentinelWebhook", req).await;
+    let (_, body) = post(
+        ready(Services {
+            webhook: Some(Arc::new(Echo)),
+            ..Default::default()
+        }),
+        "/SentinelWebhook",
+        req,
+    )
+    .await;
     assert_eq!(body["Outputs"]["res"]["statusCode"], 202);
-    assert_eq!(body["Outputs"]["res"]["body"], "{\"body\":\"{\\\"a\\\":1}\"}");
+    assert_eq!(
+        body["Outputs"]["res"]["body"],
+        "{\"body\":\"{\\\"a\\\":1}\"}"
+    );
     assert_eq!(body["Logs"], json!(["applied"]));
 }
 
@@ -138,9 +211,24 @@ async fn the_webhook_answers_501_until_reverse_sync_is_plugged_in() {
 async fn sync_health_shows_facts_and_the_stores_tenant_figures() {
     let store = Arc::new(MemoryStateStore::default());
     let tenant = TenantId::parse(TENANT).expect("tenant");
-    let figures = TenantHealth { incidents_seen: 7, last_cycle_completed: true, ..Default::default() };
-    store.put_tenant_health(&tenant, &figures).await.expect("put");
-    let (_, body) = post(ready(Services { store: Some(store), ..Default::default() }), "/SyncHealth", http_req("GET")).await;
+    let figures = TenantHealth {
+        incidents_seen: 7,
+        last_cycle_completed: true,
+        ..Default::default()
+    };
+    store
+        .put_tenant_health(&tenant, &figures)
+        .await
+        .expect("put");
+    let (_, body) = post(
+        ready(Services {
+            store: Some(store),
+            ..Default::default()
+        }),
+        "/SyncHealth",
+        http_req("GET"),
+    )
+    .await;
     let res = &body["Outputs"]["res"];
     assert_eq!(res["statusCode"], 200);
     assert_eq!(res["headers"]["Content-Type"], "application/json");
@@ -161,5 +249,11 @@ async fn invocations_wait_for_setup_and_report_its_failure() {
     setup.failed("no credential");
     let (status, body) = call.await.expect("join");
     assert_eq!(status, StatusCode::OK);
-    assert!(body["Logs"][0].as_str().expect("log").contains("no credential"), "{body}");
+    assert!(
+        body["Logs"][0]
+            .as_str()
+            .expect("log")
+            .contains("no credential"),
+        "{body}"
+    );
 }

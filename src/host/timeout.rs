@@ -17,26 +17,41 @@ const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
 const MAX_MARGIN: Duration = Duration::from_secs(60);
 
 /// Resolves `functionTimeout`: the override setting wins, then `host.json`, then 5 minutes.
-pub fn function_timeout(override_value: Option<&str>, host_json: Option<&str>) -> Result<Duration, String> {
+pub fn function_timeout(
+    override_value: Option<&str>,
+    host_json: Option<&str>,
+) -> Result<Duration, String> {
     if let Some(v) = override_value.map(str::trim).filter(|v| !v.is_empty()) {
-        return parse_function_timeout(v).ok_or_else(|| format!("'{v}' is not a TimeSpan such as 00:10:00 (or -1)"));
+        return parse_function_timeout(v)
+            .ok_or_else(|| format!("'{v}' is not a TimeSpan such as 00:10:00 (or -1)"));
     }
     let Some(text) = host_json else {
         return Ok(DEFAULT_TIMEOUT);
     };
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("host.json does not parse: {e}"))?;
-    let found = json.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("functionTimeout")).map(|(_, v)| v));
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("host.json does not parse: {e}"))?;
+    let found = json.as_object().and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("functionTimeout"))
+            .map(|(_, v)| v)
+    });
     match found {
         None | Some(serde_json::Value::Null) => Ok(DEFAULT_TIMEOUT),
-        Some(serde_json::Value::String(s)) => {
-            parse_function_timeout(s).ok_or_else(|| format!("host.json functionTimeout '{s}' is not a TimeSpan such as 00:10:00"))
-        }
-        Some(other) => Err(format!("host.json functionTimeout {other} is not a TimeSpan string")),
+        Some(serde_json::Value::String(s)) => parse_function_timeout(s).ok_or_else(|| {
+            format!("host.json functionTimeout '{s}' is not a TimeSpan such as 00:10:00")
+        }),
+        Some(other) => Err(format!(
+            "host.json functionTimeout {other} is not a TimeSpan string"
+        )),
     }
 }
 
 fn parse_function_timeout(v: &str) -> Option<Duration> {
-    if v == "-1" { Some(UNBOUNDED) } else { parse_timespan(v).filter(|d| !d.is_zero()) }
+    if v == "-1" {
+        Some(UNBOUNDED)
+    } else {
+        parse_timespan(v).filter(|d| !d.is_zero())
+    }
 }
 
 /// Parses a .NET TimeSpan in the forms host.json uses: `hh:mm:ss`, `hh:mm:ss.fff` and
@@ -74,7 +89,10 @@ const HTTP_RESPONSE_LIMIT: Duration = Duration::from_secs(230);
 
 /// The deadline of an HTTP-triggered invocation: the earlier of [`deadline`] and the load
 /// balancer's limit, with the same margin rule.
-pub fn http_deadline(start: tokio::time::Instant, function_timeout: Duration) -> tokio::time::Instant {
+pub fn http_deadline(
+    start: tokio::time::Instant,
+    function_timeout: Duration,
+) -> tokio::time::Instant {
     deadline(start, function_timeout.min(HTTP_RESPONSE_LIMIT))
 }
 
@@ -85,8 +103,14 @@ mod tests {
     #[test]
     fn timespans_in_host_json_forms_parse() {
         assert_eq!(parse_timespan("00:10:00"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_timespan("00:00:02.5"), Some(Duration::from_millis(2500)));
-        assert_eq!(parse_timespan("1.02:00:00"), Some(Duration::from_secs(26 * 3600)));
+        assert_eq!(
+            parse_timespan("00:00:02.5"),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            parse_timespan("1.02:00:00"),
+            Some(Duration::from_secs(26 * 3600))
+        );
         assert_eq!(parse_timespan("10 minutes"), None);
         assert_eq!(parse_timespan("00:61:00"), None);
     }
@@ -94,10 +118,19 @@ mod tests {
     #[test]
     fn the_override_wins_over_host_json_and_five_minutes_is_the_default() {
         let host = r#"{"version":"2.0","functionTimeout":"00:10:00"}"#;
-        assert_eq!(function_timeout(None, Some(host)), Ok(Duration::from_secs(600)));
-        assert_eq!(function_timeout(Some("00:00:03"), Some(host)), Ok(Duration::from_secs(3)));
+        assert_eq!(
+            function_timeout(None, Some(host)),
+            Ok(Duration::from_secs(600))
+        );
+        assert_eq!(
+            function_timeout(Some("00:00:03"), Some(host)),
+            Ok(Duration::from_secs(3))
+        );
         assert_eq!(function_timeout(Some(""), None), Ok(DEFAULT_TIMEOUT));
-        assert_eq!(function_timeout(None, Some(r#"{"version":"2.0"}"#)), Ok(DEFAULT_TIMEOUT));
+        assert_eq!(
+            function_timeout(None, Some(r#"{"version":"2.0"}"#)),
+            Ok(DEFAULT_TIMEOUT)
+        );
         assert_eq!(function_timeout(Some("-1"), None), Ok(UNBOUNDED));
         assert!(function_timeout(Some("soon"), None).is_err());
         assert!(function_timeout(None, Some(r#"{"functionTimeout":"x"}"#)).is_err());
@@ -108,8 +141,17 @@ mod tests {
         assert_eq!(margin(Duration::from_secs(600)), Duration::from_secs(60));
         assert_eq!(margin(Duration::from_secs(10)), Duration::from_secs(2));
         let start = tokio::time::Instant::now();
-        assert_eq!(deadline(start, Duration::from_secs(300)), start + Duration::from_secs(240));
-        assert_eq!(http_deadline(start, Duration::from_secs(600)), start + Duration::from_secs(184));
-        assert_eq!(http_deadline(start, Duration::from_secs(10)), start + Duration::from_secs(8));
+        assert_eq!(
+            deadline(start, Duration::from_secs(300)),
+            start + Duration::from_secs(240)
+        );
+        assert_eq!(
+            http_deadline(start, Duration::from_secs(600)),
+            start + Duration::from_secs(184)
+        );
+        assert_eq!(
+            http_deadline(start, Duration::from_secs(10)),
+            start + Duration::from_secs(8)
+        );
     }
 }

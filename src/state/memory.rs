@@ -37,12 +37,18 @@ impl Inner {
         Ok(etag)
     }
 
-    fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, StateError> {
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StateError> {
         self.records
             .get(key)
             .map(|(v, etag)| {
                 serde_json::from_value(v.clone())
-                    .map(|value| Versioned { value, etag: etag.clone() })
+                    .map(|value| Versioned {
+                        value,
+                        etag: etag.clone(),
+                    })
                     .map_err(|e| StateError::Invalid(e.to_string()))
             })
             .transpose()
@@ -77,11 +83,19 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 
-    async fn checkpoint(&self, tenant: &TenantId) -> Result<Option<Versioned<Checkpoint>>, StateError> {
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<Checkpoint>>, StateError> {
         self.lock().read(&checkpoint_key(tenant))
     }
 
-    async fn put_checkpoint(&self, tenant: &TenantId, value: &Checkpoint, pre: Precondition) -> Result<ETag, StateError> {
+    async fn put_checkpoint(
+        &self,
+        tenant: &TenantId,
+        value: &Checkpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
         let mut inner = self.lock();
         let key = checkpoint_key(tenant);
         inner.check(&key, &pre)?;
@@ -89,7 +103,12 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError> {
-        Ok(self.lock().retries.get(tenant.as_str()).map(|m| m.values().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .lock()
+            .retries
+            .get(tenant.as_str())
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn put_retry(&self, tenant: &TenantId, entry: &RetryEntry) -> Result<(), StateError> {
@@ -101,53 +120,85 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 
-    async fn remove_retry(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<(), StateError> {
+    async fn remove_retry(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<(), StateError> {
         if let Some(m) = self.lock().retries.get_mut(tenant.as_str()) {
             m.remove(id.as_str());
         }
         Ok(())
     }
 
-    async fn sentinel_checkpoint(&self) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError> {
+    async fn sentinel_checkpoint(
+        &self,
+    ) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError> {
         self.lock().read(SENTINEL_CHECKPOINT_KEY)
     }
 
-    async fn put_sentinel_checkpoint(&self, value: &SentinelCheckpoint, pre: Precondition) -> Result<ETag, StateError> {
+    async fn put_sentinel_checkpoint(
+        &self,
+        value: &SentinelCheckpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
         let mut inner = self.lock();
         inner.check(SENTINEL_CHECKPOINT_KEY, &pre)?;
         inner.write(SENTINEL_CHECKPOINT_KEY.to_owned(), value)
     }
 
-    async fn incident(&self, name: &SentinelIncidentName) -> Result<Option<Versioned<IncidentState>>, StateError> {
+    async fn incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<Versioned<IncidentState>>, StateError> {
         self.lock().read(&incident_key(name))
     }
 
-    async fn put_incident(&self, value: &IncidentState, pre: Precondition) -> Result<ETag, StateError> {
+    async fn put_incident(
+        &self,
+        value: &IncidentState,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
         let mut inner = self.lock();
         let key = incident_key(&value.sentinel_name);
         inner.check(&key, &pre)?;
         inner.write(key, value)
     }
 
-    async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError> {
+    async fn put_incidents(
+        &self,
+        items: &[(IncidentState, Precondition)],
+    ) -> Result<Vec<ETag>, StateError> {
         // Same rule as a Table transaction: each incident at most once per call.
-        let names: std::collections::HashSet<_> = items.iter().map(|(v, _)| v.sentinel_name).collect();
+        let names: std::collections::HashSet<_> =
+            items.iter().map(|(v, _)| v.sentinel_name).collect();
         if names.len() != items.len() {
-            return Err(StateError::Invalid("an incident appears twice in one put_incidents call".into()));
+            return Err(StateError::Invalid(
+                "an incident appears twice in one put_incidents call".into(),
+            ));
         }
         let mut inner = self.lock();
         for (value, pre) in items {
             inner.check(&incident_key(&value.sentinel_name), pre)?;
         }
-        items.iter().map(|(value, _)| inner.write(incident_key(&value.sentinel_name), value)).collect()
+        items
+            .iter()
+            .map(|(value, _)| inner.write(incident_key(&value.sentinel_name), value))
+            .collect()
     }
 
     async fn tenant_health(&self, tenant: &TenantId) -> Result<Option<TenantHealth>, StateError> {
         Ok(self.lock().health.get(tenant.as_str()).cloned())
     }
 
-    async fn put_tenant_health(&self, tenant: &TenantId, value: &TenantHealth) -> Result<(), StateError> {
-        self.lock().health.insert(tenant.as_str().to_owned(), value.clone());
+    async fn put_tenant_health(
+        &self,
+        tenant: &TenantId,
+        value: &TenantHealth,
+    ) -> Result<(), StateError> {
+        self.lock()
+            .health
+            .insert(tenant.as_str().to_owned(), value.clone());
         Ok(())
     }
 
@@ -158,7 +209,8 @@ impl StateStore for MemoryStateStore {
             if !key.starts_with("incident/") {
                 continue;
             }
-            let state: IncidentState = serde_json::from_value(json.clone()).map_err(|e| StateError::Invalid(e.to_string()))?;
+            let state: IncidentState = serde_json::from_value(json.clone())
+                .map_err(|e| StateError::Invalid(e.to_string()))?;
             if matches!(state.last_outcome, Some(Outcome::Failed | Outcome::Parked)) {
                 out.push(state);
             }
@@ -174,7 +226,10 @@ mod tests {
     use super::*;
 
     fn state(id: &str) -> IncidentState {
-        IncidentState::new(TenantId::parse("t1").unwrap(), DefenderIncidentId::parse(id).unwrap())
+        IncidentState::new(
+            TenantId::parse("t1").unwrap(),
+            DefenderIncidentId::parse(id).unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -182,10 +237,19 @@ mod tests {
         let store = MemoryStateStore::new();
         let s = state("1");
         let e1 = store.put_incident(&s, Precondition::Absent).await.unwrap();
-        assert!(matches!(store.put_incident(&s, Precondition::Absent).await, Err(StateError::Conflict)));
-        let e2 = store.put_incident(&s, Precondition::Matches(e1.clone())).await.unwrap();
+        assert!(matches!(
+            store.put_incident(&s, Precondition::Absent).await,
+            Err(StateError::Conflict)
+        ));
+        let e2 = store
+            .put_incident(&s, Precondition::Matches(e1.clone()))
+            .await
+            .unwrap();
         assert_ne!(e1, e2);
-        assert!(matches!(store.put_incident(&s, Precondition::Matches(e1)).await, Err(StateError::Conflict)));
+        assert!(matches!(
+            store.put_incident(&s, Precondition::Matches(e1)).await,
+            Err(StateError::Conflict)
+        ));
         let got = store.incident(&s.sentinel_name).await.unwrap().unwrap();
         assert_eq!(got.etag, e2);
         assert_eq!(got.value, s);
@@ -197,7 +261,12 @@ mod tests {
         let a = state("1");
         let b = state("2");
         store.put_incident(&a, Precondition::Absent).await.unwrap();
-        let res = store.put_incidents(&[(b.clone(), Precondition::Absent), (a.clone(), Precondition::Absent)]).await;
+        let res = store
+            .put_incidents(&[
+                (b.clone(), Precondition::Absent),
+                (a.clone(), Precondition::Absent),
+            ])
+            .await;
         assert!(matches!(res, Err(StateError::Conflict)));
         assert!(store.incident(&b.sentinel_name).await.unwrap().is_none());
     }
@@ -206,7 +275,12 @@ mod tests {
     async fn a_batch_naming_one_incident_twice_is_invalid() {
         let store = MemoryStateStore::new();
         let a = state("1");
-        let res = store.put_incidents(&[(a.clone(), Precondition::Any), (a.clone(), Precondition::Any)]).await;
+        let res = store
+            .put_incidents(&[
+                (a.clone(), Precondition::Any),
+                (a.clone(), Precondition::Any),
+            ])
+            .await;
         assert!(matches!(res, Err(StateError::Invalid(_))));
         assert!(store.incident(&a.sentinel_name).await.unwrap().is_none());
     }

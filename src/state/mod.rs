@@ -6,7 +6,9 @@
 //! one instance, the webhook on another) never silently overwrite each other: a
 //! [`StateError::Conflict`] means "re-read and start over".
 
-use crate::domain::{DefenderFields, DefenderIncidentId, SentinelFields, SentinelIncidentName, TenantId};
+use crate::domain::{
+    DefenderFields, DefenderIncidentId, SentinelFields, SentinelIncidentName, TenantId,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
@@ -201,7 +203,9 @@ pub enum StateError {
     Conflict,
     /// Throttled by storage; retry later.
     #[error("storage throttled the request; retry after {retry_after:?}")]
-    Throttled { retry_after: Option<std::time::Duration> },
+    Throttled {
+        retry_after: Option<std::time::Duration>,
+    },
     /// Credentials or role missing; an operator must act.
     #[error("storage refused our credentials: {0}")]
     Auth(String),
@@ -223,26 +227,58 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Creates the backing table when missing; idempotent. Called once at startup.
     async fn ensure_ready(&self) -> Result<(), StateError>;
 
-    async fn checkpoint(&self, tenant: &TenantId) -> Result<Option<Versioned<Checkpoint>>, StateError>;
-    async fn put_checkpoint(&self, tenant: &TenantId, value: &Checkpoint, pre: Precondition) -> Result<ETag, StateError>;
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<Checkpoint>>, StateError>;
+    async fn put_checkpoint(
+        &self,
+        tenant: &TenantId,
+        value: &Checkpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError>;
 
     async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError>;
     async fn put_retry(&self, tenant: &TenantId, entry: &RetryEntry) -> Result<(), StateError>;
-    async fn remove_retry(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<(), StateError>;
+    async fn remove_retry(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<(), StateError>;
 
-    async fn sentinel_checkpoint(&self) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError>;
-    async fn put_sentinel_checkpoint(&self, value: &SentinelCheckpoint, pre: Precondition) -> Result<ETag, StateError>;
+    async fn sentinel_checkpoint(
+        &self,
+    ) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError>;
+    async fn put_sentinel_checkpoint(
+        &self,
+        value: &SentinelCheckpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError>;
 
     /// Per-incident state, looked up by Sentinel name (derived from tenant + id, so this serves
     /// both the forward path and the webhook, which only knows the Sentinel incident).
-    async fn incident(&self, name: &SentinelIncidentName) -> Result<Option<Versioned<IncidentState>>, StateError>;
-    async fn put_incident(&self, value: &IncidentState, pre: Precondition) -> Result<ETag, StateError>;
+    async fn incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<Versioned<IncidentState>>, StateError>;
+    async fn put_incident(
+        &self,
+        value: &IncidentState,
+        pre: Precondition,
+    ) -> Result<ETag, StateError>;
     /// Several incidents' states at once (entity-group transactions where the backend has them).
     /// Each item carries its own precondition; on any conflict nothing of that batch is written.
-    async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError>;
+    async fn put_incidents(
+        &self,
+        items: &[(IncidentState, Precondition)],
+    ) -> Result<Vec<ETag>, StateError>;
 
     async fn tenant_health(&self, tenant: &TenantId) -> Result<Option<TenantHealth>, StateError>;
-    async fn put_tenant_health(&self, tenant: &TenantId, value: &TenantHealth) -> Result<(), StateError>;
+    async fn put_tenant_health(
+        &self,
+        tenant: &TenantId,
+        value: &TenantHealth,
+    ) -> Result<(), StateError>;
     /// Incidents whose last outcome was a failure or parking (for SyncHealth), at most `limit`.
     async fn failed_incidents(&self, limit: usize) -> Result<Vec<IncidentState>, StateError>;
 }

@@ -18,7 +18,10 @@
 mod codec;
 
 use super::*;
-use crate::adapters::table::{AUTH_HINT, BatchOp, Entity, IfMatch, Query, TableClient, TableClientOptions, TableError, batch, quote};
+use crate::adapters::table::{
+    AUTH_HINT, BatchOp, Entity, IfMatch, Query, TableClient, TableClientOptions, TableError, batch,
+    quote,
+};
 use crate::config::{Settings, StorageConfig};
 use crate::credentials::TokenSource;
 use serde_json::Value;
@@ -40,12 +43,20 @@ impl TableStateStore {
     /// The store the handler uses: `settings.storage` (key or identity), table
     /// `settings.state_table`, tokens for `settings.azure_tenant_id` from `tokens` (used only by
     /// identity-based connections).
-    pub fn from_settings(settings: &Settings, tokens: Arc<dyn TokenSource>) -> Result<Self, StateError> {
-        let storage = settings
-            .storage
-            .as_ref()
-            .ok_or_else(|| StateError::Invalid("no table storage is configured (SYNC_STATE_STORE=memory)".into()))?;
-        Self::connect(storage, &settings.state_table, tokens, settings.azure_tenant_id.clone(), TableClientOptions::default())
+    pub fn from_settings(
+        settings: &Settings,
+        tokens: Arc<dyn TokenSource>,
+    ) -> Result<Self, StateError> {
+        let storage = settings.storage.as_ref().ok_or_else(|| {
+            StateError::Invalid("no table storage is configured (SYNC_STATE_STORE=memory)".into())
+        })?;
+        Self::connect(
+            storage,
+            &settings.state_table,
+            tokens,
+            settings.azure_tenant_id.clone(),
+            TableClientOptions::default(),
+        )
     }
 
     /// The same with explicit parts and options (tests: extra root certificates).
@@ -56,7 +67,9 @@ impl TableStateStore {
         tenant: TenantId,
         options: TableClientOptions,
     ) -> Result<Self, StateError> {
-        Ok(Self::new(TableClient::new(storage, table, tokens, tenant, options).map_err(state_error)?))
+        Ok(Self::new(
+            TableClient::new(storage, table, tokens, tenant, options).map_err(state_error)?,
+        ))
     }
 
     /// Wraps an existing client.
@@ -69,26 +82,44 @@ impl TableStateStore {
         &self.client
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(&self, pk: &str, rk: &str) -> Result<Option<Versioned<T>>, StateError> {
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        rk: &str,
+    ) -> Result<Option<Versioned<T>>, StateError> {
         let Some(e) = self.client.get(pk, rk).await.map_err(state_error)? else {
             return Ok(None);
         };
-        let etag = e.etag.clone().ok_or_else(|| StateError::Invalid(format!("state record {pk}/{rk} came without an ETag")))?;
-        Ok(Some(Versioned { value: codec::decode(&e)?, etag: ETag(etag) }))
+        let etag = e.etag.clone().ok_or_else(|| {
+            StateError::Invalid(format!("state record {pk}/{rk} came without an ETag"))
+        })?;
+        Ok(Some(Versioned {
+            value: codec::decode(&e)?,
+            etag: ETag(etag),
+        }))
     }
 
     async fn write(&self, entity: Entity, pre: Precondition) -> Result<ETag, StateError> {
         let result = match &pre {
             Precondition::Absent => self.client.insert(&entity).await,
-            Precondition::Matches(etag) => self.client.replace(&entity, &IfMatch::ETag(etag.0.clone())).await,
+            Precondition::Matches(etag) => {
+                self.client
+                    .replace(&entity, &IfMatch::ETag(etag.0.clone()))
+                    .await
+            }
             Precondition::Any => self.client.upsert(&entity).await,
         };
         match result {
             Ok(etag) => Ok(ETag(etag)),
             // Replacing a record that was deleted meanwhile is a lost race too.
-            Err(TableError::NotFound(_)) if matches!(pre, Precondition::Matches(_)) => Err(StateError::Conflict),
+            Err(TableError::NotFound(_)) if matches!(pre, Precondition::Matches(_)) => {
+                Err(StateError::Conflict)
+            }
             Err(e) => {
-                if matches!(e, TableError::Conflict(_) | TableError::PreconditionFailed(_)) {
+                if matches!(
+                    e,
+                    TableError::Conflict(_) | TableError::PreconditionFailed(_)
+                ) {
                     tracing::debug!(pk = %entity.partition_key, rk = %entity.row_key, "state write lost a race");
                 }
                 Err(state_error(e))
@@ -102,8 +133,15 @@ fn retry_pk(tenant: &TenantId) -> String {
 }
 
 fn incident_entity(s: &IncidentState) -> Result<Entity, StateError> {
-    let outcome = s.last_outcome.as_ref().map(|o| Value::from(outcome_name(o))).unwrap_or(Value::Null);
-    let mut extra = vec![("Tenant", Value::from(s.tenant.as_str())), ("DefenderId", Value::from(s.defender_id.as_str()))];
+    let outcome = s
+        .last_outcome
+        .as_ref()
+        .map(|o| Value::from(outcome_name(o)))
+        .unwrap_or(Value::Null);
+    let mut extra = vec![
+        ("Tenant", Value::from(s.tenant.as_str())),
+        ("DefenderId", Value::from(s.defender_id.as_str())),
+    ];
     if !outcome.is_null() {
         extra.push(("LastOutcome", outcome));
     }
@@ -134,7 +172,9 @@ fn state_error(e: TableError) -> StateError {
         TableError::Throttled { retry_after } => StateError::Throttled { retry_after },
         TableError::Auth(m) => StateError::Auth(format!("{m}; {AUTH_HINT}")),
         TableError::Transient(m) => StateError::Transient(m),
-        TableError::NotFound(m) => StateError::Invalid(format!("{m} (has ensure_ready created the table?)")),
+        TableError::NotFound(m) => {
+            StateError::Invalid(format!("{m} (has ensure_ready created the table?)"))
+        }
         TableError::Rejected(m) => StateError::Invalid(m),
     }
 }
@@ -142,19 +182,37 @@ fn state_error(e: TableError) -> StateError {
 #[async_trait::async_trait]
 impl StateStore for TableStateStore {
     async fn ensure_ready(&self) -> Result<(), StateError> {
-        self.client.create_table_if_missing().await.map_err(state_error)
+        self.client
+            .create_table_if_missing()
+            .await
+            .map_err(state_error)
     }
 
-    async fn checkpoint(&self, tenant: &TenantId) -> Result<Option<Versioned<Checkpoint>>, StateError> {
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<Checkpoint>>, StateError> {
         self.read(PK_CHECKPOINT, tenant.as_str()).await
     }
 
-    async fn put_checkpoint(&self, tenant: &TenantId, value: &Checkpoint, pre: Precondition) -> Result<ETag, StateError> {
-        self.write(codec::encode(PK_CHECKPOINT, tenant.as_str(), value, vec![])?, pre).await
+    async fn put_checkpoint(
+        &self,
+        tenant: &TenantId,
+        value: &Checkpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
+        self.write(
+            codec::encode(PK_CHECKPOINT, tenant.as_str(), value, vec![])?,
+            pre,
+        )
+        .await
     }
 
     async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError> {
-        let q = Query { filter: Some(format!("PartitionKey eq {}", quote(&retry_pk(tenant)))), ..Query::default() };
+        let q = Query {
+            filter: Some(format!("PartitionKey eq {}", quote(&retry_pk(tenant)))),
+            ..Query::default()
+        };
         let entities = self.client.query_all(&q).await.map_err(state_error)?;
         entities.iter().map(codec::decode).collect()
     }
@@ -164,39 +222,70 @@ impl StateStore for TableStateStore {
         self.write(e, Precondition::Any).await.map(drop)
     }
 
-    async fn remove_retry(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<(), StateError> {
-        match self.client.delete(&retry_pk(tenant), id.as_str(), &IfMatch::Any).await {
+    async fn remove_retry(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<(), StateError> {
+        match self
+            .client
+            .delete(&retry_pk(tenant), id.as_str(), &IfMatch::Any)
+            .await
+        {
             Ok(()) | Err(TableError::NotFound(_)) => Ok(()),
             Err(e) => Err(state_error(e)),
         }
     }
 
-    async fn sentinel_checkpoint(&self) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError> {
+    async fn sentinel_checkpoint(
+        &self,
+    ) -> Result<Option<Versioned<SentinelCheckpoint>>, StateError> {
         self.read(PK_SENTINEL, RK_SENTINEL).await
     }
 
-    async fn put_sentinel_checkpoint(&self, value: &SentinelCheckpoint, pre: Precondition) -> Result<ETag, StateError> {
-        self.write(codec::encode(PK_SENTINEL, RK_SENTINEL, value, vec![])?, pre).await
+    async fn put_sentinel_checkpoint(
+        &self,
+        value: &SentinelCheckpoint,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
+        self.write(codec::encode(PK_SENTINEL, RK_SENTINEL, value, vec![])?, pre)
+            .await
     }
 
-    async fn incident(&self, name: &SentinelIncidentName) -> Result<Option<Versioned<IncidentState>>, StateError> {
+    async fn incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<Versioned<IncidentState>>, StateError> {
         self.read(PK_INCIDENT, &name.to_string()).await
     }
 
-    async fn put_incident(&self, value: &IncidentState, pre: Precondition) -> Result<ETag, StateError> {
+    async fn put_incident(
+        &self,
+        value: &IncidentState,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
         self.write(incident_entity(value)?, pre).await
     }
 
     /// Writes in transactions of up to 100: all-or-nothing holds per group of 100 (in order);
     /// on an error, earlier groups stay written and the error is returned.
-    async fn put_incidents(&self, items: &[(IncidentState, Precondition)]) -> Result<Vec<ETag>, StateError> {
-        let names: std::collections::HashSet<_> = items.iter().map(|(v, _)| v.sentinel_name).collect();
+    async fn put_incidents(
+        &self,
+        items: &[(IncidentState, Precondition)],
+    ) -> Result<Vec<ETag>, StateError> {
+        let names: std::collections::HashSet<_> =
+            items.iter().map(|(v, _)| v.sentinel_name).collect();
         if names.len() != items.len() {
-            return Err(StateError::Invalid("an incident appears twice in one put_incidents call".into()));
+            return Err(StateError::Invalid(
+                "an incident appears twice in one put_incidents call".into(),
+            ));
         }
         let mut etags = Vec::with_capacity(items.len());
         for group in items.chunks(batch::MAX_OPERATIONS) {
-            let ops = group.iter().map(|(s, pre)| Ok(batch_op(incident_entity(s)?, pre))).collect::<Result<Vec<_>, StateError>>()?;
+            let ops = group
+                .iter()
+                .map(|(s, pre)| Ok(batch_op(incident_entity(s)?, pre)))
+                .collect::<Result<Vec<_>, StateError>>()?;
             let written = match self.client.batch(&ops).await {
                 Ok(w) => w,
                 // A Matches on a deleted record: the race is lost, as for a single write.
@@ -204,24 +293,51 @@ impl StateStore for TableStateStore {
                 Err(e) => return Err(state_error(e)),
             };
             for etag in written {
-                etags.push(ETag(etag.ok_or_else(|| StateError::Invalid("a transaction result came without an ETag".into()))?));
+                etags.push(ETag(etag.ok_or_else(|| {
+                    StateError::Invalid("a transaction result came without an ETag".into())
+                })?));
             }
         }
         Ok(etags)
     }
 
     async fn tenant_health(&self, tenant: &TenantId) -> Result<Option<TenantHealth>, StateError> {
-        Ok(self.read(PK_HEALTH, tenant.as_str()).await?.map(|v| v.value))
+        Ok(self
+            .read(PK_HEALTH, tenant.as_str())
+            .await?
+            .map(|v| v.value))
     }
 
-    async fn put_tenant_health(&self, tenant: &TenantId, value: &TenantHealth) -> Result<(), StateError> {
-        self.write(codec::encode(PK_HEALTH, tenant.as_str(), value, vec![])?, Precondition::Any).await.map(drop)
+    async fn put_tenant_health(
+        &self,
+        tenant: &TenantId,
+        value: &TenantHealth,
+    ) -> Result<(), StateError> {
+        self.write(
+            codec::encode(PK_HEALTH, tenant.as_str(), value, vec![])?,
+            Precondition::Any,
+        )
+        .await
+        .map(drop)
     }
 
     async fn failed_incidents(&self, limit: usize) -> Result<Vec<IncidentState>, StateError> {
-        let filter = format!("PartitionKey eq {} and (LastOutcome eq 'Failed' or LastOutcome eq 'Parked')", quote(PK_INCIDENT));
-        let entities = self.client.query_all(&Query { filter: Some(filter), ..Query::default() }).await.map_err(state_error)?;
-        let mut out = entities.iter().map(codec::decode).collect::<Result<Vec<IncidentState>, _>>()?;
+        let filter = format!(
+            "PartitionKey eq {} and (LastOutcome eq 'Failed' or LastOutcome eq 'Parked')",
+            quote(PK_INCIDENT)
+        );
+        let entities = self
+            .client
+            .query_all(&Query {
+                filter: Some(filter),
+                ..Query::default()
+            })
+            .await
+            .map_err(state_error)?;
+        let mut out = entities
+            .iter()
+            .map(codec::decode)
+            .collect::<Result<Vec<IncidentState>, _>>()?;
         out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         out.truncate(limit);
         Ok(out)

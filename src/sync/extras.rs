@@ -33,9 +33,16 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Stable identity of a Defender comment (Defender comments are append-only and have no id).
 pub fn comment_fingerprint(c: &DefenderComment) -> String {
-    let created = c.created.map(|t| t.unix_timestamp_nanos().to_string()).unwrap_or_default();
+    let created = c
+        .created
+        .map(|t| t.unix_timestamp_nanos().to_string())
+        .unwrap_or_default();
     let mut h = Sha256::new();
-    for part in [created.as_str(), c.author.as_deref().unwrap_or(""), c.text.as_str()] {
+    for part in [
+        created.as_str(),
+        c.author.as_deref().unwrap_or(""),
+        c.text.as_str(),
+    ] {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
@@ -51,11 +58,18 @@ pub fn comment_messages(c: &DefenderComment) -> Vec<String> {
     if single.chars().count() <= COMMENT_MAX_CHARS {
         return vec![single];
     }
-    let room = COMMENT_MAX_CHARS - DEFENDER_MARKER.len() - header.chars().count() - "(part 9999/9999) ".len();
+    let room = COMMENT_MAX_CHARS
+        - DEFENDER_MARKER.len()
+        - header.chars().count()
+        - "(part 9999/9999) ".len();
     let chars: Vec<char> = c.text.chars().collect();
     let parts: Vec<String> = chars.chunks(room).map(|p| p.iter().collect()).collect();
     let n = parts.len();
-    parts.iter().enumerate().map(|(i, p)| format!("{DEFENDER_MARKER}(part {}/{n}) {header}{p}", i + 1)).collect()
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{DEFENDER_MARKER}(part {}/{n}) {header}{p}", i + 1))
+        .collect()
 }
 
 /// Fingerprint of an alert with its evidence, as last shipped.
@@ -65,7 +79,11 @@ pub fn alert_fingerprint(a: &Alert) -> String {
     for e in &a.evidence {
         h.update(serde_json::to_vec(&e.raw).unwrap_or_default());
     }
-    h.update(a.last_update.map(|t| t.unix_timestamp_nanos().to_string()).unwrap_or_default());
+    h.update(
+        a.last_update
+            .map(|t| t.unix_timestamp_nanos().to_string())
+            .unwrap_or_default(),
+    );
     hex(&h.finalize()[..16])
 }
 
@@ -107,7 +125,13 @@ impl ForwardSync {
         Ok(Extras { wrote, parked })
     }
 
-    async fn mirror_comments(&self, ctx: &TenantCtx, d: &DefenderIncident, name: &SentinelIncidentName, st: &mut IncidentState) -> Result<bool, Step> {
+    async fn mirror_comments(
+        &self,
+        ctx: &TenantCtx,
+        d: &DefenderIncident,
+        name: &SentinelIncidentName,
+        st: &mut IncidentState,
+    ) -> Result<bool, Step> {
         let pending: Vec<(String, Vec<String>)> = d
             .comments
             .iter()
@@ -120,13 +144,22 @@ impl ForwardSync {
             return Ok(false);
         }
         // Ids already there (a crash after the PUT, before the state write) are not posted again.
-        let existing = self.call(ctx, || self.sentinel.list_comments(name)).await.map_err(Step::from)?;
+        let existing = self
+            .call(ctx, || self.sentinel.list_comments(name))
+            .await
+            .map_err(Step::from)?;
         let ids: HashSet<String> = existing.iter().map(|c| c.id.to_ascii_lowercase()).collect();
         let mut count = existing.len();
         let mut wrote = false;
         for (fp, messages) in pending {
             for (i, message) in messages.iter().enumerate() {
-                let id = stable_uuid(&["defender-comment", ctx.tenant.as_str(), d.id.as_str(), &fp, &i.to_string()]);
+                let id = stable_uuid(&[
+                    "defender-comment",
+                    ctx.tenant.as_str(),
+                    d.id.as_str(),
+                    &fp,
+                    &i.to_string(),
+                ]);
                 if ids.contains(&id.to_string()) {
                     continue;
                 }
@@ -135,7 +168,9 @@ impl ForwardSync {
                     ctx.tally.cap_reached(name.to_string());
                     return Ok(wrote);
                 }
-                self.call(ctx, || self.sentinel.put_comment(name, id, message)).await.map_err(Step::from)?;
+                self.call(ctx, || self.sentinel.put_comment(name, id, message))
+                    .await
+                    .map_err(Step::from)?;
                 count += 1;
                 wrote = true;
             }
@@ -146,14 +181,23 @@ impl ForwardSync {
 
     /// A comment for every analyst change the policy overrode, on either side (best effort:
     /// the incident is already right; the note is for people).
-    async fn conflict_comments(&self, ctx: &TenantCtx, d: &DefenderIncident, name: &SentinelIncidentName, outcome: &MergeOutcome) -> bool {
+    async fn conflict_comments(
+        &self,
+        ctx: &TenantCtx,
+        d: &DefenderIncident,
+        name: &SentinelIncidentName,
+        outcome: &MergeOutcome,
+    ) -> bool {
         let mut wrote = false;
         for c in &outcome.conflicts {
             let field = format!("{:?}", c.field);
             let at = d.last_update.unix_timestamp_nanos().to_string();
             let id = stable_uuid(&["conflict", ctx.tenant.as_str(), d.id.as_str(), &field, &at]);
             let message = conflict_message(c, &self.policy.conflict);
-            match self.call(ctx, || self.sentinel.put_comment(name, id, &message)).await {
+            match self
+                .call(ctx, || self.sentinel.put_comment(name, id, &message))
+                .await
+            {
                 Ok(_) => wrote = true,
                 Err(e) => tracing::warn!(error = %e, message = "Conflict comment not posted."),
             }
@@ -163,8 +207,15 @@ impl ForwardSync {
 
     /// A merged (redirected) incident: a comment naming the survivor here, and one on the
     /// survivor's Sentinel incident. Parked when the survivor is not in Sentinel yet.
-    async fn redirect_comments(&self, ctx: &TenantCtx, d: &DefenderIncident, name: &SentinelIncidentName, st: &mut IncidentState) -> Result<(bool, Option<String>), Step> {
-        let (DefenderStatus::Redirected, Some(target)) = (&d.status, &d.redirect_incident_id) else {
+    async fn redirect_comments(
+        &self,
+        ctx: &TenantCtx,
+        d: &DefenderIncident,
+        name: &SentinelIncidentName,
+        st: &mut IncidentState,
+    ) -> Result<(bool, Option<String>), Step> {
+        let (DefenderStatus::Redirected, Some(target)) = (&d.status, &d.redirect_incident_id)
+        else {
             return Ok((false, None));
         };
         let key = format!("redirect:{target}");
@@ -172,24 +223,53 @@ impl ForwardSync {
             return Ok((false, None));
         }
         let survivor = SentinelIncidentName::for_defender(&ctx.tenant, target);
-        let here = format!("{DEFENDER_MARKER}Defender merged this incident into Defender incident #{target} (Sentinel incident {survivor}).");
-        let id = stable_uuid(&["redirect", ctx.tenant.as_str(), d.id.as_str(), target.as_str()]);
-        self.call(ctx, || self.sentinel.put_comment(name, id, &here)).await.map_err(Step::from)?;
-        let there = format!("{DEFENDER_MARKER}Defender incident #{} (Sentinel incident {name}) was merged into this incident.", d.id);
-        let id = stable_uuid(&["redirect-survivor", ctx.tenant.as_str(), d.id.as_str(), target.as_str()]);
-        match self.call(ctx, || self.sentinel.put_comment(&survivor, id, &there)).await {
+        let here = format!(
+            "{DEFENDER_MARKER}Defender merged this incident into Defender incident #{target} (Sentinel incident {survivor})."
+        );
+        let id = stable_uuid(&[
+            "redirect",
+            ctx.tenant.as_str(),
+            d.id.as_str(),
+            target.as_str(),
+        ]);
+        self.call(ctx, || self.sentinel.put_comment(name, id, &here))
+            .await
+            .map_err(Step::from)?;
+        let there = format!(
+            "{DEFENDER_MARKER}Defender incident #{} (Sentinel incident {name}) was merged into this incident.",
+            d.id
+        );
+        let id = stable_uuid(&[
+            "redirect-survivor",
+            ctx.tenant.as_str(),
+            d.id.as_str(),
+            target.as_str(),
+        ]);
+        match self
+            .call(ctx, || self.sentinel.put_comment(&survivor, id, &there))
+            .await
+        {
             Ok(_) => {
                 st.mirrored_comments.insert(key);
                 Ok((true, None))
             }
-            Err(e) if e.class() == ErrorClass::NotFound => Ok((true, Some(format!("the surviving incident #{target} is not in Sentinel yet")))),
+            Err(e) if e.class() == ErrorClass::NotFound => Ok((
+                true,
+                Some(format!(
+                    "the surviving incident #{target} is not in Sentinel yet"
+                )),
+            )),
             Err(e) => Err(Step::from(e)),
         }
     }
 
     /// New or changed alerts (with their evidence) and their fingerprints, when Logs Ingestion
     /// is configured; shipped per batch, stored in the state once shipped.
-    pub(super) fn changed_alerts(&self, d: &DefenderIncident, st: &IncidentState) -> Vec<(String, AlertRecord)> {
+    pub(super) fn changed_alerts(
+        &self,
+        d: &DefenderIncident,
+        st: &IncidentState,
+    ) -> Vec<(String, AlertRecord)> {
         if self.logs.is_none() {
             return Vec::new();
         }
@@ -199,7 +279,17 @@ impl ForwardSync {
             .flatten()
             .map(|a| (alert_fingerprint(a), a))
             .filter(|(fp, a)| st.shipped_alerts.get(&a.id) != Some(fp))
-            .map(|(fp, a)| (fp, AlertRecord { tenant: d.tenant.clone(), incident_id: d.id.clone(), sentinel_name, alert: a.clone() }))
+            .map(|(fp, a)| {
+                (
+                    fp,
+                    AlertRecord {
+                        tenant: d.tenant.clone(),
+                        incident_id: d.id.clone(),
+                        sentinel_name,
+                        alert: a.clone(),
+                    },
+                )
+            })
             .collect()
     }
 }
@@ -210,17 +300,37 @@ mod tests {
     use crate::sync::merge::Field;
 
     fn comment(text: &str) -> DefenderComment {
-        DefenderComment { text: text.into(), author: Some("alice@contoso.com".into()), created: Some(crate::sync::testing::T0) }
+        DefenderComment {
+            text: text.into(),
+            author: Some("alice@contoso.com".into()),
+            created: Some(crate::sync::testing::T0),
+        }
     }
 
     #[test]
     fn conflict_notes_name_both_values_the_policy_and_the_overridden_side() {
-        let c = |winner| Conflict { field: Field::Tags, winner, defender_value: "d-tag".into(), sentinel_value: "s-tag".into() };
+        let c = |winner| Conflict {
+            field: Field::Tags,
+            winner,
+            defender_value: "d-tag".into(),
+            sentinel_value: "s-tag".into(),
+        };
         let m = conflict_message(&c(Side::Defender), &ConflictPolicyName::DefenderWins);
-        assert!(is_mirrored(&m) && m.contains("Tags") && m.contains("s-tag") && m.contains("d-tag"), "{m}");
-        assert!(m.contains("(defender-wins) kept Defender's value and overrode the change made here"), "{m}");
+        assert!(
+            is_mirrored(&m) && m.contains("Tags") && m.contains("s-tag") && m.contains("d-tag"),
+            "{m}"
+        );
+        assert!(
+            m.contains("(defender-wins) kept Defender's value and overrode the change made here"),
+            "{m}"
+        );
         let m = conflict_message(&c(Side::Sentinel), &ConflictPolicyName::SentinelWins);
-        assert!(m.contains("(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"), "{m}");
+        assert!(
+            m.contains(
+                "(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"
+            ),
+            "{m}"
+        );
     }
 
     #[test]
@@ -237,14 +347,24 @@ mod tests {
         let text = "x".repeat(65_000);
         let parts = comment_messages(&comment(&text));
         assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| p.chars().count() <= COMMENT_MAX_CHARS && is_mirrored(p)));
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.chars().count() <= COMMENT_MAX_CHARS && is_mirrored(p))
+        );
         let total: usize = parts.iter().map(|p| p.matches('x').count()).sum();
         assert_eq!(total, 65_000);
     }
 
     #[test]
     fn fingerprints_are_stable_and_distinguish_comments() {
-        assert_eq!(comment_fingerprint(&comment("a")), comment_fingerprint(&comment("a")));
-        assert_ne!(comment_fingerprint(&comment("a")), comment_fingerprint(&comment("b")));
+        assert_eq!(
+            comment_fingerprint(&comment("a")),
+            comment_fingerprint(&comment("a"))
+        );
+        assert_ne!(
+            comment_fingerprint(&comment("a")),
+            comment_fingerprint(&comment("b"))
+        );
     }
 }

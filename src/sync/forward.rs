@@ -125,8 +125,22 @@ impl ForwardSync {
         lookback: Duration,
         limits: ClientLimits,
     ) -> Self {
-        let opts = ForwardOptions { lookback, ..ForwardOptions::default() };
-        Self { defender, sentinel, logs, state, tenants, policy, limits, opts, progress: None, throttle_probe: None }
+        let opts = ForwardOptions {
+            lookback,
+            ..ForwardOptions::default()
+        };
+        Self {
+            defender,
+            sentinel,
+            logs,
+            state,
+            tenants,
+            policy,
+            limits,
+            opts,
+            progress: None,
+            throttle_probe: None,
+        }
     }
 
     /// Reports every page of incidents to `progress`.
@@ -192,10 +206,20 @@ impl ForwardSync {
         };
         ctx.at_watermark = checkpoint.as_ref().map(|c| c.value.clone());
         ctx.parked = self.retry_parked(&ctx).await;
-        let window = plan::initial_window(ctx.at_watermark.as_ref(), to_time(self.opts.lookback), to_time(self.opts.overlap), start);
+        let window = plan::initial_window(
+            ctx.at_watermark.as_ref(),
+            to_time(self.opts.lookback),
+            to_time(self.opts.overlap),
+            start,
+        );
         let window_end = window.updated_to.unwrap_or(start);
         let pulled = self.pull(&ctx, window).await;
-        let next = plan::advance_checkpoint(ctx.at_watermark.as_ref(), window_end, pulled.hold, &pulled.delivered);
+        let next = plan::advance_checkpoint(
+            ctx.at_watermark.as_ref(),
+            window_end,
+            pulled.hold,
+            &pulled.delivered,
+        );
         let completed = pulled.hold.is_none();
         let watermark = match next {
             Some(cp) => self.save_checkpoint(&ctx, checkpoint, cp).await,
@@ -204,8 +228,15 @@ impl ForwardSync {
         self.finish(&ctx, start, completed, watermark).await
     }
 
-    async fn save_checkpoint(&self, ctx: &TenantCtx, old: Option<Versioned<Checkpoint>>, cp: Checkpoint) -> Option<OffsetDateTime> {
-        let pre = old.as_ref().map_or(Precondition::Absent, |v| Precondition::Matches(v.etag.clone()));
+    async fn save_checkpoint(
+        &self,
+        ctx: &TenantCtx,
+        old: Option<Versioned<Checkpoint>>,
+        cp: Checkpoint,
+    ) -> Option<OffsetDateTime> {
+        let pre = old.as_ref().map_or(Precondition::Absent, |v| {
+            Precondition::Matches(v.etag.clone())
+        });
         if old.as_ref().is_some_and(|v| v.value == cp) {
             return Some(cp.watermark);
         }
@@ -220,10 +251,19 @@ impl ForwardSync {
         }
     }
 
-    async fn finish(&self, ctx: &TenantCtx, start: OffsetDateTime, completed: bool, watermark: Option<OffsetDateTime>) -> TenantReport {
+    async fn finish(
+        &self,
+        ctx: &TenantCtx,
+        start: OffsetDateTime,
+        completed: bool,
+        watermark: Option<OffsetDateTime>,
+    ) -> TenantReport {
         let end = OffsetDateTime::now_utc();
         if let (Some(probe), Some(before)) = (&self.throttle_probe, ctx.throttled_before) {
-            ctx.tally.throttled.store(probe().saturating_sub(before), std::sync::atomic::Ordering::Relaxed);
+            ctx.tally.throttled.store(
+                probe().saturating_sub(before),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
         let report = ctx.tally.report(&ctx.tenant, completed, lag);
@@ -255,8 +295,12 @@ impl ForwardSync {
             }
         };
         let now = OffsetDateTime::now_utc();
-        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) = entries.into_iter().partition(|e| e.next_attempt <= now);
-        let mut still: HashMap<String, OffsetDateTime> = later.iter().map(|e| (e.incident_id.to_string(), e.last_update)).collect();
+        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) =
+            entries.into_iter().partition(|e| e.next_attempt <= now);
+        let mut still: HashMap<String, OffsetDateTime> = later
+            .iter()
+            .map(|e| (e.incident_id.to_string(), e.last_update))
+            .collect();
         let results: Vec<(String, OffsetDateTime, bool)> = futures::stream::iter(due)
             .map(|e| async move {
                 let cleared = !ctx.out_of_time() && self.retry_one(ctx, &e).await;
@@ -265,29 +309,50 @@ impl ForwardSync {
             .buffer_unordered(self.limits.sentinel_concurrency.max(1))
             .collect()
             .await;
-        still.extend(results.into_iter().filter(|(_, _, cleared)| !cleared).map(|(id, t, _)| (id, t)));
+        still.extend(
+            results
+                .into_iter()
+                .filter(|(_, _, cleared)| !cleared)
+                .map(|(id, t, _)| (id, t)),
+        );
         still
     }
 
     /// One retry; true when the incident left the retry set.
     async fn retry_one(&self, ctx: &TenantCtx, entry: &RetryEntry) -> bool {
-        let fetched = self.call(ctx, || self.defender.get_incident(&ctx.tenant, &entry.incident_id)).await;
+        let fetched = self
+            .call(ctx, || {
+                self.defender.get_incident(&ctx.tenant, &entry.incident_id)
+            })
+            .await;
         let incident = match fetched {
             Ok(Some(i)) => i,
             Ok(None) => return self.unpark(ctx, &entry.incident_id).await,
             // Still refused (e.g. a payload that cannot be mapped): parked again, with backoff.
             Err(e) if e.class() == ErrorClass::Rejected => {
-                self.park(ctx, &entry.incident_id, entry.last_update, e.to_string(), Some(entry)).await;
+                self.park(
+                    ctx,
+                    &entry.incident_id,
+                    entry.last_update,
+                    e.to_string(),
+                    Some(entry),
+                )
+                .await;
                 return false;
             }
             Err(e) => {
-                ctx.tally.error(format!("retrying incident {}: {e}", entry.incident_id));
+                ctx.tally
+                    .error(format!("retrying incident {}: {e}", entry.incident_id));
                 return false;
             }
         };
         Tally::add(&ctx.tally.seen, 1);
         let (id, t) = (incident.id.clone(), incident.last_update);
-        let outcome = self.sync_batch(ctx, vec![incident], true).await.pop().map(|(_, _, o)| o);
+        let outcome = self
+            .sync_batch(ctx, vec![incident], true)
+            .await
+            .pop()
+            .map(|(_, _, o)| o);
         match outcome {
             Some(super::incident::Outcome::Written | super::incident::Outcome::Unchanged) => {
                 Tally::add(&ctx.tally.cleared, 1);
@@ -305,19 +370,37 @@ impl ForwardSync {
         match self.state.remove_retry(&ctx.tenant, id).await {
             Ok(()) => true,
             Err(e) => {
-                ctx.tally.error(format!("removing {id} from the retry set: {e}"));
+                ctx.tally
+                    .error(format!("removing {id} from the retry set: {e}"));
                 false
             }
         }
     }
 
     /// Parks an incident in the retry set (with backoff) and records the failure in its state.
-    pub(super) async fn park(&self, ctx: &TenantCtx, id: &DefenderIncidentId, last_update: OffsetDateTime, error: String, prev: Option<&RetryEntry>) {
+    pub(super) async fn park(
+        &self,
+        ctx: &TenantCtx,
+        id: &DefenderIncidentId,
+        last_update: OffsetDateTime,
+        error: String,
+        prev: Option<&RetryEntry>,
+    ) {
         let attempts = prev.map_or(1, |p| p.attempts.saturating_add(1));
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-        let delay = self.opts.park_backoff.saturating_mul(factor).min(self.opts.park_backoff_max);
+        let delay = self
+            .opts
+            .park_backoff
+            .saturating_mul(factor)
+            .min(self.opts.park_backoff_max);
         let now = OffsetDateTime::now_utc();
-        let entry = RetryEntry { incident_id: id.clone(), last_update, attempts, last_error: error.clone(), next_attempt: now + to_time(delay) };
+        let entry = RetryEntry {
+            incident_id: id.clone(),
+            last_update,
+            attempts,
+            last_error: error.clone(),
+            next_attempt: now + to_time(delay),
+        };
         tracing::warn!(incident_id = %id, attempts, error = %error, message = "Incident parked in the retry set.");
         Tally::add(&ctx.tally.parked, 1);
         ctx.tally.error(format!("incident {id}: {error}"));
@@ -330,10 +413,15 @@ impl ForwardSync {
     /// Marks the incident's state as parked (for SyncHealth); best effort.
     async fn record_failure(&self, tenant: &TenantId, id: &DefenderIncidentId, error: String) {
         let name = SentinelIncidentName::for_defender(tenant, id);
-        let Ok(current) = self.state.incident(&name).await else { return };
+        let Ok(current) = self.state.incident(&name).await else {
+            return;
+        };
         let (mut value, pre) = match current {
             Some(v) => (v.value, Precondition::Matches(v.etag)),
-            None => (IncidentState::new(tenant.clone(), id.clone()), Precondition::Absent),
+            None => (
+                IncidentState::new(tenant.clone(), id.clone()),
+                Precondition::Absent,
+            ),
         };
         value.last_outcome = Some(Outcome::Parked);
         value.last_error = Some(error);

@@ -31,12 +31,38 @@ fn options() -> ForwardOptions {
 }
 
 fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
-    let (d, s, logs, store) = (Arc::new(FakeDefender::default()), Arc::new(FakeSentinel::default()), Arc::new(FakeLogs::default()), Arc::new(FlakyStore::default()));
-    let limits = ClientLimits { sentinel_concurrency: concurrency, ..ClientLimits::default() };
-    let policy = MergePolicy { conflict, severity_to_defender: false };
-    let sync = ForwardSync::new(d.clone(), s.clone(), Some(logs.clone()), store.clone(), vec![tenant()], policy, Duration::from_secs(3600), limits)
-        .with_options(options());
-    Harness { d, s, logs, store, sync }
+    let (d, s, logs, store) = (
+        Arc::new(FakeDefender::default()),
+        Arc::new(FakeSentinel::default()),
+        Arc::new(FakeLogs::default()),
+        Arc::new(FlakyStore::default()),
+    );
+    let limits = ClientLimits {
+        sentinel_concurrency: concurrency,
+        ..ClientLimits::default()
+    };
+    let policy = MergePolicy {
+        conflict,
+        severity_to_defender: false,
+    };
+    let sync = ForwardSync::new(
+        d.clone(),
+        s.clone(),
+        Some(logs.clone()),
+        store.clone(),
+        vec![tenant()],
+        policy,
+        Duration::from_secs(3600),
+        limits,
+    )
+    .with_options(options());
+    Harness {
+        d,
+        s,
+        logs,
+        store,
+        sync,
+    }
 }
 
 fn harness() -> Harness {
@@ -45,7 +71,10 @@ fn harness() -> Harness {
 
 impl Harness {
     async fn cycle(&self) -> TenantReport {
-        let r = self.sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+        let r = self
+            .sync
+            .run_cycle(tokio::time::Instant::now() + Duration::from_secs(60))
+            .await;
         r.tenants.into_iter().next().unwrap()
     }
 
@@ -56,7 +85,11 @@ impl Harness {
     }
 
     async fn watermark(&self) -> Option<OffsetDateTime> {
-        self.store.checkpoint(&tenant()).await.unwrap().map(|c| c.value.watermark)
+        self.store
+            .checkpoint(&tenant())
+            .await
+            .unwrap()
+            .map(|c| c.value.watermark)
     }
 
     fn total_puts(&self) -> u64 {
@@ -65,7 +98,10 @@ impl Harness {
 }
 
 fn name(id: u32) -> SentinelIncidentName {
-    SentinelIncidentName::for_defender(&tenant(), &DefenderIncidentId::parse(&id.to_string()).unwrap())
+    SentinelIncidentName::for_defender(
+        &tenant(),
+        &DefenderIncidentId::parse(&id.to_string()).unwrap(),
+    )
 }
 
 fn ago(minutes: i64) -> OffsetDateTime {
@@ -83,7 +119,10 @@ async fn first_sync_creates_exactly_one_sentinel_incident_per_defender_incident(
     for id in 1..=3 {
         assert_eq!(h.s.puts(&name(id)), 1);
         let i = h.s.incident(&name(id)).unwrap();
-        assert_eq!(i.title, format!("[Defender #{id}] Multi-stage incident {id}"));
+        assert_eq!(
+            i.title,
+            format!("[Defender #{id}] Multi-stage incident {id}")
+        );
         assert_eq!(i.status, SentinelStatus::New);
     }
     assert_eq!(h.logs.shipped().len(), 6);
@@ -105,7 +144,11 @@ async fn a_rerun_with_no_change_writes_nothing() {
     assert_eq!((r.seen, r.unchanged, r.written), (3, 3, 0));
     assert_eq!(h.total_puts(), 0);
     assert_eq!(h.s.probe.calls("put_comment"), 0);
-    assert_eq!(h.s.probe.calls("get_incident"), 0, "dropped by the state before reading Sentinel");
+    assert_eq!(
+        h.s.probe.calls("get_incident"),
+        0,
+        "dropped by the state before reading Sentinel"
+    );
     assert_eq!(h.logs.shipped().len(), 6, "alerts are not shipped twice");
 }
 
@@ -126,10 +169,22 @@ async fn a_defender_change_propagates() {
     assert_eq!(r.written, 1);
     let i = h.s.incident(&name(7)).unwrap();
     assert_eq!(i.status, SentinelStatus::Closed);
-    assert_eq!(i.classification, Some(SentinelClassification::FalsePositive));
-    assert_eq!(i.classification_reason, Some(ClassificationReason::IncorrectAlertLogic));
-    assert_eq!(i.classification_comment.as_deref(), Some("Defender determination: notMalicious. benign admin script"));
-    assert!(i.labels.iter().any(|l| l.name == "reviewed") && i.labels.iter().any(|l| l.name == "Defender"));
+    assert_eq!(
+        i.classification,
+        Some(SentinelClassification::FalsePositive)
+    );
+    assert_eq!(
+        i.classification_reason,
+        Some(ClassificationReason::IncorrectAlertLogic)
+    );
+    assert_eq!(
+        i.classification_comment.as_deref(),
+        Some("Defender determination: notMalicious. benign admin script")
+    );
+    assert!(
+        i.labels.iter().any(|l| l.name == "reviewed")
+            && i.labels.iter().any(|l| l.name == "Defender")
+    );
     assert_eq!(h.s.puts(&name(7)), 2);
 }
 
@@ -139,7 +194,10 @@ async fn an_analysts_change_survives_a_defender_change_of_another_field() {
     h.add([8], ago(30));
     h.cycle().await;
     h.s.analyst_edit(&name(8), |i| {
-        i.owner = Owner { user_principal_name: Some("analyst@contoso.com".into()), ..Owner::default() };
+        i.owner = Owner {
+            user_principal_name: Some("analyst@contoso.com".into()),
+            ..Owner::default()
+        };
         i.status = SentinelStatus::Active;
     });
     h.d.edit(&tenant(), "8", |i| {
@@ -149,8 +207,15 @@ async fn an_analysts_change_survives_a_defender_change_of_another_field() {
     h.cycle().await;
     let i = h.s.incident(&name(8)).unwrap();
     assert_eq!(i.severity, SentinelSeverity::Low);
-    assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));
-    assert_eq!(i.status, SentinelStatus::Active, "an analyst's Active is kept while Defender says active");
+    assert_eq!(
+        i.owner.user_principal_name.as_deref(),
+        Some("analyst@contoso.com")
+    );
+    assert_eq!(
+        i.status,
+        SentinelStatus::Active,
+        "an analyst's Active is kept while Defender says active"
+    );
     assert!(h.s.comments(&name(8)).is_empty(), "no conflict");
 }
 
@@ -158,8 +223,18 @@ async fn conflicting_owner(policy: ConflictPolicyName) -> (SentinelIncident, Vec
     let h = harness_with(policy, 8);
     h.add([9], ago(30));
     h.cycle().await;
-    h.s.analyst_edit(&name(9), |i| i.owner = Owner { user_principal_name: Some("analyst@contoso.com".into()), ..Owner::default() });
-    h.d.add_user(UserRef { object_id: uuid::Uuid::from_u128(5), user_principal_name: "soc@contoso.com".into(), mail: None, display_name: None });
+    h.s.analyst_edit(&name(9), |i| {
+        i.owner = Owner {
+            user_principal_name: Some("analyst@contoso.com".into()),
+            ..Owner::default()
+        }
+    });
+    h.d.add_user(UserRef {
+        object_id: uuid::Uuid::from_u128(5),
+        user_principal_name: "soc@contoso.com".into(),
+        mail: None,
+        display_name: None,
+    });
     h.d.edit(&tenant(), "9", |i| {
         i.assigned_to = Some("soc@contoso.com".into());
         i.last_update = OffsetDateTime::now_utc();
@@ -171,29 +246,65 @@ async fn conflicting_owner(policy: ConflictPolicyName) -> (SentinelIncident, Vec
 #[tokio::test]
 async fn conflicts_are_decided_by_the_policy_and_every_overridden_analyst_change_gets_a_comment() {
     let (i, comments) = conflicting_owner(ConflictPolicyName::DefenderWins).await;
-    assert_eq!(i.owner.user_principal_name.as_deref(), Some("soc@contoso.com"));
-    assert_eq!(i.owner.object_id, Some(uuid::Uuid::from_u128(5)), "object id from the user look-up");
+    assert_eq!(
+        i.owner.user_principal_name.as_deref(),
+        Some("soc@contoso.com")
+    );
+    assert_eq!(
+        i.owner.object_id,
+        Some(uuid::Uuid::from_u128(5)),
+        "object id from the user look-up"
+    );
     assert_eq!(comments.len(), 1);
-    assert!(comments[0].message.starts_with(DEFENDER_MARKER) && comments[0].message.contains("Sync conflict on Owner"));
-    assert!(comments[0].message.contains("changed here to analyst@contoso.com and in Defender to soc@contoso.com"), "{}", comments[0].message);
+    assert!(
+        comments[0].message.starts_with(DEFENDER_MARKER)
+            && comments[0].message.contains("Sync conflict on Owner")
+    );
+    assert!(
+        comments[0]
+            .message
+            .contains("changed here to analyst@contoso.com and in Defender to soc@contoso.com"),
+        "{}",
+        comments[0].message
+    );
 
     let (i, comments) = conflicting_owner(ConflictPolicyName::SentinelWins).await;
-    assert_eq!(i.owner.user_principal_name.as_deref(), Some("analyst@contoso.com"));
+    assert_eq!(
+        i.owner.user_principal_name.as_deref(),
+        Some("analyst@contoso.com")
+    );
     // The Defender analyst's change is the one overridden now: recorded in Sentinel too.
     assert_eq!(comments.len(), 1);
-    assert!(comments[0].message.contains("(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"), "{}", comments[0].message);
+    assert!(
+        comments[0].message.contains(
+            "(sentinel-wins) kept Sentinel's value and overrode the Defender analyst's change"
+        ),
+        "{}",
+        comments[0].message
+    );
 
     // Latest wins: Defender's change is the later one here.
     let (i, _) = conflicting_owner(ConflictPolicyName::LatestWins).await;
-    assert_eq!(i.owner.user_principal_name.as_deref(), Some("soc@contoso.com"));
+    assert_eq!(
+        i.owner.user_principal_name.as_deref(),
+        Some("soc@contoso.com")
+    );
 }
 
 #[tokio::test]
 async fn comments_are_mirrored_once_even_across_a_crash() {
     let h = harness();
     let mut i = incident(&tenant(), 20, ago(30));
-    let c = |t: &str| DefenderComment { text: t.into(), author: Some("alice".into()), created: Some(ago(40)) };
-    i.comments = vec![c("first"), c("second"), c("[Sentinel] bob: from Sentinel, never mirrored back")];
+    let c = |t: &str| DefenderComment {
+        text: t.into(),
+        author: Some("alice".into()),
+        created: Some(ago(40)),
+    };
+    i.comments = vec![
+        c("first"),
+        c("second"),
+        c("[Sentinel] bob: from Sentinel, never mirrored back"),
+    ];
     h.d.upsert(i);
     // The process dies after the comment PUTs, before the state write.
     h.store.fail_incident_puts.store(1, Ordering::SeqCst);
@@ -204,16 +315,30 @@ async fn comments_are_mirrored_once_even_across_a_crash() {
     assert!(r2.completed);
     let comments = h.s.comments(&name(20));
     assert_eq!(comments.len(), 2, "no duplicate after the crash");
-    assert!(comments.iter().all(|c| c.message.starts_with(DEFENDER_MARKER)));
+    assert!(
+        comments
+            .iter()
+            .all(|c| c.message.starts_with(DEFENDER_MARKER))
+    );
     assert!(comments[0].message.ends_with("first") && comments[1].message.ends_with("second"));
-    assert_eq!(h.s.probe.calls("put_comment"), 2, "the rerun found the ids and posted nothing");
+    assert_eq!(
+        h.s.probe.calls("put_comment"),
+        2,
+        "the rerun found the ids and posted nothing"
+    );
 }
 
 #[tokio::test]
 async fn the_comment_cap_is_recorded_not_retried() {
     let h = harness();
     let mut i = incident(&tenant(), 21, ago(30));
-    i.comments = (0..105).map(|n| DefenderComment { text: format!("c{n}"), author: None, created: Some(ago(40)) }).collect();
+    i.comments = (0..105)
+        .map(|n| DefenderComment {
+            text: format!("c{n}"),
+            author: None,
+            created: Some(ago(40)),
+        })
+        .collect();
     h.d.upsert(i);
     let r = h.cycle().await;
     assert!(r.completed && r.parked == 0 && r.failed == 0, "{r:?}");
@@ -230,7 +355,11 @@ async fn the_comment_cap_is_recorded_not_retried() {
 async fn a_1200_incident_backfill_is_delivered_once_with_a_correct_checkpoint() {
     let h = harness();
     for n in 0..1200u32 {
-        h.d.upsert(incident(&tenant(), 1000 + n, ago(600) + time::Duration::seconds(i64::from(n) * 20)));
+        h.d.upsert(incident(
+            &tenant(),
+            1000 + n,
+            ago(600) + time::Duration::seconds(i64::from(n) * 20),
+        ));
     }
     let r = h.cycle().await;
     assert!(r.completed, "{r:?}");
@@ -268,7 +397,10 @@ async fn a_rejected_incident_is_parked_passed_retried_and_cleared() {
     h.s.reject(name(31), true);
     let r = h.cycle().await;
     assert!(r.completed && r.parked == 1 && r.written == 2, "{r:?}");
-    assert!(h.watermark().await.unwrap() > ago(1), "the watermark passes the parked incident");
+    assert!(
+        h.watermark().await.unwrap() > ago(1),
+        "the watermark passes the parked incident"
+    );
     let set = h.store.retry_set(&tenant()).await.unwrap();
     assert_eq!(set.len(), 1);
     assert_eq!(set[0].incident_id.as_str(), "31");
@@ -291,7 +423,9 @@ async fn a_rejected_incident_is_parked_passed_retried_and_cleared() {
 async fn an_unmappable_incident_is_parked() {
     let h = harness();
     h.add([40, 41], ago(30));
-    h.d.edit(&tenant(), "41", |i| i.status = DefenderStatus::parse("somethingNew"));
+    h.d.edit(&tenant(), "41", |i| {
+        i.status = DefenderStatus::parse("somethingNew")
+    });
     let r = h.cycle().await;
     assert!(r.completed && r.parked == 1 && r.written == 1);
     assert!(r.errors.iter().any(|e| e.contains("somethingNew")));
@@ -374,15 +508,25 @@ async fn the_deadline_stops_cleanly_and_the_next_cycle_continues() {
     let h = harness_with(ConflictPolicyName::LatestWins, 2);
     *h.s.put_delay.lock().unwrap() = Some(Duration::from_millis(5));
     for n in 0..100u32 {
-        h.d.upsert(incident(&tenant(), 900 + n, ago(100) + time::Duration::seconds(i64::from(n))));
+        h.d.upsert(incident(
+            &tenant(),
+            900 + n,
+            ago(100) + time::Duration::seconds(i64::from(n)),
+        ));
     }
-    let r = h.sync.run_cycle(tokio::time::Instant::now() + Duration::from_millis(60)).await;
+    let r = h
+        .sync
+        .run_cycle(tokio::time::Instant::now() + Duration::from_millis(60))
+        .await;
     let r = &r.tenants[0];
     assert!(!r.completed);
     assert!(r.written > 0 && r.written < 100, "{r:?}");
     assert_eq!(r.failed, 0, "stopping at the deadline is not a failure");
     let wm = h.watermark().await;
-    assert!(wm.is_none_or(|w| w <= ago(100) + time::Duration::seconds(100)), "the watermark did not pass undelivered incidents");
+    assert!(
+        wm.is_none_or(|w| w <= ago(100) + time::Duration::seconds(100)),
+        "the watermark did not pass undelivered incidents"
+    );
     let r = h.cycle().await;
     assert!(r.completed);
     assert_eq!(h.s.len(), 100);
@@ -404,7 +548,10 @@ async fn a_409_rereads_and_merges_again() {
     h.s.probe.fail("put_incident", Fault::Throttled, 1);
     let r = h.cycle().await;
     assert!(r.completed && r.written == 1 && r.throttled >= 1, "{r:?}");
-    assert_eq!(h.s.incident(&name(90)).unwrap().status, SentinelStatus::Active);
+    assert_eq!(
+        h.s.incident(&name(90)).unwrap().status,
+        SentinelStatus::Active
+    );
 }
 
 #[tokio::test]
@@ -430,7 +577,10 @@ async fn refused_credentials_stop_the_tenant_and_hold_the_watermark() {
     h.s.probe.fail("put_incident", Fault::Auth, 1);
     let r = h.cycle().await;
     assert!(!r.completed && r.failed >= 1 && r.parked == 0, "{r:?}");
-    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty(), "not parked: an operator must act");
+    assert!(
+        h.store.retry_set(&tenant()).await.unwrap().is_empty(),
+        "not parked: an operator must act"
+    );
     let r = h.cycle().await;
     assert!(r.completed);
     assert_eq!(h.s.len(), 2);
@@ -447,24 +597,50 @@ async fn rows_refused_by_logs_ingestion_park_the_incident_and_a_retry_ships_them
     let r = h.cycle().await;
     assert_eq!(r.cleared, 1);
     assert_eq!(h.logs.shipped().len(), 2);
-    assert_eq!(h.s.puts(&name(110)), 1, "the retry did not rewrite an unchanged incident");
+    assert_eq!(
+        h.s.puts(&name(110)),
+        1,
+        "the retry did not rewrite an unchanged incident"
+    );
 }
 
 #[tokio::test]
 async fn a_new_incident_costs_about_one_upstream_call() {
     let h = harness();
     for n in 0..100u32 {
-        h.d.upsert(incident(&tenant(), 2000 + n, ago(50) + time::Duration::seconds(i64::from(n))));
+        h.d.upsert(incident(
+            &tenant(),
+            2000 + n,
+            ago(50) + time::Duration::seconds(i64::from(n)),
+        ));
     }
     let r = h.cycle().await;
     assert_eq!(r.written, 100);
-    let graph = ["count", "list", "next_page", "alerts", "get_incident"].map(|op| h.d.probe.calls(op)).iter().sum::<u64>();
-    let arm = ["get_incident", "put_incident", "list_comments", "put_comment"].map(|op| h.s.probe.calls(op)).iter().sum::<u64>();
+    let graph = ["count", "list", "next_page", "alerts", "get_incident"]
+        .map(|op| h.d.probe.calls(op))
+        .iter()
+        .sum::<u64>();
+    let arm = [
+        "get_incident",
+        "put_incident",
+        "list_comments",
+        "put_comment",
+    ]
+    .map(|op| h.s.probe.calls(op))
+    .iter()
+    .sum::<u64>();
     let logs = h.logs.probe.calls("ship");
-    assert_eq!(h.s.probe.calls("get_incident"), 0, "a never-synced incident is not read first");
+    assert_eq!(
+        h.s.probe.calls("get_incident"),
+        0,
+        "a never-synced incident is not read first"
+    );
     assert_eq!(logs, 2, "one Logs Ingestion call per page");
     let per_incident = (graph + arm + logs) as f64 / 100.0;
-    assert!(per_incident <= 1.1, "{per_incident} calls per incident (graph {graph}, arm {arm}, logs {logs})");
+    assert!(
+        per_incident <= 1.1,
+        "{per_incident} calls per incident (graph {graph}, arm {arm}, logs {logs})"
+    );
 }
 
 #[tokio::test]
@@ -482,29 +658,63 @@ async fn refused_rows_of_a_page_are_retried_per_incident() {
 async fn a_comment_over_30000_characters_is_split() {
     let h = harness();
     let mut i = incident(&tenant(), 130, ago(30));
-    i.comments = vec![DefenderComment { text: "y".repeat(65_000), author: Some("alice".into()), created: Some(ago(31)) }];
+    i.comments = vec![DefenderComment {
+        text: "y".repeat(65_000),
+        author: Some("alice".into()),
+        created: Some(ago(31)),
+    }];
     h.d.upsert(i);
     let r = h.cycle().await;
     assert!(r.completed && r.parked == 0, "{r:?}");
     let comments = h.s.comments(&name(130));
     assert_eq!(comments.len(), 3);
-    assert_eq!(comments.iter().map(|c| c.message.matches('y').count()).sum::<usize>(), 65_000);
+    assert_eq!(
+        comments
+            .iter()
+            .map(|c| c.message.matches('y').count())
+            .sum::<usize>(),
+        65_000
+    );
 }
 
 #[tokio::test]
 async fn every_tenant_has_its_own_checkpoint_and_incidents() {
-    let (d, s) = (Arc::new(FakeDefender::default()), Arc::new(FakeSentinel::default()));
+    let (d, s) = (
+        Arc::new(FakeDefender::default()),
+        Arc::new(FakeSentinel::default()),
+    );
     let store = Arc::new(FlakyStore::default());
     let other = TenantId::parse("contoso.onmicrosoft.com").unwrap();
-    let policy = MergePolicy { conflict: ConflictPolicyName::LatestWins, severity_to_defender: false };
-    let sync = ForwardSync::new(d.clone(), s.clone(), None, store.clone(), vec![tenant(), other.clone()], policy, Duration::from_secs(3600), ClientLimits::default())
-        .with_options(options());
+    let policy = MergePolicy {
+        conflict: ConflictPolicyName::LatestWins,
+        severity_to_defender: false,
+    };
+    let sync = ForwardSync::new(
+        d.clone(),
+        s.clone(),
+        None,
+        store.clone(),
+        vec![tenant(), other.clone()],
+        policy,
+        Duration::from_secs(3600),
+        ClientLimits::default(),
+    )
+    .with_options(options());
     d.upsert(incident(&tenant(), 1, ago(30)));
     d.upsert(incident(&other, 1, ago(30)));
-    let r = sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+    let r = sync
+        .run_cycle(tokio::time::Instant::now() + Duration::from_secs(60))
+        .await;
     assert!(r.completed() && r.tenants.len() == 2 && r.total(|t| t.written) == 2);
-    assert_eq!(s.len(), 2, "same Defender id in two tenants: two Sentinel incidents");
-    assert!(store.checkpoint(&tenant()).await.unwrap().is_some() && store.checkpoint(&other).await.unwrap().is_some());
+    assert_eq!(
+        s.len(),
+        2,
+        "same Defender id in two tenants: two Sentinel incidents"
+    );
+    assert!(
+        store.checkpoint(&tenant()).await.unwrap().is_some()
+            && store.checkpoint(&other).await.unwrap().is_some()
+    );
 }
 
 #[path = "forward_retry_tests.rs"]
@@ -519,23 +729,35 @@ async fn throttled_calls_the_clients_absorbed_are_counted_through_the_probe() {
     // The clients met 7 429s during the cycle and retried them all: the engine saw none.
     let reads = Arc::new(std::sync::atomic::AtomicU64::new(10));
     let probe_reads = reads.clone();
-    h.sync = h.sync.with_throttle_probe(Arc::new(move || probe_reads.fetch_add(7, Ordering::Relaxed)));
+    h.sync = h.sync.with_throttle_probe(Arc::new(move || {
+        probe_reads.fetch_add(7, Ordering::Relaxed)
+    }));
     h.add(1..=2, ago(60));
     let r = h.cycle().await;
     assert!(r.completed, "{r:?}");
     assert_eq!(r.throttled, 7);
     let health = h.store.tenant_health(&tenant()).await.unwrap().unwrap();
     assert_eq!(health.throttled_calls, 7, "SyncHealth shows them too");
-    assert_eq!(reads.load(Ordering::Relaxed), 24, "read once at the start and once at the end");
+    assert_eq!(
+        reads.load(Ordering::Relaxed),
+        24,
+        "read once at the start and once at the end"
+    );
 }
 
 #[tokio::test]
 async fn a_budget_shorter_than_the_margin_still_does_work() {
     let mut h = harness();
     // Production margin (5 s) with a 3 s budget: before, the cycle was out of time at once.
-    h.sync = h.sync.with_options(ForwardOptions { deadline_margin: Duration::from_secs(5), ..options() });
+    h.sync = h.sync.with_options(ForwardOptions {
+        deadline_margin: Duration::from_secs(5),
+        ..options()
+    });
     h.add(1..=3, ago(60));
-    let r = h.sync.run_cycle(tokio::time::Instant::now() + Duration::from_secs(3)).await;
+    let r = h
+        .sync
+        .run_cycle(tokio::time::Instant::now() + Duration::from_secs(3))
+        .await;
     let r = r.tenants.into_iter().next().unwrap();
     assert!(r.completed, "{r:?}");
     assert_eq!(r.written, 3);
@@ -553,7 +775,12 @@ async fn an_owner_unknown_to_the_sentinel_directory_stays_unassigned_and_named_o
     assert_eq!((r.written, r.parked), (1, 0), "{r:?}");
     let s = h.s.incident(&name(30)).unwrap();
     assert!(s.owner.is_unassigned(), "{:?}", s.owner);
-    assert!(s.description.as_deref().unwrap().contains("Defender owner: customer.user@fabrikam.com"));
+    assert!(
+        s.description
+            .as_deref()
+            .unwrap()
+            .contains("Defender owner: customer.user@fabrikam.com")
+    );
 
     // A later Defender change of another field keeps the note, and no analyst change is seen.
     h.d.edit(&tenant(), "30", |i| {
@@ -564,7 +791,14 @@ async fn an_owner_unknown_to_the_sentinel_directory_stays_unassigned_and_named_o
     let s = h.s.incident(&name(30)).unwrap();
     assert_eq!(s.severity, SentinelSeverity::High);
     assert!(s.owner.is_unassigned());
-    assert!(s.description.as_deref().unwrap().contains("Defender owner: customer.user@fabrikam.com"), "{:?}", s.description);
+    assert!(
+        s.description
+            .as_deref()
+            .unwrap()
+            .contains("Defender owner: customer.user@fabrikam.com"),
+        "{:?}",
+        s.description
+    );
     let r = h.cycle().await;
     assert_eq!(r.written, 0, "idle afterwards: {r:?}");
 }

@@ -75,7 +75,12 @@ impl ForwardSync {
     /// Syncs a batch of incidents (one page, or one retry): their Sentinel incidents and
     /// comments a few at a time, then all their new alert rows in one Logs Ingestion call, then
     /// their states. `force` ignores "already synced at this lastUpdateDateTime" (retries).
-    pub(super) async fn sync_batch(&self, ctx: &TenantCtx, batch: Vec<DefenderIncident>, force: bool) -> Vec<Done> {
+    pub(super) async fn sync_batch(
+        &self,
+        ctx: &TenantCtx,
+        batch: Vec<DefenderIncident>,
+        force: bool,
+    ) -> Vec<Done> {
         self.sync_batch_at(ctx, batch, force, 0).await
     }
 
@@ -88,13 +93,22 @@ impl ForwardSync {
     ) -> futures::future::BoxFuture<'a, Vec<Done>> {
         Box::pin(async move {
             let n = self.limits.sentinel_concurrency.max(1);
-            let prepared: Vec<Result<Prepared, Done>> =
-                futures::stream::iter(batch).map(|d| self.prepare(ctx, d, force)).buffer_unordered(n).collect().await;
+            let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
+                .map(|d| self.prepare(ctx, d, force))
+                .buffer_unordered(n)
+                .collect()
+                .await;
             let mut done = Vec::new();
-            let ready: Vec<Prepared> = prepared.into_iter().filter_map(|r| r.map_err(|d| done.push(d)).ok()).collect();
+            let ready: Vec<Prepared> = prepared
+                .into_iter()
+                .filter_map(|r| r.map_err(|d| done.push(d)).ok())
+                .collect();
             let ready = self.ship_batch(ctx, ready, &mut done).await;
-            let committed: Vec<Vec<Done>> =
-                futures::stream::iter(ready).map(|p| self.commit(ctx, p, force, depth)).buffer_unordered(n).collect().await;
+            let committed: Vec<Vec<Done>> = futures::stream::iter(ready)
+                .map(|p| self.commit(ctx, p, force, depth))
+                .buffer_unordered(n)
+                .collect()
+                .await;
             done.extend(committed.into_iter().flatten());
             for (_, _, o) in &done {
                 match o {
@@ -108,7 +122,13 @@ impl ForwardSync {
     }
 
     /// Writes a prepared incident's state (`If-Match`); a conflict starts the incident over.
-    async fn commit(&self, ctx: &TenantCtx, mut p: Prepared, force: bool, depth: usize) -> Vec<Done> {
+    async fn commit(
+        &self,
+        ctx: &TenantCtx,
+        mut p: Prepared,
+        force: bool,
+        depth: usize,
+    ) -> Vec<Done> {
         let (id, t) = (p.d.id.clone(), p.d.last_update);
         for (fp, r) in p.rows.drain(..) {
             p.st.shipped_alerts.insert(r.alert.id, fp);
@@ -119,7 +139,13 @@ impl ForwardSync {
                 tracing::debug!(incident_id = %id, message = "State changed under us; starting the incident over.");
                 return self.sync_batch_at(ctx, vec![p.d], force, depth + 1).await;
             }
-            Err(e) => return vec![(id.clone(), t, self.held(ctx, format!("incident {id}: state store: {e}")))],
+            Err(e) => {
+                return vec![(
+                    id.clone(),
+                    t,
+                    self.held(ctx, format!("incident {id}: state store: {e}")),
+                )];
+            }
         }
         let outcome = match p.parked {
             Some(reason) => Outcome::Parked(reason),
@@ -132,9 +158,17 @@ impl ForwardSync {
     /// Ships the batch's alert rows in one call (the adapter splits by size). When Logs
     /// Ingestion refuses the rows, each incident's rows are tried alone so one bad incident
     /// is parked and the others go through.
-    async fn ship_batch(&self, ctx: &TenantCtx, ready: Vec<Prepared>, done: &mut Vec<Done>) -> Vec<Prepared> {
+    async fn ship_batch(
+        &self,
+        ctx: &TenantCtx,
+        ready: Vec<Prepared>,
+        done: &mut Vec<Done>,
+    ) -> Vec<Prepared> {
         let Some(logs) = &self.logs else { return ready };
-        let rows: Vec<AlertRecord> = ready.iter().flat_map(|p| p.rows.iter().map(|(_, r)| r.clone())).collect();
+        let rows: Vec<AlertRecord> = ready
+            .iter()
+            .flat_map(|p| p.rows.iter().map(|(_, r)| r.clone()))
+            .collect();
         if rows.is_empty() {
             return ready;
         }
@@ -172,20 +206,41 @@ impl ForwardSync {
     }
 
     /// Syncs one incident's Sentinel side (bounded rounds on 409 and state conflicts).
-    async fn prepare(&self, ctx: &TenantCtx, d: DefenderIncident, force: bool) -> Result<Prepared, Done> {
+    async fn prepare(
+        &self,
+        ctx: &TenantCtx,
+        d: DefenderIncident,
+        force: bool,
+    ) -> Result<Prepared, Done> {
         let span = tracing::info_span!("incident", incident_id = %d.id, tenant = %ctx.tenant);
         self.prepare_rounds(ctx, d, force).instrument(span).await
     }
 
-    async fn prepare_rounds(&self, ctx: &TenantCtx, mut d: DefenderIncident, force: bool) -> Result<Prepared, Done> {
+    async fn prepare_rounds(
+        &self,
+        ctx: &TenantCtx,
+        mut d: DefenderIncident,
+        force: bool,
+    ) -> Result<Prepared, Done> {
         let (id, t) = (d.id.clone(), d.last_update);
         // Not started before the deadline: not a failure, the next cycle takes it.
         if ctx.out_of_time() {
-            return Err((id, t, Outcome::Held("the cycle's deadline came first".into())));
+            return Err((
+                id,
+                t,
+                Outcome::Held("the cycle's deadline came first".into()),
+            ));
         }
         for round in 0..MAX_ROUNDS {
             if round > 0 && ctx.out_of_time() {
-                return Err((id.clone(), t, self.held(ctx, format!("incident {id}: the cycle's deadline came first"))));
+                return Err((
+                    id.clone(),
+                    t,
+                    self.held(
+                        ctx,
+                        format!("incident {id}: the cycle's deadline came first"),
+                    ),
+                ));
             }
             // After a conflict, read Sentinel for real: the stored etag may be the stale one.
             let outcome = match self.try_prepare(ctx, &mut d, force, round == 0).await {
@@ -195,7 +250,9 @@ impl ForwardSync {
                     tracing::debug!(message = "Concurrent write; starting the incident over.");
                     continue;
                 }
-                Err(Step::Fail(ErrorClass::Rejected | ErrorClass::NotFound, msg)) => Outcome::Parked(msg),
+                Err(Step::Fail(ErrorClass::Rejected | ErrorClass::NotFound, msg)) => {
+                    Outcome::Parked(msg)
+                }
                 Err(Step::Fail(ErrorClass::Auth, msg)) => {
                     Tally::add(&ctx.tally.failed, 1);
                     ctx.tally.error(format!("incident {id}: {msg}"));
@@ -205,7 +262,14 @@ impl ForwardSync {
             };
             return Err((id, t, outcome));
         }
-        Err((id.clone(), t, self.held(ctx, format!("incident {id}: still conflicting after {MAX_ROUNDS} attempts"))))
+        Err((
+            id.clone(),
+            t,
+            self.held(
+                ctx,
+                format!("incident {id}: still conflicting after {MAX_ROUNDS} attempts"),
+            ),
+        ))
     }
 
     fn held(&self, ctx: &TenantCtx, msg: String) -> Outcome {
@@ -217,21 +281,44 @@ impl ForwardSync {
 
     /// One attempt; `Ok(None)` when the state shows the incident synced at this instant.
     /// `optimistic`: rebuild the Sentinel incident from the state's snapshot instead of a GET.
-    async fn try_prepare(&self, ctx: &TenantCtx, d: &mut DefenderIncident, force: bool, optimistic: bool) -> Result<Option<Prepared>, Step> {
+    async fn try_prepare(
+        &self,
+        ctx: &TenantCtx,
+        d: &mut DefenderIncident,
+        force: bool,
+        optimistic: bool,
+    ) -> Result<Option<Prepared>, Step> {
         let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
         let stored = self.state.incident(&name).await.map_err(Step::state)?;
-        if !force && stored.as_ref().is_some_and(|v| synced_at(&v.value, d.last_update)) {
+        if !force
+            && stored
+                .as_ref()
+                .is_some_and(|v| synced_at(&v.value, d.last_update))
+        {
             return Ok(None);
         }
         if d.alerts.is_none() {
-            let alerts = self.call(ctx, || self.defender.alerts_for_incident(&ctx.tenant, &d.id)).await.map_err(Step::from)?;
+            let alerts = self
+                .call(ctx, || {
+                    self.defender.alerts_for_incident(&ctx.tenant, &d.id)
+                })
+                .await
+                .map_err(Step::from)?;
             d.alerts = Some(alerts);
         }
-        let (current, rebuilt) = self.current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic).await?;
-        let mut st = stored.as_ref().map_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()), |v| v.value.clone());
+        let (current, rebuilt) = self
+            .current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic)
+            .await?;
+        let mut st = stored.as_ref().map_or_else(
+            || IncidentState::new(d.tenant.clone(), d.id.clone()),
+            |v| v.value.clone(),
+        );
         let mut outcome = self.merge_one(d, &st, current.as_ref())?;
-        let lookup = self.resolve_owner(&outcome.sentinel_target, current.as_ref()).await;
-        let mut planned = plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, lookup.user());
+        let lookup = self
+            .resolve_owner(&outcome.sentinel_target, current.as_ref())
+            .await;
+        let mut planned =
+            plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, lookup.user());
         // Sentinel refuses an owner its directory does not know (an MSSP's customer users):
         // leave it unassigned, name the Defender owner in the description (on later updates
         // too), and record the Sentinel side as written (unassigned) so the next cycle sees no
@@ -240,7 +327,10 @@ impl ForwardSync {
             OwnerLookup::NotInDirectory(upn) => Some(upn.clone()),
             OwnerLookup::Found(_) => None,
             OwnerLookup::Skipped => st.unknown_owner.clone().filter(|upn| {
-                outcome.sentinel_target.owner_upn.is_none() && d.assigned_to.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(upn))
+                outcome.sentinel_target.owner_upn.is_none()
+                    && d.assigned_to
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(upn))
             }),
         };
         if let Some(upn) = &unknown_owner {
@@ -250,7 +340,12 @@ impl ForwardSync {
         st.unknown_owner = unknown_owner;
         let (written, mut wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
-            _ => (self.call(ctx, || self.sentinel.put_incident(&planned)).await.map_err(|e| put_failed(e, rebuilt))?, true),
+            _ => (
+                self.call(ctx, || self.sentinel.put_incident(&planned))
+                    .await
+                    .map_err(|e| put_failed(e, rebuilt))?,
+                true,
+            ),
         };
         let extras = self.after_put(ctx, d, &written, &outcome, &mut st).await?;
         wrote |= extras.wrote;
@@ -261,11 +356,24 @@ impl ForwardSync {
         st.sentinel_base = Some(outcome.base.sentinel);
         st.sentinel_etag = written.etag.clone();
         st.sentinel_snapshot = super::snapshot::take(&written);
-        st.last_outcome = Some(if extras.parked.is_some() { Outcome_::Parked } else if wrote { Outcome_::Synced } else { Outcome_::Unchanged });
+        st.last_outcome = Some(if extras.parked.is_some() {
+            Outcome_::Parked
+        } else if wrote {
+            Outcome_::Synced
+        } else {
+            Outcome_::Unchanged
+        });
         st.last_error = extras.parked.clone();
         st.updated_at = Some(OffsetDateTime::now_utc());
         let pre = stored.map_or(Precondition::Absent, |v| Precondition::Matches(v.etag));
-        Ok(Some(Prepared { d: d.clone(), st, pre, wrote, rows, parked: extras.parked }))
+        Ok(Some(Prepared {
+            d: d.clone(),
+            st,
+            pre,
+            wrote,
+            rows,
+            parked: extras.parked,
+        }))
     }
 
     /// The Sentinel incident to merge with and PUT over. Never synced: the name is ours alone,
@@ -281,16 +389,31 @@ impl ForwardSync {
         d: &DefenderIncident,
         optimistic: bool,
     ) -> Result<(Option<SentinelIncident>, bool), Step> {
-        let Some(st) = stored else { return Ok((None, false)) };
+        let Some(st) = stored else {
+            return Ok((None, false));
+        };
         if optimistic && let Some(rebuilt) = super::snapshot::rebuild(st, d) {
             return Ok((Some(rebuilt), true));
         }
-        Ok((self.call(ctx, || self.sentinel.get_incident(name)).await.map_err(Step::from)?, false))
+        Ok((
+            self.call(ctx, || self.sentinel.get_incident(name))
+                .await
+                .map_err(Step::from)?,
+            false,
+        ))
     }
 
-    fn merge_one(&self, d: &DefenderIncident, st: &IncidentState, current: Option<&SentinelIncident>) -> Result<MergeOutcome, Step> {
+    fn merge_one(
+        &self,
+        d: &DefenderIncident,
+        st: &IncidentState,
+        current: Option<&SentinelIncident>,
+    ) -> Result<MergeOutcome, Step> {
         let base = match (&st.defender_base, &st.sentinel_base) {
-            (Some(defender), Some(sentinel)) => Some(MergeBase { defender: defender.clone(), sentinel: sentinel.clone() }),
+            (Some(defender), Some(sentinel)) => Some(MergeBase {
+                defender: defender.clone(),
+                sentinel: sentinel.clone(),
+            }),
             _ => None,
         };
         let (fields, sfields) = (d.fields(), current.map(SentinelIncident::fields));
@@ -301,7 +424,8 @@ impl ForwardSync {
             defender_modified: d.last_update,
             sentinel_modified: current.and_then(|c| c.last_modified),
         };
-        let outcome = merge(input, &self.policy).map_err(|e| Step::Fail(ErrorClass::Rejected, e.to_string()))?;
+        let outcome = merge(input, &self.policy)
+            .map_err(|e| Step::Fail(ErrorClass::Rejected, e.to_string()))?;
         if !outcome.defender_writes.is_empty() {
             // Reverse sync executes these later; until then the Sentinel base is not advanced.
             tracing::debug!(writes = ?outcome.defender_writes, message = "Defender writes pending (not executed by forward sync).");
@@ -310,18 +434,27 @@ impl ForwardSync {
     }
 
     /// The directory user of a new owner (for the object id Sentinel needs).
-    async fn resolve_owner(&self, target: &SentinelFields, current: Option<&SentinelIncident>) -> OwnerLookup {
+    async fn resolve_owner(
+        &self,
+        target: &SentinelFields,
+        current: Option<&SentinelIncident>,
+    ) -> OwnerLookup {
         let Some(upn) = target.owner_upn.as_deref() else {
             return OwnerLookup::Skipped;
         };
-        let unchanged = current.is_some_and(|c| super::mapping::owner_same(c.owner.upn_or_email(), Some(upn)));
+        let unchanged =
+            current.is_some_and(|c| super::mapping::owner_same(c.owner.upn_or_email(), Some(upn)));
         if unchanged {
             return OwnerLookup::Skipped;
         }
         match self.defender.resolve_user(upn).await {
             Ok(Some(u)) => OwnerLookup::Found(u),
             Ok(None) => {
-                tracing::info!(owner = upn, message = "Owner is not in the Sentinel directory; the incident stays unassigned.");
+                tracing::info!(
+                    owner = upn,
+                    message =
+                        "Owner is not in the Sentinel directory; the incident stays unassigned."
+                );
                 OwnerLookup::NotInDirectory(upn.to_owned())
             }
             Err(e) => {
@@ -357,12 +490,18 @@ impl OwnerLookup {
 /// built from a fresh read parks the incident, so the shortcut can never park one by itself.
 fn put_failed(e: SentinelError, rebuilt: bool) -> Step {
     match e.class() {
-        ErrorClass::Conflict | ErrorClass::NotFound | ErrorClass::Rejected if rebuilt => Step::Restart,
+        ErrorClass::Conflict | ErrorClass::NotFound | ErrorClass::Rejected if rebuilt => {
+            Step::Restart
+        }
         _ => Step::from(e),
     }
 }
 
 /// True when the state shows this incident synced at exactly this `lastUpdateDateTime`.
 fn synced_at(st: &IncidentState, last_update: OffsetDateTime) -> bool {
-    st.defender_last_update == Some(last_update) && matches!(st.last_outcome, Some(Outcome_::Synced | Outcome_::Unchanged))
+    st.defender_last_update == Some(last_update)
+        && matches!(
+            st.last_outcome,
+            Some(Outcome_::Synced | Outcome_::Unchanged)
+        )
 }

@@ -37,13 +37,23 @@ pub fn severity_to_defender(s: &SentinelSeverity) -> DefenderSeverity {
 
 /// Defender status → Sentinel. `active` becomes `New`, except that a Sentinel `Active` set by an
 /// analyst is kept (both mean "open" to Defender).
-pub fn status_to_sentinel(d: &DefenderStatus, current: Option<&SentinelStatus>) -> Result<SentinelStatus, MappingError> {
+pub fn status_to_sentinel(
+    d: &DefenderStatus,
+    current: Option<&SentinelStatus>,
+) -> Result<SentinelStatus, MappingError> {
     Ok(match d {
-        DefenderStatus::Active if current == Some(&SentinelStatus::Active) => SentinelStatus::Active,
+        DefenderStatus::Active if current == Some(&SentinelStatus::Active) => {
+            SentinelStatus::Active
+        }
         DefenderStatus::Active => SentinelStatus::New,
         DefenderStatus::InProgress | DefenderStatus::AwaitingAction => SentinelStatus::Active,
         DefenderStatus::Resolved | DefenderStatus::Redirected => SentinelStatus::Closed,
-        other => return Err(MappingError { field: "status", value: other.to_string() }),
+        other => {
+            return Err(MappingError {
+                field: "status",
+                value: other.to_string(),
+            });
+        }
     })
 }
 
@@ -52,7 +62,10 @@ pub fn status_to_defender(s: &SentinelStatus) -> Result<DefenderStatus, MappingE
     match s {
         SentinelStatus::New | SentinelStatus::Active => Ok(DefenderStatus::Active),
         SentinelStatus::Closed => Ok(DefenderStatus::Resolved),
-        other => Err(MappingError { field: "status", value: other.to_string() }),
+        other => Err(MappingError {
+            field: "status",
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -61,17 +74,32 @@ pub fn status_same(d: &DefenderStatus, s: &SentinelStatus) -> bool {
     match s {
         SentinelStatus::New => *d == DefenderStatus::Active,
         SentinelStatus::Active => {
-            matches!(d, DefenderStatus::Active | DefenderStatus::InProgress | DefenderStatus::AwaitingAction)
+            matches!(
+                d,
+                DefenderStatus::Active
+                    | DefenderStatus::InProgress
+                    | DefenderStatus::AwaitingAction
+            )
         }
-        SentinelStatus::Closed => matches!(d, DefenderStatus::Resolved | DefenderStatus::Redirected),
+        SentinelStatus::Closed => {
+            matches!(d, DefenderStatus::Resolved | DefenderStatus::Redirected)
+        }
         SentinelStatus::Unrecognized(_) => false,
     }
 }
 
 /// The classification triple of a side.
-pub type DefenderClassificationFields = (Option<DefenderClassification>, Option<Determination>, Option<String>);
+pub type DefenderClassificationFields = (
+    Option<DefenderClassification>,
+    Option<Determination>,
+    Option<String>,
+);
 /// Sentinel's classification, reason and comment.
-pub type SentinelClassificationFields = (Option<SentinelClassification>, Option<ClassificationReason>, Option<String>);
+pub type SentinelClassificationFields = (
+    Option<SentinelClassification>,
+    Option<ClassificationReason>,
+    Option<String>,
+);
 
 /// Defender classification + determination → Sentinel classification + reason (§6.3).
 pub fn classification_to_sentinel(
@@ -82,12 +110,16 @@ pub fn classification_to_sentinel(
     use SentinelClassification as S;
     match c {
         None => (None, None),
-        Some(DefenderClassification::TruePositive) => (Some(S::TruePositive), Some(R::SuspiciousActivity)),
+        Some(DefenderClassification::TruePositive) => {
+            (Some(S::TruePositive), Some(R::SuspiciousActivity))
+        }
         Some(DefenderClassification::InformationalExpectedActivity) => {
             (Some(S::BenignPositive), Some(R::SuspiciousButExpected))
         }
         Some(DefenderClassification::FalsePositive) => match det {
-            Some(Determination::NotEnoughDataToValidate) => (Some(S::FalsePositive), Some(R::InaccurateData)),
+            Some(Determination::NotEnoughDataToValidate) => {
+                (Some(S::FalsePositive), Some(R::InaccurateData))
+            }
             _ => (Some(S::FalsePositive), Some(R::IncorrectAlertLogic)),
         },
         Some(_) => (Some(S::Undetermined), None),
@@ -95,7 +127,10 @@ pub fn classification_to_sentinel(
 }
 
 /// The Sentinel classification comment: Defender's determination, then its resolving comment.
-pub fn classification_comment(det: Option<&Determination>, resolving: Option<&str>) -> Option<String> {
+pub fn classification_comment(
+    det: Option<&Determination>,
+    resolving: Option<&str>,
+) -> Option<String> {
     let resolving = non_empty(resolving);
     match (det, resolving) {
         (None | Some(Determination::Unknown), None) => None,
@@ -119,7 +154,9 @@ pub fn strip_determination(comment: Option<&str>) -> Option<String> {
 }
 
 /// Defender's classification fields → Sentinel's.
-pub fn classification_fields_to_sentinel(d: &DefenderClassificationFields) -> SentinelClassificationFields {
+pub fn classification_fields_to_sentinel(
+    d: &DefenderClassificationFields,
+) -> SentinelClassificationFields {
     let (c, r) = classification_to_sentinel(d.0.as_ref(), d.1.as_ref());
     (c, r, classification_comment(d.1.as_ref(), d.2.as_deref()))
 }
@@ -132,7 +169,12 @@ pub fn classification_to_defender(
     current_det: Option<&Determination>,
 ) -> (DefenderClassification, Determination) {
     use Determination as D;
-    let keep = |group: &[D]| current_det.filter(|d| group.contains(d)).cloned().unwrap_or(D::Other);
+    let keep = |group: &[D]| {
+        current_det
+            .filter(|d| group.contains(d))
+            .cloned()
+            .unwrap_or(D::Other)
+    };
     match c {
         Some(SentinelClassification::TruePositive) => (
             DefenderClassification::TruePositive,
@@ -148,10 +190,18 @@ pub fn classification_to_defender(
         ),
         Some(SentinelClassification::BenignPositive) => (
             DefenderClassification::InformationalExpectedActivity,
-            keep(&[D::SecurityTesting, D::LineOfBusinessApplication, D::ConfirmedActivity, D::Other]),
+            keep(&[
+                D::SecurityTesting,
+                D::LineOfBusinessApplication,
+                D::ConfirmedActivity,
+                D::Other,
+            ]),
         ),
         Some(SentinelClassification::FalsePositive) => match reason {
-            Some(ClassificationReason::InaccurateData) => (DefenderClassification::FalsePositive, D::NotEnoughDataToValidate),
+            Some(ClassificationReason::InaccurateData) => (
+                DefenderClassification::FalsePositive,
+                D::NotEnoughDataToValidate,
+            ),
             _ => (DefenderClassification::FalsePositive, D::NotMalicious),
         },
         _ => (DefenderClassification::Unknown, D::Unknown),
@@ -178,15 +228,23 @@ pub fn classification_fields_to_defender_keeping(
 }
 
 /// True when both classification triples mean the same.
-pub fn classification_same(d: &DefenderClassificationFields, s: &SentinelClassificationFields) -> bool {
+pub fn classification_same(
+    d: &DefenderClassificationFields,
+    s: &SentinelClassificationFields,
+) -> bool {
     let undetermined = |c: &Option<SentinelClassification>| {
         matches!(c, None | Some(SentinelClassification::Undetermined))
     };
     let (mc, mr) = classification_to_sentinel(d.0.as_ref(), d.1.as_ref());
-    let class_same = if undetermined(&mc) && undetermined(&s.0) { true } else { mc == s.0 && mr == s.1 };
+    let class_same = if undetermined(&mc) && undetermined(&s.0) {
+        true
+    } else {
+        mc == s.0 && mr == s.1
+    };
     // An empty Sentinel comment matches any resolving comment: Graph cannot clear one.
     let analyst_comment = strip_determination(s.2.as_deref());
-    class_same && (analyst_comment.is_none() || non_empty(d.2.as_deref()) == analyst_comment.as_deref())
+    class_same
+        && (analyst_comment.is_none() || non_empty(d.2.as_deref()) == analyst_comment.as_deref())
 }
 
 /// Owners compare by UPN, case-insensitively; `None` is unassigned.
@@ -205,7 +263,11 @@ pub fn is_reserved_label(name: &str) -> bool {
 
 /// Tags as a set: sorted, de-duplicated, reserved names removed (they are not tags).
 pub fn tag_set(tags: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = tags.iter().filter(|t| !is_reserved_label(t) && !t.trim().is_empty()).cloned().collect();
+    let mut out: Vec<String> = tags
+        .iter()
+        .filter(|t| !is_reserved_label(t) && !t.trim().is_empty())
+        .cloned()
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -226,10 +288,24 @@ mod tests {
 
     #[test]
     fn severity_maps_both_ways_and_unknown_is_informational() {
-        assert_eq!(severity_to_sentinel(&DefenderSeverity::High), SentinelSeverity::High);
-        assert_eq!(severity_to_sentinel(&DefenderSeverity::Unknown), SentinelSeverity::Informational);
-        assert_eq!(severity_to_sentinel(&DefenderSeverity::parse("weird")), SentinelSeverity::Informational);
-        for s in [SentinelSeverity::High, SentinelSeverity::Medium, SentinelSeverity::Low, SentinelSeverity::Informational] {
+        assert_eq!(
+            severity_to_sentinel(&DefenderSeverity::High),
+            SentinelSeverity::High
+        );
+        assert_eq!(
+            severity_to_sentinel(&DefenderSeverity::Unknown),
+            SentinelSeverity::Informational
+        );
+        assert_eq!(
+            severity_to_sentinel(&DefenderSeverity::parse("weird")),
+            SentinelSeverity::Informational
+        );
+        for s in [
+            SentinelSeverity::High,
+            SentinelSeverity::Medium,
+            SentinelSeverity::Low,
+            SentinelSeverity::Informational,
+        ] {
             assert_eq!(severity_to_sentinel(&severity_to_defender(&s)), s);
         }
     }
@@ -238,26 +314,55 @@ mod tests {
     fn active_becomes_new_but_an_analysts_active_is_kept() {
         let a = DefenderStatus::Active;
         assert_eq!(status_to_sentinel(&a, None).unwrap(), SentinelStatus::New);
-        assert_eq!(status_to_sentinel(&a, Some(&SentinelStatus::New)).unwrap(), SentinelStatus::New);
-        assert_eq!(status_to_sentinel(&a, Some(&SentinelStatus::Active)).unwrap(), SentinelStatus::Active);
-        assert_eq!(status_to_sentinel(&a, Some(&SentinelStatus::Closed)).unwrap(), SentinelStatus::New);
-        assert_eq!(status_to_sentinel(&DefenderStatus::AwaitingAction, None).unwrap(), SentinelStatus::Active);
-        assert_eq!(status_to_sentinel(&DefenderStatus::Redirected, None).unwrap(), SentinelStatus::Closed);
+        assert_eq!(
+            status_to_sentinel(&a, Some(&SentinelStatus::New)).unwrap(),
+            SentinelStatus::New
+        );
+        assert_eq!(
+            status_to_sentinel(&a, Some(&SentinelStatus::Active)).unwrap(),
+            SentinelStatus::Active
+        );
+        assert_eq!(
+            status_to_sentinel(&a, Some(&SentinelStatus::Closed)).unwrap(),
+            SentinelStatus::New
+        );
+        assert_eq!(
+            status_to_sentinel(&DefenderStatus::AwaitingAction, None).unwrap(),
+            SentinelStatus::Active
+        );
+        assert_eq!(
+            status_to_sentinel(&DefenderStatus::Redirected, None).unwrap(),
+            SentinelStatus::Closed
+        );
         assert!(status_to_sentinel(&DefenderStatus::parse("mystery"), None).is_err());
         assert!(status_to_sentinel(&DefenderStatus::UnknownFutureValue, None).is_err());
     }
 
     #[test]
     fn mapped_statuses_always_mean_the_same() {
-        let all = [DefenderStatus::Active, DefenderStatus::InProgress, DefenderStatus::AwaitingAction, DefenderStatus::Resolved, DefenderStatus::Redirected];
+        let all = [
+            DefenderStatus::Active,
+            DefenderStatus::InProgress,
+            DefenderStatus::AwaitingAction,
+            DefenderStatus::Resolved,
+            DefenderStatus::Redirected,
+        ];
         for d in &all {
-            for cur in [None, Some(SentinelStatus::New), Some(SentinelStatus::Active), Some(SentinelStatus::Closed)] {
+            for cur in [
+                None,
+                Some(SentinelStatus::New),
+                Some(SentinelStatus::Active),
+                Some(SentinelStatus::Closed),
+            ] {
                 let s = status_to_sentinel(d, cur.as_ref()).unwrap();
                 assert!(status_same(d, &s), "{d} -> {s}");
                 assert!(status_same(&status_to_defender(&s).unwrap(), &s));
             }
         }
-        assert_ne!(status_to_defender(&SentinelStatus::Closed).unwrap(), DefenderStatus::Redirected);
+        assert_ne!(
+            status_to_defender(&SentinelStatus::Closed).unwrap(),
+            DefenderStatus::Redirected
+        );
     }
 
     #[test]
@@ -265,28 +370,77 @@ mod tests {
         use ClassificationReason as R;
         use SentinelClassification as S;
         let fp = Some(&DefenderClassification::FalsePositive);
-        assert_eq!(classification_to_sentinel(fp, Some(&Determination::NotMalicious)), (Some(S::FalsePositive), Some(R::IncorrectAlertLogic)));
-        assert_eq!(classification_to_sentinel(fp, Some(&Determination::parse_alias("insufficientData"))), (Some(S::FalsePositive), Some(R::InaccurateData)));
-        assert_eq!(classification_to_sentinel(Some(&DefenderClassification::TruePositive), None), (Some(S::TruePositive), Some(R::SuspiciousActivity)));
-        assert_eq!(classification_to_sentinel(Some(&DefenderClassification::InformationalExpectedActivity), None), (Some(S::BenignPositive), Some(R::SuspiciousButExpected)));
-        assert_eq!(classification_to_sentinel(Some(&DefenderClassification::Unknown), None), (Some(S::Undetermined), None));
-        let (c, d) = classification_to_defender(Some(&S::TruePositive), Some(&R::SuspiciousActivity), Some(&Determination::Malware));
-        assert_eq!((c, d), (DefenderClassification::TruePositive, Determination::Malware));
-        let (_, d) = classification_to_defender(Some(&S::TruePositive), None, Some(&Determination::NotMalicious));
+        assert_eq!(
+            classification_to_sentinel(fp, Some(&Determination::NotMalicious)),
+            (Some(S::FalsePositive), Some(R::IncorrectAlertLogic))
+        );
+        assert_eq!(
+            classification_to_sentinel(fp, Some(&Determination::parse_alias("insufficientData"))),
+            (Some(S::FalsePositive), Some(R::InaccurateData))
+        );
+        assert_eq!(
+            classification_to_sentinel(Some(&DefenderClassification::TruePositive), None),
+            (Some(S::TruePositive), Some(R::SuspiciousActivity))
+        );
+        assert_eq!(
+            classification_to_sentinel(
+                Some(&DefenderClassification::InformationalExpectedActivity),
+                None
+            ),
+            (Some(S::BenignPositive), Some(R::SuspiciousButExpected))
+        );
+        assert_eq!(
+            classification_to_sentinel(Some(&DefenderClassification::Unknown), None),
+            (Some(S::Undetermined), None)
+        );
+        let (c, d) = classification_to_defender(
+            Some(&S::TruePositive),
+            Some(&R::SuspiciousActivity),
+            Some(&Determination::Malware),
+        );
+        assert_eq!(
+            (c, d),
+            (DefenderClassification::TruePositive, Determination::Malware)
+        );
+        let (_, d) = classification_to_defender(
+            Some(&S::TruePositive),
+            None,
+            Some(&Determination::NotMalicious),
+        );
         assert_eq!(d, Determination::Other);
-        let (_, d) = classification_to_defender(Some(&S::FalsePositive), Some(&R::InaccurateData), None);
+        let (_, d) =
+            classification_to_defender(Some(&S::FalsePositive), Some(&R::InaccurateData), None);
         assert_eq!(d, Determination::NotEnoughDataToValidate);
     }
 
     #[test]
     fn determination_and_resolving_comment_go_into_the_comment_and_come_back_out() {
         let c = classification_comment(Some(&Determination::MultiStagedAttack), Some("contained"));
-        assert_eq!(c.as_deref(), Some("Defender determination: multiStagedAttack. contained"));
-        assert_eq!(strip_determination(c.as_deref()).as_deref(), Some("contained"));
-        assert_eq!(strip_determination(Some("Defender determination: malware.")), None);
-        assert_eq!(strip_determination(Some("analyst text")).as_deref(), Some("analyst text"));
-        let d = (Some(DefenderClassification::TruePositive), Some(Determination::Malware), Some("x".to_owned()));
-        assert!(classification_same(&d, &classification_fields_to_sentinel(&d)));
+        assert_eq!(
+            c.as_deref(),
+            Some("Defender determination: multiStagedAttack. contained")
+        );
+        assert_eq!(
+            strip_determination(c.as_deref()).as_deref(),
+            Some("contained")
+        );
+        assert_eq!(
+            strip_determination(Some("Defender determination: malware.")),
+            None
+        );
+        assert_eq!(
+            strip_determination(Some("analyst text")).as_deref(),
+            Some("analyst text")
+        );
+        let d = (
+            Some(DefenderClassification::TruePositive),
+            Some(Determination::Malware),
+            Some("x".to_owned()),
+        );
+        assert!(classification_same(
+            &d,
+            &classification_fields_to_sentinel(&d)
+        ));
     }
 
     #[test]

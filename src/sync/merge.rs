@@ -5,7 +5,9 @@
 //! Defender writes are returned but not executed until reverse sync exists; meanwhile the
 //! Sentinel side of such a field's base is not advanced, so the change stays visible.
 
-use super::mapping::{self, DefenderClassificationFields, MappingError, SentinelClassificationFields};
+use super::mapping::{
+    self, DefenderClassificationFields, MappingError, SentinelClassificationFields,
+};
 use crate::domain::*;
 use crate::ports::DefenderPatch;
 use time::OffsetDateTime;
@@ -96,7 +98,11 @@ impl SentinelWrites {
             out.severity = v.clone();
         }
         if let Some((c, r, m)) = &self.classification {
-            (out.classification, out.classification_reason, out.classification_comment) = (c.clone(), r.clone(), m.clone());
+            (
+                out.classification,
+                out.classification_reason,
+                out.classification_comment,
+            ) = (c.clone(), r.clone(), m.clone());
         }
         if let Some(v) = &self.owner_upn {
             out.owner_upn = v.clone();
@@ -174,11 +180,27 @@ fn merge_unit<D: Clone, S: Clone>(
     s: Option<&S>,
     defender_wins: bool,
 ) -> Result<Unit<D, S>, MappingError> {
-    let nothing = |bs: &S| Unit { write_s: None, write_d: None, base_d: d.clone(), base_s: bs.clone(), conflict: None };
+    let nothing = |bs: &S| Unit {
+        write_s: None,
+        write_d: None,
+        base_d: d.clone(),
+        base_s: bs.clone(),
+        conflict: None,
+    };
     let to_sentinel = |s: Option<&S>, conflict| -> Result<Unit<D, S>, MappingError> {
         let t = (ops.to_s)(d)?;
-        let write_s = if s.is_some_and(|s| (ops.s_eq)(s, &t)) { None } else { Some(t.clone()) };
-        Ok(Unit { write_s, write_d: None, base_d: d.clone(), base_s: t, conflict })
+        let write_s = if s.is_some_and(|s| (ops.s_eq)(s, &t)) {
+            None
+        } else {
+            Some(t.clone())
+        };
+        Ok(Unit {
+            write_s,
+            write_d: None,
+            base_d: d.clone(),
+            base_s: t,
+            conflict,
+        })
     };
     let (Some(s), Some((bd, bs))) = (s, base) else {
         // First sync, or the Sentinel incident is gone: Defender is the source.
@@ -187,10 +209,17 @@ fn merge_unit<D: Clone, S: Clone>(
     let to_defender = |conflict| -> Result<Unit<D, S>, MappingError> {
         let t = (ops.to_d)(s)?;
         if (ops.d_eq)(&t, d) {
-            return Ok(Unit { conflict, ..nothing(s) });
+            return Ok(Unit {
+                conflict,
+                ..nothing(s)
+            });
         }
         // Not executed yet: keep the Sentinel base so the change stays pending.
-        Ok(Unit { write_d: Some(t), conflict, ..nothing(bs) })
+        Ok(Unit {
+            write_d: Some(t),
+            conflict,
+            ..nothing(bs)
+        })
     };
     match (!(ops.d_eq)(d, bd), !(ops.s_eq)(s, bs)) {
         (false, false) => Ok(nothing(s)),
@@ -208,9 +237,15 @@ pub fn merge(input: MergeInput<'_>, policy: &MergePolicy) -> Result<MergeOutcome
         ConflictPolicyName::DefenderWins => true,
         ConflictPolicyName::SentinelWins => false,
         // latest-wins (and any unknown name): ties go to Defender, the source of truth.
-        _ => input.sentinel_modified.is_none_or(|s| s <= input.defender_modified),
+        _ => input
+            .sentinel_modified
+            .is_none_or(|s| s <= input.defender_modified),
     };
-    let mut m = Merger { input, defender_wins, out: Partial::default() };
+    let mut m = Merger {
+        input,
+        defender_wins,
+        out: Partial::default(),
+    };
     m.status()?;
     m.severity(policy.severity_to_defender)?;
     m.classification()?;
@@ -243,16 +278,32 @@ impl Merger<'_> {
     fn record<D: Show, S: Show>(&mut self, field: Field, u: &Unit<D, S>, d: &D, s: Option<&S>) {
         if let (Some(winner), Some(s)) = (u.conflict, s) {
             let (defender_value, sentinel_value) = (d.show(), s.show());
-            self.out.conflicts.push(Conflict { field, winner, defender_value, sentinel_value });
+            self.out.conflicts.push(Conflict {
+                field,
+                winner,
+                defender_value,
+                sentinel_value,
+            });
         }
     }
 
     fn status(&mut self) -> Result<(), MappingError> {
         let cur = self.input.sentinel.map(|s| s.status.clone());
         let to_s = |d: &DefenderStatus| mapping::status_to_sentinel(d, cur.as_ref());
-        let ops = FieldOps { d_eq: &|a, b| a == b, s_eq: &|a, b| a == b, same: &mapping::status_same, to_s: &to_s, to_d: &mapping::status_to_defender };
-        let base = self.base().map(|b| (&b.defender.status, &b.sentinel.status));
-        let (d, s) = (&self.input.defender.status, self.input.sentinel.map(|s| &s.status));
+        let ops = FieldOps {
+            d_eq: &|a, b| a == b,
+            s_eq: &|a, b| a == b,
+            same: &mapping::status_same,
+            to_s: &to_s,
+            to_d: &mapping::status_to_defender,
+        };
+        let base = self
+            .base()
+            .map(|b| (&b.defender.status, &b.sentinel.status));
+        let (d, s) = (
+            &self.input.defender.status,
+            self.input.sentinel.map(|s| &s.status),
+        );
         let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
         self.record(Field::Status, &u, d, s);
         self.out.sw.status = u.write_s;
@@ -265,11 +316,24 @@ impl Merger<'_> {
     fn severity(&mut self, two_way: bool) -> Result<(), MappingError> {
         let to_s = |d: &DefenderSeverity| Ok(mapping::severity_to_sentinel(d));
         let to_d = |s: &SentinelSeverity| Ok(mapping::severity_to_defender(s));
-        let same = |d: &DefenderSeverity, s: &SentinelSeverity| mapping::severity_to_sentinel(d) == *s;
-        let ops = FieldOps { d_eq: &|a, b| a == b, s_eq: &|a, b| a == b, same: &same, to_s: &to_s, to_d: &to_d };
+        let same =
+            |d: &DefenderSeverity, s: &SentinelSeverity| mapping::severity_to_sentinel(d) == *s;
+        let ops = FieldOps {
+            d_eq: &|a, b| a == b,
+            s_eq: &|a, b| a == b,
+            same: &same,
+            to_s: &to_s,
+            to_d: &to_d,
+        };
         // One way (a copy) unless severity syncs to Defender: then Defender is always "the source".
-        let base = self.base().filter(|_| two_way).map(|b| (&b.defender.severity, &b.sentinel.severity));
-        let (d, s) = (&self.input.defender.severity, self.input.sentinel.map(|s| &s.severity));
+        let base = self
+            .base()
+            .filter(|_| two_way)
+            .map(|b| (&b.defender.severity, &b.sentinel.severity));
+        let (d, s) = (
+            &self.input.defender.severity,
+            self.input.sentinel.map(|s| &s.severity),
+        );
         let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
         self.record(Field::Severity, &u, d, s);
         self.out.sw.severity = u.write_s;
@@ -281,38 +345,86 @@ impl Merger<'_> {
 
     fn classification(&mut self) -> Result<(), MappingError> {
         let dfields = |f: &DefenderFields| -> DefenderClassificationFields {
-            (f.classification.clone(), f.determination.clone(), f.resolving_comment.clone())
+            (
+                f.classification.clone(),
+                f.determination.clone(),
+                f.resolving_comment.clone(),
+            )
         };
         let sfields = |f: &SentinelFields| -> SentinelClassificationFields {
-            (f.classification.clone(), f.classification_reason.clone(), f.classification_comment.clone())
+            (
+                f.classification.clone(),
+                f.classification_reason.clone(),
+                f.classification_comment.clone(),
+            )
         };
         let current = dfields(self.input.defender);
-        let to_s = |d: &DefenderClassificationFields| Ok(mapping::classification_fields_to_sentinel(d));
-        let to_d = |s: &SentinelClassificationFields| Ok(mapping::classification_fields_to_defender_keeping(s, &current));
-        let ops = FieldOps { d_eq: &|a, b| a == b, s_eq: &|a, b| a == b, same: &mapping::classification_same, to_s: &to_s, to_d: &to_d };
-        let base = self.base().map(|b| (dfields(&b.defender), sfields(&b.sentinel)));
+        let to_s =
+            |d: &DefenderClassificationFields| Ok(mapping::classification_fields_to_sentinel(d));
+        let to_d = |s: &SentinelClassificationFields| {
+            Ok(mapping::classification_fields_to_defender_keeping(
+                s, &current,
+            ))
+        };
+        let ops = FieldOps {
+            d_eq: &|a, b| a == b,
+            s_eq: &|a, b| a == b,
+            same: &mapping::classification_same,
+            to_s: &to_s,
+            to_d: &to_d,
+        };
+        let base = self
+            .base()
+            .map(|b| (dfields(&b.defender), sfields(&b.sentinel)));
         let d = dfields(self.input.defender);
         let s = self.input.sentinel.map(sfields);
-        let u = merge_unit(&ops, base.as_ref().map(|(a, b)| (a, b)), &d, s.as_ref(), self.defender_wins)?;
+        let u = merge_unit(
+            &ops,
+            base.as_ref().map(|(a, b)| (a, b)),
+            &d,
+            s.as_ref(),
+            self.defender_wins,
+        )?;
         self.record(Field::Classification, &u, &d, s.as_ref());
         self.out.sw.classification = u.write_s;
         self.out.classification_pending = u.write_d.is_some();
         if let Some((c, det, comment)) = u.write_d {
-            (self.out.dw.classification, self.out.dw.determination, self.out.dw.resolving_comment) = (c, det, comment);
+            (
+                self.out.dw.classification,
+                self.out.dw.determination,
+                self.out.dw.resolving_comment,
+            ) = (c, det, comment);
         }
         let bd = self.base_d();
         (bd.classification, bd.determination, bd.resolving_comment) = u.base_d;
         let bs = self.base_s();
-        (bs.classification, bs.classification_reason, bs.classification_comment) = u.base_s;
+        (
+            bs.classification,
+            bs.classification_reason,
+            bs.classification_comment,
+        ) = u.base_s;
         Ok(())
     }
 
     fn owner(&mut self) -> Result<(), MappingError> {
-        let eq = |a: &Option<String>, b: &Option<String>| mapping::owner_same(a.as_deref(), b.as_deref());
+        let eq = |a: &Option<String>, b: &Option<String>| {
+            mapping::owner_same(a.as_deref(), b.as_deref())
+        };
         let id = |v: &Option<String>| Ok(v.clone());
-        let ops = FieldOps { d_eq: &eq, s_eq: &eq, same: &eq, to_s: &id, to_d: &id };
-        let base = self.base().map(|b| (&b.defender.assigned_to, &b.sentinel.owner_upn));
-        let (d, s) = (&self.input.defender.assigned_to, self.input.sentinel.map(|s| &s.owner_upn));
+        let ops = FieldOps {
+            d_eq: &eq,
+            s_eq: &eq,
+            same: &eq,
+            to_s: &id,
+            to_d: &id,
+        };
+        let base = self
+            .base()
+            .map(|b| (&b.defender.assigned_to, &b.sentinel.owner_upn));
+        let (d, s) = (
+            &self.input.defender.assigned_to,
+            self.input.sentinel.map(|s| &s.owner_upn),
+        );
         let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
         self.record(Field::Owner, &u, d, s);
         self.out.sw.owner_upn = u.write_s;
@@ -325,9 +437,20 @@ impl Merger<'_> {
     fn tags(&mut self) -> Result<(), MappingError> {
         let eq = |a: &Vec<String>, b: &Vec<String>| mapping::tags_same(a, b);
         let set = |v: &Vec<String>| Ok(mapping::tag_set(v));
-        let ops = FieldOps { d_eq: &eq, s_eq: &eq, same: &eq, to_s: &set, to_d: &set };
-        let base = self.base().map(|b| (&b.defender.custom_tags, &b.sentinel.tags));
-        let (d, s) = (&self.input.defender.custom_tags, self.input.sentinel.map(|s| &s.tags));
+        let ops = FieldOps {
+            d_eq: &eq,
+            s_eq: &eq,
+            same: &eq,
+            to_s: &set,
+            to_d: &set,
+        };
+        let base = self
+            .base()
+            .map(|b| (&b.defender.custom_tags, &b.sentinel.tags));
+        let (d, s) = (
+            &self.input.defender.custom_tags,
+            self.input.sentinel.map(|s| &s.tags),
+        );
         let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
         self.record(Field::Tags, &u, d, s);
         self.out.sw.tags = u.write_s;
@@ -338,28 +461,49 @@ impl Merger<'_> {
     }
 
     fn base_d(&mut self) -> &mut DefenderFields {
-        self.out.base_d.get_or_insert_with(|| self.input.defender.clone())
+        self.out
+            .base_d
+            .get_or_insert_with(|| self.input.defender.clone())
     }
 
     fn base_s(&mut self) -> &mut SentinelFields {
-        let seed = self.input.sentinel.cloned().unwrap_or_else(|| blank_sentinel(self.input.defender));
+        let seed = self
+            .input
+            .sentinel
+            .cloned()
+            .unwrap_or_else(|| blank_sentinel(self.input.defender));
         self.out.base_s.get_or_insert(seed)
     }
 
     fn finish(mut self) -> MergeOutcome {
-        let current = self.input.sentinel.cloned().unwrap_or_else(|| blank_sentinel(self.input.defender));
+        let current = self
+            .input
+            .sentinel
+            .cloned()
+            .unwrap_or_else(|| blank_sentinel(self.input.defender));
         let mut target = self.out.sw.apply(&current);
         // Sentinel refuses Closed without a classification: close as Undetermined.
         if target.status == SentinelStatus::Closed && target.classification.is_none() {
-            let fixed = (Some(SentinelClassification::Undetermined), None, target.classification_comment.clone());
+            let fixed = (
+                Some(SentinelClassification::Undetermined),
+                None,
+                target.classification_comment.clone(),
+            );
             (target.classification, target.classification_reason) = (fixed.0.clone(), None);
             self.out.sw.classification = Some(fixed.clone());
             if !self.out.classification_pending {
                 let bs = self.base_s();
-                (bs.classification, bs.classification_reason, bs.classification_comment) = fixed;
+                (
+                    bs.classification,
+                    bs.classification_reason,
+                    bs.classification_comment,
+                ) = fixed;
             }
         }
-        let base = MergeBase { defender: self.base_d().clone(), sentinel: self.base_s().clone() };
+        let base = MergeBase {
+            defender: self.base_d().clone(),
+            sentinel: self.base_s().clone(),
+        };
         MergeOutcome {
             sentinel_writes: self.out.sw,
             sentinel_target: target,
@@ -378,7 +522,12 @@ trait Show {
 macro_rules! show_display {
     ($($t:ty),*) => { $(impl Show for $t { fn show(&self) -> String { self.to_string() } })* };
 }
-show_display!(DefenderStatus, SentinelStatus, DefenderSeverity, SentinelSeverity);
+show_display!(
+    DefenderStatus,
+    SentinelStatus,
+    DefenderSeverity,
+    SentinelSeverity
+);
 
 impl Show for Option<String> {
     fn show(&self) -> String {
@@ -388,17 +537,29 @@ impl Show for Option<String> {
 
 impl Show for Vec<String> {
     fn show(&self) -> String {
-        if self.is_empty() { "(none)".into() } else { self.join(", ") }
+        if self.is_empty() {
+            "(none)".into()
+        } else {
+            self.join(", ")
+        }
     }
 }
 
 impl<A: std::fmt::Display, B: std::fmt::Display> Show for (Option<A>, Option<B>, Option<String>) {
     fn show(&self) -> String {
-        let parts: Vec<String> = [self.0.as_ref().map(|a| a.to_string()), self.1.as_ref().map(|b| b.to_string()), self.2.clone()]
-            .into_iter()
-            .flatten()
-            .collect();
-        if parts.is_empty() { "(none)".into() } else { parts.join(" / ") }
+        let parts: Vec<String> = [
+            self.0.as_ref().map(|a| a.to_string()),
+            self.1.as_ref().map(|b| b.to_string()),
+            self.2.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "(none)".into()
+        } else {
+            parts.join(" / ")
+        }
     }
 }
 

@@ -17,13 +17,28 @@ fn dfields() -> DefenderFields {
 }
 
 fn policy(p: ConflictPolicyName) -> MergePolicy {
-    MergePolicy { conflict: p, severity_to_defender: false }
+    MergePolicy {
+        conflict: p,
+        severity_to_defender: false,
+    }
 }
 
 const T_D: OffsetDateTime = datetime!(2026-01-01 10:00 UTC);
 
-fn run(base: Option<&MergeBase>, d: &DefenderFields, s: Option<&SentinelFields>, p: &MergePolicy, s_mod: OffsetDateTime) -> MergeOutcome {
-    let input = MergeInput { base, defender: d, sentinel: s, defender_modified: T_D, sentinel_modified: Some(s_mod) };
+fn run(
+    base: Option<&MergeBase>,
+    d: &DefenderFields,
+    s: Option<&SentinelFields>,
+    p: &MergePolicy,
+    s_mod: OffsetDateTime,
+) -> MergeOutcome {
+    let input = MergeInput {
+        base,
+        defender: d,
+        sentinel: s,
+        defender_modified: T_D,
+        sentinel_modified: Some(s_mod),
+    };
     merge(input, p).unwrap()
 }
 
@@ -43,8 +58,14 @@ fn first_sync_maps_every_field_from_defender() {
     let t = &o.sentinel_target;
     assert_eq!(t.status, SentinelStatus::Closed);
     assert_eq!(t.classification, Some(SentinelClassification::TruePositive));
-    assert_eq!(t.classification_reason, Some(ClassificationReason::SuspiciousActivity));
-    assert_eq!(t.classification_comment.as_deref(), Some("Defender determination: malware."));
+    assert_eq!(
+        t.classification_reason,
+        Some(ClassificationReason::SuspiciousActivity)
+    );
+    assert_eq!(
+        t.classification_comment.as_deref(),
+        Some("Defender determination: malware.")
+    );
     assert_eq!(t.owner_upn.as_deref(), Some("a@contoso.com"));
     assert_eq!(t.tags, vec!["x".to_owned()]);
     assert!(o.defender_writes.is_empty());
@@ -58,9 +79,18 @@ fn resolved_or_redirected_without_classification_closes_as_undetermined() {
         d.status = st;
         let o = first_sync(&d);
         assert_eq!(o.sentinel_target.status, SentinelStatus::Closed);
-        assert_eq!(o.sentinel_target.classification, Some(SentinelClassification::Undetermined));
+        assert_eq!(
+            o.sentinel_target.classification,
+            Some(SentinelClassification::Undetermined)
+        );
         // The base records what was written, so the next cycle sees no change.
-        let again = run(Some(&o.base), &d, Some(&o.sentinel_target), &policy(ConflictPolicyName::LatestWins), T_D);
+        let again = run(
+            Some(&o.base),
+            &d,
+            Some(&o.sentinel_target),
+            &policy(ConflictPolicyName::LatestWins),
+            T_D,
+        );
         assert!(again.sentinel_writes.is_empty());
     }
 }
@@ -73,11 +103,23 @@ fn analyst_change_of_one_field_survives_a_defender_change_of_another() {
     s1.owner_upn = Some("analyst@contoso.com".into());
     let mut d1 = d0.clone();
     d1.status = DefenderStatus::InProgress;
-    let o2 = run(Some(&o.base), &d1, Some(&s1), &policy(ConflictPolicyName::DefenderWins), T_D);
+    let o2 = run(
+        Some(&o.base),
+        &d1,
+        Some(&s1),
+        &policy(ConflictPolicyName::DefenderWins),
+        T_D,
+    );
     assert_eq!(o2.sentinel_target.status, SentinelStatus::Active);
-    assert_eq!(o2.sentinel_target.owner_upn.as_deref(), Some("analyst@contoso.com"));
+    assert_eq!(
+        o2.sentinel_target.owner_upn.as_deref(),
+        Some("analyst@contoso.com")
+    );
     assert_eq!(o2.sentinel_writes.owner_upn, None);
-    assert_eq!(o2.defender_writes.assigned_to, Some(Some("analyst@contoso.com".into())));
+    assert_eq!(
+        o2.defender_writes.assigned_to,
+        Some(Some("analyst@contoso.com".into()))
+    );
     // Not executed yet: the Sentinel base keeps the old owner, so the change stays pending.
     assert_eq!(o2.base.sentinel.owner_upn, None);
     assert!(o2.conflicts.is_empty());
@@ -107,12 +149,18 @@ fn conflicts_follow_the_policy() {
         match winner {
             Side::Defender => {
                 assert!(out.conflicts[0].overrides_analyst());
-                assert_eq!(out.sentinel_writes.owner_upn, Some(Some("defender@contoso.com".into())));
+                assert_eq!(
+                    out.sentinel_writes.owner_upn,
+                    Some(Some("defender@contoso.com".into()))
+                );
                 assert!(out.defender_writes.is_empty());
             }
             Side::Sentinel => {
                 assert_eq!(out.sentinel_writes.owner_upn, None);
-                assert_eq!(out.defender_writes.assigned_to, Some(Some("analyst@contoso.com".into())));
+                assert_eq!(
+                    out.defender_writes.assigned_to,
+                    Some(Some("analyst@contoso.com".into()))
+                );
             }
         }
     }
@@ -125,8 +173,18 @@ fn both_changed_to_the_same_meaning_writes_nothing() {
     s1.status = SentinelStatus::Active;
     let mut d1 = dfields();
     d1.status = DefenderStatus::InProgress;
-    let out = run(Some(&o.base), &d1, Some(&s1), &policy(ConflictPolicyName::DefenderWins), T_D);
-    assert!(out.sentinel_writes.is_empty() && out.defender_writes.is_empty() && out.conflicts.is_empty());
+    let out = run(
+        Some(&o.base),
+        &d1,
+        Some(&s1),
+        &policy(ConflictPolicyName::DefenderWins),
+        T_D,
+    );
+    assert!(
+        out.sentinel_writes.is_empty()
+            && out.defender_writes.is_empty()
+            && out.conflicts.is_empty()
+    );
 }
 
 #[test]
@@ -134,9 +192,21 @@ fn severity_is_a_copy_unless_it_syncs_to_defender() {
     let o = first_sync(&dfields());
     let mut s1 = o.sentinel_target.clone();
     s1.severity = SentinelSeverity::High;
-    let copy = run(Some(&o.base), &dfields(), Some(&s1), &policy(ConflictPolicyName::SentinelWins), T_D);
-    assert_eq!(copy.sentinel_writes.severity, Some(SentinelSeverity::Medium));
-    let two_way = MergePolicy { conflict: ConflictPolicyName::SentinelWins, severity_to_defender: true };
+    let copy = run(
+        Some(&o.base),
+        &dfields(),
+        Some(&s1),
+        &policy(ConflictPolicyName::SentinelWins),
+        T_D,
+    );
+    assert_eq!(
+        copy.sentinel_writes.severity,
+        Some(SentinelSeverity::Medium)
+    );
+    let two_way = MergePolicy {
+        conflict: ConflictPolicyName::SentinelWins,
+        severity_to_defender: true,
+    };
     let out = run(Some(&o.base), &dfields(), Some(&s1), &two_way, T_D);
     assert_eq!(out.sentinel_writes.severity, None);
     assert_eq!(out.defender_writes.severity, Some(DefenderSeverity::High));
@@ -146,7 +216,13 @@ fn severity_is_a_copy_unless_it_syncs_to_defender() {
 fn an_unknown_status_cannot_be_mapped() {
     let mut d = dfields();
     d.status = DefenderStatus::parse("brandNew");
-    let input = MergeInput { base: None, defender: &d, sentinel: None, defender_modified: T_D, sentinel_modified: None };
+    let input = MergeInput {
+        base: None,
+        defender: &d,
+        sentinel: None,
+        defender_modified: T_D,
+        sentinel_modified: None,
+    };
     assert!(merge(input, &policy(ConflictPolicyName::LatestWins)).is_err());
 }
 
@@ -164,7 +240,10 @@ fn classes_d() -> Vec<DefenderClassificationFields> {
     for (c, d) in [
         (None, None),
         (Some(C::TruePositive), Some(D::Malware)),
-        (Some(C::InformationalExpectedActivity), Some(D::SecurityTesting)),
+        (
+            Some(C::InformationalExpectedActivity),
+            Some(D::SecurityTesting),
+        ),
         (Some(C::FalsePositive), Some(D::NotMalicious)),
         (Some(C::FalsePositive), Some(D::NotEnoughDataToValidate)),
         (Some(C::Unknown), Some(D::Unknown)),
@@ -196,7 +275,12 @@ fn classes_s() -> Vec<SentinelClassificationFields> {
 }
 
 fn owners() -> Vec<Option<String>> {
-    vec![None, Some("a@x.com".into()), Some("A@X.com".into()), Some("b@x.com".into())]
+    vec![
+        None,
+        Some("a@x.com".into()),
+        Some("A@X.com".into()),
+        Some("b@x.com".into()),
+    ]
 }
 
 fn tags() -> Vec<Vec<String>> {
@@ -208,16 +292,29 @@ fn tags() -> Vec<Vec<String>> {
 /// that too: no write at all), and an analyst's change is only overwritten by a conflict won
 /// by Defender.
 fn check(base: &MergeBase, d: &DefenderFields, s: &SentinelFields) {
-    for p in [ConflictPolicyName::DefenderWins, ConflictPolicyName::SentinelWins, ConflictPolicyName::LatestWins] {
+    for p in [
+        ConflictPolicyName::DefenderWins,
+        ConflictPolicyName::SentinelWins,
+        ConflictPolicyName::LatestWins,
+    ] {
         let p = policy(p);
         let o1 = run(Some(base), d, Some(s), &p, T_D);
         let s2 = o1.sentinel_writes.apply(s);
         let o2 = run(Some(&o1.base), d, Some(&s2), &p, T_D);
-        assert!(o2.sentinel_writes.is_empty(), "no convergence: {base:?} {d:?} {s:?} {o1:?} {o2:?}");
-        assert_eq!(o2.defender_writes, o1.defender_writes, "pending Defender writes unstable");
+        assert!(
+            o2.sentinel_writes.is_empty(),
+            "no convergence: {base:?} {d:?} {s:?} {o1:?} {o2:?}"
+        );
+        assert_eq!(
+            o2.defender_writes, o1.defender_writes,
+            "pending Defender writes unstable"
+        );
         let d3 = apply_patch(d, &o2.defender_writes);
         let o3 = run(Some(&o2.base), &d3, Some(&s2), &p, T_D);
-        assert!(o3.sentinel_writes.is_empty() && o3.defender_writes.is_empty(), "ping-pong: {d:?} {s:?} {o3:?}");
+        assert!(
+            o3.sentinel_writes.is_empty() && o3.defender_writes.is_empty(),
+            "ping-pong: {d:?} {s:?} {o3:?}"
+        );
         let o4 = run(Some(&o3.base), &d3, Some(&s2), &p, T_D);
         assert!(o4.sentinel_writes.is_empty() && o4.defender_writes.is_empty());
         assert_analyst_kept(base, s, &o1);
@@ -225,9 +322,15 @@ fn check(base: &MergeBase, d: &DefenderFields, s: &SentinelFields) {
 }
 
 fn assert_analyst_kept(base: &MergeBase, s: &SentinelFields, o: &MergeOutcome) {
-    let overridden = |f: Field| o.conflicts.iter().any(|c| c.field == f && c.overrides_analyst());
+    let overridden = |f: Field| {
+        o.conflicts
+            .iter()
+            .any(|c| c.field == f && c.overrides_analyst())
+    };
     let w = &o.sentinel_writes;
-    if s.owner_upn != base.sentinel.owner_upn && !mapping::owner_same(s.owner_upn.as_deref(), base.sentinel.owner_upn.as_deref()) {
+    if s.owner_upn != base.sentinel.owner_upn
+        && !mapping::owner_same(s.owner_upn.as_deref(), base.sentinel.owner_upn.as_deref())
+    {
         assert!(w.owner_upn.is_none() || overridden(Field::Owner));
     }
     if !mapping::tags_same(&s.tags, &base.sentinel.tags) {
@@ -236,9 +339,18 @@ fn assert_analyst_kept(base: &MergeBase, s: &SentinelFields, o: &MergeOutcome) {
     if s.status != base.sentinel.status {
         assert!(w.status.is_none() || overridden(Field::Status));
     }
-    let class = |f: &SentinelFields| (f.classification.clone(), f.classification_reason.clone(), f.classification_comment.clone());
+    let class = |f: &SentinelFields| {
+        (
+            f.classification.clone(),
+            f.classification_reason.clone(),
+            f.classification_comment.clone(),
+        )
+    };
     if class(s) != class(&base.sentinel) {
-        assert!(w.classification.is_none() || overridden(Field::Classification), "{base:?} {s:?} {o:?}");
+        assert!(
+            w.classification.is_none() || overridden(Field::Classification),
+            "{base:?} {s:?} {o:?}"
+        );
     }
 }
 
@@ -248,7 +360,11 @@ fn sentinel_of(d: &DefenderFields) -> SentinelFields {
 
 #[test]
 fn status_merge_converges_for_every_combination() {
-    let ss = [SentinelStatus::New, SentinelStatus::Active, SentinelStatus::Closed];
+    let ss = [
+        SentinelStatus::New,
+        SentinelStatus::Active,
+        SentinelStatus::Closed,
+    ];
     for bd in statuses_d() {
         for bs in &ss {
             for d in statuses_d() {
@@ -257,7 +373,10 @@ fn status_merge_converges_for_every_combination() {
                     base_d.status = bd.clone();
                     let mut base_s = sentinel_of(&base_d);
                     base_s.status = bs.clone();
-                    let base = MergeBase { defender: base_d.clone(), sentinel: base_s.clone() };
+                    let base = MergeBase {
+                        defender: base_d.clone(),
+                        sentinel: base_s.clone(),
+                    };
                     let mut dn = base_d.clone();
                     dn.status = d.clone();
                     let mut sn = base_s.clone();
@@ -276,14 +395,29 @@ fn classification_merge_converges_for_every_combination() {
             for d in classes_d() {
                 for s in classes_s() {
                     let mut base_d = dfields();
-                    (base_d.classification, base_d.determination, base_d.resolving_comment) = bd.clone();
+                    (
+                        base_d.classification,
+                        base_d.determination,
+                        base_d.resolving_comment,
+                    ) = bd.clone();
                     let mut base_s = sentinel_of(&dfields());
-                    (base_s.classification, base_s.classification_reason, base_s.classification_comment) = bs.clone();
-                    let base = MergeBase { defender: base_d.clone(), sentinel: base_s.clone() };
+                    (
+                        base_s.classification,
+                        base_s.classification_reason,
+                        base_s.classification_comment,
+                    ) = bs.clone();
+                    let base = MergeBase {
+                        defender: base_d.clone(),
+                        sentinel: base_s.clone(),
+                    };
                     let mut dn = base_d.clone();
                     (dn.classification, dn.determination, dn.resolving_comment) = d.clone();
                     let mut sn = base_s.clone();
-                    (sn.classification, sn.classification_reason, sn.classification_comment) = s.clone();
+                    (
+                        sn.classification,
+                        sn.classification_reason,
+                        sn.classification_comment,
+                    ) = s.clone();
                     check(&base, &dn, &sn);
                 }
             }
@@ -301,7 +435,10 @@ fn owner_and_tag_merges_converge_for_every_combination() {
                     base_d.assigned_to = bo.clone();
                     let mut base_s = sentinel_of(&dfields());
                     base_s.owner_upn = bso.clone();
-                    let base = MergeBase { defender: base_d.clone(), sentinel: base_s.clone() };
+                    let base = MergeBase {
+                        defender: base_d.clone(),
+                        sentinel: base_s.clone(),
+                    };
                     let mut dn = base_d.clone();
                     dn.assigned_to = o.clone();
                     let mut sn = base_s.clone();
@@ -319,7 +456,10 @@ fn owner_and_tag_merges_converge_for_every_combination() {
                     base_d.custom_tags = bt.clone();
                     let mut base_s = sentinel_of(&dfields());
                     base_s.tags = bst.clone();
-                    let base = MergeBase { defender: base_d.clone(), sentinel: base_s.clone() };
+                    let base = MergeBase {
+                        defender: base_d.clone(),
+                        sentinel: base_s.clone(),
+                    };
                     let mut dn = base_d.clone();
                     dn.custom_tags = t.clone();
                     let mut sn = base_s.clone();
@@ -340,8 +480,17 @@ fn no_echo_our_own_write_coming_back_is_not_a_change() {
             d.status = st.clone();
             (d.classification, d.determination, d.resolving_comment) = c;
             let o = first_sync(&d);
-            let again = run(Some(&o.base), &d, Some(&o.sentinel_target), &policy(ConflictPolicyName::LatestWins), T_D);
-            assert!(again.sentinel_writes.is_empty() && again.defender_writes.is_empty(), "{d:?}");
+            let again = run(
+                Some(&o.base),
+                &d,
+                Some(&o.sentinel_target),
+                &policy(ConflictPolicyName::LatestWins),
+                T_D,
+            );
+            assert!(
+                again.sentinel_writes.is_empty() && again.defender_writes.is_empty(),
+                "{d:?}"
+            );
         }
     }
 }

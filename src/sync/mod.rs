@@ -14,12 +14,15 @@ mod pull;
 mod report;
 mod snapshot;
 
-pub use extras::{COMMENT_CAP, COMMENT_MAX_CHARS, DEFENDER_MARKER, SENTINEL_MARKER, alert_fingerprint, comment_fingerprint, comment_messages, is_mirrored};
+pub use extras::{
+    COMMENT_CAP, COMMENT_MAX_CHARS, DEFENDER_MARKER, SENTINEL_MARKER, alert_fingerprint,
+    comment_fingerprint, comment_messages, is_mirrored,
+};
 pub use forward::{ForwardOptions, ForwardSync, PageProgress, ProgressFn, ThrottleProbe};
 pub use merge::{MergeBase, MergeOutcome, MergePolicy};
 pub use report::{CycleReport, TenantReport};
 
 #[cfg(test)]
-pub(crate) mod testing;
-#[cfg(test)]
 mod forward_tests;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -61,20 +61,32 @@ fn description_with(d: &DefenderIncident, note: Option<&str>) -> String {
 /// is left unassigned and its description names the Defender owner.
 pub fn unassign_unknown_owner(planned: &mut SentinelIncident, d: &DefenderIncident, upn: &str) {
     planned.owner = Owner::default();
-    let note = format!("Defender owner: {upn} (not a user of the Sentinel tenant's directory, so not assigned here)");
+    let note = format!(
+        "Defender owner: {upn} (not a user of the Sentinel tenant's directory, so not assigned here)"
+    );
     planned.description = Some(description_with(d, Some(&note)));
 }
 
 /// First and last activity over the alerts (`None` when alerts are unknown or carry none).
 pub fn activity_range(alerts: &[Alert]) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
-    let first = alerts.iter().filter_map(|a| a.first_activity.or(a.created)).min();
-    let last = alerts.iter().filter_map(|a| a.last_activity.or(a.last_update)).max();
+    let first = alerts
+        .iter()
+        .filter_map(|a| a.first_activity.or(a.created))
+        .min();
+    let last = alerts
+        .iter()
+        .filter_map(|a| a.last_activity.or(a.last_update))
+        .max();
     (first, last)
 }
 
 /// The owner to write: kept as is when it is the same person (so its object id survives),
 /// else built from the UPN and the resolved directory user when known.
-pub fn owner(target_upn: Option<&str>, current: Option<&Owner>, resolved: Option<&UserRef>) -> Owner {
+pub fn owner(
+    target_upn: Option<&str>,
+    current: Option<&Owner>,
+    resolved: Option<&UserRef>,
+) -> Owner {
     let Some(upn) = target_upn.map(str::trim).filter(|s| !s.is_empty()) else {
         return Owner::default();
     };
@@ -85,7 +97,11 @@ pub fn owner(target_upn: Option<&str>, current: Option<&Owner>, resolved: Option
     Owner {
         object_id: resolved.map(|u| u.object_id),
         user_principal_name: Some(upn.to_owned()),
-        email: Some(resolved.and_then(|u| u.mail.clone()).unwrap_or_else(|| upn.to_owned())),
+        email: Some(
+            resolved
+                .and_then(|u| u.mail.clone())
+                .unwrap_or_else(|| upn.to_owned()),
+        ),
         assigned_to: resolved.and_then(|u| u.display_name.clone()),
     }
 }
@@ -96,13 +112,25 @@ pub fn labels(tags: &[String], redirected: bool, current: Option<&SentinelIncide
     let mut out: Vec<Label> = tags
         .iter()
         .filter(|t| !is_reserved_label(t))
-        .map(|t| Label { name: t.clone(), kind: LabelKind::User })
+        .map(|t| Label {
+            name: t.clone(),
+            kind: LabelKind::User,
+        })
         .collect();
-    out.push(Label { name: DEFENDER_LABEL.into(), kind: LabelKind::User });
+    out.push(Label {
+        name: DEFENDER_LABEL.into(),
+        kind: LabelKind::User,
+    });
     if redirected {
-        out.push(Label { name: REDIRECTED_LABEL.into(), kind: LabelKind::User });
+        out.push(Label {
+            name: REDIRECTED_LABEL.into(),
+            kind: LabelKind::User,
+        });
     }
-    let auto = current.into_iter().flat_map(|c| c.labels.iter()).filter(|l| l.kind == LabelKind::AutoAssigned);
+    let auto = current
+        .into_iter()
+        .flat_map(|c| c.labels.iter())
+        .filter(|l| l.kind == LabelKind::AutoAssigned);
     out.extend(auto.cloned());
     out
 }
@@ -117,7 +145,10 @@ pub fn sentinel_incident(
 ) -> SentinelIncident {
     let (first, last) = match d.alerts.as_deref() {
         Some(alerts) => activity_range(alerts),
-        None => (current.and_then(|c| c.first_activity), current.and_then(|c| c.last_activity)),
+        None => (
+            current.and_then(|c| c.first_activity),
+            current.and_then(|c| c.last_activity),
+        ),
     };
     SentinelIncident {
         name: SentinelIncidentName::for_defender(&d.tenant, &d.id),
@@ -129,8 +160,16 @@ pub fn sentinel_incident(
         classification: target.classification.clone(),
         classification_reason: target.classification_reason.clone(),
         classification_comment: target.classification_comment.clone(),
-        owner: owner(target.owner_upn.as_deref(), current.map(|c| &c.owner), resolved_owner),
-        labels: labels(&target.tags, d.status == DefenderStatus::Redirected, current),
+        owner: owner(
+            target.owner_upn.as_deref(),
+            current.map(|c| &c.owner),
+            resolved_owner,
+        ),
+        labels: labels(
+            &target.tags,
+            d.status == DefenderStatus::Redirected,
+            current,
+        ),
         first_activity: first.or(current.and_then(|c| c.first_activity)),
         last_activity: last.or(current.and_then(|c| c.last_activity)),
         incident_number: current.and_then(|c| c.incident_number),
@@ -142,7 +181,10 @@ pub fn sentinel_incident(
 /// True when a PUT of `planned` would change nothing in `current` (writable properties only).
 pub fn same_writable(planned: &SentinelIncident, current: &SentinelIncident) -> bool {
     let sorted = |l: &[Label]| {
-        let mut v: Vec<(String, bool)> = l.iter().map(|l| (l.name.clone(), l.kind == LabelKind::User)).collect();
+        let mut v: Vec<(String, bool)> = l
+            .iter()
+            .map(|l| (l.name.clone(), l.kind == LabelKind::User))
+            .collect();
         v.sort();
         v
     };
@@ -162,12 +204,22 @@ pub fn same_writable(planned: &SentinelIncident, current: &SentinelIncident) -> 
 
 /// The first pull window of a cycle: `[watermark − overlap, now)`, or `[now − lookback, now)`
 /// when the tenant has no checkpoint yet.
-pub fn initial_window(checkpoint: Option<&Checkpoint>, lookback: Duration, overlap: Duration, now: OffsetDateTime) -> IncidentWindow {
+pub fn initial_window(
+    checkpoint: Option<&Checkpoint>,
+    lookback: Duration,
+    overlap: Duration,
+    now: OffsetDateTime,
+) -> IncidentWindow {
     let from = match checkpoint {
         Some(c) => c.watermark - overlap,
         None => now - lookback,
     };
-    IncidentWindow { updated_from: from.min(now), updated_to: Some(now), created_from: None, created_to: None }
+    IncidentWindow {
+        updated_from: from.min(now),
+        updated_to: Some(now),
+        created_from: None,
+        created_to: None,
+    }
 }
 
 /// The narrowest time range still split by halving; below it a window is split by creation time.
@@ -182,8 +234,14 @@ pub fn split_window(w: &IncidentWindow) -> Option<(IncidentWindow, IncidentWindo
     let to = w.updated_to?;
     if to - w.updated_from > MIN_SPLIT && w.created_from.is_none() && w.created_to.is_none() {
         let mid = w.updated_from + (to - w.updated_from) / 2;
-        let a = IncidentWindow { updated_to: Some(mid), ..w.clone() };
-        let b = IncidentWindow { updated_from: mid, ..w.clone() };
+        let a = IncidentWindow {
+            updated_to: Some(mid),
+            ..w.clone()
+        };
+        let b = IncidentWindow {
+            updated_from: mid,
+            ..w.clone()
+        };
         return Some((a, b));
     }
     let c_from = w.created_from.unwrap_or(CREATED_FLOOR);
@@ -192,8 +250,16 @@ pub fn split_window(w: &IncidentWindow) -> Option<(IncidentWindow, IncidentWindo
         return None;
     }
     let mid = c_from + (c_to - c_from) / 2;
-    let a = IncidentWindow { created_from: Some(c_from), created_to: Some(mid), ..w.clone() };
-    let b = IncidentWindow { created_from: Some(mid), created_to: Some(c_to), ..w.clone() };
+    let a = IncidentWindow {
+        created_from: Some(c_from),
+        created_to: Some(mid),
+        ..w.clone()
+    };
+    let b = IncidentWindow {
+        created_from: Some(mid),
+        created_to: Some(c_to),
+        ..w.clone()
+    };
     Some((a, b))
 }
 
@@ -209,17 +275,27 @@ pub fn advance_checkpoint(
 ) -> Option<Checkpoint> {
     let candidate = hold.unwrap_or(window_end);
     let at = |w: OffsetDateTime| -> BTreeSet<String> {
-        delivered.iter().filter(|(t, _)| *t == w).map(|(_, id)| id.clone()).collect()
+        delivered
+            .iter()
+            .filter(|(t, _)| *t == w)
+            .map(|(_, id)| id.clone())
+            .collect()
     };
     match current {
         Some(c) if candidate < c.watermark => Some(c.clone()),
         Some(c) if candidate == c.watermark => {
             let mut ids = c.ids_at_watermark.clone();
             ids.extend(at(candidate));
-            Some(Checkpoint { watermark: candidate, ids_at_watermark: ids })
+            Some(Checkpoint {
+                watermark: candidate,
+                ids_at_watermark: ids,
+            })
         }
         // With no checkpoint and a hold, there is nothing safe to record yet beyond the hold.
-        _ => Some(Checkpoint { watermark: candidate, ids_at_watermark: at(candidate) }),
+        _ => Some(Checkpoint {
+            watermark: candidate,
+            ids_at_watermark: at(candidate),
+        }),
     }
 }
 

@@ -3,8 +3,17 @@ use crate::sync::merge::{MergeInput, MergePolicy, merge};
 use crate::sync::testing::{T0, incident, tenant};
 
 fn target_for(d: &DefenderIncident) -> SentinelFields {
-    let input = MergeInput { base: None, defender: &d.fields(), sentinel: None, defender_modified: d.last_update, sentinel_modified: None };
-    let p = MergePolicy { conflict: ConflictPolicyName::LatestWins, severity_to_defender: false };
+    let input = MergeInput {
+        base: None,
+        defender: &d.fields(),
+        sentinel: None,
+        defender_modified: d.last_update,
+        sentinel_modified: None,
+    };
+    let p = MergePolicy {
+        conflict: ConflictPolicyName::LatestWins,
+        severity_to_defender: false,
+    };
     merge(input, &p).unwrap().sentinel_target
 }
 
@@ -23,12 +32,18 @@ fn the_incident_carries_everything_sentinel_needs() {
     assert_eq!(i.name, SentinelIncidentName::for_defender(&d.tenant, &d.id));
     assert_eq!(i.title, "[Defender #42] Multi-stage incident 42");
     let desc = i.description.unwrap();
-    assert!(desc.starts_with(&format!("https://security.microsoft.com/incidents/42?tid={}", tenant())));
+    assert!(desc.starts_with(&format!(
+        "https://security.microsoft.com/incidents/42?tid={}",
+        tenant()
+    )));
     assert!(desc.contains("Summary") && desc.contains("Something happened"));
     assert_eq!(i.severity, SentinelSeverity::High);
     assert_eq!(i.status, SentinelStatus::New);
     assert_eq!(i.owner.object_id, Some(uuid::Uuid::from_u128(7)));
-    assert_eq!(i.owner.user_principal_name.as_deref(), Some("Alice@Contoso.com"));
+    assert_eq!(
+        i.owner.user_principal_name.as_deref(),
+        Some("Alice@Contoso.com")
+    );
     assert_eq!(i.owner.email.as_deref(), Some("alice.smith@contoso.com"));
     let names: Vec<&str> = i.labels.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["ransomware", "Defender"]);
@@ -58,11 +73,18 @@ fn the_current_etag_autoassigned_labels_and_owner_object_id_are_kept() {
     current.etag = Some("\"e1\"".into());
     current.owner.object_id = Some(uuid::Uuid::from_u128(9));
     current.owner.user_principal_name = Some("BOB@contoso.com".into());
-    current.labels.push(Label { name: "ml-cluster".into(), kind: LabelKind::AutoAssigned });
+    current.labels.push(Label {
+        name: "ml-cluster".into(),
+        kind: LabelKind::AutoAssigned,
+    });
     let next = sentinel_incident(&d, Some(&current), &target_for(&d), None);
     assert_eq!(next.etag.as_deref(), Some("\"e1\""));
     assert_eq!(next.owner.object_id, Some(uuid::Uuid::from_u128(9)));
-    assert!(next.labels.iter().any(|l| l.name == "ml-cluster" && l.kind == LabelKind::AutoAssigned));
+    assert!(
+        next.labels
+            .iter()
+            .any(|l| l.name == "ml-cluster" && l.kind == LabelKind::AutoAssigned)
+    );
     assert!(next.labels.iter().any(|l| l.name == REDIRECTED_LABEL));
     assert!(same_writable(&next, &current));
     let mut changed = next.clone();
@@ -74,40 +96,84 @@ fn the_current_etag_autoassigned_labels_and_owner_object_id_are_kept() {
 fn windows_start_at_the_watermark_minus_overlap_or_the_lookback() {
     let now = T0;
     let w = initial_window(None, Duration::days(1), Duration::minutes(5), now);
-    assert_eq!((w.updated_from, w.updated_to), (now - Duration::days(1), Some(now)));
-    let cp = Checkpoint { watermark: now - Duration::hours(1), ids_at_watermark: Default::default() };
+    assert_eq!(
+        (w.updated_from, w.updated_to),
+        (now - Duration::days(1), Some(now))
+    );
+    let cp = Checkpoint {
+        watermark: now - Duration::hours(1),
+        ids_at_watermark: Default::default(),
+    };
     let w = initial_window(Some(&cp), Duration::days(1), Duration::minutes(5), now);
     assert_eq!(w.updated_from, now - Duration::minutes(65));
 }
 
 #[test]
 fn split_halves_time_then_creation_time() {
-    let w = IncidentWindow { updated_from: T0, updated_to: Some(T0 + Duration::hours(2)), created_from: None, created_to: None };
+    let w = IncidentWindow {
+        updated_from: T0,
+        updated_to: Some(T0 + Duration::hours(2)),
+        created_from: None,
+        created_to: None,
+    };
     let (a, b) = split_window(&w).unwrap();
-    assert_eq!((a.updated_from, a.updated_to, b.updated_from, b.updated_to), (T0, Some(T0 + Duration::hours(1)), T0 + Duration::hours(1), w.updated_to));
+    assert_eq!(
+        (a.updated_from, a.updated_to, b.updated_from, b.updated_to),
+        (
+            T0,
+            Some(T0 + Duration::hours(1)),
+            T0 + Duration::hours(1),
+            w.updated_to
+        )
+    );
     // One instant: split by createdDateTime instead.
-    let instant = IncidentWindow { updated_from: T0, updated_to: Some(T0 + Duration::microseconds(1)), created_from: None, created_to: None };
+    let instant = IncidentWindow {
+        updated_from: T0,
+        updated_to: Some(T0 + Duration::microseconds(1)),
+        created_from: None,
+        created_to: None,
+    };
     let (a, b) = split_window(&instant).unwrap();
-    assert_eq!((a.updated_from, a.updated_to), (instant.updated_from, instant.updated_to));
+    assert_eq!(
+        (a.updated_from, a.updated_to),
+        (instant.updated_from, instant.updated_to)
+    );
     assert_eq!(a.created_to, b.created_from);
     assert!(a.created_from.is_some() && b.created_to == instant.updated_to);
-    let tiny = IncidentWindow { created_from: Some(T0), created_to: Some(T0 + Duration::nanoseconds(500)), ..instant };
+    let tiny = IncidentWindow {
+        created_from: Some(T0),
+        created_to: Some(T0 + Duration::nanoseconds(500)),
+        ..instant
+    };
     assert!(split_window(&tiny).is_none());
 }
 
 #[test]
 fn the_checkpoint_moves_only_past_delivered_instants() {
     let end = T0 + Duration::hours(1);
-    let delivered = vec![(T0, "1".to_owned()), (T0, "2".to_owned()), (T0 + Duration::minutes(1), "3".to_owned())];
+    let delivered = vec![
+        (T0, "1".to_owned()),
+        (T0, "2".to_owned()),
+        (T0 + Duration::minutes(1), "3".to_owned()),
+    ];
     // Everything handled: the watermark moves to the window end.
     let c = advance_checkpoint(None, end, None, &delivered).unwrap();
     assert_eq!(c.watermark, end);
     // A hold at T0: the watermark stops there and names what was delivered at that instant.
     let c = advance_checkpoint(None, end, Some(T0), &delivered).unwrap();
     assert_eq!(c.watermark, T0);
-    assert_eq!(c.ids_at_watermark.iter().map(String::as_str).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        c.ids_at_watermark
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["1", "2"]
+    );
     // Never backwards; at the same instant the ids accumulate.
-    let cur = Checkpoint { watermark: T0, ids_at_watermark: ["9".to_owned()].into() };
+    let cur = Checkpoint {
+        watermark: T0,
+        ids_at_watermark: ["9".to_owned()].into(),
+    };
     let c = advance_checkpoint(Some(&cur), end, Some(T0 - Duration::hours(1)), &delivered).unwrap();
     assert_eq!(c, cur);
     let c = advance_checkpoint(Some(&cur), end, Some(T0), &delivered).unwrap();

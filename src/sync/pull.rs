@@ -38,11 +38,15 @@ impl ForwardSync {
         let mut stack = vec![window];
         while let Some(w) = stack.pop() {
             if ctx.out_of_time() {
-                ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
+                ctx.tally
+                    .error("the cycle stopped at its deadline; the next one continues".into());
                 out.hold_at(w.updated_from);
                 break;
             }
-            let count = match self.call(ctx, || self.defender.count_incidents(&ctx.tenant, &w)).await {
+            let count = match self
+                .call(ctx, || self.defender.count_incidents(&ctx.tenant, &w))
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => {
                     ctx.tally.error(format!("counting incidents: {e}"));
@@ -59,7 +63,10 @@ impl ForwardSync {
                     stack.push(a);
                     continue;
                 }
-                tracing::warn!(count, message = "A window cannot be split further; paging it as far as Graph allows.");
+                tracing::warn!(
+                    count,
+                    message = "A window cannot be split further; paging it as far as Graph allows."
+                );
             }
             if !self.pull_leaf(ctx, &w, &mut out).await {
                 break;
@@ -72,28 +79,51 @@ impl ForwardSync {
     async fn pull_leaf(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled) -> bool {
         'restart: loop {
             let expand = ctx.expand.load(Ordering::Relaxed);
-            let first = self.fetch(ctx, expand, || self.defender.list_incidents(&ctx.tenant, w, expand)).await;
+            let first = self
+                .fetch(ctx, expand, || {
+                    self.defender.list_incidents(&ctx.tenant, w, expand)
+                })
+                .await;
             let mut page = match first {
                 Ok(p) => p,
                 Err(PageError::Fallback) => continue 'restart,
                 Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
             };
             loop {
-                self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable)).await;
+                self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
+                    .await;
                 let incidents = page.incidents.len();
-                if !self.deliver_page(ctx, std::mem::take(&mut page.incidents), out).await {
+                if !self
+                    .deliver_page(ctx, std::mem::take(&mut page.incidents), out)
+                    .await
+                {
                     out.hold_at(w.updated_from);
                     return false;
                 }
-                tracing::info!(delivered = out.delivered.len(), more = page.next_link.is_some(), message = "Page of incidents done.");
-                self.report_page(ctx, incidents, out.delivered.len(), page.next_link.is_some());
-                let Some(link) = page.next_link.take() else { return true };
+                tracing::info!(
+                    delivered = out.delivered.len(),
+                    more = page.next_link.is_some(),
+                    message = "Page of incidents done."
+                );
+                self.report_page(
+                    ctx,
+                    incidents,
+                    out.delivered.len(),
+                    page.next_link.is_some(),
+                );
+                let Some(link) = page.next_link.take() else {
+                    return true;
+                };
                 if ctx.out_of_time() {
-                    ctx.tally.error("the cycle stopped at its deadline; the next one continues".into());
+                    ctx.tally
+                        .error("the cycle stopped at its deadline; the next one continues".into());
                     out.hold_at(w.updated_from);
                     return false;
                 }
-                page = match self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link)).await {
+                page = match self
+                    .fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link))
+                    .await
+                {
                     Ok(p) => p,
                     Err(PageError::Fallback) => continue 'restart,
                     Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
@@ -105,18 +135,35 @@ impl ForwardSync {
     fn report_page(&self, ctx: &TenantCtx, incidents: usize, delivered: usize, more: bool) {
         let page = ctx.pages.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(progress) = &self.progress {
-            progress(&super::forward::PageProgress { tenant: ctx.tenant.clone(), page, incidents, delivered, more });
+            progress(&super::forward::PageProgress {
+                tenant: ctx.tenant.clone(),
+                page,
+                incidents,
+                delivered,
+                more,
+            });
         }
     }
 
-    fn page_failed(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled, e: &DefenderError) -> bool {
+    fn page_failed(
+        &self,
+        ctx: &TenantCtx,
+        w: &IncidentWindow,
+        out: &mut Pulled,
+        e: &DefenderError,
+    ) -> bool {
         tracing::warn!(error = %e, message = "A page of incidents failed; the watermark holds.");
         ctx.tally.error(format!("reading incidents: {e}"));
         out.hold_at(w.updated_from);
         false
     }
 
-    async fn fetch<F, Fut>(&self, ctx: &TenantCtx, expand: bool, f: F) -> Result<IncidentPage, PageError>
+    async fn fetch<F, Fut>(
+        &self,
+        ctx: &TenantCtx,
+        expand: bool,
+        f: F,
+    ) -> Result<IncidentPage, PageError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<IncidentPage, DefenderError>>,
@@ -138,14 +185,28 @@ impl ForwardSync {
     /// fails the same way, with backoff, until the payload is fixed). One without a usable id
     /// cannot be retried: it is logged and counted as failed, and does not hold the watermark
     /// either (it would come back every cycle and pin it: the stall of invariant 2).
-    async fn park_unmappable(&self, ctx: &TenantCtx, w: &IncidentWindow, items: Vec<(String, String)>) {
+    async fn park_unmappable(
+        &self,
+        ctx: &TenantCtx,
+        w: &IncidentWindow,
+        items: Vec<(String, String)>,
+    ) {
         Tally::add(&ctx.tally.seen, items.len() as u64);
         for (hint, error) in items {
             match DefenderIncidentId::parse(&hint) {
                 // Already in the retry set: retried (and re-parked) at the start of this cycle.
                 Ok(id) if ctx.parked.contains_key(id.as_str()) => {}
                 // Its lastUpdateDateTime is unknown: the window start is a lower bound of it.
-                Ok(id) => self.park(ctx, &id, w.updated_from, format!("cannot be mapped: {error}"), None).await,
+                Ok(id) => {
+                    self.park(
+                        ctx,
+                        &id,
+                        w.updated_from,
+                        format!("cannot be mapped: {error}"),
+                        None,
+                    )
+                    .await
+                }
                 Err(_) => {
                     tracing::error!(incident_id = %hint, error = %error, message = "A Defender incident without a usable id cannot be mapped nor retried.");
                     Tally::add(&ctx.tally.failed, 1);
@@ -157,12 +218,20 @@ impl ForwardSync {
 
     /// Delivers one page's incidents, a few at a time. False on an error that stops the
     /// tenant's cycle (credentials).
-    async fn deliver_page(&self, ctx: &TenantCtx, incidents: Vec<DefenderIncident>, out: &mut Pulled) -> bool {
+    async fn deliver_page(
+        &self,
+        ctx: &TenantCtx,
+        incidents: Vec<DefenderIncident>,
+        out: &mut Pulled,
+    ) -> bool {
         Tally::add(&ctx.tally.seen, incidents.len() as u64);
         let mut work = Vec::with_capacity(incidents.len());
         for i in incidents {
             let id = i.id.to_string();
-            let at_mark = ctx.at_watermark.as_ref().is_some_and(|c| c.watermark == i.last_update && c.ids_at_watermark.contains(&id));
+            let at_mark = ctx
+                .at_watermark
+                .as_ref()
+                .is_some_and(|c| c.watermark == i.last_update && c.ids_at_watermark.contains(&id));
             if at_mark {
                 Tally::add(&ctx.tally.unchanged, 1);
             }

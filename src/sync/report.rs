@@ -89,7 +89,12 @@ impl Tally {
         }
     }
 
-    pub fn report(&self, tenant: &TenantId, completed: bool, lag: Option<Duration>) -> TenantReport {
+    pub fn report(
+        &self,
+        tenant: &TenantId,
+        completed: bool,
+        lag: Option<Duration>,
+    ) -> TenantReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TenantReport {
             tenant: Some(tenant.clone()),
@@ -102,7 +107,11 @@ impl Tally {
             throttled: get(&self.throttled),
             lag,
             comment_cap_reached: self.cap.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            errors: self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            errors: self
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             completed,
         }
     }

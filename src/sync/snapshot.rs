@@ -27,13 +27,19 @@ fn text_digest(title: &str, description: Option<&str>) -> String {
         h.update([1]);
         h.update(d.as_bytes());
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The snapshot of an incident as Sentinel answered it (a PUT's answer or a GET); `None` when
 /// it carries no etag (then there is nothing to prove it still holds).
 pub(super) fn take(i: &SentinelIncident) -> Option<SentinelSnapshot> {
-    let label = |l: &Label| SnapshotLabel { name: l.name.clone(), auto_assigned: l.kind == LabelKind::AutoAssigned };
+    let label = |l: &Label| SnapshotLabel {
+        name: l.name.clone(),
+        auto_assigned: l.kind == LabelKind::AutoAssigned,
+    };
     Some(SentinelSnapshot {
         etag: i.etag.clone()?,
         fields: i.fields(),
@@ -61,8 +67,18 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
         return None;
     }
     let (title, description) = (plan::title(d), plan::description(d));
-    let (title, description) = if text_digest(&title, Some(&description)) == snap.text_digest { (title, Some(description)) } else { (String::new(), None) };
-    let kind = |auto: bool| if auto { LabelKind::AutoAssigned } else { LabelKind::User };
+    let (title, description) = if text_digest(&title, Some(&description)) == snap.text_digest {
+        (title, Some(description))
+    } else {
+        (String::new(), None)
+    };
+    let kind = |auto: bool| {
+        if auto {
+            LabelKind::AutoAssigned
+        } else {
+            LabelKind::User
+        }
+    };
     let f = &snap.fields;
     Some(SentinelIncident {
         name: st.sentinel_name,
@@ -80,7 +96,14 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
             email: snap.owner_email.clone(),
             assigned_to: snap.owner_assigned_to.clone(),
         },
-        labels: snap.labels.iter().map(|l| Label { name: l.name.clone(), kind: kind(l.auto_assigned) }).collect(),
+        labels: snap
+            .labels
+            .iter()
+            .map(|l| Label {
+                name: l.name.clone(),
+                kind: kind(l.auto_assigned),
+            })
+            .collect(),
         first_activity: snap.first_activity,
         last_activity: snap.last_activity,
         incident_number: snap.incident_number,
@@ -111,7 +134,16 @@ mod tests {
                 email: Some("a@contoso.com".into()),
                 assigned_to: Some("A".into()),
             },
-            labels: vec![Label { name: "Defender".into(), kind: LabelKind::User }, Label { name: "ml".into(), kind: LabelKind::AutoAssigned }],
+            labels: vec![
+                Label {
+                    name: "Defender".into(),
+                    kind: LabelKind::User,
+                },
+                Label {
+                    name: "ml".into(),
+                    kind: LabelKind::AutoAssigned,
+                },
+            ],
             first_activity: Some(T0),
             last_activity: Some(T0),
             incident_number: Some(42),
@@ -143,13 +175,22 @@ mod tests {
         let i = sentinel(&d);
         let mut st = state_with(&i, &d);
         st.sentinel_etag = Some("\"e2\"".into());
-        assert_eq!(rebuild(&st, &d), None, "another writer moved the etag without the snapshot");
+        assert_eq!(
+            rebuild(&st, &d),
+            None,
+            "another writer moved the etag without the snapshot"
+        );
         let old = serde_json::json!({"sentinel_etag": "\"e1\""});
-        let mut v = serde_json::to_value(IncidentState::new(d.tenant.clone(), d.id.clone())).unwrap();
+        let mut v =
+            serde_json::to_value(IncidentState::new(d.tenant.clone(), d.id.clone())).unwrap();
         v.as_object_mut().unwrap().remove("sentinel_snapshot");
         v["sentinel_etag"] = old["sentinel_etag"].clone();
         let legacy: IncidentState = serde_json::from_value(v).unwrap();
-        assert_eq!(rebuild(&legacy, &d), None, "a state from before snapshots reads Sentinel");
+        assert_eq!(
+            rebuild(&legacy, &d),
+            None,
+            "a state from before snapshots reads Sentinel"
+        );
     }
 
     #[test]

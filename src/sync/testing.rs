@@ -32,7 +32,9 @@ impl Probe {
     /// The next `n` calls of `op` fail with `fault`.
     pub fn fail(&self, op: &'static str, fault: Fault, n: usize) {
         let mut f = lock(&self.faults);
-        f.entry(op).or_default().extend(std::iter::repeat_n(fault, n));
+        f.entry(op)
+            .or_default()
+            .extend(std::iter::repeat_n(fault, n));
     }
 
     /// Calls of `op` so far.
@@ -58,18 +60,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn d_err(f: Fault) -> DefenderError {
     match f {
         Fault::Transient => DefenderError::Transient("injected 503".into()),
-        Fault::Throttled => DefenderError::Throttled { retry_after: Some(std::time::Duration::from_millis(1)) },
-        Fault::Rejected => DefenderError::Rejected { status: 400, message: "injected".into() },
-        Fault::Auth => DefenderError::Auth { status: 401, message: "injected".into() },
+        Fault::Throttled => DefenderError::Throttled {
+            retry_after: Some(std::time::Duration::from_millis(1)),
+        },
+        Fault::Rejected => DefenderError::Rejected {
+            status: 400,
+            message: "injected".into(),
+        },
+        Fault::Auth => DefenderError::Auth {
+            status: 401,
+            message: "injected".into(),
+        },
     }
 }
 
 fn s_err(f: Fault) -> SentinelError {
     match f {
         Fault::Transient => SentinelError::Transient("injected 503".into()),
-        Fault::Throttled => SentinelError::Throttled { retry_after: Some(std::time::Duration::from_millis(1)) },
-        Fault::Rejected => SentinelError::Rejected { status: 400, message: "injected".into() },
-        Fault::Auth => SentinelError::Auth { status: 403, message: "injected".into() },
+        Fault::Throttled => SentinelError::Throttled {
+            retry_after: Some(std::time::Duration::from_millis(1)),
+        },
+        Fault::Rejected => SentinelError::Rejected {
+            status: 400,
+            message: "injected".into(),
+        },
+        Fault::Auth => SentinelError::Auth {
+            status: 403,
+            message: "injected".into(),
+        },
     }
 }
 
@@ -105,7 +123,9 @@ fn in_window(w: &IncidentWindow, i: &DefenderIncident) -> bool {
 impl FakeDefender {
     /// Adds or replaces an incident.
     pub fn upsert(&self, i: DefenderIncident) {
-        lock(&self.state).incidents.insert((i.tenant.clone(), i.id.clone()), i);
+        lock(&self.state)
+            .incidents
+            .insert((i.tenant.clone(), i.id.clone()), i);
     }
 
     /// Changes an incident (the caller sets `last_update` when it should move).
@@ -120,7 +140,9 @@ impl FakeDefender {
     /// in the pages and counts of windows holding `at`; `get_incident` of its id is refused the
     /// same way until [`Self::fix_unmappable`].
     pub fn add_unmappable(&self, tenant: &TenantId, id: &str, error: &str, at: OffsetDateTime) {
-        lock(&self.state).unmappable.insert((tenant.clone(), id.into()), (error.into(), at));
+        lock(&self.state)
+            .unmappable
+            .insert((tenant.clone(), id.into()), (error.into(), at));
     }
 
     /// The payload got fixed: the item becomes this (mappable) incident.
@@ -130,56 +152,107 @@ impl FakeDefender {
         st.incidents.insert((i.tenant.clone(), i.id.clone()), i);
     }
 
-    fn unmappable_in<'a>(st: &'a DefenderState, tenant: &TenantId, w: &IncidentWindow) -> Vec<(&'a String, &'a String)> {
-        let hit = |at: &OffsetDateTime| *at >= w.updated_from && w.updated_to.is_none_or(|t| *at < t) && w.created_from.is_none();
-        st.unmappable.iter().filter(|((t, _), (_, at))| t == tenant && hit(at)).map(|((_, id), (e, _))| (id, e)).collect()
+    fn unmappable_in<'a>(
+        st: &'a DefenderState,
+        tenant: &TenantId,
+        w: &IncidentWindow,
+    ) -> Vec<(&'a String, &'a String)> {
+        let hit = |at: &OffsetDateTime| {
+            *at >= w.updated_from
+                && w.updated_to.is_none_or(|t| *at < t)
+                && w.created_from.is_none()
+        };
+        st.unmappable
+            .iter()
+            .filter(|((t, _), (_, at))| t == tenant && hit(at))
+            .map(|((_, id), (e, _))| (id, e))
+            .collect()
     }
 
     /// Adds a directory user for `resolve_user`.
     pub fn add_user(&self, u: UserRef) {
-        lock(&self.state).users.insert(u.user_principal_name.to_ascii_lowercase(), u);
+        lock(&self.state)
+            .users
+            .insert(u.user_principal_name.to_ascii_lowercase(), u);
     }
 
     fn page(&self, qid: usize, skip: usize) -> Result<IncidentPage, DefenderError> {
         if skip > 500 {
-            return Err(DefenderError::Rejected { status: 400, message: "$skip above 500".into() });
+            return Err(DefenderError::Rejected {
+                status: 400,
+                message: "$skip above 500".into(),
+            });
         }
         let st = lock(&self.state);
-        let (tenant, w, expand) = st.queries.get(qid).cloned().ok_or_else(|| DefenderError::Transient("bad link".into()))?;
+        let (tenant, w, expand) = st
+            .queries
+            .get(qid)
+            .cloned()
+            .ok_or_else(|| DefenderError::Transient("bad link".into()))?;
         if expand && self.expand_fails.load(Ordering::SeqCst) {
             return Err(DefenderError::Transient("500 on $expand=alerts".into()));
         }
         // Deliberately not in time order: the engine must not rely on the server's order.
-        let mut all: Vec<&DefenderIncident> = st.incidents.values().filter(|i| i.tenant == tenant && in_window(&w, i)).collect();
+        let mut all: Vec<&DefenderIncident> = st
+            .incidents
+            .values()
+            .filter(|i| i.tenant == tenant && in_window(&w, i))
+            .collect();
         all.sort_by(|a, b| b.id.cmp(&a.id));
         let incidents: Vec<DefenderIncident> = all
             .iter()
             .skip(skip)
             .take(PAGE)
-            .map(|i| DefenderIncident { alerts: if expand { i.alerts.clone() } else { None }, ..(*i).clone() })
+            .map(|i| DefenderIncident {
+                alerts: if expand { i.alerts.clone() } else { None },
+                ..(*i).clone()
+            })
             .collect();
         // Unmappable items come after the good ones and take their places in the pages.
         let bad = Self::unmappable_in(&st, &tenant, &w);
         let bad_skip = skip.saturating_sub(all.len());
-        let unmappable = bad.iter().skip(bad_skip).take(PAGE - incidents.len()).map(|(id, e)| ((*id).clone(), (*e).clone())).collect();
+        let unmappable = bad
+            .iter()
+            .skip(bad_skip)
+            .take(PAGE - incidents.len())
+            .map(|(id, e)| ((*id).clone(), (*e).clone()))
+            .collect();
         let total = all.len() + bad.len();
-        let next_link = (skip + PAGE < total).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
-        Ok(IncidentPage { incidents, next_link, unmappable })
+        let next_link =
+            (skip + PAGE < total).then(|| format!("fake-graph://q/{qid}/skip/{}", skip + PAGE));
+        Ok(IncidentPage {
+            incidents,
+            next_link,
+            unmappable,
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl DefenderApi for FakeDefender {
-    async fn count_incidents(&self, tenant: &TenantId, w: &IncidentWindow) -> Result<u64, DefenderError> {
+    async fn count_incidents(
+        &self,
+        tenant: &TenantId,
+        w: &IncidentWindow,
+    ) -> Result<u64, DefenderError> {
         if let Some(f) = self.probe.hit("count") {
             return Err(d_err(f));
         }
         let st = lock(&self.state);
-        let good = st.incidents.values().filter(|i| &i.tenant == tenant && in_window(w, i)).count();
+        let good = st
+            .incidents
+            .values()
+            .filter(|i| &i.tenant == tenant && in_window(w, i))
+            .count();
         Ok((good + Self::unmappable_in(&st, tenant, w).len()) as u64)
     }
 
-    async fn list_incidents(&self, tenant: &TenantId, w: &IncidentWindow, expand: bool) -> Result<IncidentPage, DefenderError> {
+    async fn list_incidents(
+        &self,
+        tenant: &TenantId,
+        w: &IncidentWindow,
+        expand: bool,
+    ) -> Result<IncidentPage, DefenderError> {
         if let Some(f) = self.probe.hit("list") {
             return Err(d_err(f));
         }
@@ -191,57 +264,104 @@ impl DefenderApi for FakeDefender {
         self.page(qid, 0)
     }
 
-    async fn next_page(&self, _tenant: &TenantId, link: &str) -> Result<IncidentPage, DefenderError> {
+    async fn next_page(
+        &self,
+        _tenant: &TenantId,
+        link: &str,
+    ) -> Result<IncidentPage, DefenderError> {
         if let Some(f) = self.probe.hit("next_page") {
             return Err(d_err(f));
         }
-        let parts: Vec<&str> = link.trim_start_matches("fake-graph://q/").split("/skip/").collect();
+        let parts: Vec<&str> = link
+            .trim_start_matches("fake-graph://q/")
+            .split("/skip/")
+            .collect();
         let num = |s: Option<&&str>| s.and_then(|s| s.parse::<usize>().ok());
         match (num(parts.first()), num(parts.get(1))) {
             (Some(q), Some(skip)) => self.page(q, skip),
-            _ => Err(DefenderError::Rejected { status: 400, message: format!("bad link {link}") }),
+            _ => Err(DefenderError::Rejected {
+                status: 400,
+                message: format!("bad link {link}"),
+            }),
         }
     }
 
-    async fn get_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Option<DefenderIncident>, DefenderError> {
+    async fn get_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<DefenderIncident>, DefenderError> {
         if let Some(f) = self.probe.hit("get_incident") {
             return Err(d_err(f));
         }
         let st = lock(&self.state);
         if let Some((error, _)) = st.unmappable.get(&(tenant.clone(), id.to_string())) {
-            return Err(DefenderError::Rejected { status: 200, message: error.clone() });
+            return Err(DefenderError::Rejected {
+                status: 200,
+                message: error.clone(),
+            });
         }
         Ok(st.incidents.get(&(tenant.clone(), id.clone())).cloned())
     }
 
-    async fn alerts_for_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Vec<Alert>, DefenderError> {
+    async fn alerts_for_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Vec<Alert>, DefenderError> {
         if let Some(f) = self.probe.hit("alerts") {
             return Err(d_err(f));
         }
         let st = lock(&self.state);
-        Ok(st.incidents.get(&(tenant.clone(), id.clone())).and_then(|i| i.alerts.clone()).unwrap_or_default())
+        Ok(st
+            .incidents
+            .get(&(tenant.clone(), id.clone()))
+            .and_then(|i| i.alerts.clone())
+            .unwrap_or_default())
     }
 
-    async fn update_incident(&self, tenant: &TenantId, id: &DefenderIncidentId, patch: &DefenderPatch) -> Result<DefenderIncident, DefenderError> {
+    async fn update_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        patch: &DefenderPatch,
+    ) -> Result<DefenderIncident, DefenderError> {
         if let Some(f) = self.probe.hit("update_incident") {
             return Err(d_err(f));
         }
         let mut st = lock(&self.state);
-        let i = st.incidents.get_mut(&(tenant.clone(), id.clone())).ok_or(DefenderError::NotFound)?;
+        let i = st
+            .incidents
+            .get_mut(&(tenant.clone(), id.clone()))
+            .ok_or(DefenderError::NotFound)?;
         let f = super::merge::apply_patch(&i.fields(), patch);
-        (i.status, i.severity, i.classification, i.determination) = (f.status, f.severity, f.classification, f.determination);
-        (i.resolving_comment, i.assigned_to, i.custom_tags) = (f.resolving_comment, f.assigned_to, f.custom_tags);
+        (i.status, i.severity, i.classification, i.determination) =
+            (f.status, f.severity, f.classification, f.determination);
+        (i.resolving_comment, i.assigned_to, i.custom_tags) =
+            (f.resolving_comment, f.assigned_to, f.custom_tags);
         i.last_update = OffsetDateTime::now_utc();
         Ok(i.clone())
     }
 
-    async fn add_comment(&self, tenant: &TenantId, id: &DefenderIncidentId, text: &str) -> Result<Vec<DefenderComment>, DefenderError> {
+    async fn add_comment(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+    ) -> Result<Vec<DefenderComment>, DefenderError> {
         if let Some(f) = self.probe.hit("add_comment") {
             return Err(d_err(f));
         }
         let mut st = lock(&self.state);
-        let i = st.incidents.get_mut(&(tenant.clone(), id.clone())).ok_or(DefenderError::NotFound)?;
-        i.comments.push(DefenderComment { text: text.into(), author: Some("API-App".into()), created: Some(OffsetDateTime::now_utc()) });
+        let i = st
+            .incidents
+            .get_mut(&(tenant.clone(), id.clone()))
+            .ok_or(DefenderError::NotFound)?;
+        i.comments.push(DefenderComment {
+            text: text.into(),
+            author: Some("API-App".into()),
+            created: Some(OffsetDateTime::now_utc()),
+        });
         Ok(i.comments.clone())
     }
 
@@ -249,7 +369,10 @@ impl DefenderApi for FakeDefender {
         if let Some(f) = self.probe.hit("resolve_user") {
             return Err(d_err(f));
         }
-        Ok(lock(&self.state).users.get(&upn.to_ascii_lowercase()).cloned())
+        Ok(lock(&self.state)
+            .users
+            .get(&upn.to_ascii_lowercase())
+            .cloned())
     }
 }
 
@@ -282,18 +405,29 @@ impl SentinelState {
 }
 
 fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
-    let bad = |m: &str| Err(SentinelError::Rejected { status: 400, message: m.into() });
+    let bad = |m: &str| {
+        Err(SentinelError::Rejected {
+            status: 400,
+            message: m.into(),
+        })
+    };
     if i.title.is_empty() {
         return bad("title is required");
     }
     if i.status == SentinelStatus::Closed && i.classification.is_none() {
         return bad("Closed requires a classification");
     }
-    let needs_reason = matches!(i.classification, Some(SentinelClassification::TruePositive | SentinelClassification::BenignPositive));
+    let needs_reason = matches!(
+        i.classification,
+        Some(SentinelClassification::TruePositive | SentinelClassification::BenignPositive)
+    );
     if needs_reason && i.classification_reason.is_none() {
         return bad("classification must have classificationReason");
     }
-    if i.description.as_ref().is_some_and(|d| d.chars().count() > 5_000) {
+    if i.description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 5_000)
+    {
         return bad("description too long");
     }
     Ok(())
@@ -312,12 +446,20 @@ impl FakeSentinel {
 
     /// Comments of an incident, in creation order.
     pub fn comments(&self, name: &SentinelIncidentName) -> Vec<SentinelComment> {
-        lock(&self.state).comments.get(name).cloned().unwrap_or_default()
+        lock(&self.state)
+            .comments
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Successful incident PUTs per name.
     pub fn puts(&self, name: &SentinelIncidentName) -> u64 {
-        lock(&self.state).puts_per_name.get(name).copied().unwrap_or(0)
+        lock(&self.state)
+            .puts_per_name
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// An analyst edits the incident in the portal (new etag, new modification time).
@@ -341,7 +483,11 @@ impl FakeSentinel {
     /// Every PUT of this incident is refused with 400.
     pub fn reject(&self, name: SentinelIncidentName, on: bool) {
         let mut st = lock(&self.state);
-        if on { st.reject.insert(name) } else { st.reject.remove(&name) };
+        if on {
+            st.reject.insert(name)
+        } else {
+            st.reject.remove(&name)
+        };
     }
 
     /// Someone else writes the incident just before our next PUT (so it gets a 409).
@@ -352,7 +498,10 @@ impl FakeSentinel {
 
 #[async_trait::async_trait]
 impl SentinelApi for FakeSentinel {
-    async fn get_incident(&self, name: &SentinelIncidentName) -> Result<Option<SentinelIncident>, SentinelError> {
+    async fn get_incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<SentinelIncident>, SentinelError> {
         if let Some(f) = self.probe.hit("get_incident") {
             return Err(s_err(f));
         }
@@ -369,7 +518,10 @@ impl SentinelApi for FakeSentinel {
         }
         let mut st = lock(&self.state);
         if st.reject.contains(&i.name) {
-            return Err(SentinelError::Rejected { status: 400, message: "refused for this incident".into() });
+            return Err(SentinelError::Rejected {
+                status: 400,
+                message: "refused for this incident".into(),
+            });
         }
         validate(i)?;
         if st.race_once.remove(&i.name) {
@@ -387,10 +539,16 @@ impl SentinelApi for FakeSentinel {
         if let (Some(cur), Some(sent)) = (&existing, &i.etag)
             && cur.etag.as_ref() != Some(sent)
         {
-            return Err(SentinelError::Conflict(format!("New version of resource '{}' exists", i.name)));
+            return Err(SentinelError::Conflict(format!(
+                "New version of resource '{}' exists",
+                i.name
+            )));
         }
         st.next += 1;
-        let number = existing.as_ref().and_then(|c| c.incident_number).unwrap_or(st.next as i64);
+        let number = existing
+            .as_ref()
+            .and_then(|c| c.incident_number)
+            .unwrap_or(st.next as i64);
         let now = OffsetDateTime::now_utc();
         // Full replace of the writable properties; read-only ones are the service's.
         let stored = SentinelIncident {
@@ -405,23 +563,43 @@ impl SentinelApi for FakeSentinel {
         Ok(stored)
     }
 
-    async fn list_modified_since(&self, since: OffsetDateTime, _next: Option<&str>) -> Result<SentinelPage, SentinelError> {
+    async fn list_modified_since(
+        &self,
+        since: OffsetDateTime,
+        _next: Option<&str>,
+    ) -> Result<SentinelPage, SentinelError> {
         if let Some(f) = self.probe.hit("list_modified") {
             return Err(s_err(f));
         }
         let st = lock(&self.state);
-        let incidents = st.incidents.values().filter(|i| i.last_modified.is_some_and(|m| m >= since)).cloned().collect();
-        Ok(SentinelPage { incidents, next_link: None })
+        let incidents = st
+            .incidents
+            .values()
+            .filter(|i| i.last_modified.is_some_and(|m| m >= since))
+            .cloned()
+            .collect();
+        Ok(SentinelPage {
+            incidents,
+            next_link: None,
+        })
     }
 
-    async fn list_comments(&self, name: &SentinelIncidentName) -> Result<Vec<SentinelComment>, SentinelError> {
+    async fn list_comments(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Vec<SentinelComment>, SentinelError> {
         if let Some(f) = self.probe.hit("list_comments") {
             return Err(s_err(f));
         }
         Ok(self.comments(name))
     }
 
-    async fn put_comment(&self, name: &SentinelIncidentName, id: uuid::Uuid, message: &str) -> Result<SentinelComment, SentinelError> {
+    async fn put_comment(
+        &self,
+        name: &SentinelIncidentName,
+        id: uuid::Uuid,
+        message: &str,
+    ) -> Result<SentinelComment, SentinelError> {
         if let Some(f) = self.probe.hit("put_comment") {
             return Err(s_err(f));
         }
@@ -430,16 +608,27 @@ impl SentinelApi for FakeSentinel {
             return Err(SentinelError::NotFound);
         }
         if message.chars().count() > 30_000 {
-            return Err(SentinelError::Rejected { status: 400, message: "comment over 30,000 characters".into() });
+            return Err(SentinelError::Rejected {
+                status: 400,
+                message: "comment over 30,000 characters".into(),
+            });
         }
         let list = st.comments.entry(*name).or_default();
-        let c = SentinelComment { id: id.to_string(), message: message.into(), author: Some("app".into()), created: Some(OffsetDateTime::now_utc()) };
+        let c = SentinelComment {
+            id: id.to_string(),
+            message: message.into(),
+            author: Some("app".into()),
+            created: Some(OffsetDateTime::now_utc()),
+        };
         if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
             existing.message = message.into();
             return Ok(existing.clone());
         }
         if list.len() >= 100 {
-            return Err(SentinelError::Rejected { status: 400, message: "an incident holds at most 100 comments".into() });
+            return Err(SentinelError::Rejected {
+                status: 400,
+                message: "an incident holds at most 100 comments".into(),
+            });
         }
         list.push(c.clone());
         Ok(c)
@@ -468,11 +657,21 @@ impl LogsIngest for FakeLogs {
         if let Some(f) = self.probe.hit("ship") {
             return Err(match f {
                 Fault::Transient | Fault::Throttled => LogsError::Transient("injected".into()),
-                Fault::Rejected => LogsError::Rejected { status: 400, message: "injected".into() },
-                Fault::Auth => LogsError::Auth { status: 403, message: "injected".into() },
+                Fault::Rejected => LogsError::Rejected {
+                    status: 400,
+                    message: "injected".into(),
+                },
+                Fault::Auth => LogsError::Auth {
+                    status: 403,
+                    message: "injected".into(),
+                },
             });
         }
-        lock(&self.shipped).extend(alerts.iter().map(|a| (a.incident_id.to_string(), a.alert.id.clone())));
+        lock(&self.shipped).extend(
+            alerts
+                .iter()
+                .map(|a| (a.incident_id.to_string(), a.alert.id.clone())),
+        );
         Ok(())
     }
 }
@@ -537,7 +736,10 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
         created: updated - time::Duration::hours(1),
         last_update: updated,
         last_modified_by: None,
-        alerts: Some(vec![alert(&format!("da{id}-1"), updated), alert(&format!("da{id}-2"), updated)]),
+        alerts: Some(vec![
+            alert(&format!("da{id}-1"), updated),
+            alert(&format!("da{id}-2"), updated),
+        ]),
     }
 }
 
@@ -556,48 +758,102 @@ impl crate::state::StateStore for FlakyStore {
     async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
         self.inner.ensure_ready().await
     }
-    async fn checkpoint(&self, t: &TenantId) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError> {
+    async fn checkpoint(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError>
+    {
         self.inner.checkpoint(t).await
     }
-    async fn put_checkpoint(&self, t: &TenantId, v: &crate::state::Checkpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+    async fn put_checkpoint(
+        &self,
+        t: &TenantId,
+        v: &crate::state::Checkpoint,
+        p: crate::state::Precondition,
+    ) -> Result<crate::state::ETag, crate::state::StateError> {
         self.inner.put_checkpoint(t, v, p).await
     }
-    async fn retry_set(&self, t: &TenantId) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
+    async fn retry_set(
+        &self,
+        t: &TenantId,
+    ) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
         self.inner.retry_set(t).await
     }
-    async fn put_retry(&self, t: &TenantId, e: &crate::state::RetryEntry) -> Result<(), crate::state::StateError> {
+    async fn put_retry(
+        &self,
+        t: &TenantId,
+        e: &crate::state::RetryEntry,
+    ) -> Result<(), crate::state::StateError> {
         self.inner.put_retry(t, e).await
     }
-    async fn remove_retry(&self, t: &TenantId, id: &DefenderIncidentId) -> Result<(), crate::state::StateError> {
+    async fn remove_retry(
+        &self,
+        t: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<(), crate::state::StateError> {
         self.inner.remove_retry(t, id).await
     }
-    async fn sentinel_checkpoint(&self) -> Result<Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>, crate::state::StateError> {
+    async fn sentinel_checkpoint(
+        &self,
+    ) -> Result<
+        Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>,
+        crate::state::StateError,
+    > {
         self.inner.sentinel_checkpoint().await
     }
-    async fn put_sentinel_checkpoint(&self, v: &crate::state::SentinelCheckpoint, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+    async fn put_sentinel_checkpoint(
+        &self,
+        v: &crate::state::SentinelCheckpoint,
+        p: crate::state::Precondition,
+    ) -> Result<crate::state::ETag, crate::state::StateError> {
         self.inner.put_sentinel_checkpoint(v, p).await
     }
-    async fn incident(&self, n: &SentinelIncidentName) -> Result<Option<crate::state::Versioned<crate::state::IncidentState>>, crate::state::StateError> {
+    async fn incident(
+        &self,
+        n: &SentinelIncidentName,
+    ) -> Result<
+        Option<crate::state::Versioned<crate::state::IncidentState>>,
+        crate::state::StateError,
+    > {
         self.inner.incident(n).await
     }
-    async fn put_incident(&self, v: &crate::state::IncidentState, p: crate::state::Precondition) -> Result<crate::state::ETag, crate::state::StateError> {
+    async fn put_incident(
+        &self,
+        v: &crate::state::IncidentState,
+        p: crate::state::Precondition,
+    ) -> Result<crate::state::ETag, crate::state::StateError> {
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
-            return Err(crate::state::StateError::Transient("injected: the process died here".into()));
+            return Err(crate::state::StateError::Transient(
+                "injected: the process died here".into(),
+            ));
         }
         self.inner.put_incident(v, p).await
     }
-    async fn put_incidents(&self, items: &[(crate::state::IncidentState, crate::state::Precondition)]) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+    async fn put_incidents(
+        &self,
+        items: &[(crate::state::IncidentState, crate::state::Precondition)],
+    ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
         self.inner.put_incidents(items).await
     }
-    async fn tenant_health(&self, t: &TenantId) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
+    async fn tenant_health(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
         self.inner.tenant_health(t).await
     }
-    async fn put_tenant_health(&self, t: &TenantId, v: &crate::state::TenantHealth) -> Result<(), crate::state::StateError> {
+    async fn put_tenant_health(
+        &self,
+        t: &TenantId,
+        v: &crate::state::TenantHealth,
+    ) -> Result<(), crate::state::StateError> {
         self.inner.put_tenant_health(t, v).await
     }
-    async fn failed_incidents(&self, limit: usize) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
+    async fn failed_incidents(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
         self.inner.failed_incidents(limit).await
     }
 }

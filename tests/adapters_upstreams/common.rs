@@ -25,7 +25,9 @@ pub struct Recorded {
 impl Recorded {
     /// A decoded query parameter.
     pub fn query(&self, key: &str) -> Option<String> {
-        url::form_urlencoded::parse(self.raw_query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(self.raw_query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -44,10 +46,18 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: serde_json::Value) -> Self {
-        Self { status, headers: vec![("content-type", "application/json".into())], body: body.to_string() }
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.to_string(),
+        }
     }
     pub fn status(status: u16) -> Self {
-        Self { status, headers: vec![], body: String::new() }
+        Self {
+            status,
+            headers: vec![],
+            body: String::new(),
+        }
     }
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
@@ -71,14 +81,22 @@ pub struct Mock {
 
 impl Mock {
     /// Starts a server answering every request with `responder(request, index)`.
-    pub async fn start(responder: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Mock {
+    pub async fn start(
+        responder: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) -> Mock {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let state = MockState { log: log.clone(), responder: Arc::new(responder) };
+        let state = MockState {
+            log: log.clone(),
+            responder: Arc::new(responder),
+        };
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Mock { base: Url::parse(&format!("http://{addr}")).unwrap(), log }
+        Mock {
+            base: Url::parse(&format!("http://{addr}")).unwrap(),
+            log,
+        }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -86,7 +104,13 @@ impl Mock {
     }
 }
 
-async fn handle(State(s): State<MockState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(s): State<MockState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let rec = Recorded {
         method,
         path: uri.path().to_owned(),
@@ -116,7 +140,10 @@ pub struct StaticTokens {
 #[async_trait::async_trait]
 impl TokenSource for StaticTokens {
     async fn token(&self, tenant: &TenantId, scope: &str) -> Result<Secret, CredentialError> {
-        self.asked.lock().unwrap().push((tenant.to_string(), scope.to_owned()));
+        self.asked
+            .lock()
+            .unwrap()
+            .push((tenant.to_string(), scope.to_owned()));
         Ok(Secret::new(format!("token:{tenant}:{scope}")))
     }
 }
@@ -127,7 +154,12 @@ pub fn bearer(tenant: &str, scope: &str) -> String {
 
 /// Short delays so retry tests stay fast.
 pub fn fast_retries() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), max_wait: Duration::from_secs(5) }
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_wait: Duration::from_secs(5),
+    }
 }
 
 pub use crate::fixtures::fixture;

@@ -3,7 +3,9 @@ use defender_sentinel_sync::adapters::graph::GraphClient;
 use defender_sentinel_sync::config::ClientLimits;
 use defender_sentinel_sync::credentials::scopes;
 use defender_sentinel_sync::domain::*;
-use defender_sentinel_sync::ports::{Classify, DefenderApi, DefenderPatch, ErrorClass, IncidentWindow};
+use defender_sentinel_sync::ports::{
+    Classify, DefenderApi, DefenderPatch, ErrorClass, IncidentWindow,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +15,15 @@ const T: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
 const USERS_T: &str = "11111111-2222-3333-4444-555555555555";
 
 fn client(mock: &Mock) -> GraphClient {
-    GraphClient::new(mock.base.clone(), Arc::new(StaticTokens::default()), tenant(USERS_T), &ClientLimits::default(), Duration::from_secs(5))
-        .unwrap()
-        .with_retry_policy(fast_retries())
+    GraphClient::new(
+        mock.base.clone(),
+        Arc::new(StaticTokens::default()),
+        tenant(USERS_T),
+        &ClientLimits::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries())
 }
 
 fn window() -> IncidentWindow {
@@ -46,7 +54,9 @@ async fn list_sends_the_window_query_and_pages_on_the_graph_host() {
             let mut page = fixture("graph-list-incidents.json");
             // nextLink is absolute; the mock's own origin is only known from the request's Host.
             let host = r.header("host").unwrap();
-            page["@odata.nextLink"] = json!(format!("http://{host}/v1.0/security/incidents?$skiptoken=abc"));
+            page["@odata.nextLink"] = json!(format!(
+                "http://{host}/v1.0/security/incidents?$skiptoken=abc"
+            ));
             Reply::json(200, page)
         }
     })
@@ -54,11 +64,18 @@ async fn list_sends_the_window_query_and_pages_on_the_graph_host() {
     let g = client(&mock);
     let page = g.list_incidents(&tenant(T), &window(), true).await.unwrap();
     assert_eq!(page.incidents.len(), 1);
-    assert_eq!(page.incidents[0].alerts.as_ref().unwrap()[0].evidence.len(), 4);
+    assert_eq!(
+        page.incidents[0].alerts.as_ref().unwrap()[0].evidence.len(),
+        4
+    );
     let next = page.next_link.clone().unwrap();
     let page2 = g.next_page(&tenant(T), &next).await.unwrap();
     assert_eq!(page2.incidents[0].id.as_str(), "2972396");
-    assert_eq!(page2.unmappable.len(), 1, "the bad item is reported, not fatal");
+    assert_eq!(
+        page2.unmappable.len(),
+        1,
+        "the bad item is reported, not fatal"
+    );
     assert_eq!(page2.unmappable[0].0, "12/34");
 
     let reqs = mock.requests();
@@ -67,21 +84,42 @@ async fn list_sends_the_window_query_and_pages_on_the_graph_host() {
     assert_eq!(first.path, "/v1.0/security/incidents");
     assert_eq!(
         first.query("$filter").as_deref(),
-        Some("lastUpdateDateTime ge 2024-05-01T10:00:00Z and lastUpdateDateTime lt 2024-05-01T11:00:00Z")
+        Some(
+            "lastUpdateDateTime ge 2024-05-01T10:00:00Z and lastUpdateDateTime lt 2024-05-01T11:00:00Z"
+        )
     );
     assert_eq!(first.query("$expand").as_deref(), Some("alerts"));
     assert_eq!(first.query("$top").as_deref(), Some("50"));
-    assert!(!first.raw_query.contains('+'), "spaces are %20: {}", first.raw_query);
-    assert_eq!(first.header("authorization"), Some(bearer(T, scopes::GRAPH).as_str()));
+    assert!(
+        !first.raw_query.contains('+'),
+        "spaces are %20: {}",
+        first.raw_query
+    );
+    assert_eq!(
+        first.header("authorization"),
+        Some(bearer(T, scopes::GRAPH).as_str())
+    );
     assert_eq!(first.header("prefer"), Some("include-unknown-enum-members"));
     assert_eq!(reqs[1].query("$skiptoken").as_deref(), Some("abc"));
-    assert_eq!(reqs[1].header("prefer"), Some("include-unknown-enum-members"));
+    assert_eq!(
+        reqs[1].header("prefer"),
+        Some("include-unknown-enum-members")
+    );
 }
 
 #[tokio::test]
 async fn without_expand_there_is_no_expand_and_no_alerts() {
-    let mock = Mock::start(|_, _| Reply::json(200, json!({"value": [fixture("graph-update-incident.response.json")]}))).await;
-    let page = client(&mock).list_incidents(&tenant(T), &window(), false).await.unwrap();
+    let mock = Mock::start(|_, _| {
+        Reply::json(
+            200,
+            json!({"value": [fixture("graph-update-incident.response.json")]}),
+        )
+    })
+    .await;
+    let page = client(&mock)
+        .list_incidents(&tenant(T), &window(), false)
+        .await
+        .unwrap();
     assert_eq!(page.incidents[0].alerts, None);
     assert_eq!(mock.requests()[0].query("$expand"), None);
 }
@@ -90,17 +128,31 @@ async fn without_expand_there_is_no_expand_and_no_alerts() {
 async fn a_next_link_off_the_graph_host_is_refused() {
     let mock = Mock::start(|_, _| {
         let mut page = fixture("graph-list-incidents.json");
-        page["@odata.nextLink"] = json!("https://evil.example/v1.0/security/incidents?$skiptoken=abc");
+        page["@odata.nextLink"] =
+            json!("https://evil.example/v1.0/security/incidents?$skiptoken=abc");
         Reply::json(200, page)
     })
     .await;
     let g = client(&mock);
-    let err = g.list_incidents(&tenant(T), &window(), true).await.unwrap_err();
+    let err = g
+        .list_incidents(&tenant(T), &window(), true)
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Rejected);
     assert!(err.to_string().contains("evil.example"), "{err}");
-    let err = g.next_page(&tenant(T), "https://evil.example/v1.0/security/incidents?x=1").await.unwrap_err();
+    let err = g
+        .next_page(
+            &tenant(T),
+            "https://evil.example/v1.0/security/incidents?x=1",
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Rejected);
-    assert_eq!(mock.requests().len(), 1, "the foreign link was never requested");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the foreign link was never requested"
+    );
 }
 
 #[tokio::test]
@@ -116,7 +168,11 @@ async fn throttling_with_fractional_retry_after_is_waited_out() {
     let g = client(&mock);
     let started = Instant::now();
     assert_eq!(g.count_incidents(&tenant(T), &window()).await.unwrap(), 7);
-    assert!(started.elapsed() >= Duration::from_millis(250), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited {:?}",
+        started.elapsed()
+    );
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].query("$count").as_deref(), Some("true"));
@@ -144,22 +200,44 @@ async fn persistent_5xx_is_transient_after_bounded_attempts_and_long_hints_are_r
         matches!(err, defender_sentinel_sync::ports::DefenderError::Throttled { retry_after: Some(d) } if d == Duration::from_secs(120)),
         "{err:?}"
     );
-    assert_eq!(mock.requests().len(), 4, "a 120 s hint is not slept on in-process");
+    assert_eq!(
+        mock.requests().len(),
+        4,
+        "a 120 s hint is not slept on in-process"
+    );
 }
 
 #[tokio::test]
 async fn get_incident_maps_404_to_none_and_401_to_auth() {
     let mock = Mock::start(|r, i| match (r.path.as_str(), i) {
-        ("/v1.0/security/incidents/404", _) => Reply::json(404, json!({"error": {"code": "NotFound", "message": "no"}})),
-        ("/v1.0/security/incidents/401", _) => Reply::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "bad"}})),
+        ("/v1.0/security/incidents/404", _) => {
+            Reply::json(404, json!({"error": {"code": "NotFound", "message": "no"}}))
+        }
+        ("/v1.0/security/incidents/401", _) => Reply::json(
+            401,
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": "bad"}}),
+        ),
         (_, 2) => Reply::status(500),
-        _ => Reply::json(200, fixture("graph-list-incidents.json")["value"][0].clone()),
+        _ => Reply::json(
+            200,
+            fixture("graph-list-incidents.json")["value"][0].clone(),
+        ),
     })
     .await;
     let g = client(&mock);
     assert_eq!(g.get_incident(&tenant(T), &id("404")).await.unwrap(), None);
-    assert_eq!(g.get_incident(&tenant(T), &id("401")).await.unwrap_err().class(), ErrorClass::Auth);
-    let inc = g.get_incident(&tenant(T), &id("2972395")).await.unwrap().unwrap();
+    assert_eq!(
+        g.get_incident(&tenant(T), &id("401"))
+            .await
+            .unwrap_err()
+            .class(),
+        ErrorClass::Auth
+    );
+    let inc = g
+        .get_incident(&tenant(T), &id("2972395"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(inc.alerts.unwrap().len(), 1);
     let last = mock.requests().pop().unwrap();
     assert_eq!(last.query("$expand").as_deref(), Some("alerts"));
@@ -180,16 +258,26 @@ async fn alerts_for_incident_filters_by_incident_and_follows_pages() {
         }
     })
     .await;
-    let alerts = client(&mock).alerts_for_incident(&tenant(T), &id("2972395")).await.unwrap();
-    assert_eq!(alerts.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["da637551227677560813_-961444813", "second"]);
+    let alerts = client(&mock)
+        .alerts_for_incident(&tenant(T), &id("2972395"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alerts.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        vec!["da637551227677560813_-961444813", "second"]
+    );
     let first = &mock.requests()[0];
     assert_eq!(first.path, "/v1.0/security/alerts_v2");
-    assert_eq!(first.query("$filter").as_deref(), Some("incidentId eq '2972395'"));
+    assert_eq!(
+        first.query("$filter").as_deref(),
+        Some("incidentId eq '2972395'")
+    );
 }
 
 #[tokio::test]
 async fn patch_uses_the_write_vocabulary_and_maps_the_answer() {
-    let mock = Mock::start(|_, _| Reply::json(200, fixture("graph-update-incident.response.json"))).await;
+    let mock =
+        Mock::start(|_, _| Reply::json(200, fixture("graph-update-incident.response.json"))).await;
     let g = client(&mock);
     let patch = DefenderPatch {
         classification: Some(DefenderClassification::TruePositive),
@@ -197,13 +285,22 @@ async fn patch_uses_the_write_vocabulary_and_maps_the_answer() {
         custom_tags: Some(vec!["Demo".into()]),
         ..Default::default()
     };
-    let inc = g.update_incident(&tenant(T), &id("29"), &patch).await.unwrap();
-    assert_eq!(inc.last_modified_by.as_deref(), Some("API-App:admin@contoso.com"));
+    let inc = g
+        .update_incident(&tenant(T), &id("29"), &patch)
+        .await
+        .unwrap();
+    assert_eq!(
+        inc.last_modified_by.as_deref(),
+        Some("API-App:admin@contoso.com")
+    );
     let req = &mock.requests()[0];
     assert_eq!(req.method, "PATCH");
     assert_eq!(req.path, "/v1.0/security/incidents/29");
     // The fixture request, in the canonical (camelCase) write spelling.
-    assert_eq!(req.json(), json!({"classification": "truePositive", "determination": "multiStagedAttack", "customTags": ["Demo"]}));
+    assert_eq!(
+        req.json(),
+        json!({"classification": "truePositive", "determination": "multiStagedAttack", "customTags": ["Demo"]})
+    );
 
     let closing = DefenderPatch {
         status: Some(DefenderStatus::Resolved),
@@ -211,11 +308,22 @@ async fn patch_uses_the_write_vocabulary_and_maps_the_answer() {
         assigned_to: Some(None),
         ..Default::default()
     };
-    g.update_incident(&tenant(T), &id("29"), &closing).await.unwrap();
-    assert_eq!(mock.requests()[1].json(), json!({"status": "resolved", "determination": "notMalicious", "assignedTo": null}));
+    g.update_incident(&tenant(T), &id("29"), &closing)
+        .await
+        .unwrap();
+    assert_eq!(
+        mock.requests()[1].json(),
+        json!({"status": "resolved", "determination": "notMalicious", "assignedTo": null})
+    );
 
-    let redirect = DefenderPatch { status: Some(DefenderStatus::Redirected), ..Default::default() };
-    let err = g.update_incident(&tenant(T), &id("29"), &redirect).await.unwrap_err();
+    let redirect = DefenderPatch {
+        status: Some(DefenderStatus::Redirected),
+        ..Default::default()
+    };
+    let err = g
+        .update_incident(&tenant(T), &id("29"), &redirect)
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Rejected);
     assert_eq!(mock.requests().len(), 2, "redirected is never sent");
 }
@@ -231,15 +339,31 @@ async fn comment_post_matches_the_fixture_and_is_not_retried_on_5xx() {
     })
     .await;
     let g = client(&mock);
-    let comments = g.add_comment(&tenant(T), &id("7"), "Demo for docs").await.unwrap();
+    let comments = g
+        .add_comment(&tenant(T), &id("7"), "Demo for docs")
+        .await
+        .unwrap();
     assert_eq!(comments.len(), 2);
     assert_eq!(comments[1].text, "Demo for docs");
     assert_eq!(comments[1].author.as_deref(), Some("secAdmin@contoso.com"));
     let req = &mock.requests()[0];
-    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1.0/security/incidents/7/comments"));
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/v1.0/security/incidents/7/comments")
+    );
     assert_eq!(req.json(), fixture("graph-incident-comment.request.json"));
-    assert_eq!(g.add_comment(&tenant(T), &id("500"), "x").await.unwrap_err().class(), ErrorClass::Transient);
-    assert_eq!(mock.requests().len(), 2, "a POST is not repeated after a 500 (it may have been applied)");
+    assert_eq!(
+        g.add_comment(&tenant(T), &id("500"), "x")
+            .await
+            .unwrap_err()
+            .class(),
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "a POST is not repeated after a 500 (it may have been applied)"
+    );
 }
 
 #[tokio::test]
@@ -254,14 +378,20 @@ async fn users_resolve_in_the_sentinel_tenant_and_are_cached_both_ways() {
     .await;
     let g = client(&mock);
     let u = g.resolve_user("kai@contoso.com").await.unwrap().unwrap();
-    assert_eq!(u.object_id.to_string(), "2046feea-040d-4a46-9e2b-91c2941bfa70");
+    assert_eq!(
+        u.object_id.to_string(),
+        "2046feea-040d-4a46-9e2b-91c2941bfa70"
+    );
     assert_eq!(g.resolve_user("KAI@contoso.com").await.unwrap(), Some(u));
     assert_eq!(g.resolve_user("ghost@contoso.com").await.unwrap(), None);
     assert_eq!(g.resolve_user("ghost@contoso.com").await.unwrap(), None);
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2, "one look-up per user");
     assert_eq!(reqs[0].path, "/v1.0/users/kai@contoso.com");
-    assert_eq!(reqs[0].header("authorization"), Some(bearer(USERS_T, scopes::GRAPH).as_str()));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(bearer(USERS_T, scopes::GRAPH).as_str())
+    );
 }
 
 #[tokio::test]
@@ -269,12 +399,30 @@ async fn refused_connections_are_retried_then_transient_even_for_a_post() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     drop(listener); // nothing listens there now
-    let g = GraphClient::new(base, Arc::new(StaticTokens::default()), tenant(USERS_T), &ClientLimits::default(), Duration::from_secs(2))
-        .unwrap()
-        .with_retry_policy(fast_retries());
-    assert_eq!(g.get_incident(&tenant(T), &id("1")).await.unwrap_err().class(), ErrorClass::Transient);
+    let g = GraphClient::new(
+        base,
+        Arc::new(StaticTokens::default()),
+        tenant(USERS_T),
+        &ClientLimits::default(),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries());
+    assert_eq!(
+        g.get_incident(&tenant(T), &id("1"))
+            .await
+            .unwrap_err()
+            .class(),
+        ErrorClass::Transient
+    );
     assert_eq!(g.counts().calls, 3);
     // Never sent, so safe to resend even though a comment POST is not idempotent.
-    assert_eq!(g.add_comment(&tenant(T), &id("1"), "x").await.unwrap_err().class(), ErrorClass::Transient);
+    assert_eq!(
+        g.add_comment(&tenant(T), &id("1"), "x")
+            .await
+            .unwrap_err()
+            .class(),
+        ErrorClass::Transient
+    );
     assert_eq!(g.counts().calls, 6);
 }

@@ -18,18 +18,29 @@ fn client(mock: &Mock) -> LogsClient {
         dcr_immutable_id: "dcr-000a00a000a00000a000000aa000a0aa".into(),
         stream_name: "Custom-DefenderAlerts_CL".into(),
     };
-    LogsClient::new(&settings, tenant(T), Arc::new(StaticTokens::default()), Duration::from_secs(5)).unwrap().with_retry_policy(fast_retries())
+    LogsClient::new(
+        &settings,
+        tenant(T),
+        Arc::new(StaticTokens::default()),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries())
 }
 
 fn gunzip(body: &[u8]) -> Vec<Value> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 
 fn gunzipped_len(body: &[u8]) -> usize {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .unwrap();
     out.len()
 }
 
@@ -48,7 +59,13 @@ fn records(n: usize, pad: usize) -> Vec<AlertRecord> {
                 .unwrap()
                 .iter()
                 .map(|e| Evidence {
-                    kind: e["@odata.type"].as_str().unwrap().rsplit('.').next().unwrap().into(),
+                    kind: e["@odata.type"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                        .into(),
                     verdict: e["verdict"].as_str().map(Into::into),
                     remediation_status: None,
                     roles: vec![],
@@ -89,19 +106,41 @@ async fn rows_are_posted_gzipped_to_the_stream_with_the_monitor_token() {
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
     assert_eq!(r.method, "POST");
-    assert_eq!(r.path, "/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-DefenderAlerts_CL");
+    assert_eq!(
+        r.path,
+        "/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-DefenderAlerts_CL"
+    );
     assert_eq!(r.query("api-version").as_deref(), Some("2023-01-01"));
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("authorization"), Some(bearer(T, scopes::MONITOR).as_str()));
+    assert_eq!(
+        r.header("authorization"),
+        Some(bearer(T, scopes::MONITOR).as_str())
+    );
     let rows = gunzip(&r.body);
     assert_eq!(rows.len(), 10, "2 alerts × (1 + 4 evidence)");
     let declared: HashSet<&str> = STREAM_COLUMNS.iter().map(|(n, _)| *n).collect();
     for row in &rows {
-        assert!(row.as_object().unwrap().keys().all(|k| declared.contains(k.as_str())));
+        assert!(
+            row.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| declared.contains(k.as_str()))
+        );
     }
-    let kinds: Vec<&str> = rows.iter().filter_map(|r| r["EvidenceType"].as_str()).collect();
-    assert_eq!(&kinds[..4], &["deviceEvidence", "fileEvidence", "processEvidence", "registryKeyEvidence"]);
+    let kinds: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["EvidenceType"].as_str())
+        .collect();
+    assert_eq!(
+        &kinds[..4],
+        &[
+            "deviceEvidence",
+            "fileEvidence",
+            "processEvidence",
+            "registryKeyEvidence"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -116,7 +155,10 @@ async fn batches_stay_under_the_limit_and_every_row_arrives_once() {
         assert!(gunzipped_len(&r.body) <= 40_000);
         assert!(r.body.len() <= 40_000);
         for row in gunzip(&r.body) {
-            assert!(ids.insert(row["RowId"].as_str().unwrap().to_owned()), "duplicate row");
+            assert!(
+                ids.insert(row["RowId"].as_str().unwrap().to_owned()),
+                "duplicate row"
+            );
         }
     }
     assert_eq!(ids.len(), 150);
@@ -125,11 +167,26 @@ async fn batches_stay_under_the_limit_and_every_row_arrives_once() {
 #[tokio::test]
 async fn a_413_halves_the_batch_until_it_fits() {
     // The service says 413 to any call of more than 3 rows.
-    let mock = Mock::start(|r, _| if gunzip(&r.body).len() > 3 { Reply::status(413) } else { Reply::status(204) }).await;
+    let mock = Mock::start(|r, _| {
+        if gunzip(&r.body).len() > 3 {
+            Reply::status(413)
+        } else {
+            Reply::status(204)
+        }
+    })
+    .await;
     client(&mock).ship_alerts(&records(2, 0)).await.unwrap();
-    let delivered: usize = mock.requests().iter().map(|r| gunzip(&r.body).len()).filter(|n| *n <= 3).sum();
+    let delivered: usize = mock
+        .requests()
+        .iter()
+        .map(|r| gunzip(&r.body).len())
+        .filter(|n| *n <= 3)
+        .sum();
     assert_eq!(delivered, 10);
-    assert!(mock.requests().iter().any(|r| gunzip(&r.body).len() > 3), "the first, too large call was made");
+    assert!(
+        mock.requests().iter().any(|r| gunzip(&r.body).len() > 3),
+        "the first, too large call was made"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +195,10 @@ async fn transient_failures_are_retried_and_rejections_reported() {
         0 => Reply::status(503),
         1 => Reply::status(429).with_header("Retry-After", "0.01"),
         2 => Reply::status(204),
-        _ => Reply::json(400, json!({"error": {"code": "InvalidStream", "message": "stream not declared"}})),
+        _ => Reply::json(
+            400,
+            json!({"error": {"code": "InvalidStream", "message": "stream not declared"}}),
+        ),
     })
     .await;
     let logs = client(&mock);
@@ -152,11 +212,17 @@ async fn transient_failures_are_retried_and_rejections_reported() {
 #[tokio::test]
 async fn an_alert_bigger_than_a_call_is_cut_not_dropped() {
     let mock = Mock::start(|_, _| Reply::status(204)).await;
-    client(&mock).ship_alerts(&records(1, MAX_CALL_BYTES + 10)).await.unwrap();
+    client(&mock)
+        .ship_alerts(&records(1, MAX_CALL_BYTES + 10))
+        .await
+        .unwrap();
     let reqs = mock.requests();
     let rows: Vec<Value> = reqs.iter().flat_map(|r| gunzip(&r.body)).collect();
     assert_eq!(rows.len(), 5);
     let alert = rows.iter().find(|r| r["RowKind"] == "alert").unwrap();
     assert_eq!(alert["RawTruncated"], true);
-    assert!(reqs.iter().all(|r| gunzipped_len(&r.body) <= MAX_CALL_BYTES));
+    assert!(
+        reqs.iter()
+            .all(|r| gunzipped_len(&r.body) <= MAX_CALL_BYTES)
+    );
 }

@@ -14,10 +14,21 @@ const NAME: &str = "73e01a99-5cd7-4139-a149-9f2736ff2ab5";
 const PREFIX: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.OperationalInsights/workspaces/ws-1/providers/Microsoft.SecurityInsights/incidents";
 
 fn client(mock: &Mock) -> SentinelClient {
-    let ws = SentinelWorkspace { subscription_id: "sub-1".into(), resource_group: "rg-1".into(), workspace_name: "ws-1".into() };
-    SentinelClient::new(mock.base.clone(), ws, tenant(T), Arc::new(StaticTokens::default()), &ClientLimits::default(), Duration::from_secs(5))
-        .unwrap()
-        .with_retry_policy(fast_retries())
+    let ws = SentinelWorkspace {
+        subscription_id: "sub-1".into(),
+        resource_group: "rg-1".into(),
+        workspace_name: "ws-1".into(),
+    };
+    SentinelClient::new(
+        mock.base.clone(),
+        ws,
+        tenant(T),
+        Arc::new(StaticTokens::default()),
+        &ClientLimits::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries())
 }
 
 fn name() -> SentinelIncidentName {
@@ -30,7 +41,10 @@ async fn get_reads_the_incident_and_404_is_none() {
         if r.path.ends_with(NAME) {
             Reply::json(200, fixture("sentinel-get-incident.response.json"))
         } else {
-            Reply::json(404, json!({"error": {"code": "NotFound", "message": "Incident not found"}}))
+            Reply::json(
+                404,
+                json!({"error": {"code": "NotFound", "message": "Incident not found"}}),
+            )
         }
     })
     .await;
@@ -44,7 +58,10 @@ async fn get_reads_the_incident_and_404_is_none() {
     assert_eq!(req.method, "GET");
     assert_eq!(req.path, format!("{PREFIX}/{NAME}"));
     assert_eq!(req.query("api-version").as_deref(), Some("2024-03-01"));
-    assert_eq!(req.header("authorization"), Some(bearer(T, scopes::ARM).as_str()));
+    assert_eq!(
+        req.header("authorization"),
+        Some(bearer(T, scopes::ARM).as_str())
+    );
 }
 
 #[tokio::test]
@@ -60,7 +77,11 @@ async fn put_sends_the_whole_object_with_its_etag_and_409_is_a_conflict() {
     let s = client(&mock);
     let mut incident = s_incident();
     let written = s.put_incident(&incident).await.unwrap();
-    assert_eq!(written.etag.as_deref(), Some("\"0300bf09-0000-0000-0000-5c37296e0001\""), "the new etag comes back");
+    assert_eq!(
+        written.etag.as_deref(),
+        Some("\"0300bf09-0000-0000-0000-5c37296e0001\""),
+        "the new etag comes back"
+    );
     let req = &mock.requests()[0];
     assert_eq!(req.method, "PUT");
     assert_eq!(req.path, format!("{PREFIX}/{NAME}"));
@@ -70,8 +91,14 @@ async fn put_sends_the_whole_object_with_its_etag_and_409_is_a_conflict() {
     assert_eq!(p["status"], "Closed");
     assert_eq!(p["classification"], "FalsePositive");
     assert_eq!(p["classificationReason"], "IncorrectAlertLogic");
-    assert_eq!(p["owner"], json!({"objectId": "2046feea-040d-4a46-9e2b-91c2941bfa70", "userPrincipalName": "kai@contoso.com", "email": "kai@contoso.com"}));
-    assert_eq!(p["labels"], json!([{"labelName": "Defender"}, {"labelName": "auto", "labelType": "AutoAssigned"}]));
+    assert_eq!(
+        p["owner"],
+        json!({"objectId": "2046feea-040d-4a46-9e2b-91c2941bfa70", "userPrincipalName": "kai@contoso.com", "email": "kai@contoso.com"})
+    );
+    assert_eq!(
+        p["labels"],
+        json!([{"labelName": "Defender"}, {"labelName": "auto", "labelType": "AutoAssigned"}])
+    );
     assert_eq!(p["firstActivityTimeUtc"], "2019-01-01T13:00:30Z");
 
     incident.etag = Some("\"stale\"".into());
@@ -81,7 +108,10 @@ async fn put_sends_the_whole_object_with_its_etag_and_409_is_a_conflict() {
     assert_eq!(mock.requests().len(), 2, "a 409 is not retried blindly");
 
     incident.description = Some("x".repeat(5_001));
-    assert_eq!(s.put_incident(&incident).await.unwrap_err().class(), ErrorClass::Rejected);
+    assert_eq!(
+        s.put_incident(&incident).await.unwrap_err().class(),
+        ErrorClass::Rejected
+    );
     assert_eq!(mock.requests().len(), 2, "refused before sending");
 }
 
@@ -102,7 +132,16 @@ fn s_incident() -> SentinelIncident {
             email: Some("kai@contoso.com".into()),
             assigned_to: Some("Kai".into()),
         },
-        labels: vec![Label { name: "Defender".into(), kind: LabelKind::User }, Label { name: "auto".into(), kind: LabelKind::AutoAssigned }],
+        labels: vec![
+            Label {
+                name: "Defender".into(),
+                kind: LabelKind::User,
+            },
+            Label {
+                name: "auto".into(),
+                kind: LabelKind::AutoAssigned,
+            },
+        ],
         first_activity: Some(datetime!(2019-01-01 13:00:30 UTC)),
         last_activity: Some(datetime!(2019-01-01 13:05:30 UTC)),
         incident_number: Some(3177),
@@ -117,22 +156,39 @@ async fn list_filters_by_modification_time_and_follows_next_link() {
         let mut page = fixture("sentinel-list-incidents.response.json");
         if r.query("$skipToken").is_none() {
             let host = r.header("host").unwrap();
-            page["nextLink"] = json!(format!("http://{host}{PREFIX}?api-version=2024-03-01&$skipToken=p2"));
+            page["nextLink"] = json!(format!(
+                "http://{host}{PREFIX}?api-version=2024-03-01&$skipToken=p2"
+            ));
         }
         Reply::json(200, page)
     })
     .await;
     let s = client(&mock);
-    let p1 = s.list_modified_since(datetime!(2024-05-01 0:00 UTC), None).await.unwrap();
+    let p1 = s
+        .list_modified_since(datetime!(2024-05-01 0:00 UTC), None)
+        .await
+        .unwrap();
     assert_eq!(p1.incidents.len(), 1);
-    let p2 = s.list_modified_since(datetime!(2024-05-01 0:00 UTC), p1.next_link.as_deref()).await.unwrap();
+    let p2 = s
+        .list_modified_since(datetime!(2024-05-01 0:00 UTC), p1.next_link.as_deref())
+        .await
+        .unwrap();
     assert_eq!(p2.next_link, None);
     let reqs = mock.requests();
     assert_eq!(reqs[0].path, PREFIX);
-    assert_eq!(reqs[0].query("$filter").as_deref(), Some("properties/lastModifiedTimeUtc ge 2024-05-01T00:00:00Z"));
+    assert_eq!(
+        reqs[0].query("$filter").as_deref(),
+        Some("properties/lastModifiedTimeUtc ge 2024-05-01T00:00:00Z")
+    );
     assert_eq!(reqs[0].query("$top").as_deref(), Some("1000"));
     assert_eq!(reqs[1].query("$skipToken").as_deref(), Some("p2"));
-    let err = s.list_modified_since(datetime!(2024-05-01 0:00 UTC), Some("https://elsewhere.example/x")).await.unwrap_err();
+    let err = s
+        .list_modified_since(
+            datetime!(2024-05-01 0:00 UTC),
+            Some("https://elsewhere.example/x"),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Rejected);
     assert_eq!(mock.requests().len(), 2);
 }
@@ -141,7 +197,10 @@ async fn list_filters_by_modification_time_and_follows_next_link() {
 async fn comments_put_with_client_ids_and_list() {
     let mock = Mock::start(|r, _| match r.method.as_str() {
         "PUT" => Reply::json(201, fixture("sentinel-incident-comment.put.response.json")),
-        _ => Reply::json(200, json!({"value": [fixture("sentinel-incident-comment.put.response.json")]})),
+        _ => Reply::json(
+            200,
+            json!({"value": [fixture("sentinel-incident-comment.put.response.json")]}),
+        ),
     })
     .await;
     let s = client(&mock);
@@ -153,7 +212,10 @@ async fn comments_put_with_client_ids_and_list() {
     assert_eq!(all[0].message, "Some message");
     let reqs = mock.requests();
     assert_eq!(reqs[0].path, format!("{PREFIX}/{NAME}/comments/{id}"));
-    assert_eq!(reqs[0].json(), fixture("sentinel-incident-comment.put.request.json"));
+    assert_eq!(
+        reqs[0].json(),
+        fixture("sentinel-incident-comment.put.request.json")
+    );
     assert_eq!(reqs[1].path, format!("{PREFIX}/{NAME}/comments"));
 }
 
@@ -177,23 +239,50 @@ async fn throttled_put_is_retried_and_400_is_rejected_with_the_message() {
     bad.title = "bad".into();
     let err = s.put_incident(&bad).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Rejected);
-    assert!(err.to_string().contains("must have classificationReason"), "{err}");
+    assert!(
+        err.to_string().contains("must have classificationReason"),
+        "{err}"
+    );
     assert_eq!(mock.requests().len(), 3);
 }
 
 #[tokio::test]
 async fn writes_are_paced_by_the_client_bucket_not_the_server() {
-    let mock = Mock::start(|_, _| Reply::json(200, fixture("sentinel-incident-put.response.json"))).await;
-    let ws = SentinelWorkspace { subscription_id: "sub-1".into(), resource_group: "rg-1".into(), workspace_name: "ws-1".into() };
-    let limits = ClientLimits { arm_write_burst: 2, arm_writes_per_second: 10.0, ..ClientLimits::default() };
-    let s = SentinelClient::new(mock.base.clone(), ws, tenant(T), Arc::new(StaticTokens::default()), &limits, Duration::from_secs(5)).unwrap();
+    let mock =
+        Mock::start(|_, _| Reply::json(200, fixture("sentinel-incident-put.response.json"))).await;
+    let ws = SentinelWorkspace {
+        subscription_id: "sub-1".into(),
+        resource_group: "rg-1".into(),
+        workspace_name: "ws-1".into(),
+    };
+    let limits = ClientLimits {
+        arm_write_burst: 2,
+        arm_writes_per_second: 10.0,
+        ..ClientLimits::default()
+    };
+    let s = SentinelClient::new(
+        mock.base.clone(),
+        ws,
+        tenant(T),
+        Arc::new(StaticTokens::default()),
+        &limits,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     for _ in 0..4 {
         s.put_incident(&s_incident()).await.unwrap();
     }
     // Burst of 2, then one write per 100 ms: the 3rd and 4th wait ~200 ms in all.
-    assert!(started.elapsed() >= Duration::from_millis(180), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(180),
+        "{:?}",
+        started.elapsed()
+    );
     s.get_incident(&name()).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "reads are not paced by the write bucket");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "reads are not paced by the write bucket"
+    );
     assert_eq!(mock.requests().len(), 5);
 }

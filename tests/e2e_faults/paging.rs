@@ -2,23 +2,42 @@
 //! 1,200-incident backfill; 600 incidents sharing one lastUpdateDateTime instant).
 
 use super::invariants::*;
-use super::support::world::{World, WorldOptions};
 use super::one_tenant;
-use dss_simulators::{wellknown, DefenderAction, GraphConfig, ThrottleConfig};
+use super::support::world::{World, WorldOptions};
+use dss_simulators::{DefenderAction, GraphConfig, ThrottleConfig, wellknown};
 
 #[tokio::test]
 async fn expand_alerts_500_falls_back_to_alerts_v2_and_ships_every_row() {
     let w = one_tenant(&[]).await;
-    w.sims.set_graph_config(GraphConfig { expand_alerts_fail_above: Some(20), ..GraphConfig::default() });
+    w.sims.set_graph_config(GraphConfig {
+        expand_alerts_fail_above: Some(20),
+        ..GraphConfig::default()
+    });
     w.sims.seed(wellknown::TENANT_ID, 12, 11);
-    let big = w.sims.defender_incidents(wellknown::TENANT_ID).iter().filter(|d| d["alerts"].as_array().unwrap().len() > 20).count();
-    assert!(big > 0, "the data holds incidents big enough to break $expand");
+    let big = w
+        .sims
+        .defender_incidents(wellknown::TENANT_ID)
+        .iter()
+        .filter(|d| d["alerts"].as_array().unwrap().len() > 20)
+        .count();
+    assert!(
+        big > 0,
+        "the data holds incidents big enough to break $expand"
+    );
 
     let reply = w.sync_ok().await.return_value;
     assert_eq!(figure(&reply, "written"), 12, "{reply}");
     let c = w.sims.counters();
-    assert!(c.op("graph", "GET incidents").server_errors >= 1, "$expand=alerts failed: {:?}", c.by_api["graph"]);
-    assert!(c.op("graph", "GET alerts_v2").ok >= 12, "alerts came from alerts_v2: {:?}", c.by_api["graph"]);
+    assert!(
+        c.op("graph", "GET incidents").server_errors >= 1,
+        "$expand=alerts failed: {:?}",
+        c.by_api["graph"]
+    );
+    assert!(
+        c.op("graph", "GET alerts_v2").ok >= 12,
+        "alerts came from alerts_v2: {:?}",
+        c.by_api["graph"]
+    );
 
     assert_converged(&w, &[wellknown::TENANT_ID]);
     assert_rows(&w, &[wellknown::TENANT_ID], false);
@@ -33,14 +52,22 @@ async fn expand_alerts_500_falls_back_to_alerts_v2_and_ships_every_row() {
 #[tokio::test]
 async fn backfill_of_1200_and_600_on_one_instant_lose_nothing_past_the_skip_cap() {
     let env = vec![("SYNC_BENCH_UNLIMITED".to_owned(), "true".to_owned())];
-    let w = World::start_with(WorldOptions { env, ..WorldOptions::default() }).await;
+    let w = World::start_with(WorldOptions {
+        env,
+        ..WorldOptions::default()
+    })
+    .await;
     w.sims.set_throttle(ThrottleConfig::off());
     w.sims.seed_capped(wellknown::TENANT_ID, 1200, 21, 1);
     let shared = w.sims.seed_capped(wellknown::TENANT_ID_2, 600, 22, 1);
     let instant = graph_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(30));
     for id in &shared {
-        let action = DefenderAction::SetLastUpdate { last_update_date_time: instant.clone() };
-        w.sims.defender_action(wellknown::TENANT_ID_2, id, action).unwrap();
+        let action = DefenderAction::SetLastUpdate {
+            last_update_date_time: instant.clone(),
+        };
+        w.sims
+            .defender_action(wellknown::TENANT_ID_2, id, action)
+            .unwrap();
     }
 
     let started = std::time::Instant::now();
@@ -50,7 +77,12 @@ async fn backfill_of_1200_and_600_on_one_instant_lose_nothing_past_the_skip_cap(
     assert_eq!(tenants[0]["written"], 1200, "{reply}");
     assert_eq!(tenants[1]["written"], 600, "{reply}");
     let c = w.sims.counters();
-    assert_eq!(c.op("graph", "GET incidents").client_errors, 0, "never past $skip 500: {:?}", c.by_api["graph"]);
+    assert_eq!(
+        c.op("graph", "GET incidents").client_errors,
+        0,
+        "never past $skip 500: {:?}",
+        c.by_api["graph"]
+    );
 
     let all = [wellknown::TENANT_ID, wellknown::TENANT_ID_2];
     assert_converged(&w, &all);
@@ -68,10 +100,18 @@ async fn a_write_visible_late_inside_the_overlap_is_delivered() {
     let ids = w.sims.seed_capped(wellknown::TENANT_ID, 5, 25, 2);
     w.sync_ok().await;
     let watermark = assert_checkpoint(&w, wellknown::TENANT_ID).await;
-    let tags = DefenderAction::Tag { custom_tags: vec!["LateWrite".into()] };
-    w.sims.defender_action(wellknown::TENANT_ID, &ids[2], tags).unwrap();
-    let late = DefenderAction::SetLastUpdate { last_update_date_time: graph_time(watermark - time::Duration::minutes(2)) };
-    w.sims.defender_action(wellknown::TENANT_ID, &ids[2], late).unwrap();
+    let tags = DefenderAction::Tag {
+        custom_tags: vec!["LateWrite".into()],
+    };
+    w.sims
+        .defender_action(wellknown::TENANT_ID, &ids[2], tags)
+        .unwrap();
+    let late = DefenderAction::SetLastUpdate {
+        last_update_date_time: graph_time(watermark - time::Duration::minutes(2)),
+    };
+    w.sims
+        .defender_action(wellknown::TENANT_ID, &ids[2], late)
+        .unwrap();
 
     let reply = w.sync_ok().await.return_value;
     assert_eq!(figure(&reply, "written"), 1, "{reply}");

@@ -6,7 +6,7 @@ use super::invariants::*;
 use super::{one_tenant, touch};
 use defender_sentinel_sync::domain::TenantId;
 use defender_sentinel_sync::state::StateStore;
-use dss_simulators::{wellknown, Api, Fault, FaultPlan, FaultScope};
+use dss_simulators::{Api, Fault, FaultPlan, FaultScope, wellknown};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -19,25 +19,50 @@ async fn an_incident_sentinel_refuses_is_parked_passed_listed_and_cleared_once_f
     let victim = ids[3].clone();
     let victim_name = sentinel_name(T, &victim);
     // Sentinel refuses every write of this one incident (400: a payload it will not take).
-    let refuse = FaultPlan::rate(Fault::BadRequest, 1.0).scoped(FaultScope::Writes).for_path(victim_name.clone());
+    let refuse = FaultPlan::rate(Fault::BadRequest, 1.0)
+        .scoped(FaultScope::Writes)
+        .for_path(victim_name.clone());
     w.sims.set_faults(Api::Arm, refuse.clone());
 
     let first = w.sync_ok().await.return_value;
     assert_eq!(figure(&first, "parked"), 1, "{first}");
     assert_eq!(figure(&first, "written"), 9, "{first}");
-    assert!(first["figures"]["tenants"][0]["errors"].to_string().contains(&victim), "the error names the incident: {first}");
+    assert!(
+        first["figures"]["tenants"][0]["errors"]
+            .to_string()
+            .contains(&victim),
+        "the error names the incident: {first}"
+    );
     assert!(w.sims.sentinel_incident(&victim_name).is_none());
     let store = w.state().await;
     let tenant = TenantId::parse(T).unwrap();
     let parked = store.retry_set(&tenant).await.unwrap();
-    assert_eq!(parked.iter().map(|e| e.incident_id.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&victim));
-    let watermark = store.checkpoint(&tenant).await.unwrap().unwrap().value.watermark;
-    assert!(watermark > parked[0].last_update, "the watermark passed the parked incident");
+    assert_eq!(
+        parked
+            .iter()
+            .map(|e| e.incident_id.to_string())
+            .collect::<Vec<_>>(),
+        std::slice::from_ref(&victim)
+    );
+    let watermark = store
+        .checkpoint(&tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .watermark;
+    assert!(
+        watermark > parked[0].last_update,
+        "the watermark passed the parked incident"
+    );
     let health = w.health().await;
     let failed = health["failedIncidents"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{health}");
     assert_eq!(failed[0]["defenderId"], Value::String(victim.clone()));
-    assert!(failed[0]["error"].as_str().unwrap().contains("400"), "SyncHealth shows the error: {health}");
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("400"),
+        "SyncHealth shows the error: {health}"
+    );
     assert_eq!(health["perTenant"][T]["incidents_failed"], 1, "{health}");
 
     // Still refused: other (new) incidents keep flowing past it.
@@ -48,8 +73,22 @@ async fn an_incident_sentinel_refuses_is_parked_passed_listed_and_cleared_once_f
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = w.sync_ok().await.return_value;
     assert_eq!(figure(&second, "written"), 3, "{second}");
-    assert_eq!(figure(&second, "parked"), 1, "retried and parked again: {second}");
-    assert!(store.checkpoint(&tenant).await.unwrap().unwrap().value.watermark > watermark, "the watermark moves on");
+    assert_eq!(
+        figure(&second, "parked"),
+        1,
+        "retried and parked again: {second}"
+    );
+    assert!(
+        store
+            .checkpoint(&tenant)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .watermark
+            > watermark,
+        "the watermark moves on"
+    );
 
     // The refusal ends: the next due retry clears it.
     w.sims.set_faults(Api::Arm, FaultPlan::default());
@@ -57,7 +96,11 @@ async fn an_incident_sentinel_refuses_is_parked_passed_listed_and_cleared_once_f
     let third = w.sync_ok().await.return_value;
     assert_eq!(figure(&third, "cleared"), 1, "{third}");
     let health = w.health().await;
-    assert_eq!(health["failedIncidents"].as_array().unwrap().len(), 0, "{health}");
+    assert_eq!(
+        health["failedIncidents"].as_array().unwrap().len(),
+        0,
+        "{health}"
+    );
 
     assert_converged(&w, &[T]);
     assert_rows(&w, &[T], false);
@@ -81,12 +124,24 @@ async fn an_incident_that_cannot_be_mapped_is_parked_and_cleared_once_its_payloa
     let failed = health["failedIncidents"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{health}");
     assert_eq!(failed[0]["defenderId"], Value::String(ids[1].clone()));
-    assert!(failed[0]["error"].as_str().unwrap().contains("createdDateTime"), "{health}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("createdDateTime"),
+        "{health}"
+    );
 
     w.sims.insert_defender_incident(T, good).unwrap();
     let second = w.sync_ok().await.return_value;
     assert_eq!(figure(&second, "cleared"), 1, "{second}");
-    assert_eq!(w.health().await["failedIncidents"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        w.health().await["failedIncidents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     assert_converged(&w, &[T]);
     assert_rows(&w, &[T], false);
     assert_checkpoint(&w, T).await;
@@ -106,14 +161,22 @@ async fn graph_503s_for_a_whole_cycle_hold_the_watermark_and_the_next_cycle_deli
     for id in &later {
         touch(&w.sims, T, id);
     }
-    w.sims.set_faults(Api::Graph, FaultPlan::rate(Fault::ServiceUnavailable, 1.0));
+    w.sims
+        .set_faults(Api::Graph, FaultPlan::rate(Fault::ServiceUnavailable, 1.0));
     let failed = w.sync().await.return_value;
     assert_eq!(failed["completed"], false, "{failed}");
     assert_eq!(figure(&failed, "written"), 0, "{failed}");
-    assert_eq!(store.checkpoint(&tenant).await.unwrap().unwrap().value, before, "the watermark holds");
+    assert_eq!(
+        store.checkpoint(&tenant).await.unwrap().unwrap().value,
+        before,
+        "the watermark holds"
+    );
     assert_eq!(w.sims.sentinel_incidents().len(), 5);
     let health = w.health().await;
-    assert_eq!(health["perTenant"][T]["last_cycle_completed"], false, "{health}");
+    assert_eq!(
+        health["perTenant"][T]["last_cycle_completed"], false,
+        "{health}"
+    );
 
     w.sims.set_faults(Api::Graph, FaultPlan::default());
     let ok = w.sync_ok().await.return_value;

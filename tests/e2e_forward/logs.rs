@@ -4,7 +4,7 @@
 use super::common::*;
 use crate::support::world::World;
 use defender_sentinel_sync::adapters::logs::STREAM_COLUMNS;
-use dss_simulators::{wellknown, DefenderAction};
+use dss_simulators::{DefenderAction, wellknown};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -14,7 +14,12 @@ fn rows(world: &World) -> Vec<Value> {
 
 /// Alert and evidence rows a Defender incident's alerts make.
 fn expected_rows(d: &Value) -> usize {
-    d["alerts"].as_array().unwrap().iter().map(|a| 1 + a["evidence"].as_array().map_or(0, Vec::len)).sum()
+    d["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| 1 + a["evidence"].as_array().map_or(0, Vec::len))
+        .sum()
 }
 
 #[tokio::test]
@@ -34,8 +39,19 @@ async fn every_alert_and_evidence_item_arrives_once_and_later_cycles_ship_only_n
     let columns: HashSet<&str> = STREAM_COLUMNS.iter().map(|(c, _)| *c).collect();
     for r in &all {
         let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
-        assert!(keys.iter().all(|k| columns.contains(k)), "a column outside the DCR stream: {keys:?}");
-        for reserved in ["TenantId", "Title", "Type", "id", "UniqueId", "_ResourceId", "_SubscriptionId"] {
+        assert!(
+            keys.iter().all(|k| columns.contains(k)),
+            "a column outside the DCR stream: {keys:?}"
+        );
+        for reserved in [
+            "TenantId",
+            "Title",
+            "Type",
+            "id",
+            "UniqueId",
+            "_ResourceId",
+            "_SubscriptionId",
+        ] {
             assert!(!keys.contains(&reserved), "reserved column {reserved}");
         }
         let id = r["DefenderIncidentId"].as_str().unwrap();
@@ -47,20 +63,51 @@ async fn every_alert_and_evidence_item_arrives_once_and_later_cycles_ship_only_n
         let id = d["id"].as_str().unwrap();
         for a in d["alerts"].as_array().unwrap() {
             let mine: Vec<&Value> = all.iter().filter(|r| r["AlertId"] == a["id"]).collect();
-            assert_eq!(mine.iter().filter(|r| r["RowKind"] == "alert").count(), 1, "alert row of {}", a["id"]);
+            assert_eq!(
+                mine.iter().filter(|r| r["RowKind"] == "alert").count(),
+                1,
+                "alert row of {}",
+                a["id"]
+            );
             let evidence = a["evidence"].as_array().map_or(0, Vec::len);
-            assert_eq!(mine.iter().filter(|r| r["RowKind"] == "evidence").count(), evidence, "evidence rows of {}", a["id"]);
+            assert_eq!(
+                mine.iter().filter(|r| r["RowKind"] == "evidence").count(),
+                evidence,
+                "evidence rows of {}",
+                a["id"]
+            );
             assert!(mine.iter().all(|r| r["DefenderIncidentId"] == id));
         }
     }
 
     // A new alert on one incident: only its rows are shipped.
-    let before: HashSet<String> = defender_of(&world, t, &ids[0])["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
-    let after = world.sims.defender_action(t, &ids[0], DefenderAction::AddAlert { alert: None }).unwrap();
-    let new_alert = after["alerts"].as_array().unwrap().iter().find(|a| !before.contains(a["id"].as_str().unwrap())).expect("a new alert").clone();
+    let before: HashSet<String> = defender_of(&world, t, &ids[0])["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    let after = world
+        .sims
+        .defender_action(t, &ids[0], DefenderAction::AddAlert { alert: None })
+        .unwrap();
+    let new_alert = after["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| !before.contains(a["id"].as_str().unwrap()))
+        .expect("a new alert")
+        .clone();
     world.sync_ok().await;
     let now = rows(&world);
     let shipped = &now[all.len()..];
-    assert_eq!(shipped.len(), 1 + new_alert["evidence"].as_array().map_or(0, Vec::len), "{shipped:?}");
-    assert!(shipped.iter().all(|r| r["AlertId"] == new_alert["id"]), "only the new alert's rows: {shipped:?}");
+    assert_eq!(
+        shipped.len(),
+        1 + new_alert["evidence"].as_array().map_or(0, Vec::len),
+        "{shipped:?}"
+    );
+    assert!(
+        shipped.iter().all(|r| r["AlertId"] == new_alert["id"]),
+        "only the new alert's rows: {shipped:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! (a failed start is the test failing).
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-pub use dss_fake_host::azurite::{Options, ACCOUNT, KEY};
+pub use dss_fake_host::azurite::{ACCOUNT, KEY, Options};
 use std::path::Path;
 
 /// A running Azurite; dereferences to the library's handle.
@@ -20,7 +20,10 @@ impl Azurite {
 
     /// Azurite with options.
     pub fn start_with(opts: &Options) -> Self {
-        Self(dss_fake_host::azurite::Azurite::start_with(repo(), opts).unwrap_or_else(|e| panic!("{e:#}")))
+        Self(
+            dss_fake_host::azurite::Azurite::start_with(repo(), opts)
+                .unwrap_or_else(|e| panic!("{e:#}")),
+        )
     }
 
     /// Graceful stop (SIGTERM, wait for exit).

@@ -7,13 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret";
@@ -46,13 +46,24 @@ impl TokenEndpoint {
 }
 
 fn router(log: Log) -> Router {
-    Router::new().route("/{tenant}/oauth2/v2.0/token", post(client_credentials)).route("/msi/token", get(managed_identity)).with_state(log)
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(client_credentials))
+        .route("/msi/token", get(managed_identity))
+        .with_state(log)
 }
 
-async fn client_credentials(State(log): State<Log>, Path(tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> (StatusCode, Json<Value>) {
+async fn client_credentials(
+    State(log): State<Log>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
     let n = {
         let mut l = log.0.lock().expect("log");
-        l.push(Seen { path: format!("/{tenant}/oauth2/v2.0/token"), fields: form.clone(), identity_header: None });
+        l.push(Seen {
+            path: format!("/{tenant}/oauth2/v2.0/token"),
+            fields: form.clone(),
+            identity_header: None,
+        });
         l.len()
     };
     let ok = form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
@@ -62,18 +73,37 @@ async fn client_credentials(State(log): State<Log>, Path(tenant): Path<String>, 
         let body = json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."});
         return (StatusCode::UNAUTHORIZED, Json(body));
     }
-    (StatusCode::OK, Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("cs-{tenant}-{n}")})))
+    (
+        StatusCode::OK,
+        Json(
+            json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("cs-{tenant}-{n}")}),
+        ),
+    )
 }
 
-async fn managed_identity(State(log): State<Log>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> (StatusCode, Json<Value>) {
-    let header = headers.get("x-identity-header").and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn managed_identity(
+    State(log): State<Log>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    let header = headers
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let n = {
         let mut l = log.0.lock().expect("log");
-        l.push(Seen { path: "/msi/token".into(), fields: q.clone(), identity_header: header.clone() });
+        l.push(Seen {
+            path: "/msi/token".into(),
+            fields: q.clone(),
+            identity_header: header.clone(),
+        });
         l.len()
     };
     if header.as_deref() != Some(IDENTITY_HEADER) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "bad identity header"})));
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad identity header"})),
+        );
     }
     let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
     let resource = q.get("resource").cloned().unwrap_or_default();
@@ -88,7 +118,11 @@ pub async fn start_http() -> TokenEndpoint {
     let log = Log::default();
     let app = router(log.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    TokenEndpoint { addr, log, cert_pem: None }
+    TokenEndpoint {
+        addr,
+        log,
+        cert_pem: None,
+    }
 }
 
 /// A TLS listener for axum: handshakes inline (fine for tests), skipping failed handshakes.
@@ -103,7 +137,9 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let Ok((tcp, addr)) = self.inner.accept().await else { continue };
+            let Ok((tcp, addr)) = self.inner.accept().await else {
+                continue;
+            };
             if let Ok(tls) = self.acceptor.accept(tcp).await {
                 return (tls, addr);
             }
@@ -117,7 +153,9 @@ impl axum::serve::Listener for TlsListener {
 
 /// Starts the endpoints over https with a certificate generated now for 127.0.0.1/localhost.
 pub async fn start_https() -> TokenEndpoint {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("cert");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("cert");
     let cert_pem = ck.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -131,7 +169,14 @@ pub async fn start_https() -> TokenEndpoint {
     let addr = inner.local_addr().expect("addr");
     let log = Log::default();
     let app = router(log.clone());
-    let listener = TlsListener { inner, acceptor: TlsAcceptor::from(Arc::new(config)) };
+    let listener = TlsListener {
+        inner,
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+    };
     tokio::spawn(async move { axum::serve(listener, app).await });
-    TokenEndpoint { addr, log, cert_pem: Some(cert_pem) }
+    TokenEndpoint {
+        addr,
+        log,
+        cert_pem: Some(cert_pem),
+    }
 }

@@ -7,10 +7,10 @@ pub mod entra;
 pub mod fixtures;
 pub mod world;
 
-use dss_fake_host::{stage_app_root, HandlerSpec};
-use std::path::{Path, PathBuf};
 use defender_sentinel_sync::credentials::{CredentialError, TokenSource};
 use defender_sentinel_sync::domain::TenantId;
+use dss_fake_host::{HandlerSpec, stage_app_root};
+use std::path::{Path, PathBuf};
 
 pub const TENANT: &str = "11111111-1111-1111-1111-111111111111";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
@@ -28,7 +28,12 @@ pub fn handler_bin() -> PathBuf {
 /// An app folder laid out like the package (host.json + function folders) in a temp dir.
 pub fn staged_app() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    stage_app_root(dir.path(), &repo().join("host.json"), &repo().join("function-defs")).expect("stage app");
+    stage_app_root(
+        dir.path(),
+        &repo().join("host.json"),
+        &repo().join("function-defs"),
+    )
+    .expect("stage app");
     dir
 }
 
@@ -37,7 +42,10 @@ pub fn settings() -> Vec<(&'static str, String)> {
     vec![
         ("PATH", std::env::var("PATH").unwrap_or_default()),
         ("AZURE_TENANT_ID", TENANT.into()),
-        ("SENTINEL_SUBSCRIPTION_ID", "33333333-3333-3333-3333-333333333333".into()),
+        (
+            "SENTINEL_SUBSCRIPTION_ID",
+            "33333333-3333-3333-3333-333333333333".into(),
+        ),
         ("SENTINEL_RESOURCE_GROUP", "rg-sec".into()),
         ("SENTINEL_WORKSPACE_NAME", "law-sec".into()),
         ("GRAPH_ENDPOINT", "http://127.0.0.1:9/graph".into()),
@@ -61,14 +69,20 @@ pub fn spec(app: &Path) -> HandlerSpec {
     spec
 }
 
-
 /// A token source for SharedKey tests: any call is a test failure.
 #[derive(Debug)]
 pub struct NoTokens;
 
 #[async_trait::async_trait]
 impl TokenSource for NoTokens {
-    async fn token(&self, tenant: &TenantId, _scope: &str) -> Result<azure_core::credentials::Secret, CredentialError> {
-        Err(CredentialError::Refused { tenant: tenant.to_string(), message: "no tokens in SharedKey tests".into() })
+    async fn token(
+        &self,
+        tenant: &TenantId,
+        _scope: &str,
+    ) -> Result<azure_core::credentials::Secret, CredentialError> {
+        Err(CredentialError::Refused {
+            tenant: tenant.to_string(),
+            message: "no tokens in SharedKey tests".into(),
+        })
     }
 }

@@ -5,7 +5,7 @@
 use super::azurite::Azurite;
 use defender_sentinel_sync::demo::setup::{handler_spec, sim_config};
 use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, HttpResponse, Reply, TimerCall};
-use dss_simulators::{wellknown, Simulators};
+use dss_simulators::{Simulators, wellknown};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -37,7 +37,9 @@ impl World {
     }
 
     pub async fn start_with(opts: WorldOptions) -> Self {
-        let sims = Simulators::start(sim_config()).await.expect("simulators start");
+        let sims = Simulators::start(sim_config())
+            .await
+            .expect("simulators start");
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("sim-ca.pem");
         std::fs::write(&ca, sims.cert_pem()).unwrap();
@@ -53,7 +55,14 @@ impl World {
         }
         let env = spec.env.clone();
         let host = FakeHost::start(spec).await.expect("handler starts");
-        World { sims, host, azurite, app, dir, env }
+        World {
+            sims,
+            host,
+            azurite,
+            app,
+            dir,
+            env,
+        }
     }
 
     /// Another handler on the same simulators and Azurite, with settings changed (e.g. another
@@ -70,32 +79,57 @@ impl World {
 
     /// The `SyncHealth` JSON.
     pub async fn health(&self) -> Value {
-        let res = self.host.invoke_http("SyncHealth", &HttpCall::new("GET")).await.expect("a valid reply");
+        let res = self
+            .host
+            .invoke_http("SyncHealth", &HttpCall::new("GET"))
+            .await
+            .expect("a valid reply");
         assert_eq!(res.status, 200, "{}", res.body);
         serde_json::from_str(&res.body).expect("SyncHealth answers JSON")
     }
 
     /// POSTs a playbook body to `SentinelWebhook` as the host does.
     pub async fn webhook(&self, body: &str) -> HttpResponse {
-        let call = HttpCall::new("POST").header("Content-Type", "application/json").body(body.to_owned());
-        self.host.invoke_http("SentinelWebhook", &call).await.expect("a valid reply")
+        let call = HttpCall::new("POST")
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        self.host
+            .invoke_http("SentinelWebhook", &call)
+            .await
+            .expect("a valid reply")
     }
 
     /// Writes (PUTs) to ARM counted by the simulator since its last counter reset.
     pub fn arm_writes(&self) -> u64 {
         let c = self.sims.counters();
-        c.by_api.get("arm").map(|ops| ops.iter().filter(|(op, _)| !op.starts_with("GET ")).map(|(_, n)| n.calls).sum()).unwrap_or(0)
+        c.by_api
+            .get("arm")
+            .map(|ops| {
+                ops.iter()
+                    .filter(|(op, _)| !op.starts_with("GET "))
+                    .map(|(_, n)| n.calls)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// One `DefenderSync` invocation, as the timer fires it.
     pub async fn sync(&self) -> Reply {
-        self.host.invoke_timer("DefenderSync", &TimerCall::default()).await.expect("a valid reply")
+        self.host
+            .invoke_timer("DefenderSync", &TimerCall::default())
+            .await
+            .expect("a valid reply")
     }
 
     /// One invocation that must complete.
     pub async fn sync_ok(&self) -> Reply {
         let reply = self.sync().await;
-        assert_eq!(reply.return_value["completed"], Value::Bool(true), "cycle did not complete: {:?}", reply.logs);
+        assert_eq!(
+            reply.return_value["completed"],
+            Value::Bool(true),
+            "cycle did not complete: {:?}",
+            reply.logs
+        );
         reply
     }
 }
@@ -108,7 +142,8 @@ impl World {
         use defender_sentinel_sync::adapters::table::TableClientOptions;
         use defender_sentinel_sync::config::StorageConfig;
         use defender_sentinel_sync::domain::TenantId;
-        let cfg = StorageConfig::parse_connection_string(&self.azurite.connection_string()).unwrap();
+        let cfg =
+            StorageConfig::parse_connection_string(&self.azurite.connection_string()).unwrap();
         let tokens = std::sync::Arc::new(super::NoTokens);
         defender_sentinel_sync::state::table::TableStateStore::connect(
             &cfg,
@@ -124,12 +159,18 @@ impl World {
     /// runs). The task ends with the HTTP status, or an error when the handler died.
     pub fn spawn_sync(&self) -> tokio::task::JoinHandle<Result<u16, reqwest::Error>> {
         let port = self.host.port().expect("handler running");
-        let envelope = self.host.timer_envelope("DefenderSync", &TimerCall::default()).unwrap();
+        let envelope = self
+            .host
+            .timer_envelope("DefenderSync", &TimerCall::default())
+            .unwrap();
         tokio::spawn(async move {
             let resp = reqwest::Client::new()
                 .post(format!("http://127.0.0.1:{port}/DefenderSync"))
                 .header("Content-Type", "application/json")
-                .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+                .header(
+                    "X-Azure-Functions-InvocationId",
+                    uuid::Uuid::new_v4().to_string(),
+                )
                 .body(envelope.to_string())
                 .send()
                 .await?;

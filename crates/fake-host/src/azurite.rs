@@ -4,7 +4,7 @@
 //! The binary comes from `tools/azurite` of the repository (pinned in its package-lock.json):
 //! run `npm ci --prefix tools/azurite` once.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 /// The emulator's documented account and key.
 pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// How to start it.
 #[derive(Debug, Default, Clone)]
@@ -42,7 +43,10 @@ pub struct Azurite {
 pub fn binary(repo: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let bin = repo.join("tools/azurite/node_modules/.bin").join(name);
     if !bin.exists() {
-        bail!("Azurite is not installed ({} is missing): run `npm ci --prefix tools/azurite` from the repository root", bin.display());
+        bail!(
+            "Azurite is not installed ({} is missing): run `npm ci --prefix tools/azurite` from the repository root",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -60,15 +64,35 @@ impl Azurite {
     /// Azurite with options; waits until its port answers (at most 30 s).
     pub fn start_with(repo: &Path, opts: &Options) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let mut cmd = Command::new(binary(repo, if opts.all_services { "azurite" } else { "azurite-table" })?);
+        let mut cmd = Command::new(binary(
+            repo,
+            if opts.all_services {
+                "azurite"
+            } else {
+                "azurite-table"
+            },
+        )?);
         if opts.all_services {
-            cmd.args(["--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--blobPort"])
-                .arg(free_port()?.to_string())
-                .arg("--queuePort")
-                .arg(free_port()?.to_string());
+            cmd.args([
+                "--blobHost",
+                "127.0.0.1",
+                "--queueHost",
+                "127.0.0.1",
+                "--blobPort",
+            ])
+            .arg(free_port()?.to_string())
+            .arg("--queuePort")
+            .arg(free_port()?.to_string());
         }
-        cmd.args(["--disableTelemetry", "--skipApiVersionCheck", "--silent", "--tableHost", "127.0.0.1", "--tablePort"])
-            .arg(port.to_string());
+        cmd.args([
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--silent",
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+        ])
+        .arg(port.to_string());
         match &opts.location {
             Some(dir) => cmd.arg("--location").arg(dir),
             None => cmd.arg("--inMemoryPersistence"),
@@ -88,7 +112,11 @@ impl Azurite {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start Azurite")?;
-        let mut me = Self { child, port, https: opts.tls.is_some() };
+        let mut me = Self {
+            child,
+            port,
+            https: opts.tls.is_some(),
+        };
         me.wait_ready()?;
         Ok(me)
     }
@@ -121,7 +149,10 @@ impl Azurite {
 
     /// A standard connection string with an explicit TableEndpoint.
     pub fn connection_string(&self) -> String {
-        format!("DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint={};", self.table_endpoint())
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};TableEndpoint={};",
+            self.table_endpoint()
+        )
     }
 
     /// The process id (for measurements).

@@ -32,13 +32,19 @@ impl FunctionDef {
     /// Parses one `function.json`.
     pub fn parse(name: &str, text: &str) -> Result<Self, FakeHostError> {
         let bad = |m: String| FakeHostError::Definition(format!("{name}/function.json: {m}"));
-        let json: Value = serde_json::from_str(text).map_err(|e| bad(format!("does not parse: {e}")))?;
-        let bindings = json.get("bindings").and_then(Value::as_array).ok_or_else(|| bad("no bindings array".into()))?;
+        let json: Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("does not parse: {e}")))?;
+        let bindings = json
+            .get("bindings")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no bindings array".into()))?;
         let mut trigger = None;
         let mut outputs = Vec::new();
         for b in bindings {
             let field = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
-            let (Some(bname), Some(btype), Some(dir)) = (field("name"), field("type"), field("direction")) else {
+            let (Some(bname), Some(btype), Some(dir)) =
+                (field("name"), field("type"), field("direction"))
+            else {
                 return Err(bad("a binding lacks name, type or direction".into()));
             };
             match dir.as_str() {
@@ -47,28 +53,48 @@ impl FunctionDef {
                 _ => {}
             }
         }
-        let (trigger_name, trigger_type, binding) = trigger.ok_or_else(|| bad("no trigger binding".into()))?;
+        let (trigger_name, trigger_type, binding) =
+            trigger.ok_or_else(|| bad("no trigger binding".into()))?;
         let methods = binding
             .get("methods")
             .and_then(Value::as_array)
-            .map(|m| m.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            })
             .unwrap_or_default();
-        let route = binding.get("route").and_then(Value::as_str).unwrap_or(name).to_owned();
-        Ok(Self { name: name.to_owned(), trigger_name, trigger_type, methods, route, outputs, json })
+        let route = binding
+            .get("route")
+            .and_then(Value::as_str)
+            .unwrap_or(name)
+            .to_owned();
+        Ok(Self {
+            name: name.to_owned(),
+            trigger_name,
+            trigger_type,
+            methods,
+            route,
+            outputs,
+            json,
+        })
     }
 }
 
 /// Reads every `<dir>/<Name>/function.json` under `dir`.
 pub fn load_functions(dir: &Path) -> Result<BTreeMap<String, FunctionDef>, FakeHostError> {
     let mut out = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| FakeHostError::Definition(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| FakeHostError::Definition(format!("{}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         let file = entry.path().join("function.json");
         if !file.is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&file).map_err(|e| FakeHostError::Definition(format!("{}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| FakeHostError::Definition(format!("{}: {e}", file.display())))?;
         out.insert(name.clone(), FunctionDef::parse(&name, &text)?);
     }
     Ok(out)
@@ -78,20 +104,38 @@ pub fn load_functions(dir: &Path) -> Result<BTreeMap<String, FunctionDef>, FakeH
 /// that file exists, else taken as a command on `PATH`; plus its arguments.
 pub fn executable_from_host_json(app_root: &Path) -> Result<(PathBuf, Vec<String>), FakeHostError> {
     let path = app_root.join("host.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| FakeHostError::Definition(format!("{}: {e}", path.display())))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| FakeHostError::Definition(format!("host.json does not parse: {e}")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| FakeHostError::Definition(format!("{}: {e}", path.display())))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| FakeHostError::Definition(format!("host.json does not parse: {e}")))?;
     let description = json.pointer("/customHandler/description");
     let exe = description
         .and_then(|d| d.get("defaultExecutablePath"))
         .and_then(Value::as_str)
-        .ok_or_else(|| FakeHostError::Definition("host.json lacks customHandler.description.defaultExecutablePath".into()))?;
+        .ok_or_else(|| {
+            FakeHostError::Definition(
+                "host.json lacks customHandler.description.defaultExecutablePath".into(),
+            )
+        })?;
     let args = description
         .and_then(|d| d.get("arguments"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let local = app_root.join(exe);
-    Ok((if local.is_file() { local } else { PathBuf::from(exe) }, args))
+    Ok((
+        if local.is_file() {
+            local
+        } else {
+            PathBuf::from(exe)
+        },
+        args,
+    ))
 }
 
 /// Lays out an app folder the way the deployment zip does: `host.json` at the root and each

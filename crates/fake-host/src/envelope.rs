@@ -1,8 +1,8 @@
 //! The envelopes the host POSTs, shaped as in functions-custom-handler.md §3.
 
-use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
+use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// A timer invocation.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +40,10 @@ pub struct HttpCall {
 impl HttpCall {
     /// A call with this method and nothing else.
     pub fn new(method: &str) -> Self {
-        Self { method: method.to_ascii_uppercase(), ..Default::default() }
+        Self {
+            method: method.to_ascii_uppercase(),
+            ..Default::default()
+        }
     }
 
     /// Adds a query parameter.
@@ -69,14 +72,18 @@ impl HttpCall {
 }
 
 fn sys(function: &str) -> Value {
-    let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let now = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
     json!({ "MethodName": function, "UtcNow": now, "RandGuid": uuid::Uuid::new_v4().to_string() })
 }
 
 /// `{"Data":{binding: TimerInfo},"Metadata":{"sys":…}}`.
 pub fn timer_envelope(function: &str, binding: &str, call: &TimerCall) -> Value {
     let status = call.schedule_status.map(|_| {
-        let next = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        let next = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
         json!({ "Last": "0001-01-01T00:00:00", "Next": next, "LastUpdated": "0001-01-01T00:00:00" })
     });
     let mut data = Map::new();
@@ -103,7 +110,11 @@ pub fn http_envelope(function: &str, binding: &str, route: &str, call: &HttpCall
         }
     }
     let qs: Vec<String> = call.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let url = format!("http://localhost:7071/api/{route}{}{}", if qs.is_empty() { "" } else { "?" }, qs.join("&"));
+    let url = format!(
+        "http://localhost:7071/api/{route}{}{}",
+        if qs.is_empty() { "" } else { "?" },
+        qs.join("&")
+    );
     let query_value = match call.query_form {
         QueryForm::Object => Value::Object(query.clone()),
         QueryForm::JsonString => Value::String(Value::Object(query.clone()).to_string()),
@@ -113,13 +124,30 @@ pub fn http_envelope(function: &str, binding: &str, route: &str, call: &HttpCall
         "Identities": [{ "AuthenticationType": "WebJobsAuthLevel", "IsAuthenticated": true,
             "Claims": [{ "Type": "http://schemas.microsoft.com/2017/07/functions/claims/authlevel", "Value": "Admin" }] }],
     });
-    let body = call.body.as_ref().filter(|b| !b.is_empty() && !call.caller_chunked);
+    let body = call
+        .body
+        .as_ref()
+        .filter(|b| !b.is_empty() && !call.caller_chunked);
     if let Some(b) = body {
         req["Body"] = Value::String(b.clone());
     }
     let flat_headers: Map<String, Value> = headers
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Value::String(
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default(),
+                ),
+            )
+        })
         .collect();
     let mut metadata = Map::new();
     if let Some(Ok(Value::Object(props))) = body.map(|b| serde_json::from_str::<Value>(b)) {
@@ -140,19 +168,41 @@ mod tests {
 
     #[test]
     fn http_envelopes_follow_the_host_shapes() {
-        let call = HttpCall::new("post").query("code", "k").query("a", "1").query("a", "2").header("X-Sync-Secret", "s").body(r#"{"p":1}"#);
+        let call = HttpCall::new("post")
+            .query("code", "k")
+            .query("a", "1")
+            .query("a", "2")
+            .header("X-Sync-Secret", "s")
+            .body(r#"{"p":1}"#);
         let env = http_envelope("Hook", "req", "hook", &call);
-        assert_eq!(env["Data"]["req"]["Query"], json!({"code": "k", "a": "1,2"}));
+        assert_eq!(
+            env["Data"]["req"]["Query"],
+            json!({"code": "k", "a": "1,2"})
+        );
         assert_eq!(env["Data"]["req"]["Headers"]["X-Sync-Secret"], json!(["s"]));
         assert_eq!(env["Data"]["req"]["Body"], r#"{"p":1}"#);
         assert_eq!(env["Metadata"]["Headers"]["X-Sync-Secret"], "s");
         assert_eq!(env["Metadata"]["p"], 1);
         assert_eq!(env["Metadata"]["sys"]["MethodName"], "Hook");
 
-        let as_string = http_envelope("Hook", "req", "hook", &call.clone().query_form(QueryForm::JsonString));
-        let q: Value = serde_json::from_str(as_string["Data"]["req"]["Query"].as_str().unwrap()).unwrap();
+        let as_string = http_envelope(
+            "Hook",
+            "req",
+            "hook",
+            &call.clone().query_form(QueryForm::JsonString),
+        );
+        let q: Value =
+            serde_json::from_str(as_string["Data"]["req"]["Query"].as_str().unwrap()).unwrap();
         assert_eq!(q, env["Data"]["req"]["Query"]);
-        let chunked = http_envelope("Hook", "req", "hook", &HttpCall { caller_chunked: true, ..call });
+        let chunked = http_envelope(
+            "Hook",
+            "req",
+            "hook",
+            &HttpCall {
+                caller_chunked: true,
+                ..call
+            },
+        );
         assert!(chunked["Data"]["req"].get("Body").is_none());
     }
 
@@ -160,8 +210,18 @@ mod tests {
     fn timer_envelopes_carry_a_null_or_first_run_status() {
         let env = timer_envelope("Sync", "timer", &TimerCall::default());
         assert!(env["Data"]["timer"]["ScheduleStatus"].is_null());
-        let env = timer_envelope("Sync", "timer", &TimerCall { is_past_due: true, schedule_status: Some(FirstRun) });
-        assert_eq!(env["Data"]["timer"]["ScheduleStatus"]["Last"], "0001-01-01T00:00:00");
+        let env = timer_envelope(
+            "Sync",
+            "timer",
+            &TimerCall {
+                is_past_due: true,
+                schedule_status: Some(FirstRun),
+            },
+        );
+        assert_eq!(
+            env["Data"]["timer"]["ScheduleStatus"]["Last"],
+            "0001-01-01T00:00:00"
+        );
         assert_eq!(env["Data"]["timer"]["IsPastDue"], true);
     }
 }

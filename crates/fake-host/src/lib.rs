@@ -72,7 +72,11 @@ pub struct HandlerSpec {
 
 impl HandlerSpec {
     /// Starts `program` in `app_root`, reading functions from `functions_dir`.
-    pub fn new(program: impl Into<PathBuf>, app_root: impl Into<PathBuf>, functions_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        program: impl Into<PathBuf>,
+        app_root: impl Into<PathBuf>,
+        functions_dir: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             program: program.into(),
             args: Vec::new(),
@@ -113,15 +117,24 @@ impl FakeHost {
     /// Starts the handler and waits until it answers `GET /`.
     pub async fn start(spec: HandlerSpec) -> Result<Self, FakeHostError> {
         let functions = defs::load_functions(&spec.functions_dir)?;
-        let client = reqwest::Client::builder().timeout(spec.invocation_timeout).build()?;
-        let mut host = Self { spec, functions, handler: None, client };
+        let client = reqwest::Client::builder()
+            .timeout(spec.invocation_timeout)
+            .build()?;
+        let mut host = Self {
+            spec,
+            functions,
+            handler: None,
+            client,
+        };
         host.launch().await?;
         Ok(host)
     }
 
     async fn launch(&mut self) -> Result<(), FakeHostError> {
         let handler = process::Handler::spawn(&self.spec)?;
-        let handler = handler.wait_ready(&self.client, self.spec.ready_timeout).await?;
+        let handler = handler
+            .wait_ready(&self.client, self.spec.ready_timeout)
+            .await?;
         self.handler = Some(handler);
         Ok(())
     }
@@ -142,7 +155,10 @@ impl FakeHost {
 
     /// Everything the handler wrote so far (stdout and stderr lines).
     pub fn output(&self) -> Output {
-        self.handler.as_ref().map(|h| h.output.snapshot()).unwrap_or_default()
+        self.handler
+            .as_ref()
+            .map(|h| h.output.snapshot())
+            .unwrap_or_default()
     }
 
     /// The function definitions read from `function.json`.
@@ -151,30 +167,50 @@ impl FakeHost {
     }
 
     fn def(&self, function: &str) -> Result<&FunctionDef, FakeHostError> {
-        self.functions.get(function).ok_or_else(|| FakeHostError::Definition(format!("no function named {function}")))
+        self.functions
+            .get(function)
+            .ok_or_else(|| FakeHostError::Definition(format!("no function named {function}")))
     }
 
     /// Fires a timer function.
-    pub async fn invoke_timer(&self, function: &str, call: &TimerCall) -> Result<Reply, FakeHostError> {
+    pub async fn invoke_timer(
+        &self,
+        function: &str,
+        call: &TimerCall,
+    ) -> Result<Reply, FakeHostError> {
         let def = self.def(function)?;
         if def.trigger_type != "timerTrigger" {
-            return Err(FakeHostError::Definition(format!("{function} is not timer-triggered")));
+            return Err(FakeHostError::Definition(format!(
+                "{function} is not timer-triggered"
+            )));
         }
         let envelope = envelope::timer_envelope(function, &def.trigger_name, call);
         self.invoke(function, &envelope).await
     }
 
     /// Calls an HTTP function as a caller would; returns what the caller receives.
-    pub async fn invoke_http(&self, function: &str, call: &HttpCall) -> Result<HttpResponse, FakeHostError> {
+    pub async fn invoke_http(
+        &self,
+        function: &str,
+        call: &HttpCall,
+    ) -> Result<HttpResponse, FakeHostError> {
         let def = self.def(function)?;
         if !def.is_http() {
-            return Err(FakeHostError::Definition(format!("{function} is not HTTP-triggered")));
+            return Err(FakeHostError::Definition(format!(
+                "{function} is not HTTP-triggered"
+            )));
         }
         if !def.methods.is_empty() && !def.methods.contains(&call.method.to_ascii_lowercase()) {
-            return Err(FakeHostError::Definition(format!("{function} does not accept {}", call.method)));
+            return Err(FakeHostError::Definition(format!(
+                "{function} does not accept {}",
+                call.method
+            )));
         }
         let envelope = envelope::http_envelope(function, &def.trigger_name, &def.route, call);
-        let out = def.outputs.first().cloned().ok_or_else(|| FakeHostError::Definition(format!("{function} has no http output")))?;
+        let out =
+            def.outputs.first().cloned().ok_or_else(|| {
+                FakeHostError::Definition(format!("{function} has no http output"))
+            })?;
         let reply = self.invoke(function, &envelope).await?;
         reply::http_response(reply, &out)
     }
@@ -182,8 +218,16 @@ impl FakeHost {
     /// Posts an envelope to `/<function>` and validates the reply against its definition.
     pub async fn invoke(&self, function: &str, envelope: &Value) -> Result<Reply, FakeHostError> {
         let def = self.def(function)?;
-        let raw = self.post_raw(function, envelope.to_string().into_bytes()).await?;
-        reply::validate(def, &raw.invocation_id, raw.status, raw.content_type.as_deref(), &raw.body)
+        let raw = self
+            .post_raw(function, envelope.to_string().into_bytes())
+            .await?;
+        reply::validate(
+            def,
+            &raw.invocation_id,
+            raw.status,
+            raw.content_type.as_deref(),
+            &raw.body,
+        )
     }
 
     /// Posts bytes to `/<function>` exactly as the host does, without validating the reply.
@@ -193,7 +237,10 @@ impl FakeHost {
         // The host's ObjectContent has no length: the body goes out chunked.
         let half = body.len() / 2;
         let body = Bytes::from(body);
-        let chunks = vec![Ok::<_, std::io::Error>(body.slice(..half)), Ok(body.slice(half..))];
+        let chunks = vec![
+            Ok::<_, std::io::Error>(body.slice(..half)),
+            Ok(body.slice(half..)),
+        ];
         let res = self
             .client
             .post(format!("http://127.0.0.1:{port}/{function}"))
@@ -201,20 +248,37 @@ impl FakeHost {
             .header("X-Azure-Functions-HostVersion", HOST_VERSION)
             .header("X-Azure-Functions-InvocationId", &invocation_id)
             .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
-            .header("traceparent", "00-bb2bd5eef54cb15a1506d0326d2489e7-d3f54c84c7034d76-00")
+            .header(
+                "traceparent",
+                "00-bb2bd5eef54cb15a1506d0326d2489e7-d3f54c84c7034d76-00",
+            )
             .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
             .send()
             .await?;
         let status = res.status().as_u16();
-        let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = res.bytes().await?.to_vec();
-        Ok(RawReply { invocation_id, status, content_type, body })
+        Ok(RawReply {
+            invocation_id,
+            status,
+            content_type,
+            body,
+        })
     }
 
     /// Like [`FakeHost::invoke`], but enforcing `function_timeout` as the host does: with no
     /// reply in time the handler is SIGKILLed (failing everything in flight), a new one is
     /// started, and the result is [`FakeHostError::TimedOut`].
-    pub async fn invoke_enforcing_timeout(&mut self, function: &str, envelope: &Value, function_timeout: Duration) -> Result<Reply, FakeHostError> {
+    pub async fn invoke_enforcing_timeout(
+        &mut self,
+        function: &str,
+        envelope: &Value,
+        function_timeout: Duration,
+    ) -> Result<Reply, FakeHostError> {
         match tokio::time::timeout(function_timeout, self.invoke(function, envelope)).await {
             Ok(result) => result,
             Err(_) => {
@@ -266,7 +330,9 @@ pub async fn expect_startup_failure(spec: HandlerSpec) -> Result<(String, Output
         Err(e) => Err(e),
         Ok(mut h) => {
             h.kill().await?;
-            Err(FakeHostError::InvalidReply("the handler started although startup should have failed".into()))
+            Err(FakeHostError::InvalidReply(
+                "the handler started although startup should have failed".into(),
+            ))
         }
     }
 }

@@ -28,13 +28,21 @@ impl OutputSink {
         self.0.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
-    fn reader<R: AsyncRead + Unpin + Send + 'static>(&self, stream: R, stderr: bool) -> JoinHandle<()> {
+    fn reader<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        stream: R,
+        stderr: bool,
+    ) -> JoinHandle<()> {
         let sink = self.0.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(mut o) = sink.lock() {
-                    if stderr { o.stderr.push(line) } else { o.stdout.push(line) }
+                    if stderr {
+                        o.stderr.push(line)
+                    } else {
+                        o.stdout.push(line)
+                    }
                 }
             }
         })
@@ -82,7 +90,12 @@ impl Handler {
         if let Some(err) = child.stderr.take() {
             readers.push(output.reader(err, true));
         }
-        Ok(Self { child, port, output, readers })
+        Ok(Self {
+            child,
+            port,
+            output,
+            readers,
+        })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -90,16 +103,27 @@ impl Handler {
     }
 
     /// Polls `GET /` until any HTTP answer (even an error status counts, as for the host).
-    pub(crate) async fn wait_ready(mut self, client: &reqwest::Client, timeout: Duration) -> Result<Self, FakeHostError> {
+    pub(crate) async fn wait_ready(
+        mut self,
+        client: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Self, FakeHostError> {
         let url = format!("http://127.0.0.1:{}/", self.port);
         let until = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 self.drain().await;
                 let stderr = self.output.snapshot().stderr.join("\n");
-                return Err(FakeHostError::Exited { status: status.to_string(), stderr });
+                return Err(FakeHostError::Exited {
+                    status: status.to_string(),
+                    stderr,
+                });
             }
-            let probe = client.get(&url).timeout(Duration::from_secs(2)).send().await;
+            let probe = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
             if probe.is_ok() {
                 return Ok(self);
             }

@@ -3,8 +3,8 @@
 //! `ReturnValue`, `Logs` strings, `Outputs` keys equal to output binding names (exact case),
 //! and for HTTP functions an `Outputs.res` with a status code and string header values.
 
-use crate::defs::FunctionDef;
 use crate::FakeHostError;
+use crate::defs::FunctionDef;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -29,7 +29,8 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The body parsed as JSON.
     pub fn json(&self) -> Result<Value, FakeHostError> {
-        serde_json::from_str(&self.body).map_err(|e| FakeHostError::InvalidReply(format!("res.body is not JSON: {e}")))
+        serde_json::from_str(&self.body)
+            .map_err(|e| FakeHostError::InvalidReply(format!("res.body is not JSON: {e}")))
     }
 }
 
@@ -38,18 +39,33 @@ fn invalid(m: impl Into<String>) -> FakeHostError {
 }
 
 /// Validates a raw reply of `def`.
-pub fn validate(def: &FunctionDef, invocation_id: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> Result<Reply, FakeHostError> {
+pub fn validate(
+    def: &FunctionDef,
+    invocation_id: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, FakeHostError> {
     if !(200..300).contains(&status) {
-        return Err(FakeHostError::InvocationFailed { status, body: String::from_utf8_lossy(body).into_owned() });
+        return Err(FakeHostError::InvocationFailed {
+            status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
     }
     let ct = content_type.unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("application/json") {
-        return Err(invalid(format!("Content-Type is '{ct}', not application/json")));
+        return Err(invalid(format!(
+            "Content-Type is '{ct}', not application/json"
+        )));
     }
     if body.is_empty() {
-        return Err(invalid("empty body (the host would hang until functionTimeout)"));
+        return Err(invalid(
+            "empty body (the host would hang until functionTimeout)",
+        ));
     }
-    let Value::Object(top) = serde_json::from_slice(body).map_err(|e| invalid(format!("body is not JSON: {e}")))? else {
+    let Value::Object(top) =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("body is not JSON: {e}")))?
+    else {
         return Err(invalid("body is not a JSON object"));
     };
     let (mut outputs, mut logs, mut return_value) = (Map::new(), Vec::new(), Value::Null);
@@ -61,7 +77,12 @@ pub fn validate(def: &FunctionDef, invocation_id: &str, status: u16, content_typ
             other => return Err(invalid(format!("unexpected top-level key '{other}'"))),
         }
     }
-    Ok(Reply { invocation_id: invocation_id.to_owned(), outputs, logs, return_value })
+    Ok(Reply {
+        invocation_id: invocation_id.to_owned(),
+        outputs,
+        logs,
+        return_value,
+    })
 }
 
 fn check_outputs(def: &FunctionDef, value: Value) -> Result<Map<String, Value>, FakeHostError> {
@@ -71,7 +92,10 @@ fn check_outputs(def: &FunctionDef, value: Value) -> Result<Map<String, Value>, 
         _ => return Err(invalid("Outputs is not an object")),
     };
     if let Some(k) = outputs.keys().find(|k| !def.outputs.contains(k)) {
-        return Err(invalid(format!("Outputs.{k} is not an output binding of {} ({:?})", def.name, def.outputs)));
+        return Err(invalid(format!(
+            "Outputs.{k} is not an output binding of {} ({:?})",
+            def.name, def.outputs
+        )));
     }
     Ok(outputs)
 }
@@ -79,23 +103,39 @@ fn check_outputs(def: &FunctionDef, value: Value) -> Result<Map<String, Value>, 
 fn check_logs(value: Value) -> Result<Vec<String>, FakeHostError> {
     match value {
         Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items.into_iter().map(|v| match v {
-            Value::String(s) => Ok(s),
-            other => Err(invalid(format!("Logs holds a non-string {other}"))),
-        }).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(invalid(format!("Logs holds a non-string {other}"))),
+            })
+            .collect(),
         _ => Err(invalid("Logs is not an array")),
     }
 }
 
 /// Turns `Outputs.res` into what the caller receives.
 pub fn http_response(reply: Reply, binding: &str) -> Result<HttpResponse, FakeHostError> {
-    let res = reply.outputs.get(binding).ok_or_else(|| invalid(format!("Outputs.{binding} is missing")))?;
-    let res = res.as_object().ok_or_else(|| invalid(format!("Outputs.{binding} is not an object")))?;
-    let field = |name: &str| res.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let res = reply
+        .outputs
+        .get(binding)
+        .ok_or_else(|| invalid(format!("Outputs.{binding} is missing")))?;
+    let res = res
+        .as_object()
+        .ok_or_else(|| invalid(format!("Outputs.{binding} is not an object")))?;
+    let field = |name: &str| {
+        res.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
     let status = match field("statusCode") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.parse::<u64>().ok(),
-        _ => return Err(invalid("res.statusCode is missing (the host ignores 'status')")),
+        _ => {
+            return Err(invalid(
+                "res.statusCode is missing (the host ignores 'status')",
+            ));
+        }
     }
     .filter(|s| (100..600).contains(s))
     .ok_or_else(|| invalid("res.statusCode is not an HTTP status"))?;
@@ -104,7 +144,9 @@ pub fn http_response(reply: Reply, binding: &str) -> Result<HttpResponse, FakeHo
         None | Some(Value::Null) => {}
         Some(Value::Object(h)) => {
             for (k, v) in h {
-                let v = v.as_str().ok_or_else(|| invalid(format!("res.headers.{k} is not a string")))?;
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| invalid(format!("res.headers.{k} is not a string")))?;
                 headers.insert(k.clone(), v.to_owned());
             }
         }
@@ -113,9 +155,18 @@ pub fn http_response(reply: Reply, binding: &str) -> Result<HttpResponse, FakeHo
     let body = match field("body") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(invalid("res.body is not a string (send pre-serialized JSON)")),
+        Some(_) => {
+            return Err(invalid(
+                "res.body is not a string (send pre-serialized JSON)",
+            ));
+        }
     };
-    Ok(HttpResponse { status: status as u16, headers, body, reply })
+    Ok(HttpResponse {
+        status: status as u16,
+        headers,
+        body,
+        reply,
+    })
 }
 
 #[cfg(test)]
@@ -135,24 +186,64 @@ mod tests {
     #[test]
     fn replies_the_host_would_reject_are_rejected() {
         let json = Some("application/json; charset=utf-8");
-        assert!(matches!(check(500, json, "{}"), Err(FakeHostError::InvocationFailed { status: 500, .. })));
+        assert!(matches!(
+            check(500, json, "{}"),
+            Err(FakeHostError::InvocationFailed { status: 500, .. })
+        ));
         assert!(check(200, None, "{}").is_err(), "no content type");
         assert!(check(200, json, "").is_err(), "empty body");
         assert!(check(200, json, "[]").is_err(), "not an object");
-        assert!(check(200, json, r#"{"Outputs":{},"Extra":1}"#).is_err(), "unknown key");
-        assert!(check(200, json, r#"{"Logs":[1]}"#).is_err(), "non-string log");
-        assert!(check(200, json, r#"{"Outputs":{"Res":{}}}"#).is_err(), "output keys are exact-case");
-        assert!(check(200, json, r#"{"Outputs":{"res":{"statusCode":200}},"Logs":["a"],"ReturnValue":null}"#).is_ok());
-        assert_eq!(http_def().route, "Hook", "the route defaults to the function name");
+        assert!(
+            check(200, json, r#"{"Outputs":{},"Extra":1}"#).is_err(),
+            "unknown key"
+        );
+        assert!(
+            check(200, json, r#"{"Logs":[1]}"#).is_err(),
+            "non-string log"
+        );
+        assert!(
+            check(200, json, r#"{"Outputs":{"Res":{}}}"#).is_err(),
+            "output keys are exact-case"
+        );
+        assert!(
+            check(
+                200,
+                json,
+                r#"{"Outputs":{"res":{"statusCode":200}},"Logs":["a"],"ReturnValue":null}"#
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            http_def().route,
+            "Hook",
+            "the route defaults to the function name"
+        );
     }
 
     #[test]
     fn res_needs_a_status_code_string_headers_and_a_string_body() {
-        let reply = |res: &str| check(200, Some("application/json"), &format!(r#"{{"Outputs":{{"res":{res}}}}}"#)).and_then(|r| http_response(r, "res"));
-        assert!(reply(r#"{"status":200}"#).is_err(), "the host ignores 'status'");
+        let reply = |res: &str| {
+            check(
+                200,
+                Some("application/json"),
+                &format!(r#"{{"Outputs":{{"res":{res}}}}}"#),
+            )
+            .and_then(|r| http_response(r, "res"))
+        };
+        assert!(
+            reply(r#"{"status":200}"#).is_err(),
+            "the host ignores 'status'"
+        );
         assert!(reply(r#"{"statusCode":200,"headers":{"a":["b"]}}"#).is_err());
         assert!(reply(r#"{"statusCode":200,"body":{"a":1}}"#).is_err());
         let ok = reply(r#"{"statusCode":"201","headers":{"a":"b"},"body":"x"}"#).unwrap();
-        assert_eq!((ok.status, ok.body.as_str(), ok.headers.get("a").map(String::as_str)), (201, "x", Some("b")));
+        assert_eq!(
+            (
+                ok.status,
+                ok.body.as_str(),
+                ok.headers.get("a").map(String::as_str)
+            ),
+            (201, "x", Some("b"))
+        );
     }
 }

@@ -21,10 +21,20 @@ async fn an_invocation_past_function_timeout_kills_and_restarts_the_handler() {
     let spec = HandlerSpec::new(env!("CARGO_BIN_EXE_stub_handler"), dir.path(), dir.path());
     let mut host = FakeHost::start(spec).await.expect("stub starts");
     let first_pid = host.pid();
-    let envelope = host.timer_envelope("Slow", &TimerCall::default()).expect("envelope");
-    let result = host.invoke_enforcing_timeout("Slow", &envelope, Duration::from_millis(300)).await;
-    assert!(matches!(result, Err(FakeHostError::TimedOut(_))), "{result:?}");
+    let envelope = host
+        .timer_envelope("Slow", &TimerCall::default())
+        .expect("envelope");
+    let result = host
+        .invoke_enforcing_timeout("Slow", &envelope, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(result, Err(FakeHostError::TimedOut(_))),
+        "{result:?}"
+    );
     assert_ne!(host.pid(), first_pid, "a new handler process");
-    let reply = host.invoke_timer("Fast", &TimerCall::default()).await.expect("the new handler answers");
+    let reply = host
+        .invoke_timer("Fast", &TimerCall::default())
+        .await
+        .expect("the new handler answers");
     assert_eq!(reply.logs, vec!["stub".to_owned()]);
 }

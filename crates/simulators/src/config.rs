@@ -61,7 +61,10 @@ pub struct BucketSpec {
 impl BucketSpec {
     /// Both the burst and the rate multiplied by `factor` (scale < 1 to hit limits fast in tests).
     pub fn scaled(self, factor: f64) -> Self {
-        Self { capacity: (self.capacity * factor).max(1.0), refill_per_sec: self.refill_per_sec * factor }
+        Self {
+            capacity: (self.capacity * factor).max(1.0),
+            refill_per_sec: self.refill_per_sec * factor,
+        }
     }
 }
 
@@ -82,20 +85,42 @@ impl ThrottleConfig {
     /// The documented limits of the real services.
     pub fn real() -> Self {
         Self {
-            graph: Some(BucketSpec { capacity: 150.0, refill_per_sec: 2.5 }),
-            arm_reads: Some(BucketSpec { capacity: 250.0, refill_per_sec: 25.0 }),
-            arm_writes: Some(BucketSpec { capacity: 200.0, refill_per_sec: 10.0 }),
-            logs: Some(BucketSpec { capacity: 12_000.0, refill_per_sec: 200.0 }),
+            graph: Some(BucketSpec {
+                capacity: 150.0,
+                refill_per_sec: 2.5,
+            }),
+            arm_reads: Some(BucketSpec {
+                capacity: 250.0,
+                refill_per_sec: 25.0,
+            }),
+            arm_writes: Some(BucketSpec {
+                capacity: 200.0,
+                refill_per_sec: 10.0,
+            }),
+            logs: Some(BucketSpec {
+                capacity: 12_000.0,
+                refill_per_sec: 200.0,
+            }),
         }
     }
     /// No throttling at all (benchmarks).
     pub fn off() -> Self {
-        Self { graph: None, arm_reads: None, arm_writes: None, logs: None }
+        Self {
+            graph: None,
+            arm_reads: None,
+            arm_writes: None,
+            logs: None,
+        }
     }
     /// Every bucket scaled by `factor`.
     pub fn scaled(self, factor: f64) -> Self {
         let s = |b: Option<BucketSpec>| b.map(|b| b.scaled(factor));
-        Self { graph: s(self.graph), arm_reads: s(self.arm_reads), arm_writes: s(self.arm_writes), logs: s(self.logs) }
+        Self {
+            graph: s(self.graph),
+            arm_reads: s(self.arm_reads),
+            arm_writes: s(self.arm_writes),
+            logs: s(self.logs),
+        }
     }
 }
 
@@ -118,7 +143,13 @@ pub struct GraphConfig {
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        Self { max_top: 50, default_top: 50, max_skip: 500, expand_alerts_fail_above: None, legacy_determination_spelling: false }
+        Self {
+            max_top: 50,
+            default_top: 50,
+            max_skip: 500,
+            expand_alerts_fail_above: None,
+            legacy_determination_spelling: false,
+        }
     }
 }
 
@@ -196,7 +227,11 @@ impl Default for SimConfig {
                 default_top: 50,
                 max_top: 1000,
             },
-            logs: LogsConfig { dcr_immutable_id: w::DCR_IMMUTABLE_ID.into(), streams, max_body_bytes: 1024 * 1024 },
+            logs: LogsConfig {
+                dcr_immutable_id: w::DCR_IMMUTABLE_ID.into(),
+                streams,
+                max_body_bytes: 1024 * 1024,
+            },
             token_lifetime_secs: 3599,
             fault_seed: 42,
         }
@@ -206,7 +241,10 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Declares the columns of a Logs Ingestion stream (an empty list accepts any column).
     pub fn with_stream(mut self, stream: &str, columns: &[&str]) -> Self {
-        self.logs.streams.insert(stream.to_owned(), columns.iter().map(|c| (*c).to_owned()).collect());
+        self.logs.streams.insert(
+            stream.to_owned(),
+            columns.iter().map(|c| (*c).to_owned()).collect(),
+        );
         self
     }
 }
@@ -219,10 +257,30 @@ fn default_users() -> Vec<DirectoryUser> {
         display_name: name.into(),
     };
     vec![
-        mk(wellknown::ANALYST_OBJECT_ID, wellknown::ANALYST_UPN, "Sam Analyst"),
-        mk("5d8e6f10-2a3b-4c5d-8e9f-0a1b2c3d4e5f", "kai.carter@contoso.com", "Kai Carter"),
-        mk("6e9f7a21-3b4c-4d6e-9f0a-1b2c3d4e5f60", "dana.smith@contoso.com", "Dana Smith"),
-        mk("7fa08b32-4c5d-4e7f-8a1b-2c3d4e5f6071", "lee.wong@contoso.com", "Lee Wong"),
-        mk("80b19c43-5d6e-4f80-9b2c-3d4e5f607182", "admin@contoso.com", "SOC Admin"),
+        mk(
+            wellknown::ANALYST_OBJECT_ID,
+            wellknown::ANALYST_UPN,
+            "Sam Analyst",
+        ),
+        mk(
+            "5d8e6f10-2a3b-4c5d-8e9f-0a1b2c3d4e5f",
+            "kai.carter@contoso.com",
+            "Kai Carter",
+        ),
+        mk(
+            "6e9f7a21-3b4c-4d6e-9f0a-1b2c3d4e5f60",
+            "dana.smith@contoso.com",
+            "Dana Smith",
+        ),
+        mk(
+            "7fa08b32-4c5d-4e7f-8a1b-2c3d4e5f6071",
+            "lee.wong@contoso.com",
+            "Lee Wong",
+        ),
+        mk(
+            "80b19c43-5d6e-4f80-9b2c-3d4e5f607182",
+            "admin@contoso.com",
+            "SOC Admin",
+        ),
     ]
 }

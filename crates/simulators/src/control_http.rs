@@ -7,20 +7,26 @@ use crate::entra::{self, BadToken, TokenSpec};
 use crate::faults::{Api, FaultPlan};
 use crate::state::{Shared, lock, write};
 use crate::{arm, generator, graph};
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/control/defender/{tenant}/incidents", get(defender_list).post(defender_insert))
-        .route("/control/defender/{tenant}/incidents/{id}", post(defender_action))
+        .route(
+            "/control/defender/{tenant}/incidents",
+            get(defender_list).post(defender_insert),
+        )
+        .route(
+            "/control/defender/{tenant}/incidents/{id}",
+            post(defender_action),
+        )
         .route("/control/defender/{tenant}/seed", post(seed))
         .route("/control/sentinel/incidents", get(sentinel_list))
         .route("/control/sentinel/incidents/{name}", post(sentinel_action))
@@ -52,18 +58,33 @@ fn ok(r: Result<Value, ActionError>) -> Response {
 }
 
 async fn defender_list(State(s): State<Arc<Shared>>, Path(tenant): Path<String>) -> Response {
-    let v: Vec<Value> = lock(&s.graph).list(&tenant).map(graph::store::GraphIncident::to_json).collect();
+    let v: Vec<Value> = lock(&s.graph)
+        .list(&tenant)
+        .map(graph::store::GraphIncident::to_json)
+        .collect();
     Json(v).into_response()
 }
 
-async fn defender_insert(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Json(v): Json<Value>) -> Response {
+async fn defender_insert(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Json(v): Json<Value>,
+) -> Response {
     match graph::store::GraphIncident::from_json(v) {
-        Some(i) => Json(json!({"id": lock(&s.graph).upsert(&tenant, i).to_string()})).into_response(),
-        None => err(ActionError::Invalid("incident needs a numeric string id".into())),
+        Some(i) => {
+            Json(json!({"id": lock(&s.graph).upsert(&tenant, i).to_string()})).into_response()
+        }
+        None => err(ActionError::Invalid(
+            "incident needs a numeric string id".into(),
+        )),
     }
 }
 
-async fn defender_action(State(s): State<Arc<Shared>>, Path((tenant, id)): Path<(String, String)>, Json(a): Json<DefenderAction>) -> Response {
+async fn defender_action(
+    State(s): State<Arc<Shared>>,
+    Path((tenant, id)): Path<(String, String)>,
+    Json(a): Json<DefenderAction>,
+) -> Response {
     ok(control::defender(&s, &tenant, &id, a))
 }
 
@@ -85,25 +106,42 @@ fn max_alerts() -> usize {
     200
 }
 
-async fn seed(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Json(r): Json<SeedReq>) -> Response {
+async fn seed(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Json(r): Json<SeedReq>,
+) -> Response {
     let mut g = lock(&s.graph);
     let first = g.allocate_id();
-    let shape = generator::Shape { max_alerts: r.max_alerts, alerts: r.alerts, evidence: r.evidence };
-    let ids: Vec<String> = generator::incidents_shaped(r.n, r.seed, &tenant, first, crate::util::now(), shape)
-        .into_iter()
-        .filter_map(graph::store::GraphIncident::from_json)
-        .map(|i| g.upsert(&tenant, i).to_string())
-        .collect();
+    let shape = generator::Shape {
+        max_alerts: r.max_alerts,
+        alerts: r.alerts,
+        evidence: r.evidence,
+    };
+    let ids: Vec<String> =
+        generator::incidents_shaped(r.n, r.seed, &tenant, first, crate::util::now(), shape)
+            .into_iter()
+            .filter_map(graph::store::GraphIncident::from_json)
+            .map(|i| g.upsert(&tenant, i).to_string())
+            .collect();
     Json(json!({"ids": ids})).into_response()
 }
 
 async fn sentinel_list(State(s): State<Arc<Shared>>) -> Response {
     let base = arm::incidents_base(&s);
-    let v: Vec<Value> = lock(&s.arm).incidents.values().map(|i| i.render(&base)).collect();
+    let v: Vec<Value> = lock(&s.arm)
+        .incidents
+        .values()
+        .map(|i| i.render(&base))
+        .collect();
     Json(v).into_response()
 }
 
-async fn sentinel_action(State(s): State<Arc<Shared>>, Path(name): Path<String>, Json(a): Json<SentinelAction>) -> Response {
+async fn sentinel_action(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Json(a): Json<SentinelAction>,
+) -> Response {
     ok(control::sentinel(&s, &name, a))
 }
 
@@ -124,7 +162,11 @@ async fn reset_counters(State(s): State<Arc<Shared>>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn faults(State(s): State<Arc<Shared>>, Path(api): Path<Api>, Json(plan): Json<FaultPlan>) -> Response {
+async fn faults(
+    State(s): State<Arc<Shared>>,
+    Path(api): Path<Api>,
+    Json(plan): Json<FaultPlan>,
+) -> Response {
     lock(&s.faults).set(api, plan);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -25,7 +25,12 @@ pub struct Counters {
 impl Counters {
     /// Records one finished call; `status` 0 means the connection was dropped.
     pub fn record(&mut self, api: &str, op: &str, status: u16) {
-        let c = self.by_api.entry(api.to_owned()).or_default().entry(op.to_owned()).or_default();
+        let c = self
+            .by_api
+            .entry(api.to_owned())
+            .or_default()
+            .entry(op.to_owned())
+            .or_default();
         c.calls += 1;
         match status {
             0 => c.resets += 1,
@@ -38,11 +43,18 @@ impl Counters {
 
     /// Total calls to one API.
     pub fn total(&self, api: &str) -> u64 {
-        self.by_api.get(api).map(|m| m.values().map(|c| c.calls).sum()).unwrap_or(0)
+        self.by_api
+            .get(api)
+            .map(|m| m.values().map(|c| c.calls).sum())
+            .unwrap_or(0)
     }
 
     /// Counts of one operation (zero if never called).
     pub fn op(&self, api: &str, op: &str) -> OpCount {
-        self.by_api.get(api).and_then(|m| m.get(op)).copied().unwrap_or_default()
+        self.by_api
+            .get(api)
+            .and_then(|m| m.get(op))
+            .copied()
+            .unwrap_or_default()
     }
 }

@@ -86,11 +86,17 @@ pub struct FaultPlan {
 impl FaultPlan {
     /// Exactly these outcomes for the next requests, then normal service.
     pub fn sequence(faults: impl IntoIterator<Item = Fault>) -> Self {
-        Self { sequence: faults.into_iter().collect(), ..Self::default() }
+        Self {
+            sequence: faults.into_iter().collect(),
+            ..Self::default()
+        }
     }
     /// Each request fails with `fault` with probability `p`.
     pub fn rate(fault: Fault, p: f64) -> Self {
-        Self { rates: vec![(fault, p)], ..Self::default() }
+        Self {
+            rates: vec![(fault, p)],
+            ..Self::default()
+        }
     }
     /// Restricts the plan to reads or writes.
     pub fn scoped(mut self, scope: FaultScope) -> Self {
@@ -118,7 +124,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(seed: u64) -> Self {
-        Self { plans: Default::default(), rng: StdRng::seed_from_u64(seed) }
+        Self {
+            plans: Default::default(),
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// Replaces the plan of `api` (an empty plan clears it).
@@ -138,12 +147,17 @@ impl Faults {
 
     /// Decides the outcome and added latency for one request to `path`.
     pub fn decide_for(&mut self, api: Api, is_write: bool, path: &str) -> (Fault, Duration) {
-        let Some(plan) = self.plans.get_mut(&api) else { return (Fault::Pass, Duration::ZERO) };
+        let Some(plan) = self.plans.get_mut(&api) else {
+            return (Fault::Pass, Duration::ZERO);
+        };
         let applies = match plan.scope {
             FaultScope::All => true,
             FaultScope::Reads => !is_write,
             FaultScope::Writes => is_write,
-        } && plan.path_contains.as_deref().is_none_or(|p| path.contains(p));
+        } && plan
+            .path_contains
+            .as_deref()
+            .is_none_or(|p| path.contains(p));
         if !applies {
             return (Fault::Pass, Duration::ZERO);
         }
@@ -167,14 +181,19 @@ mod tests {
     #[test]
     fn sequence_then_seeded_rates_replay() {
         let mut f = Faults::new(7);
-        f.set(Api::Arm, FaultPlan::sequence([Fault::InternalError, Fault::Pass]).scoped(FaultScope::Writes));
+        f.set(
+            Api::Arm,
+            FaultPlan::sequence([Fault::InternalError, Fault::Pass]).scoped(FaultScope::Writes),
+        );
         assert_eq!(f.decide(Api::Arm, false).0, Fault::Pass);
         assert_eq!(f.decide(Api::Arm, true).0, Fault::InternalError);
         assert_eq!(f.decide(Api::Arm, true).0, Fault::Pass);
         let run = |seed| {
             let mut f = Faults::new(seed);
             f.set(Api::Graph, FaultPlan::rate(Fault::ServiceUnavailable, 0.5));
-            (0..32).map(|_| f.decide(Api::Graph, false).0 == Fault::Pass).collect::<Vec<_>>()
+            (0..32)
+                .map(|_| f.decide(Api::Graph, false).0 == Fault::Pass)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(1));
         assert!(run(1).iter().any(|p| *p) && run(1).iter().any(|p| !*p));
@@ -183,10 +202,28 @@ mod tests {
     #[test]
     fn a_plan_for_one_path_leaves_the_others_alone() {
         let mut f = Faults::new(7);
-        f.set(Api::Arm, FaultPlan::rate(Fault::BadRequest, 1.0).scoped(FaultScope::Writes).for_path("incidents/abc"));
-        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/abc").0, Fault::BadRequest);
-        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/abc/comments/1").0, Fault::BadRequest);
-        assert_eq!(f.decide_for(Api::Arm, true, "/x/incidents/other").0, Fault::Pass);
-        assert_eq!(f.decide_for(Api::Arm, false, "/x/incidents/abc").0, Fault::Pass);
+        f.set(
+            Api::Arm,
+            FaultPlan::rate(Fault::BadRequest, 1.0)
+                .scoped(FaultScope::Writes)
+                .for_path("incidents/abc"),
+        );
+        assert_eq!(
+            f.decide_for(Api::Arm, true, "/x/incidents/abc").0,
+            Fault::BadRequest
+        );
+        assert_eq!(
+            f.decide_for(Api::Arm, true, "/x/incidents/abc/comments/1")
+                .0,
+            Fault::BadRequest
+        );
+        assert_eq!(
+            f.decide_for(Api::Arm, true, "/x/incidents/other").0,
+            Fault::Pass
+        );
+        assert_eq!(
+            f.decide_for(Api::Arm, false, "/x/incidents/abc").0,
+            Fault::Pass
+        );
     }
 }

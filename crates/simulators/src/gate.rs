@@ -55,7 +55,11 @@ pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Respon
         resp.headers_mut().insert(name, HeaderValue::from(left));
     }
     match fault {
-        Fault::InternalErrorAfterApply => finish(&g, &op, server_error(g.api, StatusCode::INTERNAL_SERVER_ERROR)),
+        Fault::InternalErrorAfterApply => finish(
+            &g,
+            &op,
+            server_error(g.api, StatusCode::INTERNAL_SERVER_ERROR),
+        ),
         Fault::ResetAfterApply => reset(&g, &op, kill).await,
         _ => finish(&g, &op, resp),
     }
@@ -99,7 +103,10 @@ fn bad_request(api: Api) -> Response {
 /// The service's 5xx body.
 pub fn server_error(api: Api, status: StatusCode) -> Response {
     let (code, msg) = if status == StatusCode::SERVICE_UNAVAILABLE {
-        ("ServiceUnavailable", "The service is temporarily unavailable. Please retry later.")
+        (
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please retry later.",
+        )
     } else {
         ("InternalServerError", "An internal server error occurred.")
     };
@@ -114,7 +121,11 @@ pub fn server_error(api: Api, status: StatusCode) -> Response {
 pub fn too_many(api: Api, retry_after: f64) -> Response {
     let (mut resp, value) = match api {
         Api::Graph => (
-            graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Please retry again later."),
+            graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Please retry again later.",
+            ),
             format!("{:.3}", retry_after.max(0.001)),
         ),
         Api::Arm => (
@@ -126,7 +137,11 @@ pub fn too_many(api: Api, retry_after: f64) -> Response {
             format!("{}", retry_after.ceil().max(1.0) as u64),
         ),
         _ => (
-            azure_core_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests. Please retry later."),
+            azure_core_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests. Please retry later.",
+            ),
             format!("{}", retry_after.ceil().max(1.0) as u64),
         ),
     };
@@ -140,7 +155,11 @@ pub fn too_many(api: Api, retry_after: f64) -> Response {
 fn audiences(g: &Gate) -> Vec<String> {
     let urls = g.shared.urls();
     let mut v: Vec<String> = match g.api {
-        Api::Graph => vec!["https://graph.microsoft.com".into(), "00000003-0000-0000-c000-000000000000".into(), urls.graph],
+        Api::Graph => vec![
+            "https://graph.microsoft.com".into(),
+            "00000003-0000-0000-c000-000000000000".into(),
+            urls.graph,
+        ],
         Api::Arm => vec![
             "https://management.azure.com".into(),
             "https://management.core.windows.net".into(),
@@ -158,7 +177,10 @@ fn authenticate(g: &Gate, req: &Request) -> Result<Claims, Response> {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let result = match token {
         None | Some("") => Err(TokenRejection::Missing),
@@ -178,59 +200,110 @@ fn wrong_tenant(api: Api, tid: &str, home: &str) -> Response {
         "The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It must match the tenant 'https://sts.windows.net/{home}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{home}' to get the token."
     );
     match api {
-        Api::Arm => arm_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationTokenTenant", &msg),
+        Api::Arm => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationTokenTenant",
+            &msg,
+        ),
         _ => azure_core_error(StatusCode::UNAUTHORIZED, "InvalidToken", &msg),
     }
 }
 
 fn unauthorized(api: Api, r: &TokenRejection) -> Response {
     let mut resp = match (api, r) {
-        (Api::Graph, TokenRejection::Missing) => {
-            graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token is empty.")
-        }
-        (Api::Graph, TokenRejection::Audience(_)) => {
-            graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
-        }
-        (Api::Graph, TokenRejection::Expired) => {
-            graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
-        }
-        (Api::Graph, _) => graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token validation failure."),
-        (Api::Arm, TokenRejection::Missing) => {
-            arm_error(StatusCode::UNAUTHORIZED, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
-        }
+        (Api::Graph, TokenRejection::Missing) => graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        ),
+        (Api::Graph, TokenRejection::Audience(_)) => graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token validation failure. Invalid audience.",
+        ),
+        (Api::Graph, TokenRejection::Expired) => graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Lifetime validation failed, the token is expired.",
+        ),
+        (Api::Graph, _) => graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token validation failure.",
+        ),
+        (Api::Arm, TokenRejection::Missing) => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.",
+        ),
         (Api::Arm, TokenRejection::Audience(aud)) => arm_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationTokenAudience",
-            &format!("The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."),
+            &format!(
+                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+            ),
         ),
         (Api::Arm, TokenRejection::Expired) => arm_error(
             StatusCode::UNAUTHORIZED,
             "ExpiredAuthenticationToken",
             "The access token expiry UTC time is earlier than current UTC time.",
         ),
-        (Api::Arm, _) => arm_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "The access token is invalid."),
-        (_, r) => azure_core_error(StatusCode::UNAUTHORIZED, "InvalidToken", &format!("The provided access token is invalid: {r}.")),
+        (Api::Arm, _) => arm_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+        ),
+        (_, r) => azure_core_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+            &format!("The provided access token is invalid: {r}."),
+        ),
     };
-    resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    resp.headers_mut().insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
     resp
 }
 
 /// Takes a token from the caller's bucket: `Err(429)` when empty; on ARM, the remaining-quota
 /// header to add to the answer.
-fn throttle(g: &Gate, claims: &Claims, req: &Request) -> Result<Option<(&'static str, u64)>, Response> {
+fn throttle(
+    g: &Gate,
+    claims: &Claims,
+    req: &Request,
+) -> Result<Option<(&'static str, u64)>, Response> {
     let cfg = read(&g.shared.throttle_cfg).clone();
     let is_read = req.method() == Method::GET;
     let (bucket, spec, key, header) = match g.api {
         // The 150/min budget is the /security service's; other Graph workloads have their own.
         Api::Graph if !req.uri().path().starts_with("/v1.0/security/") => return Ok(None),
-        Api::Graph => ("graph", cfg.graph, format!("{}/{}", claims.appid, claims.tid), None),
-        Api::Arm if is_read => ("arm_reads", cfg.arm_reads, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-reads")),
-        Api::Arm => ("arm_writes", cfg.arm_writes, claims.oid.clone(), Some("x-ms-ratelimit-remaining-subscription-writes")),
+        Api::Graph => (
+            "graph",
+            cfg.graph,
+            format!("{}/{}", claims.appid, claims.tid),
+            None,
+        ),
+        Api::Arm if is_read => (
+            "arm_reads",
+            cfg.arm_reads,
+            claims.oid.clone(),
+            Some("x-ms-ratelimit-remaining-subscription-reads"),
+        ),
+        Api::Arm => (
+            "arm_writes",
+            cfg.arm_writes,
+            claims.oid.clone(),
+            Some("x-ms-ratelimit-remaining-subscription-writes"),
+        ),
         Api::Logs => ("logs", cfg.logs, req.uri().path().to_owned(), None),
         Api::Entra => return Ok(None),
     };
     let Some(spec) = spec else { return Ok(None) };
-    let take = lock(&g.shared.buckets).entry(bucket).or_default().take(&key, spec, Instant::now());
+    let take = lock(&g.shared.buckets)
+        .entry(bucket)
+        .or_default()
+        .take(&key, spec, Instant::now());
     match take {
         Take::Ok { remaining } => Ok(header.map(|h| (h, remaining))),
         Take::Throttled { retry_after } => Err(too_many(g.api, retry_after)),
@@ -270,7 +343,9 @@ fn graph_route(segs: &[&str]) -> String {
 }
 
 fn arm_route(segs: &[&str]) -> String {
-    let pos = segs.iter().position(|s| s.eq_ignore_ascii_case("incidents"));
+    let pos = segs
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case("incidents"));
     match pos.map(|p| &segs[p..]) {
         Some([_]) => "incidents".into(),
         Some([_, _]) => "incidents/{id}".into(),

@@ -39,7 +39,9 @@ pub mod state;
 mod throttle;
 pub mod util;
 
-pub use config::{AppRegistration, BucketSpec, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig, wellknown};
+pub use config::{
+    AppRegistration, BucketSpec, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig, wellknown,
+};
 pub use control::{ActionError, DefenderAction, SentinelAction};
 pub use counters::{Counters, OpCount};
 pub use entra::{BadToken, TokenSpec};
@@ -66,7 +68,10 @@ pub struct Simulators {
 }
 
 fn gated(router: Router, shared: &Arc<Shared>, api: Api) -> Router {
-    let g = Gate { shared: shared.clone(), api };
+    let g = Gate {
+        shared: shared.clone(),
+        api,
+    };
     router.layer(axum::middleware::from_fn_with_state(g, gate::gate))
 }
 
@@ -92,17 +97,35 @@ impl Simulators {
         });
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let mut bind = async |router: Router, tls: Option<tokio_rustls::TlsAcceptor>| -> anyhow::Result<String> {
+        let mut bind = async |router: Router,
+                              tls: Option<tokio_rustls::TlsAcceptor>|
+               -> anyhow::Result<String> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let (addr, task) = server::spawn(router, tls, rx.clone()).await?;
             tasks.push(task);
             Ok(format!("{scheme}://{addr}"))
         };
-        let graph = bind(gated(graph::router(shared.clone()), &shared, Api::Graph), None).await?;
+        let graph = bind(
+            gated(graph::router(shared.clone()), &shared, Api::Graph),
+            None,
+        )
+        .await?;
         let arm = bind(gated(arm::router(shared.clone()), &shared, Api::Arm), None).await?;
-        let logs = bind(gated(logs::router(shared.clone()), &shared, Api::Logs), None).await?;
-        let msi = bind(gated(entra::msi_router(shared.clone()), &shared, Api::Entra), None).await?;
-        let authority = bind(gated(entra::authority_router(shared.clone()), &shared, Api::Entra), Some(tls.acceptor)).await?;
+        let logs = bind(
+            gated(logs::router(shared.clone()), &shared, Api::Logs),
+            None,
+        )
+        .await?;
+        let msi = bind(
+            gated(entra::msi_router(shared.clone()), &shared, Api::Entra),
+            None,
+        )
+        .await?;
+        let authority = bind(
+            gated(entra::authority_router(shared.clone()), &shared, Api::Entra),
+            Some(tls.acceptor),
+        )
+        .await?;
         let control = bind(control_http::router(shared.clone()), None).await?;
         let urls = Urls {
             graph,
@@ -114,7 +137,13 @@ impl Simulators {
         };
         let _ = shared.urls.set(urls.clone());
         tracing::info!(graph = %urls.graph, arm = %urls.arm, logs = %urls.logs, authority = %urls.authority_host, "simulators started");
-        Ok(Self { shared, urls, cert_pem: tls.ca_pem, stop, tasks })
+        Ok(Self {
+            shared,
+            urls,
+            cert_pem: tls.ca_pem,
+            stop,
+            tasks,
+        })
     }
 
     /// Service URLs.
@@ -142,8 +171,14 @@ impl Simulators {
         let stream = c.logs.streams.keys().next().cloned().unwrap_or_default();
         let pairs = [
             ("AZURE_TENANT_ID", c.tenant_id.clone()),
-            ("AZURE_CLIENT_ID", app.map(|a| a.client_id.clone()).unwrap_or_default()),
-            ("AZURE_CLIENT_SECRET", app.map(|a| a.client_secret.clone()).unwrap_or_default()),
+            (
+                "AZURE_CLIENT_ID",
+                app.map(|a| a.client_id.clone()).unwrap_or_default(),
+            ),
+            (
+                "AZURE_CLIENT_SECRET",
+                app.map(|a| a.client_secret.clone()).unwrap_or_default(),
+            ),
             ("AZURE_AUTHORITY_HOST", self.urls.authority_host.clone()),
             ("IDENTITY_ENDPOINT", self.urls.identity_endpoint.clone()),
             ("IDENTITY_HEADER", c.identity_header.clone()),
@@ -204,8 +239,19 @@ impl Simulators {
 
     /// A valid app token for `audience` in `tenant`, as the registered app.
     pub fn token_for(&self, audience: &str, tenant: &str) -> anyhow::Result<String> {
-        let app = self.shared.cfg.apps.first().ok_or_else(|| anyhow::anyhow!("no app registered"))?;
-        let spec = TokenSpec { audience: audience.into(), tenant: tenant.into(), app_id: app.client_id.clone(), object_id: app.object_id.clone(), bad: None };
+        let app = self
+            .shared
+            .cfg
+            .apps
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no app registered"))?;
+        let spec = TokenSpec {
+            audience: audience.into(),
+            tenant: tenant.into(),
+            app_id: app.client_id.clone(),
+            object_id: app.object_id.clone(),
+            bad: None,
+        };
         self.mint_token(&spec)
     }
 

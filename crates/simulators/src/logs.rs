@@ -37,7 +37,9 @@ fn too_large(limit: usize) -> Response {
     azure_core_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "ContentLengthLimitExceeded",
-        &format!("Maximum allowed content length: {limit} bytes (1 MB). Provided content length exceeds the limit."),
+        &format!(
+            "Maximum allowed content length: {limit} bytes (1 MB). Provided content length exceeds the limit."
+        ),
     )
 }
 
@@ -50,25 +52,43 @@ async fn upload(
 ) -> Response {
     let q = query_map(rq.as_deref());
     if q.get("api-version").map(String::as_str) != Some("2023-01-01") {
-        return bad("InvalidApiVersion", "The api-version query parameter must be '2023-01-01'.");
+        return bad(
+            "InvalidApiVersion",
+            "The api-version query parameter must be '2023-01-01'.",
+        );
     }
     let cfg = &s.cfg.logs;
     if dcr != cfg.dcr_immutable_id {
-        return azure_core_error(StatusCode::NOT_FOUND, "DcrNotFound", &format!("Data collection rule with immutable Id '{dcr}' not found."));
+        return azure_core_error(
+            StatusCode::NOT_FOUND,
+            "DcrNotFound",
+            &format!("Data collection rule with immutable Id '{dcr}' not found."),
+        );
     }
     let Some(columns) = cfg.streams.get(&stream) else {
-        return bad("InvalidStream", &format!("Stream '{stream}' is not declared in data collection rule '{dcr}'."));
+        return bad(
+            "InvalidStream",
+            &format!("Stream '{stream}' is not declared in data collection rule '{dcr}'."),
+        );
     };
     let limit = cfg.max_body_bytes;
     if body.len() > limit {
         return too_large(limit);
     }
-    let gz = headers.get("content-encoding").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let gz = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let raw = if gz {
         let mut out = Vec::new();
-        let read = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1).read_to_end(&mut out);
+        let read = flate2::read::GzDecoder::new(&body[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out);
         if read.is_err() {
-            return bad("InvalidContentEncoding", "The request body could not be decompressed as gzip.");
+            return bad(
+                "InvalidContentEncoding",
+                "The request body could not be decompressed as gzip.",
+            );
         }
         if out.len() > limit {
             return too_large(limit);
@@ -79,7 +99,12 @@ async fn upload(
     };
     let rows = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Array(rows)) => rows,
-        Ok(_) => return bad("InvalidPayload", "The request body must be a JSON array of objects."),
+        Ok(_) => {
+            return bad(
+                "InvalidPayload",
+                "The request body must be a JSON array of objects.",
+            );
+        }
         Err(e) => return bad("InvalidPayload", &format!("Malformed JSON: {e}")),
     };
     if let Err(m) = check_columns(&rows, columns) {
@@ -94,12 +119,16 @@ async fn upload(
 /// Every row an object whose keys are declared columns (an empty declaration accepts any).
 fn check_columns(rows: &[Value], columns: &[String]) -> Result<(), String> {
     for (i, r) in rows.iter().enumerate() {
-        let Some(o) = r.as_object() else { return Err(format!("Item {i} of the array is not a JSON object.")) };
+        let Some(o) = r.as_object() else {
+            return Err(format!("Item {i} of the array is not a JSON object."));
+        };
         if columns.is_empty() {
             continue;
         }
         if let Some(k) = o.keys().find(|k| !columns.iter().any(|c| c == *k)) {
-            return Err(format!("Item {i}: column '{k}' is not declared in the stream."));
+            return Err(format!(
+                "Item {i}: column '{k}' is not declared in the stream."
+            ));
         }
     }
     Ok(())

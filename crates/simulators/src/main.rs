@@ -9,7 +9,10 @@ use dss_simulators::{SimConfig, Simulators, ThrottleConfig, generator, wellknown
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(name = "dss-simulators", about = "Local simulators of Entra ID, Graph security, Sentinel ARM and Logs Ingestion")]
+#[command(
+    name = "dss-simulators",
+    about = "Local simulators of Entra ID, Graph security, Sentinel ARM and Logs Ingestion"
+)]
 struct Args {
     /// Generated incidents per Defender tenant.
     #[arg(long, default_value_t = 0)]
@@ -47,29 +50,50 @@ fn throttle(spec: &str) -> anyhow::Result<ThrottleConfig> {
     Ok(match spec {
         "real" => ThrottleConfig::real(),
         "off" => ThrottleConfig::off(),
-        f => ThrottleConfig::real().scaled(f.parse::<f64>().context("--throttle: real, off or a number")?),
+        f => ThrottleConfig::real().scaled(
+            f.parse::<f64>()
+                .context("--throttle: real, off or a number")?,
+        ),
     })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
-    let columns: Vec<&str> = args.columns.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
-    let cfg = SimConfig { throttle: throttle(&args.throttle)?, fault_seed: args.seed, ..SimConfig::default() }
-        .with_stream(wellknown::STREAM_NAME, &columns);
+    let columns: Vec<&str> = args
+        .columns
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let cfg = SimConfig {
+        throttle: throttle(&args.throttle)?,
+        fault_seed: args.seed,
+        ..SimConfig::default()
+    }
+    .with_stream(wellknown::STREAM_NAME, &columns);
     let tenants = cfg.defender_tenants.clone();
     let sims = Simulators::start(cfg).await?;
-    std::fs::write(&args.ca_file, sims.cert_pem()).with_context(|| format!("writing {}", args.ca_file))?;
+    std::fs::write(&args.ca_file, sims.cert_pem())
+        .with_context(|| format!("writing {}", args.ca_file))?;
     let ca = std::fs::canonicalize(&args.ca_file)?.display().to_string();
     for t in &tenants {
-        let shape = generator::Shape { max_alerts: args.max_alerts, alerts: args.alerts_per_incident, evidence: args.evidence_per_alert };
+        let shape = generator::Shape {
+            max_alerts: args.max_alerts,
+            alerts: args.alerts_per_incident,
+            evidence: args.evidence_per_alert,
+        };
         sims.seed_shaped(t, args.incidents, args.seed, shape);
     }
     let env = sims.handler_env(&ca);
     if args.json {
         let u = sims.urls();
-        let env: serde_json::Map<String, serde_json::Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let env: serde_json::Map<String, serde_json::Value> =
+            env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         println!(
             "{}",
             json!({"graph": u.graph, "arm": u.arm, "logs": u.logs, "identity_endpoint": u.identity_endpoint,

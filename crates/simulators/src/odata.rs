@@ -44,7 +44,9 @@ pub fn parse(filter: &str, allowed: &[&str]) -> Result<Vec<Clause>, String> {
         };
         let prop = path.rsplit('/').next().unwrap_or(path);
         let Some(prop) = allowed.iter().find(|a| a.eq_ignore_ascii_case(prop)) else {
-            return Err(format!("Invalid filter clause: property '{path}' is not supported in $filter"));
+            return Err(format!(
+                "Invalid filter clause: property '{path}' is not supported in $filter"
+            ));
         };
         let op = match op.to_ascii_lowercase().as_str() {
             "eq" => Op::Eq,
@@ -53,7 +55,11 @@ pub fn parse(filter: &str, allowed: &[&str]) -> Result<Vec<Clause>, String> {
             "le" => Op::Le,
             "gt" => Op::Gt,
             "ge" => Op::Ge,
-            _ => return Err(format!("Invalid filter clause: unsupported operator '{op}'")),
+            _ => {
+                return Err(format!(
+                    "Invalid filter clause: unsupported operator '{op}'"
+                ));
+            }
         };
         let value = value.trim();
         let value = if let Some(s) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
@@ -63,9 +69,15 @@ pub fn parse(filter: &str, allowed: &[&str]) -> Result<Vec<Clause>, String> {
         } else if let Some(t) = parse_time(value) {
             Literal::Time(t)
         } else {
-            return Err(format!("Invalid filter clause: cannot parse literal '{value}'"));
+            return Err(format!(
+                "Invalid filter clause: cannot parse literal '{value}'"
+            ));
         };
-        out.push(Clause { prop: (*prop).to_owned(), op, value });
+        out.push(Clause {
+            prop: (*prop).to_owned(),
+            op,
+            value,
+        });
     }
     Ok(out)
 }
@@ -95,15 +107,23 @@ pub fn matches(clauses: &[Clause], obj: &Map<String, Value>) -> bool {
 
 /// As [`matches`], taking already-parsed timestamps from `time_of(prop)` when it has them
 /// (saves parsing a string per incident per request).
-pub fn matches_with(clauses: &[Clause], obj: &Map<String, Value>, time_of: impl Fn(&str) -> Option<OffsetDateTime>) -> bool {
+pub fn matches_with(
+    clauses: &[Clause],
+    obj: &Map<String, Value>,
+    time_of: impl Fn(&str) -> Option<OffsetDateTime>,
+) -> bool {
     clauses.iter().all(|c| {
         let field = obj.get(&c.prop).unwrap_or(&Value::Null);
         let ord = match (&c.value, field) {
-            (Literal::Time(t), _) if time_of(&c.prop).is_some() => time_of(&c.prop).map(|f| f.cmp(t)),
+            (Literal::Time(t), _) if time_of(&c.prop).is_some() => {
+                time_of(&c.prop).map(|f| f.cmp(t))
+            }
             (Literal::Null, Value::Null) => Some(Ordering::Equal),
             (Literal::Null, _) => Some(Ordering::Greater),
             (Literal::Time(t), Value::String(s)) => parse_time(s).map(|f| f.cmp(t)),
-            (Literal::Str(v), Value::String(s)) => Some(s.to_ascii_lowercase().cmp(&v.to_ascii_lowercase())),
+            (Literal::Str(v), Value::String(s)) => {
+                Some(s.to_ascii_lowercase().cmp(&v.to_ascii_lowercase()))
+            }
             _ => None,
         };
         match (c.op, ord) {
@@ -125,7 +145,9 @@ pub fn parse_orderby(s: &str, allowed: &[&str]) -> Result<(String, bool), String
     let path = it.next().unwrap_or_default();
     let prop = path.rsplit('/').next().unwrap_or(path);
     let Some(prop) = allowed.iter().find(|a| a.eq_ignore_ascii_case(prop)) else {
-        return Err(format!("Invalid $orderby: property '{path}' is not supported"));
+        return Err(format!(
+            "Invalid $orderby: property '{path}' is not supported"
+        ));
     };
     let desc = match it.next().map(str::to_ascii_lowercase).as_deref() {
         None | Some("asc") => false,
@@ -153,7 +175,11 @@ mod tests {
         let o = json!({"lastUpdateDateTime": "2024-05-01T09:59:59.9999999Z", "status": "active"});
         assert!(!matches(&f, o.as_object().unwrap()));
         assert!(parse("foo eq 'x'", &["status"]).is_err());
-        let f = parse("properties/lastModifiedTimeUtc gt 2024-05-01T10:00:00Z", &["lastModifiedTimeUtc"]).unwrap();
+        let f = parse(
+            "properties/lastModifiedTimeUtc gt 2024-05-01T10:00:00Z",
+            &["lastModifiedTimeUtc"],
+        )
+        .unwrap();
         assert_eq!(f[0].prop, "lastModifiedTimeUtc");
     }
 }

@@ -29,7 +29,12 @@ pub async fn spawn(
     Ok((addr, handle))
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -63,7 +68,9 @@ where
         req.extensions_mut().insert(ConnKill(k.clone()));
         router.clone().oneshot(req)
     });
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
     tokio::select! {
         _ = conn => {}
         _ = kill.notified() => {}

@@ -17,11 +17,25 @@ impl Simulators {
 
     /// As [`Self::seed`] with at most `max_alerts` alerts per incident (benchmarks).
     pub fn seed_capped(&self, tenant: &str, n: usize, seed: u64, max_alerts: usize) -> Vec<String> {
-        self.seed_shaped(tenant, n, seed, generator::Shape { max_alerts, ..generator::Shape::default() })
+        self.seed_shaped(
+            tenant,
+            n,
+            seed,
+            generator::Shape {
+                max_alerts,
+                ..generator::Shape::default()
+            },
+        )
     }
 
     /// As [`Self::seed`] with a fixed or capped number of alerts and evidence (benchmarks).
-    pub fn seed_shaped(&self, tenant: &str, n: usize, seed: u64, shape: generator::Shape) -> Vec<String> {
+    pub fn seed_shaped(
+        &self,
+        tenant: &str,
+        n: usize,
+        seed: u64,
+        shape: generator::Shape,
+    ) -> Vec<String> {
         let mut g = lock(&self.shared.graph);
         let first = g.allocate_id();
         let incidents = generator::incidents_shaped(n, seed, tenant, first, util::now(), shape);
@@ -33,24 +47,46 @@ impl Simulators {
     }
 
     /// Inserts (or replaces) one Graph incident given as Graph JSON (alerts included or not).
-    pub fn insert_defender_incident(&self, tenant: &str, incident: Value) -> Result<String, ActionError> {
-        let inc = graph::store::GraphIncident::from_json(incident).ok_or_else(|| ActionError::Invalid("incident needs a numeric string id".into()))?;
+    pub fn insert_defender_incident(
+        &self,
+        tenant: &str,
+        incident: Value,
+    ) -> Result<String, ActionError> {
+        let inc = graph::store::GraphIncident::from_json(incident)
+            .ok_or_else(|| ActionError::Invalid("incident needs a numeric string id".into()))?;
         Ok(lock(&self.shared.graph).upsert(tenant, inc).to_string())
     }
 
     /// Loads a Graph list response (`{"value": [...]}`, e.g. the fixture) into a tenant.
     pub fn load_graph_list(&self, tenant: &str, list: &Value) -> Result<Vec<String>, ActionError> {
-        let items = list.get("value").and_then(Value::as_array).ok_or_else(|| ActionError::Invalid("no value array".into()))?;
-        items.iter().map(|i| self.insert_defender_incident(tenant, i.clone())).collect()
+        let items = list
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ActionError::Invalid("no value array".into()))?;
+        items
+            .iter()
+            .map(|i| self.insert_defender_incident(tenant, i.clone()))
+            .collect()
     }
 
     /// Stores a Sentinel incident given as an ARM resource (e.g. the get fixture) as it is.
     pub fn insert_sentinel_incident(&self, resource: &Value) -> Result<String, ActionError> {
-        let name = resource.get("name").and_then(Value::as_str).ok_or_else(|| ActionError::Invalid("no name".into()))?;
-        let props = resource.get("properties").and_then(Value::as_object).cloned().ok_or_else(|| ActionError::Invalid("no properties".into()))?;
+        let name = resource
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ActionError::Invalid("no name".into()))?;
+        let props = resource
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| ActionError::Invalid("no properties".into()))?;
         let base = arm::incidents_base(&self.shared);
         let mut arm = lock(&self.shared.arm);
-        let writable = props.iter().filter(|(k, _)| arm::store::WRITABLE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let writable = props
+            .iter()
+            .filter(|(k, _)| arm::store::WRITABLE.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         arm.write(name, writable, &base);
         if let Some(inc) = arm.get_mut(name) {
             for (k, v) in props {
@@ -59,7 +95,12 @@ impl Simulators {
             if let Some(e) = resource.get("etag").and_then(Value::as_str) {
                 inc.etag = e.to_owned();
             }
-            let time = |k: &str| inc.props.get(k).and_then(Value::as_str).and_then(util::parse_time);
+            let time = |k: &str| {
+                inc.props
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .and_then(util::parse_time)
+            };
             if let (Some(c), Some(m)) = (time("createdTimeUtc"), time("lastModifiedTimeUtc")) {
                 inc.created = c;
                 inc.modified = m;
@@ -76,12 +117,21 @@ impl Simulators {
     // ---- analyst actions ----------------------------------------------------------------
 
     /// A Defender-side analyst action; returns the incident as Graph JSON with alerts.
-    pub fn defender_action(&self, tenant: &str, id: &str, action: DefenderAction) -> Result<Value, ActionError> {
+    pub fn defender_action(
+        &self,
+        tenant: &str,
+        id: &str,
+        action: DefenderAction,
+    ) -> Result<Value, ActionError> {
         control::defender(&self.shared, tenant, id, action)
     }
 
     /// A Sentinel-side analyst action; returns the playbook trigger body of this update.
-    pub fn sentinel_action(&self, name: &str, action: SentinelAction) -> Result<Value, ActionError> {
+    pub fn sentinel_action(
+        &self,
+        name: &str,
+        action: SentinelAction,
+    ) -> Result<Value, ActionError> {
         control::sentinel(&self.shared, name, action)
     }
 
@@ -90,7 +140,11 @@ impl Simulators {
     /// (`User`). Off by default (no cost).
     pub fn record_automation_triggers(&self, on: bool) {
         let mut arm = lock(&self.shared.arm);
-        arm.events = if on { Some(arm.events.take().unwrap_or_default()) } else { None };
+        arm.events = if on {
+            Some(arm.events.take().unwrap_or_default())
+        } else {
+            None
+        };
     }
 
     /// Trigger bodies of the recorded changes, oldest first (rendered with the current incident
@@ -100,7 +154,12 @@ impl Simulators {
     }
 
     /// The playbook trigger body for an incident as it is now (`event`: `"Create"`/`"Update"`).
-    pub fn trigger_body(&self, name: &str, updated_fields: &[&str], event: &str) -> Result<Value, ActionError> {
+    pub fn trigger_body(
+        &self,
+        name: &str,
+        updated_fields: &[&str],
+        event: &str,
+    ) -> Result<Value, ActionError> {
         control::trigger_body(&self.shared, name, updated_fields, event)
     }
 
@@ -108,13 +167,18 @@ impl Simulators {
 
     /// Every incident of a Defender tenant as Graph JSON with alerts, by id.
     pub fn defender_incidents(&self, tenant: &str) -> Vec<Value> {
-        lock(&self.shared.graph).list(tenant).map(graph::store::GraphIncident::to_json).collect()
+        lock(&self.shared.graph)
+            .list(tenant)
+            .map(graph::store::GraphIncident::to_json)
+            .collect()
     }
 
     /// One Defender incident as Graph JSON with alerts.
     pub fn defender_incident(&self, tenant: &str, id: &str) -> Option<Value> {
         let id = id.parse().ok()?;
-        lock(&self.shared.graph).get(tenant, id).map(graph::store::GraphIncident::to_json)
+        lock(&self.shared.graph)
+            .get(tenant, id)
+            .map(graph::store::GraphIncident::to_json)
     }
 
     /// Every Sentinel incident as ARM resources, sorted by incident number.
@@ -136,7 +200,9 @@ impl Simulators {
     pub fn sentinel_comments(&self, name: &str) -> Vec<Value> {
         let url = format!("{}/{name}", arm::incidents_base(&self.shared));
         let arm = lock(&self.shared.arm);
-        let Some(inc) = arm.get(name) else { return Vec::new() };
+        let Some(inc) = arm.get(name) else {
+            return Vec::new();
+        };
         let mut v: Vec<&arm::store::SentinelComment> = inc.comments.values().collect();
         v.sort_by_key(|c| c.created);
         v.into_iter().map(|c| c.render(&url)).collect()
@@ -144,7 +210,11 @@ impl Simulators {
 
     /// Rows received on a Logs Ingestion stream.
     pub fn ingested_rows(&self, stream: &str) -> Vec<Value> {
-        lock(&self.shared.logs).rows.get(stream).cloned().unwrap_or_default()
+        lock(&self.shared.logs)
+            .rows
+            .get(stream)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Accepted uploads per stream.

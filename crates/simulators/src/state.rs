@@ -3,8 +3,8 @@
 use crate::arm::store::ArmStore;
 use crate::config::{DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
-use crate::entra::keys::SigningKey;
 use crate::entra::BadToken;
+use crate::entra::keys::SigningKey;
 use crate::faults::Faults;
 use crate::graph::store::GraphStore;
 use crate::logs::LogsStore;
@@ -44,7 +44,9 @@ impl Directory {
         self.users.iter().find(|u| {
             u.object_id.eq_ignore_ascii_case(key)
                 || u.user_principal_name.eq_ignore_ascii_case(key)
-                || u.mail.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(key))
+                || u.mail
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(key))
         })
     }
     pub fn add(&mut self, u: DirectoryUser) {

@@ -28,17 +28,24 @@ pub struct Buckets {
 impl Buckets {
     /// Takes one token for `key` under `spec` at `now`.
     pub fn take(&mut self, key: &str, spec: BucketSpec, now: Instant) -> Take {
-        let b = self.buckets.entry(key.to_owned()).or_insert(Bucket { tokens: spec.capacity, at: now });
+        let b = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: spec.capacity,
+            at: now,
+        });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * spec.refill_per_sec).min(spec.capacity);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            Take::Ok { remaining: b.tokens.floor() as u64 }
+            Take::Ok {
+                remaining: b.tokens.floor() as u64,
+            }
         } else if spec.refill_per_sec <= 0.0 {
             Take::Throttled { retry_after: 60.0 }
         } else {
-            Take::Throttled { retry_after: (1.0 - b.tokens) / spec.refill_per_sec }
+            Take::Throttled {
+                retry_after: (1.0 - b.tokens) / spec.refill_per_sec,
+            }
         }
     }
 
@@ -55,14 +62,22 @@ mod tests {
 
     #[test]
     fn burst_then_refill() {
-        let spec = BucketSpec { capacity: 2.0, refill_per_sec: 1.0 };
+        let spec = BucketSpec {
+            capacity: 2.0,
+            refill_per_sec: 1.0,
+        };
         let mut b = Buckets::default();
         let t0 = Instant::now();
         assert_eq!(b.take("k", spec, t0), Take::Ok { remaining: 1 });
         assert_eq!(b.take("k", spec, t0), Take::Ok { remaining: 0 });
-        let Take::Throttled { retry_after } = b.take("k", spec, t0) else { panic!("not throttled") };
+        let Take::Throttled { retry_after } = b.take("k", spec, t0) else {
+            panic!("not throttled")
+        };
         assert!((retry_after - 1.0).abs() < 1e-6);
         assert!(matches!(b.take("other", spec, t0), Take::Ok { .. }));
-        assert!(matches!(b.take("k", spec, t0 + Duration::from_millis(1000)), Take::Ok { .. }));
+        assert!(matches!(
+            b.take("k", spec, t0 + Duration::from_millis(1000)),
+            Take::Ok { .. }
+        ));
     }
 }

@@ -50,7 +50,11 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// ARM's CloudError envelope.
 pub fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut r = (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut r = (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(code) {
         r.headers_mut().insert("x-ms-failure-cause", v);
     }
@@ -59,7 +63,11 @@ pub fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Azure.Core error (Logs Ingestion): envelope plus `x-ms-error-code`.
 pub fn azure_core_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut r = (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut r = (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(code) {
         r.headers_mut().insert("x-ms-error-code", v);
     }
@@ -68,7 +76,9 @@ pub fn azure_core_error(status: StatusCode, code: &str, message: &str) -> Respon
 
 /// Query string decoded into a map (last value wins), keeping `$` names.
 pub fn query_map(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// JSON response with status.

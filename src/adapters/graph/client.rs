@@ -3,7 +3,9 @@
 use super::users::UserCache;
 use super::wire::{CommentsDto, PageDto, UserDto};
 use super::{DefenderError, mapping, request};
-use crate::adapters::http::{self, Call, CallCounts, HttpClient, Limit, RetryPolicy, TenantLimiter};
+use crate::adapters::http::{
+    self, Call, CallCounts, HttpClient, Limit, RetryPolicy, TenantLimiter,
+};
 use crate::config::ClientLimits;
 use crate::credentials::{TokenSource, scopes};
 use crate::domain::*;
@@ -41,7 +43,10 @@ impl GraphClient {
         timeout: Duration,
     ) -> Result<Self, DefenderError> {
         if !matches!(endpoint.scheme(), "http" | "https") {
-            return Err(DefenderError::Rejected { status: 0, message: format!("Graph endpoint {endpoint} is not http(s)") });
+            return Err(DefenderError::Rejected {
+                status: 0,
+                message: format!("Graph endpoint {endpoint} is not http(s)"),
+            });
         }
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
             .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?;
@@ -55,8 +60,18 @@ impl GraphClient {
     }
 
     /// From the handler's settings: `GRAPH_ENDPOINT`, users resolved in `AZURE_TENANT_ID`, `limits`.
-    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Self, DefenderError> {
-        Self::new(settings.graph_endpoint.clone(), tokens, settings.azure_tenant_id.clone(), &settings.limits, timeout)
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        tokens: Arc<dyn TokenSource>,
+        timeout: Duration,
+    ) -> Result<Self, DefenderError> {
+        Self::new(
+            settings.graph_endpoint.clone(),
+            tokens,
+            settings.azure_tenant_id.clone(),
+            &settings.limits,
+            timeout,
+        )
     }
 
     /// Replaces the retry policy (tests use short delays).
@@ -90,25 +105,46 @@ impl GraphClient {
         idempotent: bool,
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<T, DefenderError> {
-        let call = Call { tenant, scope: scopes::GRAPH, idempotent, limit: Limit::Tenant(&self.limiter, tenant), op };
-        let resp = self.http.execute(call, |c| make(c).header("Prefer", PREFER)).await?;
+        let call = Call {
+            tenant,
+            scope: scopes::GRAPH,
+            idempotent,
+            limit: Limit::Tenant(&self.limiter, tenant),
+            op,
+        };
+        let resp = self
+            .http
+            .execute(call, |c| make(c).header("Prefer", PREFER))
+            .await?;
         if !resp.status().is_success() {
             return Err(http::error_info(resp).await.into());
         }
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| DefenderError::Transient(format!("reading the Graph answer: {e}")))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| DefenderError::Rejected { status, message: format!("{op}: the answer does not parse: {e}") })
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| DefenderError::Transient(format!("reading the Graph answer: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| DefenderError::Rejected {
+            status,
+            message: format!("{op}: the answer does not parse: {e}"),
+        })
     }
 
-    async fn get_page(&self, tenant: &TenantId, url: Url, op: &'static str) -> Result<PageDto, DefenderError> {
+    async fn get_page(
+        &self,
+        tenant: &TenantId,
+        url: Url,
+        op: &'static str,
+    ) -> Result<PageDto, DefenderError> {
         self.call(tenant, op, true, |c| c.get(url.clone())).await
     }
 
     /// Refuses a next link off the configured Graph host: it would receive our bearer token.
     fn checked_link(&self, link: &str) -> Result<Url, DefenderError> {
-        let url = Url::parse(link)
-            .map_err(|e| DefenderError::Rejected { status: 200, message: format!("@odata.nextLink '{link}' is not a URL: {e}") })?;
+        let url = Url::parse(link).map_err(|e| DefenderError::Rejected {
+            status: 200,
+            message: format!("@odata.nextLink '{link}' is not a URL: {e}"),
+        })?;
         if !http::same_origin(&self.endpoint, &url) {
             return Err(DefenderError::Rejected {
                 status: 200,
@@ -123,7 +159,11 @@ impl GraphClient {
     }
 
     /// Maps a page item by item; unmappable items are reported, not fatal.
-    fn incident_page(&self, tenant: &TenantId, page: PageDto) -> Result<IncidentPage, DefenderError> {
+    fn incident_page(
+        &self,
+        tenant: &TenantId,
+        page: PageDto,
+    ) -> Result<IncidentPage, DefenderError> {
         let next_link = match page.next_link {
             Some(link) => Some(self.checked_link(&link)?.to_string()),
             None => None,
@@ -140,7 +180,11 @@ impl GraphClient {
                 }
             }
         }
-        Ok(IncidentPage { incidents, next_link, unmappable })
+        Ok(IncidentPage {
+            incidents,
+            next_link,
+            unmappable,
+        })
     }
 
     fn window_url(&self, window: &IncidentWindow, extra: &[(&str, &str)]) -> Url {
@@ -153,13 +197,25 @@ impl GraphClient {
 
 #[async_trait::async_trait]
 impl DefenderApi for GraphClient {
-    async fn count_incidents(&self, tenant: &TenantId, window: &IncidentWindow) -> Result<u64, DefenderError> {
+    async fn count_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+    ) -> Result<u64, DefenderError> {
         let url = self.window_url(window, &[("$count", "true"), ("$top", "1")]);
         let page = self.get_page(tenant, url, "graph.count_incidents").await?;
-        page.count.ok_or(DefenderError::Rejected { status: 200, message: "Graph answered without @odata.count".into() })
+        page.count.ok_or(DefenderError::Rejected {
+            status: 200,
+            message: "Graph answered without @odata.count".into(),
+        })
     }
 
-    async fn list_incidents(&self, tenant: &TenantId, window: &IncidentWindow, expand_alerts: bool) -> Result<IncidentPage, DefenderError> {
+    async fn list_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+        expand_alerts: bool,
+    ) -> Result<IncidentPage, DefenderError> {
         let mut extra = vec![("$top", PAGE_SIZE)];
         if expand_alerts {
             extra.push(("$expand", "alerts"));
@@ -169,29 +225,59 @@ impl DefenderApi for GraphClient {
         self.incident_page(tenant, page)
     }
 
-    async fn next_page(&self, tenant: &TenantId, next_link: &str) -> Result<IncidentPage, DefenderError> {
+    async fn next_page(
+        &self,
+        tenant: &TenantId,
+        next_link: &str,
+    ) -> Result<IncidentPage, DefenderError> {
         let url = self.checked_link(next_link)?;
         let page = self.get_page(tenant, url, "graph.next_page").await?;
         self.incident_page(tenant, page)
     }
 
-    async fn get_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Option<DefenderIncident>, DefenderError> {
-        let url = http::with_query(self.security_url(&["incidents", id.as_str()]), &[("$expand", "alerts")]);
-        let raw: serde_json::Value = match self.call(tenant, "graph.get_incident", true, |c| c.get(url.clone())).await {
+    async fn get_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<DefenderIncident>, DefenderError> {
+        let url = http::with_query(
+            self.security_url(&["incidents", id.as_str()]),
+            &[("$expand", "alerts")],
+        );
+        let raw: serde_json::Value = match self
+            .call(tenant, "graph.get_incident", true, |c| c.get(url.clone()))
+            .await
+        {
             Err(DefenderError::NotFound) => return Ok(None),
             other => other?,
         };
-        mapping::incident(tenant, raw).map(Some).map_err(|message| DefenderError::Rejected { status: 200, message })
+        mapping::incident(tenant, raw)
+            .map(Some)
+            .map_err(|message| DefenderError::Rejected {
+                status: 200,
+                message,
+            })
     }
 
-    async fn alerts_for_incident(&self, tenant: &TenantId, id: &DefenderIncidentId) -> Result<Vec<Alert>, DefenderError> {
+    async fn alerts_for_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Vec<Alert>, DefenderError> {
         let filter = request::alerts_filter(id);
         let mut url = http::with_query(self.security_url(&["alerts_v2"]), &[("$filter", &filter)]);
         let mut alerts = Vec::new();
         loop {
-            let page = self.get_page(tenant, url, "graph.alerts_for_incident").await?;
+            let page = self
+                .get_page(tenant, url, "graph.alerts_for_incident")
+                .await?;
             for raw in page.value {
-                alerts.push(mapping::alert(raw).map_err(|message| DefenderError::Rejected { status: 200, message })?);
+                alerts.push(
+                    mapping::alert(raw).map_err(|message| DefenderError::Rejected {
+                        status: 200,
+                        message,
+                    })?,
+                );
             }
             match page.next_link {
                 Some(link) => url = self.checked_link(&link)?,
@@ -200,18 +286,40 @@ impl DefenderApi for GraphClient {
         }
     }
 
-    async fn update_incident(&self, tenant: &TenantId, id: &DefenderIncidentId, patch: &DefenderPatch) -> Result<DefenderIncident, DefenderError> {
-        let body = request::patch_body(patch).map_err(|message| DefenderError::Rejected { status: 0, message })?;
+    async fn update_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        patch: &DefenderPatch,
+    ) -> Result<DefenderIncident, DefenderError> {
+        let body = request::patch_body(patch)
+            .map_err(|message| DefenderError::Rejected { status: 0, message })?;
         let url = self.security_url(&["incidents", id.as_str()]);
-        let raw: serde_json::Value = self.call(tenant, "graph.update_incident", true, |c| c.patch(url.clone()).json(&body)).await?;
-        mapping::incident(tenant, raw).map_err(|message| DefenderError::Rejected { status: 200, message })
+        let raw: serde_json::Value = self
+            .call(tenant, "graph.update_incident", true, |c| {
+                c.patch(url.clone()).json(&body)
+            })
+            .await?;
+        mapping::incident(tenant, raw).map_err(|message| DefenderError::Rejected {
+            status: 200,
+            message,
+        })
     }
 
-    async fn add_comment(&self, tenant: &TenantId, id: &DefenderIncidentId, text: &str) -> Result<Vec<DefenderComment>, DefenderError> {
+    async fn add_comment(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+    ) -> Result<Vec<DefenderComment>, DefenderError> {
         let body = request::comment_body(text);
         let url = self.security_url(&["incidents", id.as_str(), "comments"]);
         // Not idempotent: a repeat would add the comment twice, so only 429 / no-connection are retried.
-        let answer: CommentsDto = self.call(tenant, "graph.add_comment", false, |c| c.post(url.clone()).json(&body)).await?;
+        let answer: CommentsDto = self
+            .call(tenant, "graph.add_comment", false, |c| {
+                c.post(url.clone()).json(&body)
+            })
+            .await?;
         Ok(answer.value.into_iter().map(mapping::comment).collect())
     }
 
@@ -227,11 +335,20 @@ impl DefenderApi for GraphClient {
             http::join(&self.endpoint, &["v1.0", "users", upn]),
             &[("$select", "id,userPrincipalName,mail,displayName")],
         );
-        let call = Call { tenant: &self.users_tenant, scope: scopes::GRAPH, idempotent: true, limit: Limit::None, op: "graph.resolve_user" };
+        let call = Call {
+            tenant: &self.users_tenant,
+            scope: scopes::GRAPH,
+            idempotent: true,
+            limit: Limit::None,
+            op: "graph.resolve_user",
+        };
         let resp = self.http.execute(call, |c| c.get(url.clone())).await?;
         let user = match resp.status().as_u16() {
             200 => {
-                let dto: UserDto = resp.json().await.map_err(|e| DefenderError::Transient(format!("user answer: {e}")))?;
+                let dto: UserDto = resp
+                    .json()
+                    .await
+                    .map_err(|e| DefenderError::Transient(format!("user answer: {e}")))?;
                 mapping::user(dto, upn)
             }
             // 400 is what Graph says for a UPN it cannot even look up (bad characters): no such user.

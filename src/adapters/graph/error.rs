@@ -5,7 +5,9 @@ use std::time::Duration;
 /// Errors from Graph, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum DefenderError {
-    #[error("Graph refused our credentials ({status}): {message}. The app needs SecurityIncident.ReadWrite.All (application) consented in this tenant")]
+    #[error(
+        "Graph refused our credentials ({status}): {message}. The app needs SecurityIncident.ReadWrite.All (application) consented in this tenant"
+    )]
     Auth { status: u16, message: String },
     #[error("not found in Graph")]
     NotFound,
@@ -35,7 +37,9 @@ impl From<Failure> for DefenderError {
             Failure::NotFound { .. } => Self::NotFound,
             Failure::Throttled { retry_after } => Self::Throttled { retry_after },
             Failure::Transient(m) => Self::Transient(m),
-            Failure::Conflict { status, message } | Failure::Rejected { status, message } => Self::Rejected { status, message },
+            Failure::Conflict { status, message } | Failure::Rejected { status, message } => {
+                Self::Rejected { status, message }
+            }
         }
     }
 }

@@ -32,7 +32,8 @@ pub(super) fn id_hint(v: &Value) -> String {
 
 /// Maps one raw incident of `tenant` (the tenant we asked, not the payload's `tenantId`).
 pub(super) fn incident(tenant: &TenantId, raw: Value) -> Result<DefenderIncident, String> {
-    let dto: IncidentDto = serde_json::from_value(raw).map_err(|e| format!("incident does not parse: {e}"))?;
+    let dto: IncidentDto =
+        serde_json::from_value(raw).map_err(|e| format!("incident does not parse: {e}"))?;
     DefenderIncident::try_from((tenant, dto))
 }
 
@@ -46,7 +47,11 @@ impl TryFrom<(&TenantId, IncidentDto)> for DefenderIncident {
             Some(list) => Some(list.into_iter().map(alert).collect::<Result<Vec<_>, _>>()?),
             None => None,
         };
-        let redirect = dto.redirect_incident_id.filter(|s| !s.is_empty()).map(|s| DefenderIncidentId::parse(&s)).transpose()?;
+        let redirect = dto
+            .redirect_incident_id
+            .filter(|s| !s.is_empty())
+            .map(|s| DefenderIncidentId::parse(&s))
+            .transpose()?;
         Ok(DefenderIncident {
             tenant: tenant.clone(),
             created: required_time(dto.created_date_time.as_deref(), "createdDateTime")?,
@@ -57,13 +62,21 @@ impl TryFrom<(&TenantId, IncidentDto)> for DefenderIncident {
             summary: dto.summary,
             status: DefenderStatus::parse(status),
             severity: DefenderSeverity::parse(dto.severity.as_deref().unwrap_or("unknown")),
-            classification: dto.classification.as_deref().map(DefenderClassification::parse),
+            classification: dto
+                .classification
+                .as_deref()
+                .map(DefenderClassification::parse),
             determination: dto.determination.as_deref().map(Determination::parse_alias),
             resolving_comment: dto.resolving_comment,
             assigned_to: dto.assigned_to.filter(|s| !s.trim().is_empty()),
             custom_tags: dto.custom_tags.or(dto.tags).unwrap_or_default(),
             system_tags: dto.system_tags.unwrap_or_default(),
-            comments: dto.comments.unwrap_or_default().into_iter().map(comment).collect(),
+            comments: dto
+                .comments
+                .unwrap_or_default()
+                .into_iter()
+                .map(comment)
+                .collect(),
             redirect_incident_id: redirect,
             web_url: dto.incident_web_url,
             last_modified_by: dto.last_modified_by,
@@ -77,7 +90,11 @@ pub(super) fn comment(dto: CommentDto) -> DefenderComment {
     DefenderComment {
         text: dto.comment.unwrap_or_default(),
         author: dto.created_by_display_name.or(dto.created_by),
-        created: opt_time(dto.created_date_time.as_deref().or(dto.created_time.as_deref())),
+        created: opt_time(
+            dto.created_date_time
+                .as_deref()
+                .or(dto.created_time.as_deref()),
+        ),
     }
 }
 
@@ -85,7 +102,8 @@ pub(super) fn comment(dto: CommentDto) -> DefenderComment {
 pub(super) fn alert(raw: Value) -> Result<Alert, String> {
     use serde::Deserialize;
     // From `&Value`: no copy of the whole alert just to read its fields.
-    let dto = AlertDto::deserialize(&raw).map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
+    let dto = AlertDto::deserialize(&raw)
+        .map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
     Alert::try_from((dto, raw))
 }
 
@@ -93,7 +111,10 @@ impl TryFrom<(AlertDto, Value)> for Alert {
     type Error = String;
 
     fn try_from((dto, raw): (AlertDto, Value)) -> Result<Self, String> {
-        let id = dto.id.filter(|s| !s.is_empty()).ok_or("an alert has no id")?;
+        let id = dto
+            .id
+            .filter(|s| !s.is_empty())
+            .ok_or("an alert has no id")?;
         Ok(Alert {
             id,
             title: dto.title.unwrap_or_default(),
@@ -107,7 +128,10 @@ impl TryFrom<(AlertDto, Value)> for Alert {
             first_activity: opt_time(dto.first_activity_date_time.as_deref()),
             last_activity: opt_time(dto.last_activity_date_time.as_deref()),
             mitre_techniques: dto.mitre_techniques.unwrap_or_default(),
-            evidence: raw["evidence"].as_array().map(|a| a.iter().cloned().map(evidence).collect()).unwrap_or_default(),
+            evidence: raw["evidence"]
+                .as_array()
+                .map(|a| a.iter().cloned().map(evidence).collect())
+                .unwrap_or_default(),
             raw,
         })
     }
@@ -122,7 +146,14 @@ pub(super) fn evidence(raw: Value) -> Evidence {
         .unwrap_or("unknown")
         .to_owned();
     let strings = |field: &str| -> Vec<String> {
-        raw[field].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        raw[field]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     Evidence {
         key: evidence_key(&kind, &raw),
@@ -155,19 +186,52 @@ pub(super) fn evidence_key(kind: &str, v: &Value) -> Option<String> {
         (!parts.is_empty()).then(|| parts.join("\\"))
     };
     match kind {
-        "deviceEvidence" => first(v, &[&["deviceDnsName"], &["mdeDeviceId"], &["azureAdDeviceId"]]),
-        "fileEvidence" => first(v, &[&["fileDetails", "sha256"], &["fileDetails", "sha1"], &["fileDetails", "fileName"]]),
-        "processEvidence" => first(v, &[&["processCommandLine"], &["imageFile", "fileName"], &["processId"]]),
-        "userEvidence" => first(v, &[&["userAccount", "userPrincipalName"], &["userAccount", "accountName"], &["userAccount", "azureAdUserId"]]),
+        "deviceEvidence" => first(
+            v,
+            &[&["deviceDnsName"], &["mdeDeviceId"], &["azureAdDeviceId"]],
+        ),
+        "fileEvidence" => first(
+            v,
+            &[
+                &["fileDetails", "sha256"],
+                &["fileDetails", "sha1"],
+                &["fileDetails", "fileName"],
+            ],
+        ),
+        "processEvidence" => first(
+            v,
+            &[
+                &["processCommandLine"],
+                &["imageFile", "fileName"],
+                &["processId"],
+            ],
+        ),
+        "userEvidence" => first(
+            v,
+            &[
+                &["userAccount", "userPrincipalName"],
+                &["userAccount", "accountName"],
+                &["userAccount", "azureAdUserId"],
+            ],
+        ),
         "ipEvidence" => first(v, &[&["ipAddress"]]),
         "urlEvidence" => first(v, &[&["url"]]),
-        "mailboxEvidence" => first(v, &[&["primaryAddress"], &["upn"], &["userAccount", "userPrincipalName"]]),
+        "mailboxEvidence" => first(
+            v,
+            &[
+                &["primaryAddress"],
+                &["upn"],
+                &["userAccount", "userPrincipalName"],
+            ],
+        ),
         "analyzedMessageEvidence" => first(v, &[&["internetMessageId"], &["networkMessageId"]]),
         "mailClusterEvidence" => first(v, &[&["query"], &["clusterByValue"]]),
         "cloudApplicationEvidence" => first(v, &[&["displayName"], &["appId"], &["saasAppId"]]),
         "oauthApplicationEvidence" => first(v, &[&["appId"], &["displayName"], &["objectId"]]),
         "registryKeyEvidence" => joined(&[&["registryHive"], &["registryKey"]]),
-        "registryValueEvidence" => joined(&[&["registryHive"], &["registryKey"], &["registryValueName"]]),
+        "registryValueEvidence" => {
+            joined(&[&["registryHive"], &["registryKey"], &["registryValueName"]])
+        }
         "securityGroupEvidence" => first(v, &[&["displayName"], &["securityGroupId"]]),
         "azureResourceEvidence" => first(v, &[&["resourceId"], &["resourceName"]]),
         "amazonResourceEvidence" => first(v, &[&["amazonResourceId"], &["resourceName"]]),
@@ -176,7 +240,9 @@ pub(super) fn evidence_key(kind: &str, v: &Value) -> Option<String> {
         "dnsEvidence" => first(v, &[&["domainName"]]),
         "hostLogonSessionEvidence" => first(v, &[&["sessionId"]]),
         "iotDeviceEvidence" => first(v, &[&["deviceName"], &["deviceId"]]),
-        "kubernetesClusterEvidence" | "kubernetesNamespaceEvidence" | "kubernetesPodEvidence" => first(v, &[&["name"]]),
+        "kubernetesClusterEvidence" | "kubernetesNamespaceEvidence" | "kubernetesPodEvidence" => {
+            first(v, &[&["name"]])
+        }
         "nicEvidence" => first(v, &[&["macAddress"], &["ipAddress", "ipAddress"]]),
         // Unknown or newer types: a generic identifier if there is one; the raw JSON is kept anyway.
         _ => first(v, &[&["displayName"], &["name"], &["id"]]),

@@ -15,29 +15,59 @@ fn list_fixture_maps_with_every_evidence_kind() {
     assert_eq!(inc.id.as_str(), "2972395");
     assert_eq!(inc.status, DefenderStatus::Active);
     assert_eq!(inc.severity, DefenderSeverity::Medium);
-    assert_eq!(inc.classification, Some(DefenderClassification::TruePositive));
+    assert_eq!(
+        inc.classification,
+        Some(DefenderClassification::TruePositive)
+    );
     assert_eq!(inc.determination, Some(Determination::MultiStagedAttack));
-    assert_eq!(inc.assigned_to.as_deref(), Some("KaiC@contoso.onmicrosoft.com"));
+    assert_eq!(
+        inc.assigned_to.as_deref(),
+        Some("KaiC@contoso.onmicrosoft.com")
+    );
     assert_eq!(inc.custom_tags, vec!["Demo"], "`tags` read as customTags");
     assert_eq!(inc.system_tags, vec!["Defender Experts"]);
-    assert_eq!(inc.comments[0].author.as_deref(), Some("DavidS@contoso.onmicrosoft.com"), "createdBy alias");
+    assert_eq!(
+        inc.comments[0].author.as_deref(),
+        Some("DavidS@contoso.onmicrosoft.com"),
+        "createdBy alias"
+    );
     assert!(inc.comments[0].created.is_some(), "createdTime alias");
-    assert_eq!(inc.last_update.nanosecond(), 113_333_300, "7-digit fractions");
+    assert_eq!(
+        inc.last_update.nanosecond(),
+        113_333_300,
+        "7-digit fractions"
+    );
     let alerts = inc.alerts.unwrap();
     assert_eq!(alerts.len(), 1);
     let a = &alerts[0];
     assert_eq!(a.id, "da637551227677560813_-961444813");
     assert_eq!(a.service_source, "microsoftDefenderForEndpoint");
     assert_eq!(a.mitre_techniques, vec!["T1564.001"]);
-    assert_eq!(a.raw["recommendedActions"].as_str().map(|s| s.len() > 100), Some(true), "raw kept whole");
-    let kinds: Vec<(&str, Option<&str>)> = a.evidence.iter().map(|e| (e.kind.as_str(), e.key.as_deref())).collect();
+    assert_eq!(
+        a.raw["recommendedActions"].as_str().map(|s| s.len() > 100),
+        Some(true),
+        "raw kept whole"
+    );
+    let kinds: Vec<(&str, Option<&str>)> = a
+        .evidence
+        .iter()
+        .map(|e| (e.kind.as_str(), e.key.as_deref()))
+        .collect();
     assert_eq!(
         kinds,
         vec![
             ("deviceEvidence", Some("tempDns")),
-            ("fileEvidence", Some("8963a19fb992ad9a76576c5638fd68292cffb9aaac29eb8285f9abf6196a7dec")),
+            (
+                "fileEvidence",
+                Some("8963a19fb992ad9a76576c5638fd68292cffb9aaac29eb8285f9abf6196a7dec")
+            ),
             ("processEvidence", Some("\"MsSense.exe\"")),
-            ("registryKeyEvidence", Some("HKEY_LOCAL_MACHINE\\SYSTEM\\CONTROLSET001\\CONTROL\\WMI\\AUTOLOGGER\\SENSEAUDITLOGGER")),
+            (
+                "registryKeyEvidence",
+                Some(
+                    "HKEY_LOCAL_MACHINE\\SYSTEM\\CONTROLSET001\\CONTROL\\WMI\\AUTOLOGGER\\SENSEAUDITLOGGER"
+                )
+            ),
         ]
     );
     assert_eq!(a.evidence[0].roles, vec!["compromised"]);
@@ -48,8 +78,16 @@ fn list_fixture_maps_with_every_evidence_kind() {
 #[test]
 fn update_response_fixture_maps_new_fields() {
     let inc = incident(&tenant(), fixture("graph-update-incident.response.json")).unwrap();
-    assert_eq!(inc.summary.as_deref().map(|s| s.starts_with("Defender Experts")), Some(true));
-    assert_eq!(inc.last_modified_by.as_deref(), Some("API-App:admin@contoso.com"));
+    assert_eq!(
+        inc.summary
+            .as_deref()
+            .map(|s| s.starts_with("Defender Experts")),
+        Some(true)
+    );
+    assert_eq!(
+        inc.last_modified_by.as_deref(),
+        Some("API-App:admin@contoso.com")
+    );
     assert_eq!(inc.alerts, None, "no $expand, no alerts");
     assert_eq!(inc.custom_tags, vec!["Demo"]);
 }
@@ -63,8 +101,14 @@ fn unknown_members_and_read_spellings_are_kept() {
     });
     let inc = incident(&tenant(), raw).unwrap();
     assert_eq!(inc.status, DefenderStatus::AwaitingAction);
-    assert_eq!(inc.severity, DefenderSeverity::Unrecognized("critical".into()));
-    assert_eq!(inc.classification, Some(DefenderClassification::Unrecognized("somethingNew".into())));
+    assert_eq!(
+        inc.severity,
+        DefenderSeverity::Unrecognized("critical".into())
+    );
+    assert_eq!(
+        inc.classification,
+        Some(DefenderClassification::Unrecognized("somethingNew".into()))
+    );
     assert_eq!(inc.determination, Some(Determination::CompromisedAccount));
 }
 
@@ -75,11 +119,22 @@ fn bad_items_are_errors_naming_the_problem() {
     bad_id["id"] = json!("12/34");
     assert!(incident(&tenant(), bad_id).unwrap_err().contains("12/34"));
     let mut no_time = base.clone();
-    no_time.as_object_mut().unwrap().remove("lastUpdateDateTime");
-    assert!(incident(&tenant(), no_time).unwrap_err().contains("lastUpdateDateTime"));
+    no_time
+        .as_object_mut()
+        .unwrap()
+        .remove("lastUpdateDateTime");
+    assert!(
+        incident(&tenant(), no_time)
+            .unwrap_err()
+            .contains("lastUpdateDateTime")
+    );
     let mut alert_without_id = base.clone();
     alert_without_id["alerts"] = json!([{"title": "x"}]);
-    assert!(incident(&tenant(), alert_without_id).unwrap_err().contains("no id"));
+    assert!(
+        incident(&tenant(), alert_without_id)
+            .unwrap_err()
+            .contains("no id")
+    );
     assert_eq!(id_hint(&json!({"id": 5})), "5");
     assert_eq!(id_hint(&json!({})), "?");
 }
@@ -87,18 +142,66 @@ fn bad_items_are_errors_naming_the_problem() {
 #[test]
 fn evidence_keys_per_type_and_unknown_types_kept() {
     let cases = [
-        (json!({"@odata.type": "#microsoft.graph.security.userEvidence", "userAccount": {"accountName": "kai", "userPrincipalName": "kai@contoso.com"}}), "userEvidence", "kai@contoso.com"),
-        (json!({"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "10.1.2.3"}), "ipEvidence", "10.1.2.3"),
-        (json!({"@odata.type": "#microsoft.graph.security.urlEvidence", "url": "http://x.test/a"}), "urlEvidence", "http://x.test/a"),
-        (json!({"@odata.type": "#microsoft.graph.security.mailboxEvidence", "primaryAddress": "a@b.c"}), "mailboxEvidence", "a@b.c"),
-        (json!({"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence", "internetMessageId": "<m@x>"}), "analyzedMessageEvidence", "<m@x>"),
-        (json!({"@odata.type": "#microsoft.graph.security.mailClusterEvidence", "query": "q", "clusterByValue": "v"}), "mailClusterEvidence", "q"),
-        (json!({"@odata.type": "#microsoft.graph.security.cloudApplicationEvidence", "appId": 11161}), "cloudApplicationEvidence", "11161"),
-        (json!({"@odata.type": "#microsoft.graph.security.oauthApplicationEvidence", "appId": "abc"}), "oauthApplicationEvidence", "abc"),
-        (json!({"@odata.type": "#microsoft.graph.security.registryValueEvidence", "registryHive": "HKLM", "registryKey": "K", "registryValueName": "V"}), "registryValueEvidence", "HKLM\\K\\V"),
-        (json!({"@odata.type": "#microsoft.graph.security.securityGroupEvidence", "displayName": "Admins"}), "securityGroupEvidence", "Admins"),
-        (json!({"@odata.type": "#microsoft.graph.security.fileEvidence", "fileDetails": {"sha256": null, "fileName": "a.exe"}}), "fileEvidence", "a.exe"),
-        (json!({"@odata.type": "#microsoft.graph.security.brandNewEvidence", "name": "thing", "extra": [1]}), "brandNewEvidence", "thing"),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.userEvidence", "userAccount": {"accountName": "kai", "userPrincipalName": "kai@contoso.com"}}),
+            "userEvidence",
+            "kai@contoso.com",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "10.1.2.3"}),
+            "ipEvidence",
+            "10.1.2.3",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.urlEvidence", "url": "http://x.test/a"}),
+            "urlEvidence",
+            "http://x.test/a",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.mailboxEvidence", "primaryAddress": "a@b.c"}),
+            "mailboxEvidence",
+            "a@b.c",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence", "internetMessageId": "<m@x>"}),
+            "analyzedMessageEvidence",
+            "<m@x>",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.mailClusterEvidence", "query": "q", "clusterByValue": "v"}),
+            "mailClusterEvidence",
+            "q",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.cloudApplicationEvidence", "appId": 11161}),
+            "cloudApplicationEvidence",
+            "11161",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.oauthApplicationEvidence", "appId": "abc"}),
+            "oauthApplicationEvidence",
+            "abc",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.registryValueEvidence", "registryHive": "HKLM", "registryKey": "K", "registryValueName": "V"}),
+            "registryValueEvidence",
+            "HKLM\\K\\V",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.securityGroupEvidence", "displayName": "Admins"}),
+            "securityGroupEvidence",
+            "Admins",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.fileEvidence", "fileDetails": {"sha256": null, "fileName": "a.exe"}}),
+            "fileEvidence",
+            "a.exe",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.security.brandNewEvidence", "name": "thing", "extra": [1]}),
+            "brandNewEvidence",
+            "thing",
+        ),
     ];
     for (raw, kind, key) in cases {
         let e = evidence(raw.clone());
@@ -107,5 +210,8 @@ fn evidence_keys_per_type_and_unknown_types_kept() {
         assert_eq!(e.raw, raw);
     }
     let e = evidence(json!({"verdict": "malicious"}));
-    assert_eq!((e.kind.as_str(), e.key, e.verdict.as_deref()), ("unknown", None, Some("malicious")));
+    assert_eq!(
+        (e.kind.as_str(), e.key, e.verdict.as_deref()),
+        ("unknown", None, Some("malicious"))
+    );
 }

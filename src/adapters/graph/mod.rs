@@ -14,6 +14,9 @@ pub use error::DefenderError;
 /// Maps one Graph incident (JSON as `/security/incidents` returns it, alerts optional) of
 /// `tenant` to the domain, exactly as [`GraphClient`] does. For tools that hold raw payloads
 /// (the demo reads the simulators' state with it).
-pub fn incident_from_json(tenant: &crate::domain::TenantId, raw: serde_json::Value) -> Result<crate::domain::DefenderIncident, String> {
+pub fn incident_from_json(
+    tenant: &crate::domain::TenantId,
+    raw: serde_json::Value,
+) -> Result<crate::domain::DefenderIncident, String> {
     mapping::incident(tenant, raw)
 }

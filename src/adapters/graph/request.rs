@@ -9,12 +9,16 @@ use time::format_description::well_known::Rfc3339;
 /// An OData DateTimeOffset literal: unquoted ISO-8601 in UTC.
 pub(super) fn odata_time(t: OffsetDateTime) -> String {
     let utc = t.to_offset(time::UtcOffset::UTC);
-    utc.format(&Rfc3339).unwrap_or_else(|_| utc.unix_timestamp().to_string())
+    utc.format(&Rfc3339)
+        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
 }
 
 /// `lastUpdateDateTime ge A [and lastUpdateDateTime lt B] [and createdDateTime ge C] [and createdDateTime lt D]`.
 pub(super) fn window_filter(w: &IncidentWindow) -> String {
-    let mut parts = vec![format!("lastUpdateDateTime ge {}", odata_time(w.updated_from))];
+    let mut parts = vec![format!(
+        "lastUpdateDateTime ge {}",
+        odata_time(w.updated_from)
+    )];
     if let Some(to) = w.updated_to {
         parts.push(format!("lastUpdateDateTime lt {}", odata_time(to)));
     }
@@ -54,7 +58,10 @@ pub(super) fn patch_body(patch: &DefenderPatch) -> Result<Value, String> {
         body.insert("resolvingComment".into(), json!(comment));
     }
     if let Some(owner) = &patch.assigned_to {
-        body.insert("assignedTo".into(), owner.as_deref().map_or(Value::Null, |o| json!(o)));
+        body.insert(
+            "assignedTo".into(),
+            owner.as_deref().map_or(Value::Null, |o| json!(o)),
+        );
     }
     if let Some(tags) = &patch.custom_tags {
         body.insert("customTags".into(), json!(tags));
@@ -64,9 +71,14 @@ pub(super) fn patch_body(patch: &DefenderPatch) -> Result<Value, String> {
 
 fn status_word(s: &DefenderStatus) -> Result<&'static str, String> {
     match s {
-        DefenderStatus::Active | DefenderStatus::InProgress | DefenderStatus::AwaitingAction => Ok("active"),
+        DefenderStatus::Active | DefenderStatus::InProgress | DefenderStatus::AwaitingAction => {
+            Ok("active")
+        }
         DefenderStatus::Resolved => Ok("resolved"),
-        DefenderStatus::Redirected => Err("status 'redirected' is never written to Graph (it breaks the incident in the portal)".into()),
+        DefenderStatus::Redirected => Err(
+            "status 'redirected' is never written to Graph (it breaks the incident in the portal)"
+                .into(),
+        ),
         other => Err(format!("status '{other}' cannot be written to Graph")),
     }
 }
@@ -87,8 +99,12 @@ fn classification_word(c: &DefenderClassification) -> Result<&'static str, Strin
         DefenderClassification::Unknown => Ok("unknown"),
         DefenderClassification::FalsePositive => Ok("falsePositive"),
         DefenderClassification::TruePositive => Ok("truePositive"),
-        DefenderClassification::InformationalExpectedActivity => Ok("informationalExpectedActivity"),
-        other => Err(format!("classification '{other}' cannot be written to Graph")),
+        DefenderClassification::InformationalExpectedActivity => {
+            Ok("informationalExpectedActivity")
+        }
+        other => Err(format!(
+            "classification '{other}' cannot be written to Graph"
+        )),
     }
 }
 
@@ -97,8 +113,12 @@ fn classification_word(c: &DefenderClassification) -> Result<&'static str, Strin
 fn determination_word(d: &Determination) -> Result<&str, String> {
     use Determination::*;
     match d {
-        Apt | SecurityPersonnel => Err(format!("determination '{d}' is deprecated and not written")),
-        UnknownFutureValue | Unrecognized(_) => Err(format!("determination '{d}' cannot be written to Graph")),
+        Apt | SecurityPersonnel => {
+            Err(format!("determination '{d}' is deprecated and not written"))
+        }
+        UnknownFutureValue | Unrecognized(_) => {
+            Err(format!("determination '{d}' cannot be written to Graph"))
+        }
         // The domain's canonical spellings are the PATCH names.
         known => Ok(known.as_str()),
     }
@@ -127,8 +147,16 @@ mod tests {
             "lastUpdateDateTime ge 2024-05-01T10:00:00Z and lastUpdateDateTime lt 2024-05-01T11:00:00.5Z \
              and createdDateTime ge 2024-01-01T00:00:00Z and createdDateTime lt 2024-02-01T00:00:00Z"
         );
-        let open = IncidentWindow { updated_from: datetime!(2024-05-01 10:00 UTC), updated_to: None, created_from: None, created_to: None };
-        assert_eq!(window_filter(&open), "lastUpdateDateTime ge 2024-05-01T10:00:00Z");
+        let open = IncidentWindow {
+            updated_from: datetime!(2024-05-01 10:00 UTC),
+            updated_to: None,
+            created_from: None,
+            created_to: None,
+        };
+        assert_eq!(
+            window_filter(&open),
+            "lastUpdateDateTime ge 2024-05-01T10:00:00Z"
+        );
     }
 
     #[test]
@@ -151,16 +179,39 @@ mod tests {
 
     #[test]
     fn unwritable_values_are_refused_or_mapped() {
-        let with = |s| DefenderPatch { status: Some(s), ..Default::default() };
-        assert!(patch_body(&with(DefenderStatus::Redirected)).unwrap_err().contains("redirected"));
-        assert_eq!(patch_body(&with(DefenderStatus::InProgress)).unwrap(), json!({"status": "active"}));
-        assert_eq!(patch_body(&with(DefenderStatus::AwaitingAction)).unwrap(), json!({"status": "active"}));
+        let with = |s| DefenderPatch {
+            status: Some(s),
+            ..Default::default()
+        };
+        assert!(
+            patch_body(&with(DefenderStatus::Redirected))
+                .unwrap_err()
+                .contains("redirected")
+        );
+        assert_eq!(
+            patch_body(&with(DefenderStatus::InProgress)).unwrap(),
+            json!({"status": "active"})
+        );
+        assert_eq!(
+            patch_body(&with(DefenderStatus::AwaitingAction)).unwrap(),
+            json!({"status": "active"})
+        );
         assert!(patch_body(&with(DefenderStatus::Unrecognized("x".into()))).is_err());
-        let det = |d| DefenderPatch { determination: Some(d), ..Default::default() };
+        let det = |d| DefenderPatch {
+            determination: Some(d),
+            ..Default::default()
+        };
         assert!(patch_body(&det(Determination::Apt)).is_err());
         assert!(patch_body(&det(Determination::UnknownFutureValue)).is_err());
-        for (read, write) in [("clean", "notMalicious"), ("insufficientData", "notEnoughDataToValidate"), ("confirmedUserActivity", "confirmedActivity")] {
-            assert_eq!(patch_body(&det(Determination::parse_alias(read))).unwrap(), json!({"determination": write}));
+        for (read, write) in [
+            ("clean", "notMalicious"),
+            ("insufficientData", "notEnoughDataToValidate"),
+            ("confirmedUserActivity", "confirmedActivity"),
+        ] {
+            assert_eq!(
+                patch_body(&det(Determination::parse_alias(read))).unwrap(),
+                json!({"determination": write})
+            );
         }
     }
 

@@ -82,7 +82,9 @@ mod tests {
         let data = json_array(&[b"{\"a\":1}".to_vec()]);
         let gz = gzip(&data).unwrap();
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, data);
     }
 }

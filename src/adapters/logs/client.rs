@@ -28,22 +28,51 @@ pub struct LogsClient {
 impl LogsClient {
     /// `settings` name the endpoint (DCR or DCE ingestion URL), the DCR immutable id and the
     /// stream; tokens (`https://monitor.azure.com/.default`) are asked in `tenant`.
-    pub fn new(settings: &LogsSettings, tenant: TenantId, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Self, LogsError> {
+    pub fn new(
+        settings: &LogsSettings,
+        tenant: TenantId,
+        tokens: Arc<dyn TokenSource>,
+        timeout: Duration,
+    ) -> Result<Self, LogsError> {
         if !matches!(settings.endpoint.scheme(), "http" | "https") {
-            return Err(LogsError::Rejected { status: 0, message: format!("Logs endpoint {} is not http(s)", settings.endpoint) });
+            return Err(LogsError::Rejected {
+                status: 0,
+                message: format!("Logs endpoint {} is not http(s)", settings.endpoint),
+            });
         }
         let url = http::with_query(
-            http::join(&settings.endpoint, &["dataCollectionRules", &settings.dcr_immutable_id, "streams", &settings.stream_name]),
+            http::join(
+                &settings.endpoint,
+                &[
+                    "dataCollectionRules",
+                    &settings.dcr_immutable_id,
+                    "streams",
+                    &settings.stream_name,
+                ],
+            ),
             &[("api-version", API_VERSION)],
         );
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
             .map_err(|e| LogsError::Transient(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { url, tenant, http, max_bytes: MAX_CALL_BYTES })
+        Ok(Self {
+            url,
+            tenant,
+            http,
+            max_bytes: MAX_CALL_BYTES,
+        })
     }
 
     /// From the handler's settings; `Ok(None)` when alert ingestion is off (no `LOGS_*` settings).
-    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Option<Self>, LogsError> {
-        settings.logs.as_ref().map(|l| Self::new(l, settings.azure_tenant_id.clone(), tokens, timeout)).transpose()
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        tokens: Arc<dyn TokenSource>,
+        timeout: Duration,
+    ) -> Result<Option<Self>, LogsError> {
+        settings
+            .logs
+            .as_ref()
+            .map(|l| Self::new(l, settings.azure_tenant_id.clone(), tokens, timeout))
+            .transpose()
     }
 
     /// Replaces the retry policy (tests use short delays).
@@ -69,8 +98,12 @@ impl LogsClient {
         let mut out = Vec::new();
         for record in alerts {
             for row in rows::rows_for(record, now) {
-                let bytes = rows::serialize_within(row, self.max_bytes - 2)
-                    .map_err(|e| LogsError::Rejected { status: 0, message: format!("a row does not serialize: {e}") })?;
+                let bytes = rows::serialize_within(row, self.max_bytes - 2).map_err(|e| {
+                    LogsError::Rejected {
+                        status: 0,
+                        message: format!("a row does not serialize: {e}"),
+                    }
+                })?;
                 out.push(bytes);
             }
         }
@@ -85,7 +118,13 @@ impl LogsClient {
             return Ok(false);
         }
         let gz = bytes::Bytes::from(gz);
-        let call = Call { tenant: &self.tenant, scope: scopes::MONITOR, idempotent: true, limit: Limit::None, op: "logs.upload" };
+        let call = Call {
+            tenant: &self.tenant,
+            scope: scopes::MONITOR,
+            idempotent: true,
+            limit: Limit::None,
+            op: "logs.upload",
+        };
         let resp = self
             .http
             .execute(call, |c| {
@@ -108,7 +147,10 @@ impl LogsIngest for LogsClient {
     async fn ship_alerts(&self, alerts: &[AlertRecord]) -> Result<(), LogsError> {
         let rows = self.serialized_rows(alerts)?;
         // A work list of row ranges: a range the service finds too large (413) is halved.
-        let mut pending: Vec<std::ops::Range<usize>> = batch::split(&rows, self.max_bytes).into_iter().rev().collect();
+        let mut pending: Vec<std::ops::Range<usize>> = batch::split(&rows, self.max_bytes)
+            .into_iter()
+            .rev()
+            .collect();
         let mut calls = 0usize;
         while let Some(range) = pending.pop() {
             calls += 1;
@@ -116,14 +158,25 @@ impl LogsIngest for LogsClient {
                 continue;
             }
             if range.len() < 2 {
-                return Err(LogsError::Rejected { status: 413, message: "one row is larger than the service accepts".into() });
+                return Err(LogsError::Rejected {
+                    status: 413,
+                    message: "one row is larger than the service accepts".into(),
+                });
             }
             let mid = range.start + range.len() / 2;
-            tracing::warn!(message = "Logs Ingestion batch too large; splitting.", rows = range.len());
+            tracing::warn!(
+                message = "Logs Ingestion batch too large; splitting.",
+                rows = range.len()
+            );
             pending.push(mid..range.end);
             pending.push(range.start..mid);
         }
-        tracing::debug!(message = "Alerts shipped.", alerts = alerts.len(), rows = rows.len(), calls);
+        tracing::debug!(
+            message = "Alerts shipped.",
+            alerts = alerts.len(),
+            rows = rows.len(),
+            calls
+        );
         Ok(())
     }
 }

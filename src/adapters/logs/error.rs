@@ -5,7 +5,9 @@ use std::time::Duration;
 /// Errors from the Logs Ingestion API, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
-    #[error("Logs Ingestion refused our credentials ({status}): {message}. The identity needs the Monitoring Metrics Publisher role on the data collection rule")]
+    #[error(
+        "Logs Ingestion refused our credentials ({status}): {message}. The identity needs the Monitoring Metrics Publisher role on the data collection rule"
+    )]
     Auth { status: u16, message: String },
     #[error("Logs Ingestion throttled the request (retry after {retry_after:?})")]
     Throttled { retry_after: Option<Duration> },
@@ -31,8 +33,13 @@ impl From<Failure> for LogsError {
             Failure::Auth { status, message } => Self::Auth { status, message },
             Failure::Throttled { retry_after } => Self::Throttled { retry_after },
             Failure::Transient(m) => Self::Transient(m),
-            Failure::NotFound { message } => Self::Rejected { status: 404, message },
-            Failure::Conflict { status, message } | Failure::Rejected { status, message } => Self::Rejected { status, message },
+            Failure::NotFound { message } => Self::Rejected {
+                status: 404,
+                message,
+            },
+            Failure::Conflict { status, message } | Failure::Rejected { status, message } => {
+                Self::Rejected { status, message }
+            }
         }
     }
 }

@@ -64,13 +64,25 @@ pub(super) struct Row<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<&'a str>,
     pub mitre_techniques: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub alert_created_time: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub alert_last_update_time: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub first_activity_time: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub last_activity_time: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence_index: Option<usize>,
@@ -90,7 +102,10 @@ pub(super) struct Row<'a> {
 
 /// First 16 bytes of SHA-256 of the raw JSON, hex: changes whenever the content does.
 pub(super) fn fingerprint(raw_json: &str) -> String {
-    Sha256::digest(raw_json.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(raw_json.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The rows of one alert: the alert itself, then each evidence item.
@@ -104,11 +119,18 @@ pub(super) fn rows_for(record: &AlertRecord, now: OffsetDateTime) -> Vec<Row<'_>
     rows
 }
 
-fn base_row<'a>(record: &'a AlertRecord, kind: &'static str, slot: &str, raw: &serde_json::Value, now: OffsetDateTime) -> Row<'a> {
+fn base_row<'a>(
+    record: &'a AlertRecord,
+    kind: &'static str,
+    slot: &str,
+    raw: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Row<'a> {
     let a: &'a Alert = &record.alert;
     let raw_json = raw.to_string();
     let content_fingerprint = fingerprint(&raw_json);
-    let row_id = stable_uuid(&[record.tenant.as_str(), &a.id, slot, &content_fingerprint]).to_string();
+    let row_id =
+        stable_uuid(&[record.tenant.as_str(), &a.id, slot, &content_fingerprint]).to_string();
     Row {
         // The send time: Log Analytics replaces a TimeGenerated older than two days anyway, and
         // the alert's own times have their columns.
@@ -146,8 +168,19 @@ fn alert_row(record: &AlertRecord, now: OffsetDateTime) -> Row<'_> {
     base_row(record, "alert", "alert", &record.alert.raw, now)
 }
 
-fn evidence_row<'a>(record: &'a AlertRecord, index: usize, ev: &'a Evidence, now: OffsetDateTime) -> Row<'a> {
-    let mut row = base_row(record, "evidence", &format!("evidence/{index}"), &ev.raw, now);
+fn evidence_row<'a>(
+    record: &'a AlertRecord,
+    index: usize,
+    ev: &'a Evidence,
+    now: OffsetDateTime,
+) -> Row<'a> {
+    let mut row = base_row(
+        record,
+        "evidence",
+        &format!("evidence/{index}"),
+        &ev.raw,
+        now,
+    );
     row.evidence_index = Some(index);
     row.evidence_type = Some(&ev.kind);
     row.evidence_key = ev.key.as_deref();
@@ -159,7 +192,10 @@ fn evidence_row<'a>(record: &'a AlertRecord, index: usize, ev: &'a Evidence, now
 
 /// Serializes a row, cutting `RawJson` (with [`TRUNCATION_MARKER`]) until the row fits in
 /// `max_bytes`: a row is never dropped. The fingerprint and row id stay those of the full content.
-pub(super) fn serialize_within(mut row: Row<'_>, max_bytes: usize) -> Result<Vec<u8>, serde_json::Error> {
+pub(super) fn serialize_within(
+    mut row: Row<'_>,
+    max_bytes: usize,
+) -> Result<Vec<u8>, serde_json::Error> {
     let bytes = serde_json::to_vec(&row)?;
     if bytes.len() <= max_bytes {
         return Ok(bytes);

@@ -46,11 +46,28 @@ const MAX: usize = 1_000_000;
 
 #[test]
 fn column_names_follow_the_logs_ingestion_rules() {
-    let reserved = ["TenantId", "Title", "Type", "id", "UniqueId", "_ResourceId", "_SubscriptionId"];
+    let reserved = [
+        "TenantId",
+        "Title",
+        "Type",
+        "id",
+        "UniqueId",
+        "_ResourceId",
+        "_SubscriptionId",
+    ];
     for (name, ty) in STREAM_COLUMNS {
-        assert!(name.len() <= 45 && name.chars().next().unwrap().is_ascii_alphabetic(), "{name}");
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
-        assert!(!reserved.iter().any(|r| r.eq_ignore_ascii_case(name)), "{name} is reserved");
+        assert!(
+            name.len() <= 45 && name.chars().next().unwrap().is_ascii_alphabetic(),
+            "{name}"
+        );
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{name}"
+        );
+        assert!(
+            !reserved.iter().any(|r| r.eq_ignore_ascii_case(name)),
+            "{name} is reserved"
+        );
         assert!(["string", "datetime", "int", "boolean", "dynamic"].contains(ty));
     }
 }
@@ -58,7 +75,10 @@ fn column_names_follow_the_logs_ingestion_rules() {
 #[test]
 fn one_row_per_alert_and_per_evidence_with_only_declared_columns() {
     let r = record("a1", 2, "");
-    let rows: Vec<Value> = rows_for(&r, datetime!(2025-01-01 0:00 UTC)).into_iter().map(as_json).collect();
+    let rows: Vec<Value> = rows_for(&r, datetime!(2025-01-01 0:00 UTC))
+        .into_iter()
+        .map(as_json)
+        .collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["RowKind"], "alert");
     assert_eq!(rows[1]["RowKind"], "evidence");
@@ -68,7 +88,10 @@ fn one_row_per_alert_and_per_evidence_with_only_declared_columns() {
     assert_eq!(rows[0]["SourceTenantId"], "t1");
     assert_eq!(rows[0]["DefenderIncidentId"], "42");
     assert_eq!(rows[0]["SentinelIncidentName"], r.sentinel_name.to_string());
-    assert_eq!(rows[0]["TimeGenerated"], "2025-01-01T00:00:00Z", "send time");
+    assert_eq!(
+        rows[0]["TimeGenerated"], "2025-01-01T00:00:00Z",
+        "send time"
+    );
     assert_eq!(rows[0]["AlertLastUpdateTime"], "2024-01-02T00:00:00Z");
     let raw: Value = serde_json::from_str(rows[0]["RawJson"].as_str().unwrap()).unwrap();
     assert_eq!(raw, r.alert.raw, "raw JSON kept whole, as a string");
@@ -84,10 +107,27 @@ fn one_row_per_alert_and_per_evidence_with_only_declared_columns() {
 fn row_ids_are_stable_and_change_with_content_or_slot() {
     let now = datetime!(2025-01-01 0:00 UTC);
     let a = record("a1", 1, "x");
-    let ids = |r: &AlertRecord| rows_for(r, now).into_iter().map(|row| row.row_id).collect::<Vec<_>>();
-    assert_eq!(ids(&a), ids(&record("a1", 1, "x")), "same content, same ids");
-    assert_ne!(ids(&a)[0], ids(&record("a1", 1, "y"))[0], "changed content, new id");
-    assert_eq!(ids(&a)[1], ids(&record("a1", 1, "y"))[1], "unchanged evidence keeps its id");
+    let ids = |r: &AlertRecord| {
+        rows_for(r, now)
+            .into_iter()
+            .map(|row| row.row_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&a),
+        ids(&record("a1", 1, "x")),
+        "same content, same ids"
+    );
+    assert_ne!(
+        ids(&a)[0],
+        ids(&record("a1", 1, "y"))[0],
+        "changed content, new id"
+    );
+    assert_eq!(
+        ids(&a)[1],
+        ids(&record("a1", 1, "y"))[1],
+        "unchanged evidence keeps its id"
+    );
     assert_ne!(ids(&a)[0], ids(&a)[1]);
 }
 
@@ -98,9 +138,17 @@ fn an_oversized_row_is_cut_with_a_marker_never_dropped() {
     let row = rows_for(&r, datetime!(2025-01-01 0:00 UTC)).remove(0);
     let bytes = serialize_within(row, MAX).unwrap();
     assert!(bytes.len() <= MAX, "{}", bytes.len());
-    assert!(bytes.len() > MAX - 1000, "cut close to the limit, not emptied: {}", bytes.len());
+    assert!(
+        bytes.len() > MAX - 1000,
+        "cut close to the limit, not emptied: {}",
+        bytes.len()
+    );
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     assert!(v["RawJson"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
     assert_eq!(v["RawTruncated"], true);
-    assert_eq!(v["ContentFingerprint"], fingerprint(&r.alert.raw.to_string()), "fingerprint of the full content");
+    assert_eq!(
+        v["ContentFingerprint"],
+        fingerprint(&r.alert.raw.to_string()),
+        "fingerprint of the full content"
+    );
 }

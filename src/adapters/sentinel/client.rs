@@ -2,7 +2,9 @@
 
 use super::SentinelError;
 use super::wire::{CommentDto, IncidentDto, ListDto, PutDto};
-use crate::adapters::http::{self, BucketLimiter, Call, CallCounts, HttpClient, Limit, RetryPolicy};
+use crate::adapters::http::{
+    self, BucketLimiter, Call, CallCounts, HttpClient, Limit, RetryPolicy,
+};
 use crate::config::{ClientLimits, SentinelWorkspace};
 use crate::credentials::{TokenSource, scopes};
 use crate::domain::*;
@@ -41,16 +43,32 @@ impl SentinelClient {
         timeout: Duration,
     ) -> Result<Self, SentinelError> {
         if !matches!(endpoint.scheme(), "http" | "https") {
-            return Err(SentinelError::Rejected { status: 0, message: format!("ARM endpoint {endpoint} is not http(s)") });
+            return Err(SentinelError::Rejected {
+                status: 0,
+                message: format!("ARM endpoint {endpoint} is not http(s)"),
+            });
         }
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
             .map_err(|e| SentinelError::Transient(format!("cannot build the HTTP client: {e}")))?;
-        let writes = Arc::new(http::token_bucket(limits.arm_write_burst, limits.arm_writes_per_second));
-        Ok(Self { endpoint, workspace, tenant, http, writes })
+        let writes = Arc::new(http::token_bucket(
+            limits.arm_write_burst,
+            limits.arm_writes_per_second,
+        ));
+        Ok(Self {
+            endpoint,
+            workspace,
+            tenant,
+            http,
+            writes,
+        })
     }
 
     /// From the handler's settings: `ARM_ENDPOINT`, the workspace, tokens in `AZURE_TENANT_ID`, `limits`.
-    pub fn from_settings(settings: &crate::config::Settings, tokens: Arc<dyn TokenSource>, timeout: Duration) -> Result<Self, SentinelError> {
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        tokens: Arc<dyn TokenSource>,
+        timeout: Duration,
+    ) -> Result<Self, SentinelError> {
         Self::new(
             settings.arm_endpoint.clone(),
             settings.workspace.clone(),
@@ -89,7 +107,10 @@ impl SentinelClient {
             "incidents",
         ];
         segments.extend_from_slice(tail);
-        http::with_query(http::join(&self.endpoint, &segments), &[("api-version", API_VERSION)])
+        http::with_query(
+            http::join(&self.endpoint, &segments),
+            &[("api-version", API_VERSION)],
+        )
     }
 
     async fn call<T: DeserializeOwned>(
@@ -98,62 +119,108 @@ impl SentinelClient {
         write: bool,
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<T, SentinelError> {
-        let limit = if write { Limit::Bucket(&self.writes) } else { Limit::None };
+        let limit = if write {
+            Limit::Bucket(&self.writes)
+        } else {
+            Limit::None
+        };
         // GET and PUT (with a client-chosen name) are idempotent.
-        let call = Call { tenant: &self.tenant, scope: scopes::ARM, idempotent: true, limit, op };
+        let call = Call {
+            tenant: &self.tenant,
+            scope: scopes::ARM,
+            idempotent: true,
+            limit,
+            op,
+        };
         let resp = self.http.execute(call, make).await?;
         if !resp.status().is_success() {
             return Err(http::error_info(resp).await.into());
         }
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| SentinelError::Transient(format!("reading the ARM answer: {e}")))?;
-        serde_json::from_slice(&body).map_err(|e| SentinelError::Rejected { status, message: format!("{op}: the answer does not parse: {e}") })
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SentinelError::Transient(format!("reading the ARM answer: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| SentinelError::Rejected {
+            status,
+            message: format!("{op}: the answer does not parse: {e}"),
+        })
     }
 
     fn checked_link(&self, link: &str) -> Result<Url, SentinelError> {
-        let url = Url::parse(link).map_err(|e| SentinelError::Rejected { status: 200, message: format!("nextLink '{link}' is not a URL: {e}") })?;
+        let url = Url::parse(link).map_err(|e| SentinelError::Rejected {
+            status: 200,
+            message: format!("nextLink '{link}' is not a URL: {e}"),
+        })?;
         if !http::same_origin(&self.endpoint, &url) {
             return Err(SentinelError::Rejected {
                 status: 200,
-                message: format!("refusing to follow nextLink to {} (not the configured ARM host)", url.origin().ascii_serialization()),
+                message: format!(
+                    "refusing to follow nextLink to {} (not the configured ARM host)",
+                    url.origin().ascii_serialization()
+                ),
             });
         }
         Ok(url)
     }
 
     fn map(dto: IncidentDto) -> Result<SentinelIncident, SentinelError> {
-        SentinelIncident::try_from(dto).map_err(|message| SentinelError::Rejected { status: 200, message })
+        SentinelIncident::try_from(dto).map_err(|message| SentinelError::Rejected {
+            status: 200,
+            message,
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl SentinelApi for SentinelClient {
-    async fn get_incident(&self, name: &SentinelIncidentName) -> Result<Option<SentinelIncident>, SentinelError> {
+    async fn get_incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<SentinelIncident>, SentinelError> {
         let url = self.url(&[&name.to_string()]);
-        match self.call::<IncidentDto>("arm.get_incident", false, |c| c.get(url.clone())).await {
+        match self
+            .call::<IncidentDto>("arm.get_incident", false, |c| c.get(url.clone()))
+            .await
+        {
             Ok(dto) => Self::map(dto).map(Some),
             Err(SentinelError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn put_incident(&self, incident: &SentinelIncident) -> Result<SentinelIncident, SentinelError> {
-        let body = PutDto::try_from(incident).map_err(|message| SentinelError::Rejected { status: 0, message })?;
+    async fn put_incident(
+        &self,
+        incident: &SentinelIncident,
+    ) -> Result<SentinelIncident, SentinelError> {
+        let body = PutDto::try_from(incident)
+            .map_err(|message| SentinelError::Rejected { status: 0, message })?;
         let url = self.url(&[&incident.name.to_string()]);
-        let dto: IncidentDto = self.call("arm.put_incident", true, |c| c.put(url.clone()).json(&body)).await?;
+        let dto: IncidentDto = self
+            .call("arm.put_incident", true, |c| c.put(url.clone()).json(&body))
+            .await?;
         Self::map(dto)
     }
 
-    async fn list_modified_since(&self, since: OffsetDateTime, next_link: Option<&str>) -> Result<SentinelPage, SentinelError> {
+    async fn list_modified_since(
+        &self,
+        since: OffsetDateTime,
+        next_link: Option<&str>,
+    ) -> Result<SentinelPage, SentinelError> {
         let url = match next_link {
             Some(link) => self.checked_link(link)?,
             None => {
-                let since = since.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default();
+                let since = since
+                    .to_offset(time::UtcOffset::UTC)
+                    .format(&Rfc3339)
+                    .unwrap_or_default();
                 let filter = format!("properties/lastModifiedTimeUtc ge {since}");
                 http::with_query(self.url(&[]), &[("$filter", &filter), ("$top", LIST_TOP)])
             }
         };
-        let page: ListDto<IncidentDto> = self.call("arm.list_incidents", false, |c| c.get(url.clone())).await?;
+        let page: ListDto<IncidentDto> = self
+            .call("arm.list_incidents", false, |c| c.get(url.clone()))
+            .await?;
         let next_link = match page.next_link {
             Some(link) => Some(self.checked_link(&link)?.to_string()),
             None => None,
@@ -163,17 +230,27 @@ impl SentinelApi for SentinelClient {
             match SentinelIncident::try_from(dto) {
                 Ok(i) => incidents.push(i),
                 // Not ours to fix and never a reason to stall the reverse sync: said, then skipped.
-                Err(error) => tracing::warn!(message = "Sentinel incident cannot be mapped; skipped.", %error),
+                Err(error) => {
+                    tracing::warn!(message = "Sentinel incident cannot be mapped; skipped.", %error)
+                }
             }
         }
-        Ok(SentinelPage { incidents, next_link })
+        Ok(SentinelPage {
+            incidents,
+            next_link,
+        })
     }
 
-    async fn list_comments(&self, name: &SentinelIncidentName) -> Result<Vec<SentinelComment>, SentinelError> {
+    async fn list_comments(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Vec<SentinelComment>, SentinelError> {
         let mut url = self.url(&[&name.to_string(), "comments"]);
         let mut comments = Vec::new();
         loop {
-            let page: ListDto<CommentDto> = self.call("arm.list_comments", false, |c| c.get(url.clone())).await?;
+            let page: ListDto<CommentDto> = self
+                .call("arm.list_comments", false, |c| c.get(url.clone()))
+                .await?;
             comments.extend(page.value.into_iter().map(SentinelComment::from));
             match page.next_link {
                 Some(link) => url = self.checked_link(&link)?,
@@ -182,10 +259,17 @@ impl SentinelApi for SentinelClient {
         }
     }
 
-    async fn put_comment(&self, name: &SentinelIncidentName, comment_id: uuid::Uuid, message: &str) -> Result<SentinelComment, SentinelError> {
+    async fn put_comment(
+        &self,
+        name: &SentinelIncidentName,
+        comment_id: uuid::Uuid,
+        message: &str,
+    ) -> Result<SentinelComment, SentinelError> {
         let url = self.url(&[&name.to_string(), "comments", &comment_id.to_string()]);
         let body = serde_json::json!({"properties": {"message": message}});
-        let dto: CommentDto = self.call("arm.put_comment", true, |c| c.put(url.clone()).json(&body)).await?;
+        let dto: CommentDto = self
+            .call("arm.put_comment", true, |c| c.put(url.clone()).json(&body))
+            .await?;
         Ok(dto.into())
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 /// Errors from ARM (Microsoft.SecurityInsights), grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum SentinelError {
-    #[error("ARM refused our credentials ({status}): {message}. The identity needs the Microsoft Sentinel Contributor role on the workspace")]
+    #[error(
+        "ARM refused our credentials ({status}): {message}. The identity needs the Microsoft Sentinel Contributor role on the workspace"
+    )]
     Auth { status: u16, message: String },
     #[error("not found in Sentinel")]
     NotFound,

@@ -139,25 +139,47 @@ impl TryFrom<IncidentDto> for SentinelIncident {
 
     fn try_from(dto: IncidentDto) -> Result<Self, String> {
         let name = SentinelIncidentName::parse(dto.name.as_deref().unwrap_or_default())?;
-        let p = dto.properties.ok_or_else(|| format!("incident {name} has no properties"))?;
+        let p = dto
+            .properties
+            .ok_or_else(|| format!("incident {name} has no properties"))?;
         let owner = p.owner.unwrap_or_default();
         Ok(SentinelIncident {
             name,
             etag: dto.etag,
             title: p.title.unwrap_or_default(),
             description: p.description,
-            severity: SentinelSeverity::parse(p.severity.as_deref().ok_or_else(|| format!("incident {name} has no severity"))?),
-            status: SentinelStatus::parse(p.status.as_deref().ok_or_else(|| format!("incident {name} has no status"))?),
-            classification: non_empty(p.classification).as_deref().map(SentinelClassification::parse),
-            classification_reason: non_empty(p.classification_reason).as_deref().map(ClassificationReason::parse),
+            severity: SentinelSeverity::parse(
+                p.severity
+                    .as_deref()
+                    .ok_or_else(|| format!("incident {name} has no severity"))?,
+            ),
+            status: SentinelStatus::parse(
+                p.status
+                    .as_deref()
+                    .ok_or_else(|| format!("incident {name} has no status"))?,
+            ),
+            classification: non_empty(p.classification)
+                .as_deref()
+                .map(SentinelClassification::parse),
+            classification_reason: non_empty(p.classification_reason)
+                .as_deref()
+                .map(ClassificationReason::parse),
             classification_comment: p.classification_comment,
             owner: Owner {
-                object_id: owner.object_id.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()),
+                object_id: owner
+                    .object_id
+                    .as_deref()
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok()),
                 user_principal_name: non_empty(owner.user_principal_name),
                 email: non_empty(owner.email),
                 assigned_to: non_empty(owner.assigned_to),
             },
-            labels: p.labels.unwrap_or_default().into_iter().map(label).collect(),
+            labels: p
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .map(label)
+                .collect(),
             first_activity: parse_time(p.first_activity_time_utc.as_deref()),
             last_activity: parse_time(p.last_activity_time_utc.as_deref()),
             incident_number: p.incident_number,
@@ -168,8 +190,18 @@ impl TryFrom<IncidentDto> for SentinelIncident {
 }
 
 fn label(dto: LabelDto) -> Label {
-    let auto = dto.label_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("AutoAssigned"));
-    Label { name: dto.label_name, kind: if auto { LabelKind::AutoAssigned } else { LabelKind::User } }
+    let auto = dto
+        .label_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("AutoAssigned"));
+    Label {
+        name: dto.label_name,
+        kind: if auto {
+            LabelKind::AutoAssigned
+        } else {
+            LabelKind::User
+        },
+    }
 }
 
 impl TryFrom<&SentinelIncident> for PutDto {
@@ -184,7 +216,10 @@ impl TryFrom<&SentinelIncident> for PutDto {
         if let Some(d) = &i.description {
             let n = d.chars().count();
             if n > MAX_DESCRIPTION_CHARS {
-                return Err(format!("incident {} description has {n} characters (Sentinel takes {MAX_DESCRIPTION_CHARS})", i.name));
+                return Err(format!(
+                    "incident {} description has {n} characters (Sentinel takes {MAX_DESCRIPTION_CHARS})",
+                    i.name
+                ));
             }
         }
         let owner = OwnerDto {
@@ -209,7 +244,10 @@ impl TryFrom<&SentinelIncident> for PutDto {
                 severity: i.severity.as_str().to_owned(),
                 status: i.status.as_str().to_owned(),
                 classification: i.classification.as_ref().map(|c| c.as_str().to_owned()),
-                classification_reason: i.classification_reason.as_ref().map(|c| c.as_str().to_owned()),
+                classification_reason: i
+                    .classification_reason
+                    .as_ref()
+                    .map(|c| c.as_str().to_owned()),
                 classification_comment: i.classification_comment.clone(),
                 owner,
                 labels,
@@ -225,12 +263,23 @@ impl From<CommentDto> for SentinelComment {
         let p = dto.properties;
         let (message, created, author) = match p {
             Some(p) => {
-                let author = p.author.and_then(|a| a.user_principal_name.or(a.email).or(a.name));
-                (p.message.unwrap_or_default(), parse_time(p.created_time_utc.as_deref()), author)
+                let author = p
+                    .author
+                    .and_then(|a| a.user_principal_name.or(a.email).or(a.name));
+                (
+                    p.message.unwrap_or_default(),
+                    parse_time(p.created_time_utc.as_deref()),
+                    author,
+                )
             }
             None => (String::new(), None, None),
         };
-        SentinelComment { id: dto.name.unwrap_or_default(), message, author, created }
+        SentinelComment {
+            id: dto.name.unwrap_or_default(),
+            message,
+            author,
+            created,
+        }
     }
 }
 

@@ -11,13 +11,25 @@ fn read(name: &str) -> SentinelIncident {
 fn get_fixture_maps() {
     let i = read("sentinel-get-incident.response.json");
     assert_eq!(i.name.to_string(), "73e01a99-5cd7-4139-a149-9f2736ff2ab5");
-    assert_eq!(i.etag.as_deref(), Some("\"0300bf09-0000-0000-0000-5c37296e0000\""));
+    assert_eq!(
+        i.etag.as_deref(),
+        Some("\"0300bf09-0000-0000-0000-5c37296e0000\"")
+    );
     assert_eq!(i.status, SentinelStatus::Closed);
     assert_eq!(i.severity, SentinelSeverity::High);
-    assert_eq!(i.classification, Some(SentinelClassification::FalsePositive));
-    assert_eq!(i.classification_reason, Some(ClassificationReason::InaccurateData));
+    assert_eq!(
+        i.classification,
+        Some(SentinelClassification::FalsePositive)
+    );
+    assert_eq!(
+        i.classification_reason,
+        Some(ClassificationReason::InaccurateData)
+    );
     assert_eq!(i.owner.upn_or_email(), Some("john@contoso.com"));
-    assert_eq!(i.owner.object_id.map(|u| u.to_string()).as_deref(), Some("2046feea-040d-4a46-9e2b-91c2941bfa70"));
+    assert_eq!(
+        i.owner.object_id.map(|u| u.to_string()).as_deref(),
+        Some("2046feea-040d-4a46-9e2b-91c2941bfa70")
+    );
     assert_eq!(i.incident_number, Some(3177));
     assert!(i.first_activity.is_some() && i.last_modified.is_some());
 }
@@ -34,11 +46,26 @@ fn put_body_carries_the_fixture_request_and_the_whole_object() {
             assert_eq!(&body["properties"][k], v, "{k}");
         }
     }
-    assert_eq!(body["properties"]["owner"]["objectId"], expected["properties"]["owner"]["objectId"]);
-    assert_eq!(body["properties"]["owner"]["userPrincipalName"], "john@contoso.com");
+    assert_eq!(
+        body["properties"]["owner"]["objectId"],
+        expected["properties"]["owner"]["objectId"]
+    );
+    assert_eq!(
+        body["properties"]["owner"]["userPrincipalName"],
+        "john@contoso.com"
+    );
     assert_eq!(body["properties"]["labels"], json!([]));
-    for read_only in ["incidentNumber", "createdTimeUtc", "lastModifiedTimeUtc", "providerName", "additionalData"] {
-        assert!(body["properties"].get(read_only).is_none(), "{read_only} must not be written");
+    for read_only in [
+        "incidentNumber",
+        "createdTimeUtc",
+        "lastModifiedTimeUtc",
+        "providerName",
+        "additionalData",
+    ] {
+        assert!(
+            body["properties"].get(read_only).is_none(),
+            "{read_only} must not be written"
+        );
     }
 }
 
@@ -46,19 +73,30 @@ fn put_body_carries_the_fixture_request_and_the_whole_object() {
 fn labels_keep_auto_assigned_ones_as_read_and_write_user_ones_by_name() {
     let raw = json!({"name": "73e01a99-5cd7-4139-a149-9f2736ff2ab5", "properties": {"title": "t", "severity": "Low", "status": "New",
         "labels": [{"labelName": "Defender", "labelType": "User"}, {"labelName": "ml", "labelType": "AutoAssigned"}]}});
-    let i = SentinelIncident::try_from(serde_json::from_value::<IncidentDto>(raw).unwrap()).unwrap();
+    let i =
+        SentinelIncident::try_from(serde_json::from_value::<IncidentDto>(raw).unwrap()).unwrap();
     assert_eq!(i.labels[1].kind, LabelKind::AutoAssigned);
     let body = serde_json::to_value(PutDto::try_from(&i).unwrap()).unwrap();
-    assert_eq!(body["properties"]["labels"], json!([{"labelName": "Defender"}, {"labelName": "ml", "labelType": "AutoAssigned"}]));
+    assert_eq!(
+        body["properties"]["labels"],
+        json!([{"labelName": "Defender"}, {"labelName": "ml", "labelType": "AutoAssigned"}])
+    );
     assert!(body.get("etag").is_none(), "new incident: no etag");
-    assert_eq!(body["properties"]["owner"], json!({}), "owner always sent, even unassigned");
+    assert_eq!(
+        body["properties"]["owner"],
+        json!({}),
+        "owner always sent, even unassigned"
+    );
 }
 
 #[test]
 fn oversized_description_and_empty_title_are_refused() {
     let mut i = read("sentinel-get-incident.response.json");
     i.description = Some("é".repeat(5_000));
-    assert!(PutDto::try_from(&i).is_ok(), "5,000 characters (not bytes) fit");
+    assert!(
+        PutDto::try_from(&i).is_ok(),
+        "5,000 characters (not bytes) fit"
+    );
     i.description = Some("x".repeat(5_001));
     assert!(PutDto::try_from(&i).unwrap_err().contains("5001"));
     i.description = None;
@@ -68,7 +106,11 @@ fn oversized_description_and_empty_title_are_refused() {
 
 #[test]
 fn comment_fixture_maps() {
-    let c: SentinelComment = serde_json::from_value::<CommentDto>(fixture("sentinel-incident-comment.put.response.json")).unwrap().into();
+    let c: SentinelComment = serde_json::from_value::<CommentDto>(fixture(
+        "sentinel-incident-comment.put.response.json",
+    ))
+    .unwrap()
+    .into();
     assert_eq!(c.id, "4bb36b7b-26ff-4d1c-9cbe-0d8ab3da0014");
     assert_eq!(c.message, "Some message");
     assert_eq!(c.author.as_deref(), Some("john@contoso.com"));

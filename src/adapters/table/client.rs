@@ -27,7 +27,10 @@ pub struct TableClientOptions {
 
 impl Default for TableClientOptions {
     fn default() -> Self {
-        Self { root_certificates: Vec::new(), timeout: Duration::from_secs(30) }
+        Self {
+            root_certificates: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -93,16 +96,31 @@ impl TableClient {
     ) -> Result<Self, TableError> {
         validate_table_name(table)?;
         let auth = match storage {
-            StorageConfig::SharedKey { account, key, .. } => Auth::SharedKey { account: account.clone(), key: decode_key(key.secret())? },
-            StorageConfig::Identity { .. } => Auth::Token { source: tokens, tenant },
+            StorageConfig::SharedKey { account, key, .. } => Auth::SharedKey {
+                account: account.clone(),
+                key: decode_key(key.secret())?,
+            },
+            StorageConfig::Identity { .. } => Auth::Token {
+                source: tokens,
+                tenant,
+            },
         };
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .tls_certs_merge(options.root_certificates)
             .build()
             .map_err(|e| TableError::Rejected(format!("cannot build the HTTP client: {e}")))?;
-        let base = storage.table_endpoint().as_str().trim_end_matches('/').to_owned();
-        Ok(Self { http, base, table: table.to_owned(), auth })
+        let base = storage
+            .table_endpoint()
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            http,
+            base,
+            table: table.to_owned(),
+            auth,
+        })
     }
 
     /// The table name.
@@ -113,7 +131,13 @@ impl TableClient {
     /// Creates the table; an existing table is fine.
     pub async fn create_table_if_missing(&self) -> Result<(), TableError> {
         let body = serde_json::json!({ "TableName": self.table });
-        let req = self.request(Method::POST, "Tables", Some(("application/json", body.to_string()))).await?;
+        let req = self
+            .request(
+                Method::POST,
+                "Tables",
+                Some(("application/json", body.to_string())),
+            )
+            .await?;
         match send(req.header("Prefer", "return-no-content")).await {
             Ok(_) | Err(TableError::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
@@ -122,7 +146,9 @@ impl TableClient {
 
     /// Reads one entity; `None` when absent.
     pub async fn get(&self, pk: &str, rk: &str) -> Result<Option<Entity>, TableError> {
-        let req = self.request(Method::GET, &entity_path(&self.table, pk, rk)?, None).await?;
+        let req = self
+            .request(Method::GET, &entity_path(&self.table, pk, rk)?, None)
+            .await?;
         match send(req).await {
             Ok(resp) => {
                 let etag = etag_of(resp.headers());
@@ -139,7 +165,13 @@ impl TableClient {
     pub async fn insert(&self, e: &Entity) -> Result<String, TableError> {
         super::entity::validate_key("PartitionKey", &e.partition_key)?;
         super::entity::validate_key("RowKey", &e.row_key)?;
-        let req = self.request(Method::POST, &self.table, Some(("application/json", e.to_json().to_string()))).await?;
+        let req = self
+            .request(
+                Method::POST,
+                &self.table,
+                Some(("application/json", e.to_json().to_string())),
+            )
+            .await?;
         written_etag(send(req.header("Prefer", "return-no-content")).await?)
     }
 
@@ -160,13 +192,28 @@ impl TableClient {
 
     /// Deletes an entity if it matches.
     pub async fn delete(&self, pk: &str, rk: &str, if_match: &IfMatch) -> Result<(), TableError> {
-        let req = self.request(Method::DELETE, &entity_path(&self.table, pk, rk)?, None).await?;
-        send(req.header("If-Match", if_match.header())).await.map(drop)
+        let req = self
+            .request(Method::DELETE, &entity_path(&self.table, pk, rk)?, None)
+            .await?;
+        send(req.header("If-Match", if_match.header()))
+            .await
+            .map(drop)
     }
 
-    async fn write(&self, method: Method, e: &Entity, if_match: Option<&IfMatch>) -> Result<String, TableError> {
+    async fn write(
+        &self,
+        method: Method,
+        e: &Entity,
+        if_match: Option<&IfMatch>,
+    ) -> Result<String, TableError> {
         let path = entity_path(&self.table, &e.partition_key, &e.row_key)?;
-        let mut req = self.request(method, &path, Some(("application/json", e.to_json().to_string()))).await?;
+        let mut req = self
+            .request(
+                method,
+                &path,
+                Some(("application/json", e.to_json().to_string())),
+            )
+            .await?;
         if let Some(m) = if_match {
             req = req.header("If-Match", m.header());
         }
@@ -186,17 +233,31 @@ impl TableClient {
             params.push(format!("$top={}", t.clamp(1, 1000)));
         }
         if let Some(c) = from {
-            params.push(format!("NextPartitionKey={}", encode(&c.next_partition_key)));
+            params.push(format!(
+                "NextPartitionKey={}",
+                encode(&c.next_partition_key)
+            ));
             if let Some(rk) = &c.next_row_key {
                 params.push(format!("NextRowKey={}", encode(rk)));
             }
         }
-        let path = if params.is_empty() { format!("{}()", self.table) } else { format!("{}()?{}", self.table, params.join("&")) };
+        let path = if params.is_empty() {
+            format!("{}()", self.table)
+        } else {
+            format!("{}()?{}", self.table, params.join("&"))
+        };
         let resp = send(self.request(Method::GET, &path, None).await?).await?;
         let continuation = continuation_of(resp.headers());
         let body: QueryBody = resp.json().await?;
-        let entities = body.value.into_iter().map(|v| Entity::from_json(v, None)).collect::<Result<_, _>>()?;
-        Ok(Page { entities, continuation })
+        let entities = body
+            .value
+            .into_iter()
+            .map(|v| Entity::from_json(v, None))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            entities,
+            continuation,
+        })
     }
 
     /// All results of a query, following continuation tokens.
@@ -219,18 +280,30 @@ impl TableClient {
         let boundary = format!("batch_{}", uuid::Uuid::new_v4());
         let body = batch::build(&self.base, &self.table, &boundary, ops)?;
         let content_type = format!("multipart/mixed; boundary={boundary}");
-        let resp = send(self.request(Method::POST, "$batch", Some((&content_type, body))).await?).await?;
+        let resp = send(
+            self.request(Method::POST, "$batch", Some((&content_type, body)))
+                .await?,
+        )
+        .await?;
         let text = resp.text().await?;
         batch::parse_response(&text, ops.len())
     }
 
     /// A signed request for `{endpoint}/{resource}` with the common headers.
-    async fn request(&self, method: Method, resource: &str, body: Option<(&str, String)>) -> Result<RequestBuilder, TableError> {
+    async fn request(
+        &self,
+        method: Method,
+        resource: &str,
+        body: Option<(&str, String)>,
+    ) -> Result<RequestBuilder, TableError> {
         let url = reqwest::Url::parse(&format!("{}/{resource}", self.base))
             .map_err(|e| TableError::Rejected(format!("bad request URL for {resource}: {e}")))?;
         let date = http_date(time::OffsetDateTime::now_utc());
         let content_type = body.as_ref().map_or("", |(ct, _)| *ct);
-        let authorization = self.auth.header(method.as_str(), content_type, &date, url.path()).await?;
+        let authorization = self
+            .auth
+            .header(method.as_str(), content_type, &date, url.path())
+            .await?;
         let mut req = self
             .http
             .request(method, url)
@@ -263,7 +336,13 @@ fn validate_table_name(t: &str) -> Result<(), TableError> {
     let ok = (3..=63).contains(&t.len())
         && t.starts_with(|c: char| c.is_ascii_alphabetic())
         && t.chars().all(|c| c.is_ascii_alphanumeric());
-    if ok { Ok(()) } else { Err(TableError::Rejected(format!("'{t}' is not a table name (3-63 letters and digits, starting with a letter)"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(TableError::Rejected(format!(
+            "'{t}' is not a table name (3-63 letters and digits, starting with a letter)"
+        )))
+    }
 }
 
 /// Sends a request and turns any non-2xx status into a typed error.
@@ -280,11 +359,25 @@ async fn send(req: RequestBuilder) -> Result<Response, TableError> {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
-    let header_code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let header_code = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let text = resp.text().await.unwrap_or_default();
     let (code, message) = error_body(&text);
-    let code = if header_code.is_empty() { code } else { header_code };
-    Err(TableError::from_status(status, &code, &message, retry_after))
+    let code = if header_code.is_empty() {
+        code
+    } else {
+        header_code
+    };
+    Err(TableError::from_status(
+        status,
+        &code,
+        &message,
+        retry_after,
+    ))
 }
 
 /// Code and message from an OData JSON error body (`{"odata.error":{"code","message":{"value"}}}`).
@@ -292,20 +385,32 @@ pub(crate) fn error_body(text: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let err = &v["odata.error"];
     let code = err["code"].as_str().unwrap_or_default().to_owned();
-    let message = err["message"]["value"].as_str().map(str::to_owned).unwrap_or_else(|| text.chars().take(300).collect());
+    let message = err["message"]["value"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.chars().take(300).collect());
     (code, message.lines().next().unwrap_or_default().to_owned())
 }
 
 fn etag_of(h: &HeaderMap) -> Option<String> {
-    h.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    h.get("ETag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn written_etag(resp: Response) -> Result<String, TableError> {
-    etag_of(resp.headers()).ok_or_else(|| TableError::Rejected("the write succeeded but the response has no ETag".into()))
+    etag_of(resp.headers()).ok_or_else(|| {
+        TableError::Rejected("the write succeeded but the response has no ETag".into())
+    })
 }
 
 fn continuation_of(h: &HeaderMap) -> Option<Continuation> {
-    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_owned);
+    let get = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     Some(Continuation {
         next_partition_key: get("x-ms-continuation-NextPartitionKey")?,
         next_row_key: get("x-ms-continuation-NextRowKey"),

@@ -16,7 +16,12 @@ pub struct Entity {
 impl Entity {
     /// An entity with no properties yet.
     pub fn new(partition_key: impl Into<String>, row_key: impl Into<String>) -> Self {
-        Self { partition_key: partition_key.into(), row_key: row_key.into(), etag: None, properties: Map::new() }
+        Self {
+            partition_key: partition_key.into(),
+            row_key: row_key.into(),
+            etag: None,
+            properties: Map::new(),
+        }
     }
 
     /// Sets a property (builder style).
@@ -33,7 +38,10 @@ impl Entity {
     /// The JSON body sent to the service.
     pub(crate) fn to_json(&self) -> Value {
         let mut m = self.properties.clone();
-        m.insert("PartitionKey".into(), Value::String(self.partition_key.clone()));
+        m.insert(
+            "PartitionKey".into(),
+            Value::String(self.partition_key.clone()),
+        );
         m.insert("RowKey".into(), Value::String(self.row_key.clone()));
         Value::Object(m)
     }
@@ -41,11 +49,15 @@ impl Entity {
     /// Reads an entity from a response object; `etag` from the header when the body has none.
     pub(crate) fn from_json(v: Value, etag: Option<String>) -> Result<Self, TableError> {
         let Value::Object(mut m) = v else {
-            return Err(TableError::Rejected("an entity in the response is not a JSON object".into()));
+            return Err(TableError::Rejected(
+                "an entity in the response is not a JSON object".into(),
+            ));
         };
         let mut take_key = |k: &str| match m.remove(k) {
             Some(Value::String(s)) => Ok(s),
-            _ => Err(TableError::Rejected(format!("an entity in the response has no {k}"))),
+            _ => Err(TableError::Rejected(format!(
+                "an entity in the response has no {k}"
+            ))),
         };
         let partition_key = take_key("PartitionKey")?;
         let row_key = take_key("RowKey")?;
@@ -55,15 +67,25 @@ impl Entity {
         };
         m.remove("Timestamp");
         m.retain(|k, _| !k.starts_with("odata.") && !k.contains("@odata."));
-        Ok(Self { partition_key, row_key, etag: body_etag.or(etag), properties: m })
+        Ok(Self {
+            partition_key,
+            row_key,
+            etag: body_etag.or(etag),
+            properties: m,
+        })
     }
 }
 
 /// Checks a PartitionKey/RowKey against the service's rules (no `/ \ # ?`, no control
 /// characters, at most 1 KiB), so a bad key fails here with its name rather than as a 400.
 pub(crate) fn validate_key(what: &str, k: &str) -> Result<(), TableError> {
-    if k.len() > 1024 || k.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control()) {
-        return Err(TableError::Rejected(format!("{what} '{k}' is not allowed (no / \\ # ? or control characters, at most 1 KiB)")));
+    if k.len() > 1024
+        || k.chars()
+            .any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
+    {
+        return Err(TableError::Rejected(format!(
+            "{what} '{k}' is not allowed (no / \\ # ? or control characters, at most 1 KiB)"
+        )));
     }
     Ok(())
 }
@@ -91,7 +113,11 @@ pub fn quote(s: &str) -> String {
 pub(crate) fn entity_path(table: &str, pk: &str, rk: &str) -> Result<String, TableError> {
     validate_key("PartitionKey", pk)?;
     validate_key("RowKey", rk)?;
-    Ok(format!("{table}(PartitionKey={},RowKey={})", encode(&quote(pk)), encode(&quote(rk))))
+    Ok(format!(
+        "{table}(PartitionKey={},RowKey={})",
+        encode(&quote(pk)),
+        encode(&quote(rk))
+    ))
 }
 
 #[cfg(test)]
@@ -103,12 +129,25 @@ mod tests {
         let v = serde_json::json!({"odata.etag":"W/\"x\"","PartitionKey":"p","RowKey":"r","Timestamp":"t",
             "Timestamp@odata.type":"Edm.DateTime","n":1});
         let e = Entity::from_json(v, Some("header".into())).unwrap();
-        assert_eq!(e, Entity { partition_key: "p".into(), row_key: "r".into(), etag: Some("W/\"x\"".into()), properties: Entity::new("p", "r").with("n", 1).properties });
+        assert_eq!(
+            e,
+            Entity {
+                partition_key: "p".into(),
+                row_key: "r".into(),
+                etag: Some("W/\"x\"".into()),
+                properties: Entity::new("p", "r").with("n", 1).properties
+            }
+        );
     }
 
     #[test]
     fn keys_are_quoted_encoded_and_validated() {
-        assert_eq!(entity_path("t", "a b", "it's").unwrap(), "t(PartitionKey='a%20b',RowKey='it''s')");
-        assert!(matches!(entity_path("t", "a/b", "r"), Err(TableError::Rejected(m)) if m.contains("PartitionKey")));
+        assert_eq!(
+            entity_path("t", "a b", "it's").unwrap(),
+            "t(PartitionKey='a%20b',RowKey='it''s')"
+        );
+        assert!(
+            matches!(entity_path("t", "a/b", "r"), Err(TableError::Rejected(m)) if m.contains("PartitionKey"))
+        );
     }
 }

@@ -37,8 +37,17 @@ pub enum TableError {
 
 impl TableError {
     /// Maps an error status and the service's error code/message to a variant.
-    pub(crate) fn from_status(status: u16, code: &str, message: &str, retry_after: Option<Duration>) -> Self {
-        let detail = if code.is_empty() { format!("HTTP {status}: {message}") } else { format!("HTTP {status} {code}: {message}") };
+    pub(crate) fn from_status(
+        status: u16,
+        code: &str,
+        message: &str,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let detail = if code.is_empty() {
+            format!("HTTP {status}: {message}")
+        } else {
+            format!("HTTP {status} {code}: {message}")
+        };
         match status {
             404 => TableError::NotFound(detail),
             409 => TableError::Conflict(detail),
@@ -65,12 +74,30 @@ mod tests {
 
     #[test]
     fn status_mapping_and_role_named_on_auth() {
-        assert!(matches!(TableError::from_status(412, "UpdateConditionNotSatisfied", "", None), TableError::PreconditionFailed(_)));
-        assert!(matches!(TableError::from_status(409, "EntityAlreadyExists", "", None), TableError::Conflict(_)));
-        assert!(matches!(TableError::from_status(404, "ResourceNotFound", "", None), TableError::NotFound(_)));
-        assert!(matches!(TableError::from_status(503, "ServerBusy", "", None), TableError::Throttled { .. }));
-        assert!(matches!(TableError::from_status(503, "", "", None), TableError::Transient(_)));
-        assert!(matches!(TableError::from_status(400, "InvalidInput", "", None), TableError::Rejected(_)));
+        assert!(matches!(
+            TableError::from_status(412, "UpdateConditionNotSatisfied", "", None),
+            TableError::PreconditionFailed(_)
+        ));
+        assert!(matches!(
+            TableError::from_status(409, "EntityAlreadyExists", "", None),
+            TableError::Conflict(_)
+        ));
+        assert!(matches!(
+            TableError::from_status(404, "ResourceNotFound", "", None),
+            TableError::NotFound(_)
+        ));
+        assert!(matches!(
+            TableError::from_status(503, "ServerBusy", "", None),
+            TableError::Throttled { .. }
+        ));
+        assert!(matches!(
+            TableError::from_status(503, "", "", None),
+            TableError::Transient(_)
+        ));
+        assert!(matches!(
+            TableError::from_status(400, "InvalidInput", "", None),
+            TableError::Rejected(_)
+        ));
         let auth = TableError::from_status(403, "AuthorizationPermissionMismatch", "no", None);
         assert!(auth.to_string().contains(REQUIRED_ROLE), "{auth}");
     }

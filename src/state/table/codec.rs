@@ -16,8 +16,14 @@ const MAX_PROPERTIES: usize = 252;
 const CHUNKS: &str = "Chunks";
 
 /// Encodes `value` into an entity, with `extra` scalar properties for filtering.
-pub(crate) fn encode<T: serde::Serialize>(pk: &str, rk: &str, value: &T, extra: Vec<(&str, Value)>) -> Result<Entity, StateError> {
-    let json = serde_json::to_string(value).map_err(|e| StateError::Invalid(format!("cannot serialise the record {pk}/{rk}: {e}")))?;
+pub(crate) fn encode<T: serde::Serialize>(
+    pk: &str,
+    rk: &str,
+    value: &T,
+    extra: Vec<(&str, Value)>,
+) -> Result<Entity, StateError> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| StateError::Invalid(format!("cannot serialise the record {pk}/{rk}: {e}")))?;
     let chunks = split_utf16(&json, CHUNK_UNITS);
     let mut e = Entity::new(pk, rk).with(CHUNKS, chunks.len() as i64);
     for (i, c) in chunks.into_iter().enumerate() {
@@ -38,11 +44,23 @@ pub(crate) fn encode<T: serde::Serialize>(pk: &str, rk: &str, value: &T, extra: 
 
 /// Decodes the JSON of an entity written by [`encode`].
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(e: &Entity) -> Result<T, StateError> {
-    let bad = |m: String| StateError::Invalid(format!("state record {}/{}: {m}", e.partition_key, e.row_key));
-    let n = e.properties.get(CHUNKS).and_then(Value::as_u64).ok_or_else(|| bad("no Chunks property".into()))?;
+    let bad = |m: String| {
+        StateError::Invalid(format!(
+            "state record {}/{}: {m}",
+            e.partition_key, e.row_key
+        ))
+    };
+    let n = e
+        .properties
+        .get(CHUNKS)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("no Chunks property".into()))?;
     let mut json = String::new();
     for i in 0..n {
-        json.push_str(e.str(&format!("State_{i}")).ok_or_else(|| bad(format!("chunk State_{i} is missing")))?);
+        json.push_str(
+            e.str(&format!("State_{i}"))
+                .ok_or_else(|| bad(format!("chunk State_{i} is missing")))?,
+        );
     }
     serde_json::from_str(&json).map_err(|err| bad(format!("cannot decode: {err}")))
 }
@@ -109,9 +127,13 @@ mod tests {
     #[test]
     fn beyond_one_mib_is_invalid_and_a_missing_chunk_is_reported() {
         let too_big = "x".repeat(MAX_ENTITY_BYTES / 2);
-        assert!(matches!(encode("p", "r", &too_big, vec![]), Err(StateError::Invalid(m)) if m.contains("1 MiB")));
+        assert!(
+            matches!(encode("p", "r", &too_big, vec![]), Err(StateError::Invalid(m)) if m.contains("1 MiB"))
+        );
         let mut e = encode("p", "r", &"y".repeat(40_000), vec![]).unwrap();
         e.properties.remove("State_1");
-        assert!(matches!(decode::<String>(&e), Err(StateError::Invalid(m)) if m.contains("State_1")));
+        assert!(
+            matches!(decode::<String>(&e), Err(StateError::Invalid(m)) if m.contains("State_1"))
+        );
     }
 }

@@ -25,22 +25,40 @@ fn main() -> anyhow::Result<()> {
             other => binary = PathBuf::from(other),
         }
     }
-    let binary = std::fs::canonicalize(&binary).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    let binary =
+        std::fs::canonicalize(&binary).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let app_root = binary.parent().map(PathBuf::from).unwrap_or_default();
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for i in 0..runs {
         let (t, kb) = one_run(&binary, &app_root, table)?;
-        println!("run {:2}: first answer after {:6.2} ms, VmRSS 2 s later {:6} kB", i + 1, t.as_secs_f64() * 1e3, kb);
+        println!(
+            "run {:2}: first answer after {:6.2} ms, VmRSS 2 s later {:6} kB",
+            i + 1,
+            t.as_secs_f64() * 1e3,
+            kb
+        );
         times.push(t);
         rss.push(kb);
     }
     times.sort();
     rss.sort();
-    let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).saturating_sub(1).min(times.len() - 1)];
+    let p = |q: f64| {
+        times[((times.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(times.len() - 1)]
+    };
     println!("binary: {}", binary.display());
-    println!("spawn -> first GET / answer: median {:.2} ms, p95 {:.2} ms (target < 20 ms)", p(0.5).as_secs_f64() * 1e3, p(0.95).as_secs_f64() * 1e3);
-    println!("VmRSS 2 s after: median {:.1} MB, max {:.1} MB (target < 15 MB)", rss[rss.len() / 2] as f64 / 1024.0, rss[rss.len() - 1] as f64 / 1024.0);
+    println!(
+        "spawn -> first GET / answer: median {:.2} ms, p95 {:.2} ms (target < 20 ms)",
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.95).as_secs_f64() * 1e3
+    );
+    println!(
+        "VmRSS 2 s after: median {:.1} MB, max {:.1} MB (target < 15 MB)",
+        rss[rss.len() / 2] as f64 / 1024.0,
+        rss[rss.len() - 1] as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -54,21 +72,33 @@ fn settings(table: bool) -> Vec<(&'static str, &'static str)> {
         ("IDENTITY_HEADER", "bench"),
         ("GRAPH_ENDPOINT", "http://127.0.0.1:9/graph"),
         ("ARM_ENDPOINT", "http://127.0.0.1:9/arm"),
-        ("SENTINEL_SUBSCRIPTION_ID", "33333333-3333-3333-3333-333333333333"),
+        (
+            "SENTINEL_SUBSCRIPTION_ID",
+            "33333333-3333-3333-3333-333333333333",
+        ),
         ("SENTINEL_RESOURCE_GROUP", "rg-bench"),
         ("SENTINEL_WORKSPACE_NAME", "law-bench"),
         ("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:9/dce"),
-        ("LOGS_DCR_IMMUTABLE_ID", "dcr-00000000000000000000000000000000"),
+        (
+            "LOGS_DCR_IMMUTABLE_ID",
+            "dcr-00000000000000000000000000000000",
+        ),
         ("WEBHOOK_SECRET", "bench-webhook-secret-0123456789"),
         ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"),
         ("FUNCTIONS_WORKER_RUNTIME", "custom"),
     ];
-    s.push(if table { ("AzureWebJobsStorage", "UseDevelopmentStorage=true") } else { ("SYNC_STATE_STORE", "memory") });
+    s.push(if table {
+        ("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    } else {
+        ("SYNC_STATE_STORE", "memory")
+    });
     s
 }
 
 fn one_run(binary: &PathBuf, app_root: &PathBuf, table: bool) -> anyhow::Result<(Duration, u64)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let start = Instant::now();
     let mut child = Command::new(binary)
         .current_dir(app_root)
@@ -107,9 +137,13 @@ fn one_run(binary: &PathBuf, app_root: &PathBuf, table: bool) -> anyhow::Result<
 
 /// Whether `GET /` gets an HTTP status line.
 fn answered(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = [0u8; 12];

@@ -43,14 +43,24 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         ("text/plain", "stub".to_owned())
     } else if !chunked || !has_id {
         status = "400 Bad Request";
-        ("text/plain", "POST must be chunked and carry X-Azure-Functions-InvocationId".to_owned())
+        (
+            "text/plain",
+            "POST must be chunked and carry X-Azure-Functions-InvocationId".to_owned(),
+        )
     } else if request_line.starts_with("POST /Slow ") {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     } else {
-        ("application/json", r#"{"Outputs":{},"Logs":["stub"],"ReturnValue":null}"#.to_owned())
+        (
+            "application/json",
+            r#"{"Outputs":{},"Logs":["stub"],"ReturnValue":null}"#.to_owned(),
+        )
     };
     let mut stream = stream;
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }

@@ -50,7 +50,10 @@ pub struct UpdateEvent {
 }
 
 /// Trigger field names of the writable properties that differ between two property maps.
-pub fn changed_fields(old: Option<&Map<String, Value>>, new: &Map<String, Value>) -> Vec<&'static str> {
+pub fn changed_fields(
+    old: Option<&Map<String, Value>>,
+    new: &Map<String, Value>,
+) -> Vec<&'static str> {
     let names: &[(&str, &'static str)] = &[
         ("title", "Title"),
         ("description", "Description"),
@@ -90,7 +93,11 @@ impl ArmStore {
     /// A new opaque etag, quoted as ARM writes it.
     pub fn new_etag(&mut self) -> String {
         self.etag_seq += 1;
-        format!("\"{:08x}-0000-0000-0000-{:012x}\"", self.etag_seq, now().unix_timestamp())
+        format!(
+            "\"{:08x}-0000-0000-0000-{:012x}\"",
+            self.etag_seq,
+            now().unix_timestamp()
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&SentinelIncident> {
@@ -118,17 +125,27 @@ impl ArmStore {
             props.insert("providerIncidentId".into(), json!(number.to_string()));
             props.insert("incidentUrl".into(), json!(format!("https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{base_url}/{name}")));
             props.insert("relatedAnalyticRuleIds".into(), json!([]));
-            let inc = SentinelIncident { name: name.to_owned(), etag: String::new(), created: t, modified: t, props, comments: BTreeMap::new() };
+            let inc = SentinelIncident {
+                name: name.to_owned(),
+                etag: String::new(),
+                created: t,
+                modified: t,
+                props,
+                comments: BTreeMap::new(),
+            };
             self.incidents.insert(key.clone(), inc);
         }
-        let Some(inc) = self.incidents.get_mut(&key) else { return created };
+        let Some(inc) = self.incidents.get_mut(&key) else {
+            return created;
+        };
         for k in WRITABLE {
             inc.props.remove(*k);
         }
         inc.props.extend(writable);
         inc.etag = etag;
         inc.modified = t.max(inc.modified);
-        inc.props.insert("lastModifiedTimeUtc".into(), json!(fmt_time(inc.modified)));
+        inc.props
+            .insert("lastModifiedTimeUtc".into(), json!(fmt_time(inc.modified)));
         created
     }
 
@@ -145,7 +162,8 @@ impl ArmStore {
         if let Some(inc) = self.get_mut(name) {
             inc.etag = etag;
             inc.modified = now().max(inc.modified);
-            inc.props.insert("lastModifiedTimeUtc".into(), json!(fmt_time(inc.modified)));
+            inc.props
+                .insert("lastModifiedTimeUtc".into(), json!(fmt_time(inc.modified)));
         }
     }
 }
@@ -154,8 +172,16 @@ impl SentinelIncident {
     /// The ARM resource envelope.
     pub fn render(&self, base_url: &str) -> Value {
         let mut props = self.props.clone();
-        let alerts = props.get("additionalData").and_then(|a| a.get("alertsCount")).cloned().unwrap_or(json!(0));
-        let mut extra = props.get("additionalData").and_then(Value::as_object).cloned().unwrap_or_default();
+        let alerts = props
+            .get("additionalData")
+            .and_then(|a| a.get("alertsCount"))
+            .cloned()
+            .unwrap_or(json!(0));
+        let mut extra = props
+            .get("additionalData")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         extra.insert("alertsCount".into(), alerts);
         extra.insert("commentsCount".into(), json!(self.comments.len()));
         extra.entry("bookmarksCount").or_insert(json!(0));

@@ -15,7 +15,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -32,7 +34,12 @@ pub fn generate_key() -> anyhow::Result<SigningKey> {
     if let Some(o) = jwk.as_object_mut() {
         o.insert("use".into(), json!("sig"));
     }
-    Ok(SigningKey { kid, encoding, decoding, jwk })
+    Ok(SigningKey {
+        kid,
+        encoding,
+        decoding,
+        jwk,
+    })
 }
 
 /// Claims of the tokens the simulator mints (Entra v1 access-token shape).
@@ -112,25 +119,35 @@ pub enum TokenRejection {
 }
 
 /// Verifies signature (by `kid` among `keys`), lifetime, audience (one of `audiences`) and issuer.
-pub fn verify(token: &str, keys: &[SigningKey], audiences: &[String]) -> Result<Claims, TokenRejection> {
+pub fn verify(
+    token: &str,
+    keys: &[SigningKey],
+    audiences: &[String],
+) -> Result<Claims, TokenRejection> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Invalid)?;
     if header.alg != Algorithm::RS256 {
         return Err(TokenRejection::Invalid);
     }
     let kid = header.kid.ok_or(TokenRejection::Invalid)?;
-    let key = keys.iter().find(|k| k.kid == kid).ok_or(TokenRejection::Invalid)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or(TokenRejection::Invalid)?;
     let mut v = Validation::new(Algorithm::RS256);
     v.validate_aud = false;
     v.leeway = 0;
     v.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
-    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature | jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-            TokenRejection::Expired
-        }
-        _ => TokenRejection::Invalid,
-    })?;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature
+            | jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenRejection::Expired,
+            _ => TokenRejection::Invalid,
+        })?;
     let c = data.claims;
-    if !audiences.iter().any(|a| a.trim_end_matches('/') == c.aud.trim_end_matches('/')) {
+    if !audiences
+        .iter()
+        .any(|a| a.trim_end_matches('/') == c.aud.trim_end_matches('/'))
+    {
         return Err(TokenRejection::Audience(c.aud));
     }
     if c.iss != issuer(&c.tid) {

@@ -43,7 +43,13 @@ pub struct TokenSpec {
 
 /// Mints a token per `spec`, signed with the current key.
 pub fn mint(shared: &Shared, spec: &TokenSpec) -> anyhow::Result<String> {
-    let mut c = Claims::app(&spec.audience, &spec.tenant, &spec.app_id, &spec.object_id, shared.cfg.token_lifetime_secs);
+    let mut c = Claims::app(
+        &spec.audience,
+        &spec.tenant,
+        &spec.app_id,
+        &spec.object_id,
+        shared.cfg.token_lifetime_secs,
+    );
     match spec.bad {
         None => {}
         Some(BadToken::Expired) => {
@@ -52,12 +58,16 @@ pub fn mint(shared: &Shared, spec: &TokenSpec) -> anyhow::Result<String> {
             c.exp = c.iat + 3600;
         }
         Some(BadToken::WrongAudience) => c.aud = "https://vault.azure.net".into(),
-        Some(BadToken::WrongIssuer) => c.iss = "https://sts.windows.net/00000000-0000-0000-0000-000000000000/".into(),
+        Some(BadToken::WrongIssuer) => {
+            c.iss = "https://sts.windows.net/00000000-0000-0000-0000-000000000000/".into()
+        }
         Some(BadToken::UnknownKey) => return keys::sign(&c, &keys::generate_key()?),
         Some(BadToken::Unsigned) => return Ok(keys::unsigned(&c)),
     }
     let keys = read(&shared.keys);
-    let key = keys.last().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+    let key = keys
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
     keys::sign(&c, key)
 }
 
@@ -77,7 +87,10 @@ pub fn rotate(shared: &Shared, retire_old: bool) -> anyhow::Result<String> {
 pub fn authority_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(openid_v2))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_v2),
+        )
         .route("/{tenant}/.well-known/openid-configuration", get(openid_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/discovery/keys", get(jwks))
@@ -88,7 +101,9 @@ pub fn authority_router(shared: Arc<Shared>) -> Router {
 
 /// Routes of the plain-http managed identity endpoint.
 pub fn msi_router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/msi/token", get(msi_token)).with_state(shared)
+    Router::new()
+        .route("/msi/token", get(msi_token))
+        .with_state(shared)
 }
 
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
@@ -109,22 +124,40 @@ fn next_bad(shared: &Shared) -> Option<BadToken> {
 }
 
 async fn token(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, body: Bytes) -> Response {
-    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     if get("grant_type") != "client_credentials" {
-        return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
     }
     let known_tenant = tenant == s.cfg.tenant_id || s.cfg.defender_tenants.contains(&tenant);
     if !known_tenant {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found."));
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
     }
     let client_id = get("client_id");
-    let Some(app) = s.cfg.apps.iter().find(|a| a.client_id == client_id && a.tenants.contains(&tenant)) else {
+    let Some(app) = s
+        .cfg
+        .apps
+        .iter()
+        .find(|a| a.client_id == client_id && a.tenants.contains(&tenant))
+    else {
         return aad_error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
+            ),
         );
     };
     if get("client_secret") != app.client_secret {
@@ -141,7 +174,9 @@ async fn token(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, body: B
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
-            &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         );
     };
     let spec = TokenSpec {
@@ -157,12 +192,24 @@ async fn token(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, body: B
             axum::Json(json!({"token_type": "Bearer", "expires_in": life, "ext_expires_in": life, "access_token": t}))
                 .into_response()
         }
-        Err(e) => aad_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, &e.to_string()),
+        Err(e) => aad_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            50000,
+            &e.to_string(),
+        ),
     }
 }
 
-async fn msi_token(State(s): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let secret_ok = headers.get("x-identity-header").and_then(|v| v.to_str().ok()) == Some(s.cfg.identity_header.as_str());
+async fn msi_token(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let secret_ok = headers
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+        == Some(s.cfg.identity_header.as_str());
     if !secret_ok {
         let body = json!({"statusCode": 401, "message": "Unauthorized: missing or invalid X-IDENTITY-HEADER"});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
@@ -201,7 +248,11 @@ async fn msi_token(State(s): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q)
 
 fn openid(s: &Shared, tenant: &str, v2: bool) -> Value {
     let host = s.urls().authority_host;
-    let issuer = if v2 { format!("https://login.microsoftonline.com/{tenant}/v2.0") } else { keys::issuer(tenant) };
+    let issuer = if v2 {
+        format!("https://login.microsoftonline.com/{tenant}/v2.0")
+    } else {
+        keys::issuer(tenant)
+    };
     json!({
         "issuer": issuer,
         "token_endpoint": format!("{host}/{tenant}/oauth2/v2.0/token"),

@@ -11,14 +11,27 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-pub(super) async fn list_alerts(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, h: HeaderMap, RawQuery(rq): RawQuery) -> Response {
+pub(super) async fn list_alerts(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    h: HeaderMap,
+    RawQuery(rq): RawQuery,
+) -> Response {
     let q = query_map(rq.as_deref());
-    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling };
+    let view = View {
+        expand: false,
+        prefer_unknown: prefer_unknown(&h),
+        legacy_det: read(&s.graph_cfg).legacy_determination_spelling,
+    };
     let (top, skip) = match paging(&s, &q) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let filter = match q.get("$filter").map(|f| odata::parse(f, ALERT_FILTER)).transpose() {
+    let filter = match q
+        .get("$filter")
+        .map(|f| odata::parse(f, ALERT_FILTER))
+        .transpose()
+    {
         Ok(f) => f.unwrap_or_default(),
         Err(m) => return bad(&m),
     };
@@ -29,28 +42,67 @@ pub(super) async fn list_alerts(State(s): State<Arc<Shared>>, Extension(c): Exte
             .flat_map(|i| i.alerts.iter())
             .filter(|a| a.as_object().is_some_and(|o| odata::matches(&filter, o)))
             .collect();
-        hits.sort_by(|a, b| b["createdDateTime"].as_str().cmp(&a["createdDateTime"].as_str()));
+        hits.sort_by(|a, b| {
+            b["createdDateTime"]
+                .as_str()
+                .cmp(&a["createdDateTime"].as_str())
+        });
         let total = hits.len();
-        (hits.into_iter().skip(skip).take(top).map(|a| render_alert(a, view)).collect::<Vec<_>>(), total)
+        (
+            hits.into_iter()
+                .skip(skip)
+                .take(top)
+                .map(|a| render_alert(a, view))
+                .collect::<Vec<_>>(),
+            total,
+        )
     };
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/alerts_v2", s.urls().graph)));
-    if q.get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+    body.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "{}/v1.0/$metadata#security/alerts_v2",
+            s.urls().graph
+        )),
+    );
+    if q.get("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
         body.insert("@odata.count".into(), json!(total));
     }
     if skip + page.len() < total && top > 0 {
-        body.insert("@odata.nextLink".into(), json!(next_link(&s, "/v1.0/security/alerts_v2", &q, skip + top)));
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(next_link(&s, "/v1.0/security/alerts_v2", &q, skip + top)),
+        );
     }
     body.insert("value".into(), Value::Array(page));
     json_response(StatusCode::OK, &Value::Object(body))
 }
 
-pub(super) async fn get_alert(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: false };
-    let found = lock(&s.graph).list(&c.tid).flat_map(|i| i.alerts.iter()).find(|a| a["id"] == id.as_str()).map(|a| render_alert(a, view));
+pub(super) async fn get_alert(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Response {
+    let view = View {
+        expand: false,
+        prefer_unknown: prefer_unknown(&h),
+        legacy_det: false,
+    };
+    let found = lock(&s.graph)
+        .list(&c.tid)
+        .flat_map(|i| i.alerts.iter())
+        .find(|a| a["id"] == id.as_str())
+        .map(|a| render_alert(a, view));
     match found {
         Some(a) => json_response(StatusCode::OK, &a),
-        None => graph_error(StatusCode::NOT_FOUND, "NotFound", &format!("Alert with id '{id}' was not found.")),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Alert with id '{id}' was not found."),
+        ),
     }
 }
 
@@ -60,7 +112,9 @@ pub(super) async fn get_user(State(s): State<Arc<Shared>>, Path(id): Path<String
         return graph_error(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
-            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+            &format!(
+                "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+            ),
         );
     };
     let body = json!({

@@ -18,10 +18,24 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use store::GraphIncident;
 
-const INCIDENT_FILTER: &[&str] =
-    &["lastUpdateDateTime", "createdDateTime", "status", "severity", "classification", "determination", "assignedTo"];
-const ALERT_FILTER: &[&str] =
-    &["incidentId", "lastUpdateDateTime", "createdDateTime", "status", "severity", "serviceSource", "classification"];
+const INCIDENT_FILTER: &[&str] = &[
+    "lastUpdateDateTime",
+    "createdDateTime",
+    "status",
+    "severity",
+    "classification",
+    "determination",
+    "assignedTo",
+];
+const ALERT_FILTER: &[&str] = &[
+    "incidentId",
+    "lastUpdateDateTime",
+    "createdDateTime",
+    "status",
+    "severity",
+    "serviceSource",
+    "classification",
+];
 /// Members that only come back with `Prefer: include-unknown-enum-members`.
 const EVOLVED: &[&str] = &[
     "awaitingAction",
@@ -48,8 +62,14 @@ const EVOLVED: &[&str] = &[
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1.0/security/incidents", get(list_incidents))
-        .route("/v1.0/security/incidents/{id}", get(get_incident).patch(patch_incident))
-        .route("/v1.0/security/incidents/{id}/comments", axum::routing::post(post_comment))
+        .route(
+            "/v1.0/security/incidents/{id}",
+            get(get_incident).patch(patch_incident),
+        )
+        .route(
+            "/v1.0/security/incidents/{id}/comments",
+            axum::routing::post(post_comment),
+        )
         .route("/v1.0/security/alerts_v2", get(alerts::list_alerts))
         .route("/v1.0/security/alerts_v2/{id}", get(alerts::get_alert))
         .route("/v1.0/users/{id}", get(alerts::get_user))
@@ -65,7 +85,12 @@ struct View {
 }
 
 fn prefer_unknown(h: &HeaderMap) -> bool {
-    h.get_all("prefer").iter().any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("include-unknown-enum-members")))
+    h.get_all("prefer").iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.to_ascii_lowercase()
+                .contains("include-unknown-enum-members")
+        })
+    })
 }
 
 fn hide_evolved(o: &mut Map<String, Value>, fields: &[&str], view: View) {
@@ -87,7 +112,11 @@ fn hide_evolved(o: &mut Map<String, Value>, fields: &[&str], view: View) {
 fn render_alert(a: &Value, view: View) -> Value {
     let mut a = a.clone();
     if let Some(o) = a.as_object_mut() {
-        hide_evolved(o, &["serviceSource", "detectionSource", "determination"], view);
+        hide_evolved(
+            o,
+            &["serviceSource", "detectionSource", "determination"],
+            view,
+        );
     }
     a
 }
@@ -96,20 +125,37 @@ fn render(inc: &GraphIncident, view: View) -> Value {
     let mut b = inc.body.clone();
     hide_evolved(&mut b, &["status", "determination"], view);
     if view.expand {
-        b.insert("alerts".into(), Value::Array(inc.alerts.iter().map(|a| render_alert(a, view)).collect()));
+        b.insert(
+            "alerts".into(),
+            Value::Array(inc.alerts.iter().map(|a| render_alert(a, view)).collect()),
+        );
     }
     Value::Object(b)
 }
 
-fn view(s: &Shared, h: &HeaderMap, q: &std::collections::HashMap<String, String>) -> Result<View, Response> {
+fn view(
+    s: &Shared,
+    h: &HeaderMap,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<View, Response> {
     let expand = match q.get("$expand").map(String::as_str) {
         None => false,
         Some(e) if e.eq_ignore_ascii_case("alerts") => true,
         Some(e) => {
-            return Err(graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Could not find a property named '{e}' on type 'microsoft.graph.security.incident'.")));
+            return Err(graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "Could not find a property named '{e}' on type 'microsoft.graph.security.incident'."
+                ),
+            ));
         }
     };
-    Ok(View { expand, prefer_unknown: prefer_unknown(h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling })
+    Ok(View {
+        expand,
+        prefer_unknown: prefer_unknown(h),
+        legacy_det: read(&s.graph_cfg).legacy_determination_spelling,
+    })
 }
 
 fn bad(msg: &str) -> Response {
@@ -117,11 +163,16 @@ fn bad(msg: &str) -> Response {
 }
 
 /// `$top` / `$skip` checked against Graph's limits.
-fn paging(s: &Shared, q: &std::collections::HashMap<String, String>) -> Result<(usize, usize), Response> {
+fn paging(
+    s: &Shared,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(usize, usize), Response> {
     let cfg = read(&s.graph_cfg).clone();
     let top = match q.get("$top") {
         None => cfg.default_top,
-        Some(t) => t.parse::<usize>().map_err(|_| bad(&format!("Invalid value '{t}' for $top query option.")))?,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad(&format!("Invalid value '{t}' for $top query option.")))?,
     };
     if top > cfg.max_top {
         return Err(bad(&format!(
@@ -131,7 +182,9 @@ fn paging(s: &Shared, q: &std::collections::HashMap<String, String>) -> Result<(
     }
     let skip = match q.get("$skip") {
         None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| bad(&format!("Invalid value '{t}' for $skip query option.")))?,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad(&format!("Invalid value '{t}' for $skip query option.")))?,
     };
     if skip > cfg.max_skip {
         return Err(bad(&format!(
@@ -142,7 +195,12 @@ fn paging(s: &Shared, q: &std::collections::HashMap<String, String>) -> Result<(
     Ok((top, skip))
 }
 
-fn next_link(s: &Shared, path: &str, q: &std::collections::HashMap<String, String>, skip: usize) -> String {
+fn next_link(
+    s: &Shared,
+    path: &str,
+    q: &std::collections::HashMap<String, String>,
+    skip: usize,
+) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     let mut keys: Vec<&String> = q.keys().filter(|k| *k != "$skip").collect();
     keys.sort();
@@ -153,13 +211,28 @@ fn next_link(s: &Shared, path: &str, q: &std::collections::HashMap<String, Strin
     format!("{}{path}?{}", s.urls().graph, ser.finish())
 }
 
-fn expand_fault(s: &Shared, view: View, alert_counts: impl Iterator<Item = usize>) -> Option<Response> {
+fn expand_fault(
+    s: &Shared,
+    view: View,
+    alert_counts: impl Iterator<Item = usize>,
+) -> Option<Response> {
     let limit = read(&s.graph_cfg).expand_alerts_fail_above?;
     let too_many = view.expand && alert_counts.into_iter().any(|n| n > limit);
-    too_many.then(|| graph_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal server error occurred."))
+    too_many.then(|| {
+        graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "An internal server error occurred.",
+        )
+    })
 }
 
-async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Claims>, h: HeaderMap, RawQuery(rq): RawQuery) -> Response {
+async fn list_incidents(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Claims>,
+    h: HeaderMap,
+    RawQuery(rq): RawQuery,
+) -> Response {
     let q = query_map(rq.as_deref());
     let view = match view(&s, &h, &q) {
         Ok(v) => v,
@@ -169,20 +242,35 @@ async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Cl
         Ok(p) => p,
         Err(r) => return r,
     };
-    let filter = match q.get("$filter").map(|f| odata::parse(f, INCIDENT_FILTER)).transpose() {
+    let filter = match q
+        .get("$filter")
+        .map(|f| odata::parse(f, INCIDENT_FILTER))
+        .transpose()
+    {
         Ok(f) => f.unwrap_or_default(),
         Err(m) => return bad(&m),
     };
-    let order = match q.get("$orderby").map(|o| odata::parse_orderby(o, &["lastUpdateDateTime", "createdDateTime"])).transpose() {
+    let order = match q
+        .get("$orderby")
+        .map(|o| odata::parse_orderby(o, &["lastUpdateDateTime", "createdDateTime"]))
+        .transpose()
+    {
         Ok(o) => o,
         Err(m) => return bad(&m),
     };
     let (page, total, counts) = {
         let g = lock(&s.graph);
-        let mut hits: Vec<&GraphIncident> = g.list(&c.tid).filter(|i| odata::matches_with(&filter, &i.body, |p| incident_time(i, p))).collect();
+        let mut hits: Vec<&GraphIncident> = g
+            .list(&c.tid)
+            .filter(|i| odata::matches_with(&filter, &i.body, |p| incident_time(i, p)))
+            .collect();
         match &order {
             Some((p, desc)) => hits.sort_by(|a, b| {
-                let (x, y) = if p == "createdDateTime" { (a.created, b.created) } else { (a.updated, b.updated) };
+                let (x, y) = if p == "createdDateTime" {
+                    (a.created, b.created)
+                } else {
+                    (a.updated, b.updated)
+                };
                 let o = x.cmp(&y).then(a.id.cmp(&b.id));
                 if *desc { o.reverse() } else { o }
             }),
@@ -191,18 +279,35 @@ async fn list_incidents(State(s): State<Arc<Shared>>, Extension(c): Extension<Cl
         let total = hits.len();
         let page: Vec<&GraphIncident> = hits.into_iter().skip(skip).take(top).collect();
         let counts: Vec<usize> = page.iter().map(|i| i.alerts.len()).collect();
-        (page.into_iter().map(|i| render(i, view)).collect::<Vec<_>>(), total, counts)
+        (
+            page.into_iter()
+                .map(|i| render(i, view))
+                .collect::<Vec<_>>(),
+            total,
+            counts,
+        )
     };
     if let Some(r) = expand_fault(&s, view, counts.into_iter()) {
         return r;
     }
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents", s.urls().graph)));
-    if q.get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+    body.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "{}/v1.0/$metadata#security/incidents",
+            s.urls().graph
+        )),
+    );
+    if q.get("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
         body.insert("@odata.count".into(), json!(total));
     }
     if skip + page.len() < total && top > 0 {
-        body.insert("@odata.nextLink".into(), json!(next_link(&s, "/v1.0/security/incidents", &q, skip + top)));
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(next_link(&s, "/v1.0/security/incidents", &q, skip + top)),
+        );
     }
     body.insert("value".into(), Value::Array(page));
     json_response(StatusCode::OK, &Value::Object(body))
@@ -217,7 +322,11 @@ fn incident_time(i: &GraphIncident, prop: &str) -> Option<time::OffsetDateTime> 
 }
 
 fn not_found(id: &str) -> Response {
-    graph_error(StatusCode::NOT_FOUND, "NotFound", &format!("Incident with id '{id}' was not found."))
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("Incident with id '{id}' was not found."),
+    )
 }
 
 async fn get_incident(
@@ -232,13 +341,25 @@ async fn get_incident(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let found = id.parse::<u64>().ok().and_then(|n| lock(&s.graph).get(&c.tid, n).map(|i| (render(i, view), i.alerts.len())));
-    let Some((mut v, n)) = found else { return not_found(&id) };
+    let found = id.parse::<u64>().ok().and_then(|n| {
+        lock(&s.graph)
+            .get(&c.tid, n)
+            .map(|i| (render(i, view), i.alerts.len()))
+    });
+    let Some((mut v, n)) = found else {
+        return not_found(&id);
+    };
     if let Some(r) = expand_fault(&s, view, std::iter::once(n)) {
         return r;
     }
     if let Some(o) = v.as_object_mut() {
-        o.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents/$entity", s.urls().graph)));
+        o.insert(
+            "@odata.context".into(),
+            json!(format!(
+                "{}/v1.0/$metadata#security/incidents/$entity",
+                s.urls().graph
+            )),
+        );
     }
     json_response(StatusCode::OK, &v)
 }
@@ -255,18 +376,28 @@ async fn patch_incident(
     h: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else { return bad("Invalid JSON in request body.") };
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad("Invalid JSON in request body.");
+    };
     let changes = match validate::patch(&body) {
         Ok(c) => c,
         Err(m) => return bad(&m),
     };
-    let view = View { expand: false, prefer_unknown: prefer_unknown(&h), legacy_det: read(&s.graph_cfg).legacy_determination_spelling };
+    let view = View {
+        expand: false,
+        prefer_unknown: prefer_unknown(&h),
+        legacy_det: read(&s.graph_cfg).legacy_determination_spelling,
+    };
     let updated = {
         let mut g = lock(&s.graph);
-        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else { return not_found(&id) };
+        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else {
+            return not_found(&id);
+        };
         if inc.str_field("status") == Some("redirected") {
             drop(g);
-            return bad("The incident was merged into another incident (redirected) and cannot be updated.");
+            return bad(
+                "The incident was merged into another incident (redirected) and cannot be updated.",
+            );
         }
         for (k, v) in changes {
             inc.body.insert(k, v);
@@ -276,7 +407,13 @@ async fn patch_incident(
     };
     let mut v = updated;
     if let Some(o) = v.as_object_mut() {
-        o.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#security/incidents/$entity", s.urls().graph)));
+        o.insert(
+            "@odata.context".into(),
+            json!(format!(
+                "{}/v1.0/$metadata#security/incidents/$entity",
+                s.urls().graph
+            )),
+        );
     }
     json_response(StatusCode::OK, &v)
 }
@@ -287,17 +424,34 @@ async fn post_comment(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else { return bad("Invalid JSON in request body.") };
-    let Some(text) = body.get("comment").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad("Invalid JSON in request body.");
+    };
+    let Some(text) = body
+        .get("comment")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
         return bad("The 'comment' property is required.");
     };
     let comments = {
         let mut g = lock(&s.graph);
-        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else { return not_found(&id) };
+        let Some(inc) = id.parse::<u64>().ok().and_then(|n| g.get_mut(&c.tid, n)) else {
+            return not_found(&id);
+        };
         inc.add_comment(text, &modified_by(&c));
         inc.touch(&modified_by(&c));
-        inc.body.get("comments").cloned().unwrap_or_else(|| json!([]))
+        inc.body
+            .get("comments")
+            .cloned()
+            .unwrap_or_else(|| json!([]))
     };
-    let ctx = format!("{}/v1.0/$metadata#security/incidents('{id}')/comments", s.urls().graph);
-    json_response(StatusCode::OK, &json!({"@odata.context": ctx, "value": comments}))
+    let ctx = format!(
+        "{}/v1.0/$metadata#security/incidents('{id}')/comments",
+        s.urls().graph
+    );
+    json_response(
+        StatusCode::OK,
+        &json!({"@odata.context": ctx, "value": comments}),
+    )
 }

@@ -25,9 +25,23 @@ impl GraphIncident {
             _ => Vec::new(),
         };
         let id = body.get("id")?.as_str()?.parse().ok()?;
-        let created = body.get("createdDateTime").and_then(Value::as_str).and_then(parse_time).unwrap_or_else(now);
-        let updated = body.get("lastUpdateDateTime").and_then(Value::as_str).and_then(parse_time).unwrap_or(created);
-        Some(Self { id, created, updated, body: std::mem::take(body), alerts })
+        let created = body
+            .get("createdDateTime")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+            .unwrap_or_else(now);
+        let updated = body
+            .get("lastUpdateDateTime")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+            .unwrap_or(created);
+        Some(Self {
+            id,
+            created,
+            updated,
+            body: std::mem::take(body),
+            alerts,
+        })
     }
 
     /// The incident as Graph JSON, alerts included.
@@ -41,7 +55,8 @@ impl GraphIncident {
     pub fn touch(&mut self, by: &str) {
         let t = now().max(self.updated);
         self.updated = t;
-        self.body.insert("lastUpdateDateTime".into(), json!(fmt_time(t)));
+        self.body
+            .insert("lastUpdateDateTime".into(), json!(fmt_time(t)));
         self.body.insert("lastModifiedBy".into(), json!(by));
     }
 
@@ -78,7 +93,10 @@ impl GraphStore {
             }
         }
         self.next_id = self.next_id.max(id + 1);
-        self.tenants.entry(tenant.to_owned()).or_default().insert(id, inc);
+        self.tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(id, inc);
         id
     }
 
@@ -102,6 +120,9 @@ impl GraphStore {
 
     /// Incidents of a tenant (empty for an unknown tenant).
     pub fn list(&self, tenant: &str) -> impl Iterator<Item = &GraphIncident> {
-        self.tenants.get(tenant).into_iter().flat_map(|m| m.values())
+        self.tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 }

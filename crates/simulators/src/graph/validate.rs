@@ -2,9 +2,29 @@
 
 use serde_json::{Map, Value};
 
-pub const STATUS: &[&str] = &["active", "resolved", "inProgress", "redirected", "unknownFutureValue", "awaitingAction"];
-pub const SEVERITY: &[&str] = &["unknown", "informational", "low", "medium", "high", "unknownFutureValue"];
-pub const CLASSIFICATION: &[&str] = &["unknown", "falsePositive", "truePositive", "informationalExpectedActivity", "unknownFutureValue"];
+pub const STATUS: &[&str] = &[
+    "active",
+    "resolved",
+    "inProgress",
+    "redirected",
+    "unknownFutureValue",
+    "awaitingAction",
+];
+pub const SEVERITY: &[&str] = &[
+    "unknown",
+    "informational",
+    "low",
+    "medium",
+    "high",
+    "unknownFutureValue",
+];
+pub const CLASSIFICATION: &[&str] = &[
+    "unknown",
+    "falsePositive",
+    "truePositive",
+    "informationalExpectedActivity",
+    "unknownFutureValue",
+];
 /// Read spelling and PATCH spelling together.
 pub const DETERMINATION: &[&str] = &[
     "unknown",
@@ -38,7 +58,13 @@ pub const DETERMINATION_ALIASES: &[(&str, &str)] = &[
 /// Statuses a caller may PATCH (the 2026 doc list minus `redirected`, which breaks the incident).
 const PATCHABLE_STATUS: &[&str] = &["active", "resolved"];
 
-const STRING_FIELDS: &[&str] = &["assignedTo", "description", "displayName", "resolvingComment", "summary"];
+const STRING_FIELDS: &[&str] = &[
+    "assignedTo",
+    "description",
+    "displayName",
+    "resolvingComment",
+    "summary",
+];
 
 /// Canonical (camelCase) member of `list` matching `v` case-insensitively.
 pub fn canonical(list: &'static [&'static str], v: &str) -> Option<&'static str> {
@@ -46,12 +72,17 @@ pub fn canonical(list: &'static [&'static str], v: &str) -> Option<&'static str>
 }
 
 fn bad_enum(v: &Value, ty: &str) -> String {
-    format!("Cannot convert the literal '{}' to the expected type 'microsoft.graph.security.{ty}'.", v.as_str().unwrap_or(&v.to_string()))
+    format!(
+        "Cannot convert the literal '{}' to the expected type 'microsoft.graph.security.{ty}'.",
+        v.as_str().unwrap_or(&v.to_string())
+    )
 }
 
 /// Validates a PATCH body; returns the properties to set, enums in canonical spelling.
 pub fn patch(body: &Value) -> Result<Map<String, Value>, String> {
-    let Some(obj) = body.as_object() else { return Err("Empty Payload. JSON content expected.".into()) };
+    let Some(obj) = body.as_object() else {
+        return Err("Empty Payload. JSON content expected.".into());
+    };
     let mut out = Map::new();
     for (k, v) in obj {
         if k.starts_with('@') {
@@ -97,7 +128,11 @@ fn enum_field(v: &Value, list: &'static [&'static str], ty: &str) -> Result<Valu
 
 /// Property spelling of a determination (`notMalicious` → `clean`).
 pub fn legacy_determination(v: &str) -> &str {
-    DETERMINATION_ALIASES.iter().find(|(p, _)| *p == v).map(|(_, r)| *r).unwrap_or(v)
+    DETERMINATION_ALIASES
+        .iter()
+        .find(|(p, _)| *p == v)
+        .map(|(_, r)| *r)
+        .unwrap_or(v)
 }
 
 #[cfg(test)]
@@ -110,13 +145,26 @@ mod tests {
         let p = patch(&json!({"classification": "TruePositive", "determination": "MultiStagedAttack", "customTags": ["Demo"]})).unwrap();
         assert_eq!(p["classification"], "truePositive");
         assert_eq!(p["determination"], "multiStagedAttack");
-        assert_eq!(patch(&json!({"determination": "NOTMALICIOUS"})).unwrap()["determination"], "notMalicious");
-        assert_eq!(patch(&json!({"determination": "clean"})).unwrap()["determination"], "clean");
+        assert_eq!(
+            patch(&json!({"determination": "NOTMALICIOUS"})).unwrap()["determination"],
+            "notMalicious"
+        );
+        assert_eq!(
+            patch(&json!({"determination": "clean"})).unwrap()["determination"],
+            "clean"
+        );
         assert!(patch(&json!({"status": "redirected"})).is_err());
         assert!(patch(&json!({"status": "awaitingAction"})).is_err());
-        assert!(patch(&json!({"tags": ["x"]})).unwrap_err().contains("does not exist"));
+        assert!(
+            patch(&json!({"tags": ["x"]}))
+                .unwrap_err()
+                .contains("does not exist")
+        );
         assert!(patch(&json!({"severity": "critical"})).is_err());
-        assert_eq!(patch(&json!({"status": "Resolved"})).unwrap()["status"], "resolved");
+        assert_eq!(
+            patch(&json!({"status": "Resolved"})).unwrap()["status"],
+            "resolved"
+        );
         assert_eq!(legacy_determination("notMalicious"), "clean");
     }
 }

@@ -6,7 +6,12 @@ use serde_json::json;
 use std::io::Write;
 
 async fn post_raw(env: &Env, url: &str, body: Vec<u8>, gzip: bool) -> StatusCode {
-    let mut rb = env.http.post(url).bearer_auth(env.token(MONITOR, T1)).header("content-type", "application/json").body(body);
+    let mut rb = env
+        .http
+        .post(url)
+        .bearer_auth(env.token(MONITOR, T1))
+        .header("content-type", "application/json")
+        .body(body);
     if gzip {
         rb = rb.header("content-encoding", "gzip");
     }
@@ -23,10 +28,21 @@ fn gz(data: &[u8]) -> Vec<u8> {
 async fn accepts_the_fixture_plain_and_gzipped_and_keeps_rows() {
     let env = start().await;
     let body = fixture("logs-ingestion.request.json");
-    let r = env.call(Method::POST, &env.logs_url(STREAM_NAME), Some(&env.token(MONITOR, T1)), Some(&body), &[]).await;
+    let r = env
+        .call(
+            Method::POST,
+            &env.logs_url(STREAM_NAME),
+            Some(&env.token(MONITOR, T1)),
+            Some(&body),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let raw = serde_json::to_vec(&body).unwrap();
-    assert_eq!(post_raw(&env, &env.logs_url(STREAM_NAME), gz(&raw), true).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        post_raw(&env, &env.logs_url(STREAM_NAME), gz(&raw), true).await,
+        StatusCode::NO_CONTENT
+    );
     let rows = env.sims.ingested_rows(STREAM_NAME);
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0], body[0]);
@@ -41,25 +57,72 @@ async fn size_shape_and_column_rules() {
     let big: Vec<_> = std::iter::repeat_n(row, 1100).collect();
     let raw = serde_json::to_vec(&big).unwrap();
     assert!(raw.len() > 1024 * 1024);
-    assert_eq!(post_raw(&env, &url, raw.clone(), false).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        post_raw(&env, &url, raw.clone(), false).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let compressed = gz(&raw);
     assert!(compressed.len() < 1024 * 1024);
-    assert_eq!(post_raw(&env, &url, compressed, true).await, StatusCode::PAYLOAD_TOO_LARGE, "decompressed size counts");
-    assert_eq!(post_raw(&env, &url, br#"{"Time":"x"}"#.to_vec(), false).await, StatusCode::BAD_REQUEST, "not an array");
-    assert_eq!(post_raw(&env, &url, b"[{".to_vec(), false).await, StatusCode::BAD_REQUEST);
-    let r = env.call(Method::POST, &url, Some(&env.token(MONITOR, T1)), Some(&json!([{"Time": "t", "Extra": 1}])), &[]).await;
+    assert_eq!(
+        post_raw(&env, &url, compressed, true).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "decompressed size counts"
+    );
+    assert_eq!(
+        post_raw(&env, &url, br#"{"Time":"x"}"#.to_vec(), false).await,
+        StatusCode::BAD_REQUEST,
+        "not an array"
+    );
+    assert_eq!(
+        post_raw(&env, &url, b"[{".to_vec(), false).await,
+        StatusCode::BAD_REQUEST
+    );
+    let r = env
+        .call(
+            Method::POST,
+            &url,
+            Some(&env.token(MONITOR, T1)),
+            Some(&json!([{"Time": "t", "Extra": 1}])),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.headers.get("x-ms-error-code").is_some());
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("Extra"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Extra")
+    );
     let bad_version = url.replace("2023-01-01", "2021-01-01");
-    assert_eq!(post_raw(&env, &bad_version, b"[]".to_vec(), false).await, StatusCode::BAD_REQUEST);
-    assert_eq!(post_raw(&env, &env.logs_url("Custom-Unknown_CL"), b"[]".to_vec(), false).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_raw(&env, &bad_version, b"[]".to_vec(), false).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_raw(
+            &env,
+            &env.logs_url("Custom-Unknown_CL"),
+            b"[]".to_vec(),
+            false
+        )
+        .await,
+        StatusCode::BAD_REQUEST
+    );
     assert!(env.sims.ingested_rows(STREAM_NAME).is_empty());
 }
 
 #[tokio::test]
 async fn tokens_from_another_tenant_are_refused() {
     let env = start().await;
-    let r = env.call(Method::POST, &env.logs_url(STREAM_NAME), Some(&env.token(MONITOR, T2)), Some(&json!([])), &[]).await;
+    let r = env
+        .call(
+            Method::POST,
+            &env.logs_url(STREAM_NAME),
+            Some(&env.token(MONITOR, T2)),
+            Some(&json!([])),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

@@ -13,8 +13,8 @@ mod sims;
 mod table_proxy;
 
 use dss_fake_host::azurite::Azurite;
-use dss_fake_host::{stage_app_root, FakeHost, HandlerSpec, TimerCall};
-use serde_json::{json, Value};
+use dss_fake_host::{FakeHost, HandlerSpec, TimerCall, stage_app_root};
+use serde_json::{Value, json};
 use sims::{Counters, SimsProcess};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,21 +37,30 @@ fn args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
-        let mut val = || it.next().ok_or_else(|| anyhow::anyhow!("{x} needs a value"));
+        let mut val = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{x} needs a value"))
+        };
         match x.as_str() {
             "--incidents" => a.incidents = val()?.parse()?,
             "--handler" => a.handler = val()?.into(),
             "--sims" => a.sims = val()?.into(),
             "--repo" => a.repo = val()?.into(),
             "overhead" | "limit" => a.mode = x,
-            other => anyhow::bail!("unknown argument {other}; usage: bench_forward overhead|limit [--incidents N]"),
+            other => anyhow::bail!(
+                "unknown argument {other}; usage: bench_forward overhead|limit [--incidents N]"
+            ),
         }
     }
     if a.mode.is_empty() {
-        anyhow::bail!("usage: bench_forward overhead|limit [--incidents N] [--handler BIN] [--sims BIN] [--repo DIR]");
+        anyhow::bail!(
+            "usage: bench_forward overhead|limit [--incidents N] [--handler BIN] [--sims BIN] [--repo DIR]"
+        );
     }
-    a.handler = std::fs::canonicalize(&a.handler).map_err(|e| anyhow::anyhow!("{}: {e}", a.handler.display()))?;
-    a.sims = std::fs::canonicalize(&a.sims).map_err(|e| anyhow::anyhow!("{}: {e}", a.sims.display()))?;
+    a.handler = std::fs::canonicalize(&a.handler)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.handler.display()))?;
+    a.sims =
+        std::fs::canonicalize(&a.sims).map_err(|e| anyhow::anyhow!("{}: {e}", a.sims.display()))?;
     a.repo = std::fs::canonicalize(&a.repo)?;
     Ok(a)
 }
@@ -76,27 +85,53 @@ async fn main() -> anyhow::Result<()> {
         a.mode,
         a.incidents,
         bench.host.pid().unwrap_or(0),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     println!("load average before: {}", loadavg());
-    let r = if limit { run_limit(&bench, a.incidents).await } else { run_overhead(&bench, a.incidents).await };
-    println!("load average after: {} (other processes share the cores: figures are lower bounds)", loadavg());
+    let r = if limit {
+        run_limit(&bench, a.incidents).await
+    } else {
+        run_overhead(&bench, a.incidents).await
+    };
+    println!(
+        "load average after: {} (other processes share the cores: figures are lower bounds)",
+        loadavg()
+    );
     r
 }
 
 async fn setup(a: &Args, limit: bool) -> anyhow::Result<Bench> {
     let app = TempDir::new()?;
-    stage_app_root(&app.0, &a.repo.join("host.json"), &a.repo.join("function-defs"))?;
+    stage_app_root(
+        &app.0,
+        &a.repo.join("host.json"),
+        &a.repo.join("function-defs"),
+    )?;
     let azurite = Azurite::start(&a.repo)?;
     let table = table_proxy::TableCounts::default();
     let proxy = table_proxy::start(azurite.port, table.clone()).await?;
-    let sims = SimsProcess::start(&a.sims, &app.0.join("sim-ca.pem"), if limit { "real" } else { "off" })?;
+    let sims = SimsProcess::start(
+        &a.sims,
+        &app.0.join("sim-ca.pem"),
+        if limit { "real" } else { "off" },
+    )?;
     let tenant = sims.env.get("AZURE_TENANT_ID").cloned().unwrap_or_default();
-    let ids = sims.post(&format!("/control/defender/{tenant}/seed"), &json!({"n": a.incidents, "seed": 7, "alerts": 3, "evidence": 5})).await?;
-    anyhow::ensure!(ids["ids"].as_array().map_or(0, Vec::len) == a.incidents, "seeding failed: {ids}");
+    let ids = sims
+        .post(
+            &format!("/control/defender/{tenant}/seed"),
+            &json!({"n": a.incidents, "seed": 7, "alerts": 3, "evidence": 5}),
+        )
+        .await?;
+    anyhow::ensure!(
+        ids["ids"].as_array().map_or(0, Vec::len) == a.incidents,
+        "seeding failed: {ids}"
+    );
     let mut spec = HandlerSpec::new(&a.handler, &app.0, &app.0);
     spec.clear_env = true;
-    spec.env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    spec.env
+        .insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
     spec.env.extend(sims.env.clone());
     let conn = format!(
         "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};TableEndpoint=http://127.0.0.1:{proxy}/{};",
@@ -116,11 +151,19 @@ async fn setup(a: &Args, limit: bool) -> anyhow::Result<Bench> {
         spec.env.insert(k.into(), v.into());
     }
     if !limit {
-        spec.env.insert("SYNC_BENCH_UNLIMITED".into(), "true".into());
+        spec.env
+            .insert("SYNC_BENCH_UNLIMITED".into(), "true".into());
     }
     spec.invocation_timeout = Duration::from_secs(11 * 60);
     let host = FakeHost::start(spec).await?;
-    Ok(Bench { sims, host, table, tenant, azurite, _app: app })
+    Ok(Bench {
+        sims,
+        host,
+        table,
+        tenant,
+        azurite,
+        _app: app,
+    })
 }
 
 /// Figures of one `DefenderSync` invocation.
@@ -142,23 +185,38 @@ impl Bench {
         let cpu0 = cpu_seconds(pid)?;
         let others0 = self.others_cpu()?;
         let t0 = Instant::now();
-        let reply = self.host.invoke_timer("DefenderSync", &TimerCall::default()).await?;
+        let reply = self
+            .host
+            .invoke_timer("DefenderSync", &TimerCall::default())
+            .await?;
         let wall = t0.elapsed();
         let cpu = cpu_seconds(pid)? - cpu0;
         let others1 = self.others_cpu()?;
         let counters = self.sims.counters().await?;
         let others = (others1.0 - others0.0, others1.1 - others0.1);
-        Ok(Cycle { wall, cpu, others, reply: reply.return_value, counters, table: self.table.take() })
+        Ok(Cycle {
+            wall,
+            cpu,
+            others,
+            reply: reply.return_value,
+            counters,
+            table: self.table.take(),
+        })
     }
 
     /// CPU seconds so far of Azurite and of the simulators.
     fn others_cpu(&self) -> anyhow::Result<(f64, f64)> {
-        Ok((cpu_seconds(self.azurite.pid())?, cpu_seconds(self.sims.pid())?))
+        Ok((
+            cpu_seconds(self.azurite.pid())?,
+            cpu_seconds(self.sims.pid())?,
+        ))
     }
 }
 
 fn tenant_fig(reply: &Value, k: &str) -> u64 {
-    reply["figures"]["tenants"].as_array().map_or(0, |t| t.iter().map(|t| t[k].as_u64().unwrap_or(0)).sum())
+    reply["figures"]["tenants"]
+        .as_array()
+        .map_or(0, |t| t.iter().map(|t| t[k].as_u64().unwrap_or(0)).sum())
 }
 
 fn print_cycle(label: &str, c: &Cycle, per: usize) {
@@ -182,9 +240,15 @@ fn print_cycle(label: &str, c: &Cycle, per: usize) {
         c.cpu,
         c.cpu * 1000.0 / per_f
     );
-    println!("  meanwhile CPU: Azurite {:.2} s, simulators {:.2} s", c.others.0, c.others.1);
+    println!(
+        "  meanwhile CPU: Azurite {:.2} s, simulators {:.2} s",
+        c.others.0, c.others.1
+    );
     let k = &c.counters;
-    let (graph, users) = (k.total("graph") - k.matching("graph", "users"), k.matching("graph", "users"));
+    let (graph, users) = (
+        k.total("graph") - k.matching("graph", "users"),
+        k.matching("graph", "users"),
+    );
     let (arm, logs) = (k.total("arm"), k.total("logs"));
     println!(
         "  per incident: Graph {:.3} + ARM {:.3} + Logs {:.3} = {:.3} calls (absolute {graph} + {arm} + {logs})",
@@ -193,7 +257,11 @@ fn print_cycle(label: &str, c: &Cycle, per: usize) {
         logs as f64 / per_f,
         (graph + arm + logs) as f64 / per_f
     );
-    println!("  ARM writes (PUT/DELETE): {} | ARM 429s: {}", k.arm_writes(), k.throttled("arm"));
+    println!(
+        "  ARM writes (PUT/DELETE): {} | ARM 429s: {}",
+        k.arm_writes(),
+        k.throttled("arm")
+    );
     let table: u64 = c.table.values().sum();
     println!(
         "  apart: token {} | user look-ups {} | Table {} ({:.3} per incident: {:?})",
@@ -204,7 +272,10 @@ fn print_cycle(label: &str, c: &Cycle, per: usize) {
         c.table
     );
     println!("  by operation: {}", k.ops_line());
-    if let Some(errors) = r["figures"]["tenants"][0]["errors"].as_array().filter(|e| !e.is_empty()) {
+    if let Some(errors) = r["figures"]["tenants"][0]["errors"]
+        .as_array()
+        .filter(|e| !e.is_empty())
+    {
         println!("  errors: {errors:?}");
     }
 }
@@ -217,31 +288,68 @@ async fn run_overhead(b: &Bench, n: usize) -> anyhow::Result<()> {
     println!("  VmHWM after cycle 1: {:.1} MB", hwm1 as f64 / 1024.0);
     let c2 = b.cycle().await?;
     print_cycle("cycle 2: nothing changed", &c2, n);
-    println!("  Sentinel writes for unchanged incidents: {} (target 0)", c2.counters.arm_writes());
+    println!(
+        "  Sentinel writes for unchanged incidents: {} (target 0)",
+        c2.counters.arm_writes()
+    );
     let t = Instant::now();
     touch_all(b).await?;
-    println!("--- touched {n} incidents in Defender (custom tag) in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "--- touched {n} incidents in Defender (custom tag) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let c3 = b.cycle().await?;
     print_cycle(&format!("cycle 3: {n} changed incidents"), &c3, n);
     let hwm = vm_hwm_kb(pid)?;
     let k = &c3.counters;
-    let calls = (k.total("graph") - k.matching("graph", "users") + k.total("arm") + k.total("logs")) as f64 / n as f64;
+    let calls = (k.total("graph") - k.matching("graph", "users") + k.total("arm") + k.total("logs"))
+        as f64
+        / n as f64;
     println!("=== summary ({n} incidents)");
-    println!("  incidents/s: first sync {:.0}, changed {:.0}, unchanged {:.0} (target >= 1,000)", n as f64 / c1.wall.as_secs_f64(), n as f64 / c3.wall.as_secs_f64(), n as f64 / c2.wall.as_secs_f64());
-    println!("  CPU s per 1,000 incidents: first {:.3}, changed {:.3}, unchanged {:.3}", c1.cpu * 1e3 / n as f64, c3.cpu * 1e3 / n as f64, c2.cpu * 1e3 / n as f64);
-    println!("  Graph+ARM+Logs calls per changed incident: {calls:.3} (target <= 1.1); Sentinel writes when unchanged: {}", c2.counters.arm_writes());
-    println!("  handler VmHWM: {:.1} MB (target < 100 MB)", hwm as f64 / 1024.0);
+    println!(
+        "  incidents/s: first sync {:.0}, changed {:.0}, unchanged {:.0} (target >= 1,000)",
+        n as f64 / c1.wall.as_secs_f64(),
+        n as f64 / c3.wall.as_secs_f64(),
+        n as f64 / c2.wall.as_secs_f64()
+    );
+    println!(
+        "  CPU s per 1,000 incidents: first {:.3}, changed {:.3}, unchanged {:.3}",
+        c1.cpu * 1e3 / n as f64,
+        c3.cpu * 1e3 / n as f64,
+        c2.cpu * 1e3 / n as f64
+    );
+    println!(
+        "  Graph+ARM+Logs calls per changed incident: {calls:.3} (target <= 1.1); Sentinel writes when unchanged: {}",
+        c2.counters.arm_writes()
+    );
+    println!(
+        "  handler VmHWM: {:.1} MB (target < 100 MB)",
+        hwm as f64 / 1024.0
+    );
     Ok(())
 }
 
 /// Changes every incident in Defender (a custom tag), 16 control calls at a time.
 async fn touch_all(b: &Bench) -> anyhow::Result<()> {
     use futures::StreamExt;
-    let list = b.sims.get(&format!("/control/defender/{}/incidents", b.tenant)).await?;
-    let ids: Vec<String> = list.as_array().into_iter().flatten().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect();
+    let list = b
+        .sims
+        .get(&format!("/control/defender/{}/incidents", b.tenant))
+        .await?;
+    let ids: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(ids)
         .map(|id| async move {
-            b.sims.post(&format!("/control/defender/{}/incidents/{id}", b.tenant), &json!({"action": "tag", "custom_tags": ["bench-touched"]})).await
+            b.sims
+                .post(
+                    &format!("/control/defender/{}/incidents/{id}", b.tenant),
+                    &json!({"action": "tag", "custom_tags": ["bench-touched"]}),
+                )
+                .await
         })
         .buffer_unordered(16)
         .collect()
@@ -276,8 +384,21 @@ async fn run_limit(b: &Bench, n: usize) -> anyhow::Result<()> {
     samples.push((wall.as_secs_f64(), k.arm_writes_ok(), k.throttled("arm")));
     let others1 = b.others_cpu()?;
     let others = (others1.0 - others0.0, others1.1 - others0.1);
-    let c = Cycle { wall, cpu, others, reply: reply.return_value, counters: k, table: b.table.take() };
-    print_cycle(&format!("one cycle: {n} new incidents, ARM throttled as in Azure, default client limiters"), &c, n);
+    let c = Cycle {
+        wall,
+        cpu,
+        others,
+        reply: reply.return_value,
+        counters: k,
+        table: b.table.take(),
+    };
+    print_cycle(
+        &format!(
+            "one cycle: {n} new incidents, ARM throttled as in Azure, default client limiters"
+        ),
+        &c,
+        n,
+    );
     for s in samples.iter().step_by(20) {
         println!("  t={:6.1} s  ARM writes {:5}  ARM 429s {}", s.0, s.1, s.2);
     }
@@ -285,18 +406,34 @@ async fn run_limit(b: &Bench, n: usize) -> anyhow::Result<()> {
     let Some(start) = samples.iter().find(|s| s.1 >= 200).copied() else {
         anyhow::bail!("fewer than 200 ARM writes");
     };
-    let end = samples.iter().find(|s| s.0 >= start.0 + 120.0).copied().unwrap_or(*samples.last().unwrap_or(&start));
+    let end = samples
+        .iter()
+        .find(|s| s.0 >= start.0 + 120.0)
+        .copied()
+        .unwrap_or(*samples.last().unwrap_or(&start));
     let rate = (end.1 - start.1) as f64 / (end.0 - start.0).max(1e-9);
     println!("=== summary ({n} incidents)");
-    println!("  burst (200 writes) done at t={:.1} s; next {:.1} s: {} writes = {rate:.2} ARM writes/s (target >= 9.5)", start.0, end.0 - start.0, end.1 - start.1);
-    println!("  ARM 429s: {} in the whole cycle, {} in that window; all ARM writes: {}", c.counters.throttled("arm"), end.2 - start.2, c.counters.arm_writes());
+    println!(
+        "  burst (200 writes) done at t={:.1} s; next {:.1} s: {} writes = {rate:.2} ARM writes/s (target >= 9.5)",
+        start.0,
+        end.0 - start.0,
+        end.1 - start.1
+    );
+    println!(
+        "  ARM 429s: {} in the whole cycle, {} in that window; all ARM writes: {}",
+        c.counters.throttled("arm"),
+        end.2 - start.2,
+        c.counters.arm_writes()
+    );
     println!("  handler VmHWM: {:.1} MB", vm_hwm_kb(pid)? as f64 / 1024.0);
     Ok(())
 }
 
 /// The first three fields of /proc/loadavg.
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat).
@@ -305,7 +442,8 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     Ok(ticks / clock_ticks())
 }
 
@@ -322,7 +460,12 @@ fn clock_ticks() -> f64 {
 /// Peak resident set (VmHWM) of a process, in kB.
 fn vm_hwm_kb(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0))
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }
 
 /// A temporary directory removed on drop (the app root and the CA file).

@@ -20,20 +20,47 @@ impl SimsProcess {
     /// Starts `bin` with no data and the given `--throttle`, writing its CA to `ca`.
     pub fn start(bin: &Path, ca: &Path, throttle: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["--incidents", "0", "--throttle", throttle, "--json", "--stdin-lifetime", "--ca-file"])
+            .args([
+                "--incidents",
+                "0",
+                "--throttle",
+                throttle,
+                "--json",
+                "--stdin-lifetime",
+                "--ca-file",
+            ])
             .arg(ca)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let info: Value = serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("simulators printed {line:?}: {e}"))?;
-        let env = info["env"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect();
-        let control = info["control"].as_str().unwrap_or("").trim_end_matches('/').to_owned();
-        Ok(Self { child, stdin, control, http: reqwest::Client::new(), env })
+        let info: Value = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("simulators printed {line:?}: {e}"))?;
+        let env = info["env"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+            .collect();
+        let control = info["control"]
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            child,
+            stdin,
+            control,
+            http: reqwest::Client::new(),
+            env,
+        })
     }
 
     /// The process id (for CPU figures).
@@ -42,17 +69,32 @@ impl SimsProcess {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.control)).send().await?.error_for_status()?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.control))
+            .send()
+            .await?
+            .error_for_status()?;
         Ok(r.json().await?)
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self.http.post(format!("{}{path}", self.control)).json(body).send().await?.error_for_status()?;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.control))
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?;
         Ok(r.json().await?)
     }
 
     pub async fn reset_counters(&self) -> anyhow::Result<()> {
-        self.http.delete(format!("{}/control/counters", self.control)).send().await?.error_for_status()?;
+        self.http
+            .delete(format!("{}/control/counters", self.control))
+            .send()
+            .await?
+            .error_for_status()?;
         Ok(())
     }
 
@@ -77,7 +119,10 @@ impl Counters {
     }
 
     fn sum(&self, api: &str, pred: impl Fn(&str) -> bool, field: &str) -> u64 {
-        self.ops(api).filter(|(op, _)| pred(op)).map(|(_, c)| c[field].as_u64().unwrap_or(0)).sum()
+        self.ops(api)
+            .filter(|(op, _)| pred(op))
+            .map(|(_, c)| c[field].as_u64().unwrap_or(0))
+            .sum()
     }
 
     /// Every call to one API (`entra`, `graph`, `arm`, `logs`).
@@ -96,7 +141,10 @@ impl Counters {
     }
 
     fn is_write(op: &str) -> bool {
-        op.starts_with("PUT") || op.starts_with("DELETE") || op.starts_with("POST") || op.starts_with("PATCH")
+        op.starts_with("PUT")
+            || op.starts_with("DELETE")
+            || op.starts_with("POST")
+            || op.starts_with("PATCH")
     }
 
     /// ARM write calls (every outcome).

@@ -15,7 +15,12 @@ pub struct TableCounts(Arc<Mutex<BTreeMap<String, u64>>>);
 
 impl TableCounts {
     fn add(&self, op: String) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(op).or_default() += 1;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(op)
+            .or_default() += 1;
     }
 
     /// Takes the counts and starts again from zero.
