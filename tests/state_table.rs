@@ -467,6 +467,28 @@ async fn incident_states_single_batched_and_failed_listing() {
         changed
     );
 
+    // Read many at once (several queries of 14 names): each with the ETag a single read gives;
+    // names never written are simply absent.
+    let mut names: Vec<_> = many[..40].iter().map(|(v, _)| v.sentinel_name).collect();
+    names.push(incident("t2", "no-such").sentinel_name);
+    names.push(changed.sentinel_name);
+    let states = s.incidents(&names).await.unwrap();
+    assert_eq!(
+        states.len(),
+        40,
+        "the first 40 (the first of them is `changed`), not the unknown one"
+    );
+    assert!(!states.contains_key(&incident("t2", "no-such").sentinel_name));
+    for name in &names[1..40] {
+        assert_eq!(
+            states.get(name),
+            s.incident(name).await.unwrap().as_ref(),
+            "{name}"
+        );
+    }
+    assert_eq!(states[&changed.sentinel_name].value, changed);
+    assert!(s.incidents(&[]).await.unwrap().is_empty());
+
     let mut parked = incident("t1", "2");
     parked.last_outcome = Some(Outcome::Parked);
     parked.updated_at = Some(datetime!(2026-11-01 12:00:00 UTC));

@@ -165,6 +165,20 @@ impl StateStore for MemoryStateStore {
         inner.write(key, value)
     }
 
+    async fn incidents(
+        &self,
+        names: &[SentinelIncidentName],
+    ) -> Result<IncidentStates, StateError> {
+        let inner = self.lock();
+        let mut out = IncidentStates::new();
+        for name in names {
+            if let Some(v) = inner.read(&incident_key(name))? {
+                out.insert(*name, v);
+            }
+        }
+        Ok(out)
+    }
+
     async fn put_incidents(
         &self,
         items: &[(IncidentState, Precondition)],

@@ -194,6 +194,9 @@ pub struct TenantHealth {
     pub last_errors: Vec<String>,
 }
 
+/// Incident states by Sentinel name (see [`StateStore::incidents`]).
+pub type IncidentStates = std::collections::HashMap<SentinelIncidentName, Versioned<IncidentState>>;
+
 /// What went wrong in the store, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -266,6 +269,10 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         value: &IncidentState,
         pre: Precondition,
     ) -> Result<ETag, StateError>;
+    /// The states of several incidents in one read (a page's worth); incidents without a state
+    /// are absent from the map. Each state comes with its ETag, as from [`StateStore::incident`].
+    async fn incidents(&self, names: &[SentinelIncidentName])
+    -> Result<IncidentStates, StateError>;
     /// Several incidents' states at once (entity-group transactions where the backend has them).
     /// Each item carries its own precondition; on any conflict nothing of that batch is written.
     async fn put_incidents(

@@ -1,8 +1,9 @@
 //! Incidents, forward, a batch (one page) at a time. Per incident: read the state (with its
 //! ETag), take the Sentinel incident (none if never synced; rebuilt from the state's snapshot
 //! when it holds one of the stored etag; else a GET), merge, PUT the whole incident (409 → start
-//! over), mirror comments. Then the batch's new alert rows go to Logs Ingestion in one call, and
-//! each state is replaced with `If-Match` (conflict → start that incident over). Every step is
+//! over), mirror comments. The batch's states are read together first (a few queries), its new
+//! alert rows go to Logs Ingestion in one call, and its states are written in one transaction,
+//! each with `If-Match` (a conflict → each written alone; one that conflicts starts over). Every step is
 //! idempotent, so a crash anywhere in between is finished by the next cycle without duplicates.
 
 use super::forward::{ForwardSync, TenantCtx};
@@ -68,6 +69,17 @@ pub(super) struct Prepared {
     parked: Option<String>,
 }
 
+impl Prepared {
+    /// The outcome once its state is written.
+    fn outcome(self) -> Outcome {
+        match self.parked {
+            Some(reason) => Outcome::Parked(reason),
+            None if self.wrote => Outcome::Written,
+            None => Outcome::Unchanged,
+        }
+    }
+}
+
 /// The final outcome of one incident, with what the checkpoint needs.
 pub(super) type Done = (DefenderIncidentId, OffsetDateTime, Outcome);
 
@@ -93,8 +105,13 @@ impl ForwardSync {
     ) -> futures::future::BoxFuture<'a, Vec<Done>> {
         Box::pin(async move {
             let n = self.limits.sentinel_concurrency.max(1);
+            let mut known = self.read_states(&batch).await;
             let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
-                .map(|d| self.prepare(ctx, d, force))
+                .map(|d| {
+                    let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+                    let state = known.as_mut().map(|m| m.remove(&name));
+                    self.prepare(ctx, d, force, state)
+                })
                 .buffer_unordered(n)
                 .collect()
                 .await;
@@ -104,12 +121,7 @@ impl ForwardSync {
                 .filter_map(|r| r.map_err(|d| done.push(d)).ok())
                 .collect();
             let ready = self.ship_batch(ctx, ready, &mut done).await;
-            let committed: Vec<Vec<Done>> = futures::stream::iter(ready)
-                .map(|p| self.commit(ctx, p, force, depth))
-                .buffer_unordered(n)
-                .collect()
-                .await;
-            done.extend(committed.into_iter().flatten());
+            done.extend(self.commit_all(ctx, ready, force, depth, n).await);
             for (_, _, o) in &done {
                 match o {
                     Outcome::Written => Tally::add(&ctx.tally.written, 1),
@@ -121,18 +133,94 @@ impl ForwardSync {
         })
     }
 
-    /// Writes a prepared incident's state (`If-Match`); a conflict starts the incident over.
-    async fn commit(
+    /// The states of a batch in one read; `None` for a single incident, or when the read
+    /// failed (each incident then reads its own and meets the failure itself).
+    async fn read_states(&self, batch: &[DefenderIncident]) -> Option<IncidentStates> {
+        if batch.len() < 2 {
+            return None;
+        }
+        let names: Vec<SentinelIncidentName> = batch
+            .iter()
+            .map(|d| SentinelIncidentName::for_defender(&d.tenant, &d.id))
+            .collect();
+        match self.state.incidents(&names).await {
+            Ok(states) => Some(states),
+            Err(e) => {
+                tracing::debug!(error = %e, message = "Reading a page's states at once failed; reading them one by one.");
+                None
+            }
+        }
+    }
+
+    /// Writes the prepared incidents' states, all in one transaction when there are several
+    /// (each with its own `If-Match`). When that transaction loses a race or is refused (too
+    /// big), nothing of it was written: each state is then written alone, so only the incidents
+    /// that really conflict start over. Any other failure (storage down, the process dying)
+    /// holds them all, exactly as a failed single write would.
+    async fn commit_all(
         &self,
         ctx: &TenantCtx,
-        mut p: Prepared,
+        mut ready: Vec<Prepared>,
         force: bool,
         depth: usize,
+        n: usize,
     ) -> Vec<Done> {
-        let (id, t) = (p.d.id.clone(), p.d.last_update);
-        for (fp, r) in p.rows.drain(..) {
-            p.st.shipped_alerts.insert(r.alert.id, fp);
+        for p in &mut ready {
+            for (fp, r) in p.rows.drain(..) {
+                p.st.shipped_alerts.insert(r.alert.id, fp);
+            }
         }
+        if ready.len() > 1 {
+            let mut items = Vec::with_capacity(ready.len());
+            for p in &mut ready {
+                let st = std::mem::replace(
+                    &mut p.st,
+                    IncidentState::new(p.d.tenant.clone(), p.d.id.clone()),
+                );
+                items.push((st, p.pre.clone()));
+            }
+            let result = self.state.put_incidents(&items).await;
+            for (p, (st, _)) in ready.iter_mut().zip(items) {
+                p.st = st;
+            }
+            match result {
+                Ok(_) => {
+                    return ready
+                        .into_iter()
+                        .map(|p| (p.d.id.clone(), p.d.last_update, p.outcome()))
+                        .collect();
+                }
+                Err(StateError::Conflict | StateError::Invalid(_)) => {
+                    tracing::debug!(
+                        incidents = ready.len(),
+                        message = "A batch state write was refused; writing the states one by one."
+                    );
+                }
+                Err(e) => {
+                    return ready
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p.d.id.clone(),
+                                p.d.last_update,
+                                self.held(ctx, format!("incident {}: state store: {e}", p.d.id)),
+                            )
+                        })
+                        .collect();
+                }
+            }
+        }
+        let committed: Vec<Vec<Done>> = futures::stream::iter(ready)
+            .map(|p| self.commit(ctx, p, force, depth))
+            .buffer_unordered(n)
+            .collect()
+            .await;
+        committed.into_iter().flatten().collect()
+    }
+
+    /// Writes a prepared incident's state (`If-Match`); a conflict starts the incident over.
+    async fn commit(&self, ctx: &TenantCtx, p: Prepared, force: bool, depth: usize) -> Vec<Done> {
+        let (id, t) = (p.d.id.clone(), p.d.last_update);
         match self.state.put_incident(&p.st, p.pre.clone()).await {
             Ok(_) => {}
             Err(StateError::Conflict) if depth + 1 < MAX_ROUNDS => {
@@ -147,12 +235,7 @@ impl ForwardSync {
                 )];
             }
         }
-        let outcome = match p.parked {
-            Some(reason) => Outcome::Parked(reason),
-            None if p.wrote => Outcome::Written,
-            None => Outcome::Unchanged,
-        };
-        vec![(id, t, outcome)]
+        vec![(id, t, p.outcome())]
     }
 
     /// Ships the batch's alert rows in one call (the adapter splits by size). When Logs
@@ -206,14 +289,18 @@ impl ForwardSync {
     }
 
     /// Syncs one incident's Sentinel side (bounded rounds on 409 and state conflicts).
+    /// `known`: its state when already read with the batch's (`Some(None)`: it has none).
     async fn prepare(
         &self,
         ctx: &TenantCtx,
         d: DefenderIncident,
         force: bool,
+        known: Option<Option<Versioned<IncidentState>>>,
     ) -> Result<Prepared, Done> {
         let span = tracing::info_span!("incident", incident_id = %d.id, tenant = %ctx.tenant);
-        self.prepare_rounds(ctx, d, force).instrument(span).await
+        self.prepare_rounds(ctx, d, force, known)
+            .instrument(span)
+            .await
     }
 
     async fn prepare_rounds(
@@ -221,6 +308,7 @@ impl ForwardSync {
         ctx: &TenantCtx,
         mut d: DefenderIncident,
         force: bool,
+        mut known: Option<Option<Versioned<IncidentState>>>,
     ) -> Result<Prepared, Done> {
         let (id, t) = (d.id.clone(), d.last_update);
         // Not started before the deadline: not a failure, the next cycle takes it.
@@ -243,7 +331,11 @@ impl ForwardSync {
                 ));
             }
             // After a conflict, read Sentinel for real: the stored etag may be the stale one.
-            let outcome = match self.try_prepare(ctx, &mut d, force, round == 0).await {
+            // After a conflict, the state is read again too.
+            let outcome = match self
+                .try_prepare(ctx, &mut d, force, round == 0, known.take())
+                .await
+            {
                 Ok(Some(p)) => return Ok(p),
                 Ok(None) => Outcome::Unchanged,
                 Err(Step::Restart) => {
@@ -287,9 +379,13 @@ impl ForwardSync {
         d: &mut DefenderIncident,
         force: bool,
         optimistic: bool,
+        known: Option<Option<Versioned<IncidentState>>>,
     ) -> Result<Option<Prepared>, Step> {
         let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-        let stored = self.state.incident(&name).await.map_err(Step::state)?;
+        let stored = match known {
+            Some(stored) => stored,
+            None => self.state.incident(&name).await.map_err(Step::state)?,
+        };
         if !force
             && stored
                 .as_ref()

@@ -8,6 +8,8 @@ use super::plan;
 use super::report::Tally;
 use crate::domain::*;
 use crate::ports::*;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
@@ -21,6 +23,41 @@ pub(super) struct Pulled {
 impl Pulled {
     fn hold_at(&mut self, t: OffsetDateTime) {
         self.hold = Some(self.hold.map_or(t, |h| h.min(t)));
+    }
+}
+
+/// Pages of one window delivered at the same time (while the next page is fetched).
+const PAGES_IN_FLIGHT: usize = 3;
+
+/// One delivered page: what it delivered or held, and whether the pull may go on.
+struct PageDone {
+    out: Pulled,
+    go_on: bool,
+}
+
+impl PageDone {
+    fn merge_into(self, out: &mut Pulled) -> bool {
+        out.delivered.extend(self.out.delivered);
+        if let Some(t) = self.out.hold {
+            out.hold_at(t);
+        }
+        self.go_on
+    }
+}
+
+/// Awaits `fetch` while the pages in flight keep being delivered (and merged into `out`).
+async fn drive<T>(
+    fetch: impl std::future::Future<Output = T>,
+    inflight: &mut FuturesUnordered<impl std::future::Future<Output = PageDone>>,
+    out: &mut Pulled,
+    go_on: &mut bool,
+) -> T {
+    tokio::pin!(fetch);
+    loop {
+        tokio::select! {
+            r = &mut fetch => return r,
+            Some(done) = inflight.next(), if !inflight.is_empty() => *go_on &= done.merge_into(out),
+        }
     }
 }
 
@@ -76,60 +113,76 @@ impl ForwardSync {
     }
 
     /// Pages one window that holds at most 500 incidents. False when the pull must stop.
+    ///
+    /// Pages are delivered while the next ones are fetched: up to [`PAGES_IN_FLIGHT`] pages are
+    /// being delivered at once (the `nextLink` chain itself is sequential). Delivery order does
+    /// not matter to the checkpoint, which only needs every delivered id and the earliest hold.
     async fn pull_leaf(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled) -> bool {
+        let mut inflight = FuturesUnordered::new();
+        let mut go_on = true;
         'restart: loop {
             let expand = ctx.expand.load(Ordering::Relaxed);
-            let first = self
-                .fetch(ctx, expand, || {
-                    self.defender.list_incidents(&ctx.tenant, w, expand)
-                })
-                .await;
-            let mut page = match first {
+            let first = self.fetch(ctx, expand, || {
+                self.defender.list_incidents(&ctx.tenant, w, expand)
+            });
+            let mut page = match drive(first, &mut inflight, out, &mut go_on).await {
                 Ok(p) => p,
                 Err(PageError::Fallback) => continue 'restart,
-                Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
+                Err(PageError::Failed(e)) => {
+                    go_on = self.page_failed(ctx, w, out, &e);
+                    break;
+                }
             };
             loop {
                 self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
                     .await;
-                let incidents = page.incidents.len();
-                if !self
-                    .deliver_page(ctx, std::mem::take(&mut page.incidents), out)
-                    .await
-                {
-                    out.hold_at(w.updated_from);
-                    return false;
+                let more = page.next_link.is_some();
+                inflight.push(self.deliver_page(ctx, std::mem::take(&mut page.incidents), more));
+                while inflight.len() >= PAGES_IN_FLIGHT {
+                    if let Some(r) = inflight.next().await {
+                        go_on &= r.merge_into(out);
+                    }
                 }
-                tracing::info!(
-                    delivered = out.delivered.len(),
-                    more = page.next_link.is_some(),
-                    message = "Page of incidents done."
-                );
-                self.report_page(
-                    ctx,
-                    incidents,
-                    out.delivered.len(),
-                    page.next_link.is_some(),
-                );
+                if !go_on {
+                    break 'restart;
+                }
                 let Some(link) = page.next_link.take() else {
-                    return true;
+                    break 'restart;
                 };
                 if ctx.out_of_time() {
                     ctx.tally
                         .error("the cycle stopped at its deadline; the next one continues".into());
-                    out.hold_at(w.updated_from);
-                    return false;
+                    go_on = false;
+                    break 'restart;
                 }
-                page = match self
-                    .fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link))
-                    .await
-                {
+                let next = self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link));
+                page = match drive(next, &mut inflight, out, &mut go_on).await {
                     Ok(p) => p,
-                    Err(PageError::Fallback) => continue 'restart,
-                    Err(PageError::Failed(e)) => return self.page_failed(ctx, w, out, &e),
+                    // Pages already delivered stay delivered; the window is read again once
+                    // the pages in flight are done (so no incident is delivered twice at once).
+                    Err(PageError::Fallback) => {
+                        while let Some(r) = inflight.next().await {
+                            go_on &= r.merge_into(out);
+                        }
+                        if !go_on {
+                            break 'restart;
+                        }
+                        continue 'restart;
+                    }
+                    Err(PageError::Failed(e)) => {
+                        go_on = self.page_failed(ctx, w, out, &e);
+                        break 'restart;
+                    }
                 };
             }
         }
+        while let Some(r) = inflight.next().await {
+            go_on &= r.merge_into(out);
+        }
+        if !go_on {
+            out.hold_at(w.updated_from);
+        }
+        go_on
     }
 
     fn report_page(&self, ctx: &TenantCtx, incidents: usize, delivered: usize, more: bool) {
@@ -216,9 +269,28 @@ impl ForwardSync {
         }
     }
 
-    /// Delivers one page's incidents, a few at a time. False on an error that stops the
-    /// tenant's cycle (credentials).
+    /// Delivers one page's incidents, a few at a time; `go_on` false on an error that stops
+    /// the tenant's cycle (credentials).
     async fn deliver_page(
+        &self,
+        ctx: &TenantCtx,
+        incidents: Vec<DefenderIncident>,
+        more: bool,
+    ) -> PageDone {
+        let count = incidents.len();
+        let mut out = Pulled::default();
+        let go_on = self.deliver_incidents(ctx, incidents, &mut out).await;
+        tracing::info!(
+            incidents = count,
+            delivered = out.delivered.len(),
+            more,
+            message = "Page of incidents done."
+        );
+        self.report_page(ctx, count, out.delivered.len(), more);
+        PageDone { out, go_on }
+    }
+
+    async fn deliver_incidents(
         &self,
         ctx: &TenantCtx,
         incidents: Vec<DefenderIncident>,

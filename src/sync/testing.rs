@@ -831,10 +831,24 @@ impl crate::state::StateStore for FlakyStore {
         }
         self.inner.put_incident(v, p).await
     }
+    async fn incidents(
+        &self,
+        names: &[SentinelIncidentName],
+    ) -> Result<crate::state::IncidentStates, crate::state::StateError> {
+        self.inner.incidents(names).await
+    }
+    /// One injected failure fails the whole batch (the process died before the transaction).
     async fn put_incidents(
         &self,
         items: &[(crate::state::IncidentState, crate::state::Precondition)],
     ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        let left = self.fail_incident_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
+            return Err(crate::state::StateError::Transient(
+                "injected: the process died here".into(),
+            ));
+        }
         self.inner.put_incidents(items).await
     }
     async fn tenant_health(

@@ -197,11 +197,13 @@ async fn sigkill_mid_cycle_then_restart_duplicates_nothing_and_loses_nothing() {
 #[tokio::test]
 async fn a_short_function_timeout_stops_the_cycle_cleanly_and_later_cycles_finish() {
     let mut w = one_tenant(&[("AzureFunctionsJobHost__functionTimeout", "00:00:10")]).await;
-    let n = 80;
+    // Enough work that one 10 s invocation cannot finish it: 200 incidents × 2 ARM calls
+    // (incident, comment) of 700 ms each, 8 at a time per page and 3 pages at a time ≈ 12 s.
+    let n = 200;
     seed_with_comments(&w.sims, n, 81, 1);
     w.sims.set_faults(
         Api::Arm,
-        FaultPlan::default().with_latency(Duration::from_millis(500)),
+        FaultPlan::default().with_latency(Duration::from_millis(700)),
     );
     let envelope = w
         .host
