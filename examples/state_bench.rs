@@ -56,7 +56,7 @@ fn states(tenant: &str, n: usize) -> Vec<IncidentState> {
 fn report(what: &str, n: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{what:<34} {n:>6} writes in {secs:>6.2} s = {:>8.0} writes/s",
+        "{what:<34} {n:>6} records in {secs:>6.2} s = {:>8.0} records/s",
         n as f64 / secs
     );
 }
@@ -129,4 +129,21 @@ async fn main() {
     let started = Instant::now();
     store.put_incidents(&updates).await.unwrap();
     report("transactions of 100, replacing", n, started);
+
+    // Reads, with 5 × n states in the table: one at a time per incident (16 in flight), and a
+    // page of 50 at once (`incidents`: queries of 14 names, which Azurite answers by scanning).
+    let names: Vec<_> = updates.iter().map(|(s, _)| s.sentinel_name).collect();
+    let started = Instant::now();
+    futures::stream::iter(names.iter().map(|name| store.incident(name)))
+        .buffer_unordered(16)
+        .for_each(|r| async move {
+            assert!(r.unwrap().is_some());
+        })
+        .await;
+    report("point reads, 16 in flight", n, started);
+    let started = Instant::now();
+    for page in names.chunks(50) {
+        assert_eq!(store.incidents(page).await.unwrap().len(), page.len());
+    }
+    report("reads of 50 at once, sequential", n, started);
 }

@@ -75,9 +75,9 @@ pub fn comment_messages(c: &DefenderComment) -> Vec<String> {
 /// Fingerprint of an alert with its evidence, as last shipped.
 pub fn alert_fingerprint(a: &Alert) -> String {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(&a.raw).unwrap_or_default());
+    h.update(a.raw.get());
     for e in &a.evidence {
-        h.update(serde_json::to_vec(&e.raw).unwrap_or_default());
+        h.update(e.raw.get());
     }
     h.update(
         a.last_update
@@ -263,34 +263,34 @@ impl ForwardSync {
         }
     }
 
-    /// New or changed alerts (with their evidence) and their fingerprints, when Logs Ingestion
-    /// is configured; shipped per batch, stored in the state once shipped.
-    pub(super) fn changed_alerts(
+    /// New or changed alerts (with their evidence), moved out of `d` (its `alerts` become
+    /// `None`: a restarted attempt reads them again), and the fingerprint of each by alert id,
+    /// when Logs Ingestion is configured; shipped per batch, fingerprints stored once shipped.
+    pub(super) fn take_changed_alerts(
         &self,
-        d: &DefenderIncident,
+        d: &mut DefenderIncident,
         st: &IncidentState,
-    ) -> Vec<(String, AlertRecord)> {
+    ) -> (Vec<AlertRecord>, Vec<(String, String)>) {
         if self.logs.is_none() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let sentinel_name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-        d.alerts
-            .iter()
-            .flatten()
-            .map(|a| (alert_fingerprint(a), a))
-            .filter(|(fp, a)| st.shipped_alerts.get(&a.id) != Some(fp))
-            .map(|(fp, a)| {
-                (
-                    fp,
-                    AlertRecord {
-                        tenant: d.tenant.clone(),
-                        incident_id: d.id.clone(),
-                        sentinel_name,
-                        alert: a.clone(),
-                    },
-                )
-            })
-            .collect()
+        let mut records = Vec::new();
+        let mut fingerprints = Vec::new();
+        for alert in d.alerts.take().into_iter().flatten() {
+            let fp = alert_fingerprint(&alert);
+            if st.shipped_alerts.get(&alert.id) == Some(&fp) {
+                continue;
+            }
+            fingerprints.push((alert.id.clone(), fp));
+            records.push(AlertRecord {
+                tenant: d.tenant.clone(),
+                incident_id: d.id.clone(),
+                sentinel_name,
+                alert,
+            });
+        }
+        (records, fingerprints)
     }
 }
 

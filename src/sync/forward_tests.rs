@@ -561,7 +561,8 @@ async fn only_new_or_changed_alerts_are_shipped() {
     h.cycle().await;
     h.d.edit(&tenant(), "95", |i| {
         let alerts = i.alerts.as_mut().unwrap();
-        alerts[1].raw = serde_json::json!({"id": "da95-2", "status": "resolved"});
+        alerts[1].raw =
+            RawJson::from_value(&serde_json::json!({"id": "da95-2", "status": "resolved"}));
         alerts.push(alert("da95-3", ago(1)));
         i.last_update = ago(1);
     });

@@ -64,7 +64,9 @@ pub(super) struct Prepared {
     pre: Precondition,
     wrote: bool,
     /// New or changed alerts, with their fingerprints (stored once shipped).
-    rows: Vec<(String, AlertRecord)>,
+    rows: Vec<AlertRecord>,
+    /// Alert id → fingerprint of each row's alert (stored in the state once shipped).
+    fingerprints: Vec<(String, String)>,
     /// Set when the incident must be retried later although its writes went through.
     parked: Option<String>,
 }
@@ -166,8 +168,8 @@ impl ForwardSync {
         n: usize,
     ) -> Vec<Done> {
         for p in &mut ready {
-            for (fp, r) in p.rows.drain(..) {
-                p.st.shipped_alerts.insert(r.alert.id, fp);
+            for (id, fp) in p.fingerprints.drain(..) {
+                p.st.shipped_alerts.insert(id, fp);
             }
         }
         if ready.len() > 1 {
@@ -244,13 +246,15 @@ impl ForwardSync {
     async fn ship_batch(
         &self,
         ctx: &TenantCtx,
-        ready: Vec<Prepared>,
+        mut ready: Vec<Prepared>,
         done: &mut Vec<Done>,
     ) -> Vec<Prepared> {
         let Some(logs) = &self.logs else { return ready };
+        // The rows move into one list (and back, if each incident must be tried alone).
+        let counts: Vec<usize> = ready.iter().map(|p| p.rows.len()).collect();
         let rows: Vec<AlertRecord> = ready
-            .iter()
-            .flat_map(|p| p.rows.iter().map(|(_, r)| r.clone()))
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.rows))
             .collect();
         if rows.is_empty() {
             return ready;
@@ -263,10 +267,14 @@ impl ForwardSync {
             done.extend(ready.into_iter().map(|p| self.not_shipped(ctx, p, &err)));
             return Vec::new();
         }
+        let mut rows = rows.into_iter();
+        for (p, n) in ready.iter_mut().zip(counts) {
+            p.rows = rows.by_ref().take(n).collect();
+        }
         let mut ok = Vec::new();
         for p in ready {
-            let rows: Vec<AlertRecord> = p.rows.iter().map(|(_, r)| r.clone()).collect();
-            match self.call(ctx, || logs.ship_alerts(&rows)).await {
+            let rows = &p.rows;
+            match self.call(ctx, || logs.ship_alerts(rows)).await {
                 Ok(()) => ok.push(p),
                 Err(e) => done.push(self.not_shipped(ctx, p, &e)),
             }
@@ -445,7 +453,8 @@ impl ForwardSync {
         };
         let extras = self.after_put(ctx, d, &written, &outcome, &mut st).await?;
         wrote |= extras.wrote;
-        let rows = self.changed_alerts(d, &st);
+        // Nothing below can fail: the alerts move into the rows (no copy of their JSON).
+        let (rows, fingerprints) = self.take_changed_alerts(d, &st);
         wrote |= !rows.is_empty();
         st.defender_last_update = Some(d.last_update);
         st.defender_base = Some(outcome.base.defender);
@@ -468,6 +477,7 @@ impl ForwardSync {
             pre,
             wrote,
             rows,
+            fingerprints,
             parked: extras.parked,
         }))
     }

@@ -694,7 +694,9 @@ pub fn alert(id: &str, at: OffsetDateTime) -> Alert {
         remediation_status: None,
         roles: vec![],
         key: Some(key.into()),
-        raw: serde_json::json!({"@odata.type": format!("#microsoft.graph.security.{kind}"), "key": key}),
+        raw: RawJson::from_value(
+            &serde_json::json!({"@odata.type": format!("#microsoft.graph.security.{kind}"), "key": key}),
+        ),
     };
     Alert {
         id: id.into(),
@@ -710,7 +712,7 @@ pub fn alert(id: &str, at: OffsetDateTime) -> Alert {
         last_activity: Some(at - time::Duration::minutes(10)),
         mitre_techniques: vec!["T1059".into()],
         evidence: vec![ev("deviceEvidence", "host-1"), ev("fileEvidence", "abc123")],
-        raw: serde_json::json!({"id": id, "title": format!("alert {id}")}),
+        raw: RawJson::from_value(&serde_json::json!({"id": id, "title": format!("alert {id}")})),
     }
 }
 

@@ -70,7 +70,7 @@ fn records(n: usize, pad: usize) -> Vec<AlertRecord> {
                     remediation_status: None,
                     roles: vec![],
                     key: None,
-                    raw: e.clone(),
+                    raw: RawJson::from_value(e),
                 })
                 .collect();
             AlertRecord {
@@ -91,7 +91,7 @@ fn records(n: usize, pad: usize) -> Vec<AlertRecord> {
                     last_activity: None,
                     mitre_techniques: vec!["T1564.001".into()],
                     evidence,
-                    raw,
+                    raw: RawJson::from_value(&raw),
                 },
             }
         })

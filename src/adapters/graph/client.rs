@@ -171,10 +171,10 @@ impl GraphClient {
         let mut incidents = Vec::with_capacity(page.value.len());
         let mut unmappable = Vec::new();
         for raw in page.value {
-            let id = mapping::id_hint(&raw);
-            match mapping::incident(tenant, raw) {
+            match mapping::incident(tenant, &raw) {
                 Ok(i) => incidents.push(i),
                 Err(error) => {
+                    let id = mapping::id_hint(&raw);
                     tracing::warn!(message = "Defender incident cannot be mapped.", %tenant, incident_id = %id, %error);
                     unmappable.push((id, error));
                 }
@@ -244,14 +244,14 @@ impl DefenderApi for GraphClient {
             self.security_url(&["incidents", id.as_str()]),
             &[("$expand", "alerts")],
         );
-        let raw: serde_json::Value = match self
+        let raw: Box<serde_json::value::RawValue> = match self
             .call(tenant, "graph.get_incident", true, |c| c.get(url.clone()))
             .await
         {
             Err(DefenderError::NotFound) => return Ok(None),
             other => other?,
         };
-        mapping::incident(tenant, raw)
+        mapping::incident(tenant, &raw)
             .map(Some)
             .map_err(|message| DefenderError::Rejected {
                 status: 200,
@@ -295,12 +295,12 @@ impl DefenderApi for GraphClient {
         let body = request::patch_body(patch)
             .map_err(|message| DefenderError::Rejected { status: 0, message })?;
         let url = self.security_url(&["incidents", id.as_str()]);
-        let raw: serde_json::Value = self
+        let raw: Box<serde_json::value::RawValue> = self
             .call(tenant, "graph.update_incident", true, |c| {
                 c.patch(url.clone()).json(&body)
             })
             .await?;
-        mapping::incident(tenant, raw).map_err(|message| DefenderError::Rejected {
+        mapping::incident(tenant, &raw).map_err(|message| DefenderError::Rejected {
             status: 200,
             message,
         })

@@ -2,9 +2,10 @@
 //! determination spellings are accepted, unknown evidence types are kept with their raw JSON.
 //! A missing id or timestamp is a mapping error of that one item (the engine parks it).
 
-use super::wire::{AlertDto, CommentDto, IncidentDto, UserDto};
+use super::wire::{AlertDto, CommentDto, IdDto, IncidentDto, UserDto};
 use crate::domain::*;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -22,18 +23,21 @@ fn required_time(s: Option<&str>, field: &str) -> Result<OffsetDateTime, String>
 }
 
 /// The id of a raw item for error reports (`?` when absent).
-pub(super) fn id_hint(v: &Value) -> String {
-    match &v["id"] {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
+pub(super) fn id_hint(raw: &RawValue) -> String {
+    match serde_json::from_str::<IdDto>(raw.get())
+        .ok()
+        .and_then(|d| d.id)
+    {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
         _ => "?".to_owned(),
     }
 }
 
 /// Maps one raw incident of `tenant` (the tenant we asked, not the payload's `tenantId`).
-pub(super) fn incident(tenant: &TenantId, raw: Value) -> Result<DefenderIncident, String> {
+pub(super) fn incident(tenant: &TenantId, raw: &RawValue) -> Result<DefenderIncident, String> {
     let dto: IncidentDto =
-        serde_json::from_value(raw).map_err(|e| format!("incident does not parse: {e}"))?;
+        serde_json::from_str(raw.get()).map_err(|e| format!("incident does not parse: {e}"))?;
     DefenderIncident::try_from((tenant, dto))
 }
 
@@ -99,18 +103,16 @@ pub(super) fn comment(dto: CommentDto) -> DefenderComment {
 }
 
 /// Maps one raw alert, keeping its JSON whole.
-pub(super) fn alert(raw: Value) -> Result<Alert, String> {
-    use serde::Deserialize;
-    // From `&Value`: no copy of the whole alert just to read its fields.
-    let dto = AlertDto::deserialize(&raw)
+pub(super) fn alert(raw: Box<RawValue>) -> Result<Alert, String> {
+    let dto: AlertDto = serde_json::from_str(raw.get())
         .map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
     Alert::try_from((dto, raw))
 }
 
-impl TryFrom<(AlertDto, Value)> for Alert {
+impl TryFrom<(AlertDto, Box<RawValue>)> for Alert {
     type Error = String;
 
-    fn try_from((dto, raw): (AlertDto, Value)) -> Result<Self, String> {
+    fn try_from((dto, raw): (AlertDto, Box<RawValue>)) -> Result<Self, String> {
         let id = dto
             .id
             .filter(|s| !s.is_empty())
@@ -128,17 +130,22 @@ impl TryFrom<(AlertDto, Value)> for Alert {
             first_activity: opt_time(dto.first_activity_date_time.as_deref()),
             last_activity: opt_time(dto.last_activity_date_time.as_deref()),
             mitre_techniques: dto.mitre_techniques.unwrap_or_default(),
-            evidence: raw["evidence"]
-                .as_array()
-                .map(|a| a.iter().cloned().map(evidence).collect())
-                .unwrap_or_default(),
-            raw,
+            evidence: dto
+                .evidence
+                .unwrap_or_default()
+                .into_iter()
+                .map(evidence)
+                .collect(),
+            raw: RawJson::new(raw),
         })
     }
 }
 
 /// Maps one evidence item; never fails (an unknown type is `kind` = its short name, or `unknown`).
-pub(super) fn evidence(raw: Value) -> Evidence {
+/// The item is parsed once here to read its key fields (which differ per type); only the text
+/// is kept.
+pub(super) fn evidence(text: Box<RawValue>) -> Evidence {
+    let raw: Value = serde_json::from_str(text.get()).unwrap_or(Value::Null);
     let kind = raw["@odata.type"]
         .as_str()
         .and_then(|t| t.rsplit('.').next())
@@ -161,7 +168,7 @@ pub(super) fn evidence(raw: Value) -> Evidence {
         remediation_status: raw["remediationStatus"].as_str().map(str::to_owned),
         roles: strings("roles"),
         kind,
-        raw,
+        raw: RawJson::new(text),
     }
 }
 

@@ -3,6 +3,20 @@ use serde_json::json;
 
 use crate::adapters::test_support::fixture;
 
+// The mapping reads raw JSON text; these take parsed values for readable tests.
+fn raw(v: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap()
+}
+fn incident(t: &TenantId, v: Value) -> Result<DefenderIncident, String> {
+    super::incident(t, &raw(&v))
+}
+fn evidence(v: Value) -> Evidence {
+    super::evidence(raw(&v))
+}
+fn id_hint(v: &Value) -> String {
+    super::id_hint(&raw(v))
+}
+
 fn tenant() -> TenantId {
     TenantId::parse("b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c").unwrap()
 }
@@ -44,7 +58,9 @@ fn list_fixture_maps_with_every_evidence_kind() {
     assert_eq!(a.service_source, "microsoftDefenderForEndpoint");
     assert_eq!(a.mitre_techniques, vec!["T1564.001"]);
     assert_eq!(
-        a.raw["recommendedActions"].as_str().map(|s| s.len() > 100),
+        a.raw.to_value()["recommendedActions"]
+            .as_str()
+            .map(|s| s.len() > 100),
         Some(true),
         "raw kept whole"
     );
@@ -72,7 +88,10 @@ fn list_fixture_maps_with_every_evidence_kind() {
     );
     assert_eq!(a.evidence[0].roles, vec!["compromised"]);
     assert_eq!(a.evidence[0].verdict.as_deref(), Some("unknown"));
-    assert_eq!(a.evidence[0].raw["vmMetadata"]["cloudProvider"], "azure");
+    assert_eq!(
+        a.evidence[0].raw.to_value()["vmMetadata"]["cloudProvider"],
+        "azure"
+    );
 }
 
 #[test]
@@ -207,7 +226,7 @@ fn evidence_keys_per_type_and_unknown_types_kept() {
         let e = evidence(raw.clone());
         assert_eq!(e.kind, kind);
         assert_eq!(e.key.as_deref(), Some(key), "{kind}");
-        assert_eq!(e.raw, raw);
+        assert_eq!(e.raw.to_value(), raw);
     }
     let e = evidence(json!({"verdict": "malicious"}));
     assert_eq!(

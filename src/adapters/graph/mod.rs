@@ -18,5 +18,7 @@ pub fn incident_from_json(
     tenant: &crate::domain::TenantId,
     raw: serde_json::Value,
 ) -> Result<crate::domain::DefenderIncident, String> {
-    mapping::incident(tenant, raw)
+    let raw = serde_json::value::to_raw_value(&raw)
+        .map_err(|e| format!("incident does not serialize: {e}"))?;
+    mapping::incident(tenant, &raw)
 }

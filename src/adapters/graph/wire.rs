@@ -1,16 +1,17 @@
 //! Graph wire shapes (private). Everything optional: Graph omits, nulls and adds fields over
 //! time, and enum members arrive as plain strings (parsed with a passthrough in the mapping).
-//! Alerts and evidence stay `serde_json::Value` until mapped, so their raw JSON is kept whole.
+//! Page items, alerts and evidence stay raw JSON text until mapped, so their raw JSON is kept
+//! whole (and one bad item cannot fail the page).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A collection page (`value`, `@odata.nextLink`, `@odata.count`); items are mapped one by one
 /// so one bad item cannot fail the page.
 #[derive(Debug, Deserialize)]
 pub(super) struct PageDto {
     #[serde(default)]
-    pub value: Vec<Value>,
+    pub value: Vec<Box<RawValue>>,
     #[serde(rename = "@odata.nextLink")]
     pub next_link: Option<String>,
     #[serde(rename = "@odata.count")]
@@ -42,7 +43,7 @@ pub(super) struct IncidentDto {
     pub last_update_date_time: Option<String>,
     pub last_modified_by: Option<String>,
     /// Present only with `$expand=alerts`.
-    pub alerts: Option<Vec<Value>>,
+    pub alerts: Option<Vec<Box<RawValue>>>,
 }
 
 /// `alertComment`; older samples use `createdBy`/`createdTime`.
@@ -63,7 +64,7 @@ pub(super) struct CommentsDto {
     pub value: Vec<CommentDto>,
 }
 
-/// `#microsoft.graph.security.alert` (alerts v2), deserialized from the kept raw JSON by reference.
+/// `#microsoft.graph.security.alert` (alerts v2), read from the kept raw JSON text.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct AlertDto {
@@ -79,7 +80,13 @@ pub(super) struct AlertDto {
     pub first_activity_date_time: Option<String>,
     pub last_activity_date_time: Option<String>,
     pub mitre_techniques: Option<Vec<String>>,
-    // `evidence` is read from the raw JSON directly (not duplicated through the DTO).
+    pub evidence: Option<Vec<Box<RawValue>>>,
+}
+
+/// Just the id of an item (for naming one that does not map).
+#[derive(Debug, Deserialize)]
+pub(super) struct IdDto {
+    pub id: Option<serde_json::Value>,
 }
 
 /// `#microsoft.graph.user` (the `$select`ed part).

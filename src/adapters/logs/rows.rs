@@ -2,10 +2,11 @@
 //! reserved `TenantId`, `Title`, `Type`, `id`, `UniqueId`, `_ResourceId`, `_SubscriptionId`
 //! (≤ 45 characters, `[A-Za-z0-9_]`); `deploy/logs-stream-columns.md` documents them.
 
-use crate::domain::{Alert, Evidence, stable_uuid};
+use crate::domain::{Alert, Evidence, RawJson, stable_uuid};
 use crate::ports::AlertRecord;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use time::OffsetDateTime;
 
 /// The stream's columns with their DCR types, in row order (for the DCR and the simulator).
@@ -96,7 +97,8 @@ pub(super) struct Row<'a> {
     pub remediation_status: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence_roles: Option<&'a [String]>,
-    pub raw_json: String,
+    /// The item's JSON text as Graph sent it (a string column).
+    pub raw_json: Cow<'a, str>,
     pub raw_truncated: bool,
 }
 
@@ -123,11 +125,11 @@ fn base_row<'a>(
     record: &'a AlertRecord,
     kind: &'static str,
     slot: &str,
-    raw: &serde_json::Value,
+    raw: &'a RawJson,
     now: OffsetDateTime,
 ) -> Row<'a> {
     let a: &'a Alert = &record.alert;
-    let raw_json = raw.to_string();
+    let raw_json = Cow::Borrowed(raw.get());
     let content_fingerprint = fingerprint(&raw_json);
     let row_id =
         stable_uuid(&[record.tenant.as_str(), &a.id, slot, &content_fingerprint]).to_string();
@@ -201,7 +203,7 @@ pub(super) fn serialize_within(
         return Ok(bytes);
     }
     let original = std::mem::take(&mut row.raw_json);
-    row.raw_json = TRUNCATION_MARKER.to_owned();
+    row.raw_json = Cow::Borrowed(TRUNCATION_MARKER);
     row.raw_truncated = true;
     let rest = serde_json::to_vec(&row)?.len();
     // Keep the longest prefix whose escaped form fits what the other fields leave.
@@ -215,7 +217,7 @@ pub(super) fn serialize_within(
         budget -= cost;
         keep = i + c.len_utf8();
     }
-    row.raw_json = format!("{}{TRUNCATION_MARKER}", &original[..keep]);
+    row.raw_json = Cow::Owned(format!("{}{TRUNCATION_MARKER}", &original[..keep]));
     serde_json::to_vec(&row)
 }
 
