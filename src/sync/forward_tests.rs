@@ -329,6 +329,51 @@ async fn comments_are_mirrored_once_even_across_a_crash() {
 }
 
 #[tokio::test]
+async fn a_page_is_committed_in_one_batch_and_a_lost_race_restarts_only_its_incident() {
+    let h = harness();
+    h.add(30..=34, ago(60));
+    let r = h.cycle().await;
+    assert_eq!((r.written, r.failed), (5, 0), "{r:?}");
+    assert_eq!(
+        h.store.batch_writes.load(Ordering::SeqCst),
+        1,
+        "one transaction for the page"
+    );
+    let puts_before = h.total_puts();
+
+    // Every incident changes in Defender; another writer touches #32's state meanwhile.
+    for id in 30..=34 {
+        let mut i = incident(&tenant(), id, ago(1));
+        i.custom_tags = vec!["changed".into()];
+        h.d.upsert(i);
+    }
+    *h.store.race_next_batch_on.lock().unwrap() = Some(name(32));
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!((r.written, r.failed), (5, 0), "{r:?}");
+    // The refused transaction wrote nothing; each state was then written alone and only #32
+    // started over: its rebuilt incident carried the etag before this cycle's PUT, so one more
+    // PUT was refused (409), and the fresh read then showed nothing left to write.
+    assert_eq!(h.total_puts() - puts_before, 5 + 1);
+    assert_eq!(h.store.batch_writes.load(Ordering::SeqCst), 2);
+    for id in 30..=34 {
+        assert_eq!(
+            h.s.puts(&name(id)),
+            2,
+            "incident {id}: created, then updated once"
+        );
+    }
+    for id in 30..=34 {
+        let st = h.store.incident(&name(id)).await.unwrap().unwrap().value;
+        assert_eq!(
+            st.defender_base.unwrap().custom_tags,
+            ["changed"],
+            "incident {id}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_comment_cap_is_recorded_not_retried() {
     let h = harness();
     let mut i = incident(&tenant(), 21, ago(30));

@@ -124,7 +124,8 @@ impl ForwardSync {
                 .collect();
             let ready = self.ship_batch(ctx, ready, &mut done).await;
             done.extend(self.commit_all(ctx, ready, force, depth, n).await);
-            for (_, _, o) in &done {
+            // A restarted incident comes back through the outer batch: count it there only.
+            for (_, _, o) in done.iter().filter(|_| depth == 0) {
                 match o {
                     Outcome::Written => Tally::add(&ctx.tally.written, 1),
                     Outcome::Unchanged => Tally::add(&ctx.tally.unchanged, 1),

@@ -753,6 +753,11 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
 pub struct FlakyStore {
     pub inner: crate::state::memory::MemoryStateStore,
     pub fail_incident_puts: std::sync::atomic::AtomicUsize,
+    /// Another writer rewrites this incident's state just before the next batch write (so
+    /// that transaction loses the race on it).
+    pub race_next_batch_on: std::sync::Mutex<Option<SentinelIncidentName>>,
+    /// Batch writes attempted (`put_incidents` calls).
+    pub batch_writes: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -844,6 +849,21 @@ impl crate::state::StateStore for FlakyStore {
         &self,
         items: &[(crate::state::IncidentState, crate::state::Precondition)],
     ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        self.batch_writes.fetch_add(1, Ordering::SeqCst);
+        let racing = self
+            .race_next_batch_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(name) = racing
+            && let Some(other) = self.inner.incident(&name).await?
+        {
+            let mut value = other.value;
+            value.updated_at = Some(OffsetDateTime::now_utc());
+            self.inner
+                .put_incident(&value, crate::state::Precondition::Matches(other.etag))
+                .await?;
+        }
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
