@@ -184,7 +184,12 @@ fn authenticate(g: &Gate, req: &Request) -> Result<Claims, Response> {
         .map(str::trim);
     let result = match token {
         None | Some("") => Err(TokenRejection::Missing),
-        Some(t) => keys::verify(t, &read(&g.shared.keys), &audiences(g)),
+        Some(t) => keys::verify_cached(
+            t,
+            &read(&g.shared.keys),
+            &audiences(g),
+            &g.shared.verified_tokens,
+        ),
     };
     let claims = result.map_err(|r| unauthorized(g.api, &r))?;
     let home = &g.shared.cfg.tenant_id;

@@ -84,6 +84,7 @@ impl Simulators {
             graph_cfg: RwLock::new(cfg.graph.clone()),
             throttle_cfg: RwLock::new(cfg.throttle.clone()),
             keys: RwLock::new(vec![key]),
+            verified_tokens: Mutex::default(),
             bad_tokens: Mutex::new(VecDeque::new()),
             graph: Mutex::default(),
             arm: Mutex::default(),

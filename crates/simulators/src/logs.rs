@@ -79,8 +79,16 @@ async fn upload(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let raw = if gz {
-        let mut out = Vec::new();
+    let raw: std::borrow::Cow<'_, [u8]> = if gz {
+        // Sized from the gzip trailer (ISIZE, the uncompressed length; only a hint, capped by
+        // the limit) so the buffer is not regrown and copied by doubling up to a megabyte.
+        let hint = body
+            .len()
+            .checked_sub(4)
+            .and_then(|i| body.get(i..))
+            .and_then(|t| <[u8; 4]>::try_from(t).ok())
+            .map_or(0, |t| u32::from_le_bytes(t) as usize);
+        let mut out = Vec::with_capacity(hint.min(limit + 1));
         let read = flate2::read::GzDecoder::new(&body[..])
             .take(limit as u64 + 1)
             .read_to_end(&mut out);
@@ -93,9 +101,9 @@ async fn upload(
         if out.len() > limit {
             return too_large(limit);
         }
-        out
+        out.into()
     } else {
-        body.to_vec()
+        body[..].into()
     };
     let rows = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Array(rows)) => rows,

@@ -4,7 +4,7 @@ use crate::arm::store::ArmStore;
 use crate::config::{DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
 use crate::entra::BadToken;
-use crate::entra::keys::SigningKey;
+use crate::entra::keys::{SigningKey, VerifiedTokens};
 use crate::faults::Faults;
 use crate::graph::store::GraphStore;
 use crate::logs::LogsStore;
@@ -61,6 +61,8 @@ pub struct Shared {
     pub graph_cfg: RwLock<GraphConfig>,
     pub throttle_cfg: RwLock<ThrottleConfig>,
     pub keys: RwLock<Vec<SigningKey>>,
+    /// Tokens already verified (see [`crate::entra::keys::verify_cached`]).
+    pub verified_tokens: Mutex<VerifiedTokens>,
     pub bad_tokens: Mutex<VecDeque<BadToken>>,
     pub graph: Mutex<GraphStore>,
     pub arm: Mutex<ArmStore>,

@@ -124,6 +124,72 @@ pub fn verify(
     keys: &[SigningKey],
     audiences: &[String],
 ) -> Result<Claims, TokenRejection> {
+    let (_, c) = verify_signed(token, keys)?;
+    check_claims(c, audiences)
+}
+
+/// As [`verify`], remembering tokens whose signature checked out: a client sends the same token
+/// for an hour, and one RSA verification (plus building the aws-lc public key it needs) per call
+/// was the simulators' largest per-request cost. A remembered token is re-checked for everything
+/// that can change since: its key still published (rotation), its expiry against the clock, then
+/// audience and issuer as on a first sight — so answers are the same as [`verify`]'s.
+pub fn verify_cached(
+    token: &str,
+    keys: &[SigningKey],
+    audiences: &[String],
+    cache: &std::sync::Mutex<VerifiedTokens>,
+) -> Result<Claims, TokenRejection> {
+    let hit = crate::state::lock(cache).map.get(token).cloned();
+    let claims = match hit {
+        Some(v) if keys.iter().any(|k| k.kid == v.kid) => {
+            // jsonwebtoken's check with leeway 0: `exp < now` (whole seconds) is expired.
+            if v.exp < jsonwebtoken::get_current_timestamp() {
+                return Err(TokenRejection::Expired);
+            }
+            v.claims
+        }
+        // Unknown token, or its key left the JWKS: the full check decides (and refuses the latter).
+        _ => {
+            let (kid, claims) = verify_signed(token, keys)?;
+            let mut c = crate::state::lock(cache);
+            if c.map.len() >= VerifiedTokens::MAX {
+                c.map.clear();
+            }
+            c.map.insert(
+                token.to_owned(),
+                Verified {
+                    kid,
+                    // verify_signed accepted exp as a non-negative number, so it fits.
+                    exp: u64::try_from(claims.exp).unwrap_or(0),
+                    claims: claims.clone(),
+                },
+            );
+            claims
+        }
+    };
+    check_claims(claims, audiences)
+}
+
+/// Tokens whose signature and claims format were verified, by token string.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    map: std::collections::HashMap<String, Verified>,
+}
+
+impl VerifiedTokens {
+    /// Clients hold a handful of tokens; a bound keeps a token-minting test from growing it.
+    const MAX: usize = 1024;
+}
+
+#[derive(Debug, Clone)]
+struct Verified {
+    kid: String,
+    exp: u64,
+    claims: Claims,
+}
+
+/// Signature (by `kid` among `keys`), required claims and lifetime; returns the `kid` too.
+fn verify_signed(token: &str, keys: &[SigningKey]) -> Result<(String, Claims), TokenRejection> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Invalid)?;
     if header.alg != Algorithm::RS256 {
         return Err(TokenRejection::Invalid);
@@ -143,7 +209,11 @@ pub fn verify(
             | jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenRejection::Expired,
             _ => TokenRejection::Invalid,
         })?;
-    let c = data.claims;
+    Ok((kid, data.claims))
+}
+
+/// Audience (one of `audiences`) and issuer.
+fn check_claims(c: Claims, audiences: &[String]) -> Result<Claims, TokenRejection> {
     if !audiences
         .iter()
         .any(|a| a.trim_end_matches('/') == c.aud.trim_end_matches('/'))
@@ -154,4 +224,60 @@ pub fn verify(
         return Err(TokenRejection::Issuer);
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A remembered token gets the answers a first sight gets: audience per API, expiry by the
+    /// clock, refusal once its key is retired.
+    #[test]
+    fn cached_verification_answers_like_verify() {
+        let key = generate_key().unwrap();
+        let tid = "t1";
+        let graph = vec!["https://graph.microsoft.com".to_owned()];
+        let arm = vec!["https://management.azure.com".to_owned()];
+        let cache = Mutex::new(VerifiedTokens::default());
+        let keys = vec![key];
+        let token = sign(
+            &Claims::app("https://graph.microsoft.com", tid, "app", "oid", 3600),
+            &keys[0],
+        )
+        .unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                verify_cached(&token, &keys, &graph, &cache),
+                verify(&token, &keys, &graph)
+            );
+            assert!(verify_cached(&token, &keys, &graph, &cache).is_ok());
+            assert_eq!(
+                verify_cached(&token, &keys, &arm, &cache),
+                Err(TokenRejection::Audience("https://graph.microsoft.com".into()))
+            );
+        }
+        let short = sign(
+            &Claims::app("https://graph.microsoft.com", tid, "app", "oid", 1),
+            &keys[0],
+        )
+        .unwrap();
+        assert!(verify_cached(&short, &keys, &graph, &cache).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(
+            verify_cached(&short, &keys, &graph, &cache),
+            Err(TokenRejection::Expired)
+        );
+        assert_eq!(verify(&short, &keys, &graph), Err(TokenRejection::Expired));
+        let rotated = vec![generate_key().unwrap()];
+        assert_eq!(
+            verify_cached(&token, &rotated, &graph, &cache),
+            Err(TokenRejection::Invalid)
+        );
+        assert_eq!(verify(&token, &rotated, &graph), Err(TokenRejection::Invalid));
+        assert_eq!(
+            verify_cached("garbage", &keys, &graph, &cache),
+            Err(TokenRejection::Invalid)
+        );
+    }
 }

@@ -12,9 +12,11 @@ use crate::util::{graph_error, json_response, query_map};
 use axum::Router;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::sync::Arc;
 use store::GraphIncident;
 
@@ -112,18 +114,14 @@ fn hide_evolved(o: &mut Map<String, Value>, fields: &[&str], view: View) {
 fn render_alert(a: &Value, view: View) -> Value {
     let mut a = a.clone();
     if let Some(o) = a.as_object_mut() {
-        hide_evolved(
-            o,
-            &["serviceSource", "detectionSource", "determination"],
-            view,
-        );
+        hide_evolved(o, ALERT_HIDDEN, view);
     }
     a
 }
 
 fn render(inc: &GraphIncident, view: View) -> Value {
     let mut b = inc.body.clone();
-    hide_evolved(&mut b, &["status", "determination"], view);
+    hide_evolved(&mut b, INCIDENT_HIDDEN, view);
     if view.expand {
         b.insert(
             "alerts".into(),
@@ -131,6 +129,136 @@ fn render(inc: &GraphIncident, view: View) -> Value {
         );
     }
     Value::Object(b)
+}
+
+/// Fields [`hide_evolved`] rewrites on an incident and on an alert.
+const INCIDENT_HIDDEN: &[&str] = &["status", "determination"];
+const ALERT_HIDDEN: &[&str] = &["serviceSource", "detectionSource", "determination"];
+
+/// One member as [`hide_evolved`] would leave it, without touching the stored value.
+fn shown<'a>(key: &str, v: &'a Value, fields: &[&str], view: View) -> Cow<'a, Value> {
+    let mut out = Cow::Borrowed(v);
+    if !fields.contains(&key) {
+        return out;
+    }
+    if !view.prefer_unknown && v.as_str().is_some_and(|s| EVOLVED.contains(&s)) {
+        out = Cow::Owned(json!("unknownFutureValue"));
+    }
+    if key == "determination"
+        && view.legacy_det
+        && let Some(s) = out.as_str()
+    {
+        out = Cow::Owned(json!(validate::legacy_determination(s)));
+    }
+    out
+}
+
+/// Serializes exactly as [`render_alert`]'s value would, straight from the stored alert: list
+/// pages with `$expand=alerts` carry hundreds of alerts, and cloning each `Value` tree only to
+/// serialize and drop it was most of a page's cost.
+struct AlertView<'a> {
+    alert: &'a Value,
+    view: View,
+}
+
+impl Serialize for AlertView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let Some(o) = self.alert.as_object() else {
+            return self.alert.serialize(ser);
+        };
+        let mut m = ser.serialize_map(Some(o.len()))?;
+        for (k, v) in o {
+            m.serialize_entry(k, &shown(k, v, ALERT_HIDDEN, self.view))?;
+        }
+        m.end()
+    }
+}
+
+/// Serializes exactly as [`render`]'s value would (plus `@odata.context` when given), without
+/// cloning: a `Map` serializes its members in key order, so the added members are merged in at
+/// their sorted places and replace a stored member of the same name, as `Map::insert` did.
+struct IncidentView<'a> {
+    inc: &'a GraphIncident,
+    view: View,
+    context: Option<&'a str>,
+}
+
+enum Member<'a> {
+    Stored(Cow<'a, Value>),
+    Alerts(&'a [Value], View),
+    Str(&'a str),
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Member::Stored(v) => v.serialize(ser),
+            Member::Alerts(alerts, view) => ser.collect_seq(alerts.iter().map(|a| AlertView {
+                alert: a,
+                view: *view,
+            })),
+            Member::Str(s) => ser.serialize_str(s),
+        }
+    }
+}
+
+impl Serialize for IncidentView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut added: Vec<(&str, Member<'_>)> = Vec::with_capacity(2);
+        if let Some(c) = self.context {
+            added.push(("@odata.context", Member::Str(c)));
+        }
+        if self.view.expand {
+            added.push(("alerts", Member::Alerts(&self.inc.alerts, self.view)));
+        }
+        let mut members: Vec<(&str, Member<'_>)> = self
+            .inc
+            .body
+            .iter()
+            .filter(|(k, _)| !added.iter().any(|(a, _)| a == k))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    Member::Stored(shown(k, v, INCIDENT_HIDDEN, self.view)),
+                )
+            })
+            .collect();
+        members.extend(added);
+        // Same order as the BTreeMap behind `Map` (byte-wise key order).
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        let mut m = ser.serialize_map(Some(members.len()))?;
+        for (k, v) in &members {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A serialized JSON body, as `axum::Json` answers it (same content type), written into a buffer
+/// sized up front rather than grown by doubling (list pages run to hundreds of kilobytes).
+fn json_bytes(status: StatusCode, v: &impl Serialize, size_hint: usize) -> Response {
+    let mut buf = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            buf,
+        )
+            .into_response(),
+        // What `(status, axum::Json(..))` answers when serializing fails (it cannot for these types).
+        Err(e) => (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            e.to_string(),
+        )
+            .into_response(),
+    }
 }
 
 fn view(
@@ -258,59 +386,75 @@ async fn list_incidents(
         Ok(o) => o,
         Err(m) => return bad(&m),
     };
-    let (page, total, counts) = {
-        let g = lock(&s.graph);
-        let mut hits: Vec<&GraphIncident> = g
-            .list(&c.tid)
-            .filter(|i| odata::matches_with(&filter, &i.body, |p| incident_time(i, p)))
-            .collect();
-        match &order {
-            Some((p, desc)) => hits.sort_by(|a, b| {
-                let (x, y) = if p == "createdDateTime" {
-                    (a.created, b.created)
-                } else {
-                    (a.updated, b.updated)
-                };
-                let o = x.cmp(&y).then(a.id.cmp(&b.id));
-                if *desc { o.reverse() } else { o }
-            }),
-            None => hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id))),
-        }
-        let total = hits.len();
-        let page: Vec<&GraphIncident> = hits.into_iter().skip(skip).take(top).collect();
-        let counts: Vec<usize> = page.iter().map(|i| i.alerts.len()).collect();
-        (
-            page.into_iter()
-                .map(|i| render(i, view))
-                .collect::<Vec<_>>(),
-            total,
-            counts,
-        )
-    };
-    if let Some(r) = expand_fault(&s, view, counts.into_iter()) {
+    let g = lock(&s.graph);
+    let mut hits: Vec<&GraphIncident> = g
+        .list(&c.tid)
+        .filter(|i| odata::matches_with(&filter, &i.body, |p| incident_time(i, p)))
+        .collect();
+    match &order {
+        Some((p, desc)) => hits.sort_by(|a, b| {
+            let (x, y) = if p == "createdDateTime" {
+                (a.created, b.created)
+            } else {
+                (a.updated, b.updated)
+            };
+            let o = x.cmp(&y).then(a.id.cmp(&b.id));
+            if *desc { o.reverse() } else { o }
+        }),
+        None => hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id))),
+    }
+    let total = hits.len();
+    let page: Vec<&GraphIncident> = hits.into_iter().skip(skip).take(top).collect();
+    if let Some(r) = expand_fault(&s, view, page.iter().map(|i| i.alerts.len())) {
         return r;
     }
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".into(),
-        json!(format!(
-            "{}/v1.0/$metadata#security/incidents",
-            s.urls().graph
-        )),
-    );
-    if q.get("$count")
-        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
-    {
-        body.insert("@odata.count".into(), json!(total));
+    // Serialized under the lock, straight from the stored incidents (no copies of them).
+    let page = ListPage {
+        context: format!("{}/v1.0/$metadata#security/incidents", s.urls().graph),
+        count: q
+            .get("$count")
+            .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+            .then_some(total),
+        next_link: (skip + page.len() < total && top > 0)
+            .then(|| next_link(&s, "/v1.0/security/incidents", &q, skip + top)),
+        value: page
+            .into_iter()
+            .map(|inc| IncidentView {
+                inc,
+                view,
+                context: None,
+            })
+            .collect(),
+    };
+    let hint = 4096 + page.value.len() * if view.expand { 16 * 1024 } else { 2048 };
+    let resp = json_bytes(StatusCode::OK, &page, hint);
+    drop(g);
+    resp
+}
+
+/// A list page: the members in the order a `Map` would write them (`@odata.context` <
+/// `@odata.count` < `@odata.nextLink` < `value`).
+struct ListPage<'a> {
+    context: String,
+    count: Option<usize>,
+    next_link: Option<String>,
+    value: Vec<IncidentView<'a>>,
+}
+
+impl Serialize for ListPage<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let n = 2 + usize::from(self.count.is_some()) + usize::from(self.next_link.is_some());
+        let mut m = ser.serialize_map(Some(n))?;
+        m.serialize_entry("@odata.context", &self.context)?;
+        if let Some(c) = self.count {
+            m.serialize_entry("@odata.count", &c)?;
+        }
+        if let Some(l) = &self.next_link {
+            m.serialize_entry("@odata.nextLink", l)?;
+        }
+        m.serialize_entry("value", &self.value)?;
+        m.end()
     }
-    if skip + page.len() < total && top > 0 {
-        body.insert(
-            "@odata.nextLink".into(),
-            json!(next_link(&s, "/v1.0/security/incidents", &q, skip + top)),
-        );
-    }
-    body.insert("value".into(), Value::Array(page));
-    json_response(StatusCode::OK, &Value::Object(body))
 }
 
 fn incident_time(i: &GraphIncident, prop: &str) -> Option<time::OffsetDateTime> {
@@ -454,4 +598,77 @@ async fn post_comment(
         StatusCode::OK,
         &json!({"@odata.context": ctx, "value": comments}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serialized views write the very bytes the `Value` rendering wrote, for every view.
+    #[test]
+    fn views_serialize_like_render() {
+        let base = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let mut incs: Vec<GraphIncident> =
+            crate::generator::incidents_capped(12, 7, "t", 1001, base, 4)
+                .into_iter()
+                .filter_map(GraphIncident::from_json)
+                .collect();
+        // Evolved members on both levels, a legacy-spelled determination, a non-object alert.
+        incs[0].body.insert("status".into(), json!("awaitingAction"));
+        incs[0].body.insert("determination".into(), json!("notMalicious"));
+        incs[1].body.insert("determination".into(), json!("builtInMl"));
+        incs[1].body.insert("alerts".into(), json!("stored, replaced on expand"));
+        incs[1].body.insert("@odata.context".into(), json!("stored"));
+        if let Some(o) = incs[2].alerts.first_mut().and_then(Value::as_object_mut) {
+            o.insert("serviceSource".into(), json!("microsoftSentinel"));
+            o.insert("detectionSource".into(), json!("nrtAlerts"));
+            o.insert("determination".into(), json!("compromisedAccount"));
+        }
+        incs[3].alerts.push(json!(42));
+        for bits in 0..8u8 {
+            let view = View {
+                expand: bits & 1 != 0,
+                prefer_unknown: bits & 2 != 0,
+                legacy_det: bits & 4 != 0,
+            };
+            for inc in &incs {
+                let want = serde_json::to_string(&render(inc, view)).unwrap();
+                let got = serde_json::to_string(&IncidentView {
+                    inc,
+                    view,
+                    context: None,
+                })
+                .unwrap();
+                assert_eq!(got, want, "{view:?}");
+                let mut with_ctx = render(inc, view);
+                with_ctx["@odata.context"] = json!("ctx");
+                let got = serde_json::to_string(&IncidentView {
+                    inc,
+                    view,
+                    context: Some("ctx"),
+                })
+                .unwrap();
+                assert_eq!(got, serde_json::to_string(&with_ctx).unwrap());
+            }
+            let page = ListPage {
+                context: "c".into(),
+                count: Some(12),
+                next_link: Some("n".into()),
+                value: incs
+                    .iter()
+                    .map(|inc| IncidentView {
+                        inc,
+                        view,
+                        context: None,
+                    })
+                    .collect(),
+            };
+            let want = json!({"@odata.context": "c", "@odata.count": 12, "@odata.nextLink": "n",
+                "value": incs.iter().map(|i| render(i, view)).collect::<Vec<_>>()});
+            assert_eq!(
+                serde_json::to_string(&page).unwrap(),
+                serde_json::to_string(&want).unwrap()
+            );
+        }
+    }
 }
