@@ -254,7 +254,9 @@ mod tests {
             assert!(verify_cached(&token, &keys, &graph, &cache).is_ok());
             assert_eq!(
                 verify_cached(&token, &keys, &arm, &cache),
-                Err(TokenRejection::Audience("https://graph.microsoft.com".into()))
+                Err(TokenRejection::Audience(
+                    "https://graph.microsoft.com".into()
+                ))
             );
         }
         let short = sign(
@@ -274,7 +276,10 @@ mod tests {
             verify_cached(&token, &rotated, &graph, &cache),
             Err(TokenRejection::Invalid)
         );
-        assert_eq!(verify(&token, &rotated, &graph), Err(TokenRejection::Invalid));
+        assert_eq!(
+            verify(&token, &rotated, &graph),
+            Err(TokenRejection::Invalid)
+        );
         assert_eq!(
             verify_cached("garbage", &keys, &graph, &cache),
             Err(TokenRejection::Invalid)

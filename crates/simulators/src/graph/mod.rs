@@ -614,11 +614,21 @@ mod tests {
                 .filter_map(GraphIncident::from_json)
                 .collect();
         // Evolved members on both levels, a legacy-spelled determination, a non-object alert.
-        incs[0].body.insert("status".into(), json!("awaitingAction"));
-        incs[0].body.insert("determination".into(), json!("notMalicious"));
-        incs[1].body.insert("determination".into(), json!("builtInMl"));
-        incs[1].body.insert("alerts".into(), json!("stored, replaced on expand"));
-        incs[1].body.insert("@odata.context".into(), json!("stored"));
+        incs[0]
+            .body
+            .insert("status".into(), json!("awaitingAction"));
+        incs[0]
+            .body
+            .insert("determination".into(), json!("notMalicious"));
+        incs[1]
+            .body
+            .insert("determination".into(), json!("builtInMl"));
+        incs[1]
+            .body
+            .insert("alerts".into(), json!("stored, replaced on expand"));
+        incs[1]
+            .body
+            .insert("@odata.context".into(), json!("stored"));
         if let Some(o) = incs[2].alerts.first_mut().and_then(Value::as_object_mut) {
             o.insert("serviceSource".into(), json!("microsoftSentinel"));
             o.insert("detectionSource".into(), json!("nrtAlerts"));
