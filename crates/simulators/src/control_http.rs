@@ -150,7 +150,7 @@ async fn trigger(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Resp
 }
 
 async fn rows(State(s): State<Arc<Shared>>, Path(stream): Path<String>) -> Response {
-    Json(lock(&s.logs).rows.get(&stream).cloned().unwrap_or_default()).into_response()
+    Json(lock(&s.logs).rows(&stream)).into_response()
 }
 
 async fn counters(State(s): State<Arc<Shared>>) -> Response {

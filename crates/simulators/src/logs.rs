@@ -8,17 +8,36 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Rows received, per stream, in arrival order.
+/// Uploads received, per stream, in arrival order. Each accepted body is kept as its
+/// (decompressed) JSON text and parsed into rows only when someone reads them: parsing every
+/// upload into `Value` trees was most of what an upload cost, and nobody reads the rows during
+/// a benchmark.
 #[derive(Debug, Default)]
 pub struct LogsStore {
-    pub rows: BTreeMap<String, Vec<Value>>,
+    bodies: BTreeMap<String, Vec<Bytes>>,
     /// Number of accepted uploads per stream.
     pub uploads: BTreeMap<String, u64>,
+}
+
+impl LogsStore {
+    /// Rows received on `stream`, in arrival order.
+    pub fn rows(&self, stream: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for b in self.bodies.get(stream).into_iter().flatten() {
+            // Every stored body was checked to be a JSON array on arrival.
+            if let Ok(Value::Array(rows)) = serde_json::from_slice::<Value>(b) {
+                out.extend(rows);
+            }
+        }
+        out
+    }
 }
 
 /// Routes of the Logs Ingestion simulator (behind the gate).
@@ -79,7 +98,7 @@ async fn upload(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let raw: std::borrow::Cow<'_, [u8]> = if gz {
+    let raw: Cow<'_, [u8]> = if gz {
         // Sized from the gzip trailer (ISIZE, the uncompressed length; only a hint, capped by
         // the limit) so the buffer is not regrown and copied by doubling up to a megabyte.
         let hint = body
@@ -105,26 +124,240 @@ async fn upload(
     } else {
         body[..].into()
     };
-    let rows = match serde_json::from_slice::<Value>(&raw) {
-        Ok(Value::Array(rows)) => rows,
-        Ok(_) => {
-            return bad(
-                "InvalidPayload",
-                "The request body must be a JSON array of objects.",
-            );
-        }
+    match check_rows(&raw, columns) {
+        Ok(Ok(())) => {}
+        Ok(Err(m)) => return bad("InvalidPayload", &m),
         Err(e) => return bad("InvalidPayload", &format!("Malformed JSON: {e}")),
-    };
-    if let Err(m) = check_columns(&rows, columns) {
-        return bad("InvalidPayload", &m);
     }
+    let raw = match raw {
+        Cow::Borrowed(_) => body,
+        Cow::Owned(v) => Bytes::from(v),
+    };
     let mut st = lock(&s.logs);
     *st.uploads.entry(stream.clone()).or_default() += 1;
-    st.rows.entry(stream).or_default().extend(rows);
+    st.bodies.entry(stream).or_default().push(raw);
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Every row an object whose keys are declared columns (an empty declaration accepts any).
+/// The checks of an upload without building its rows: `Err` when the body is not JSON (the
+/// parser's own error, as parsing into a `Value` gives it), else `Ok(Err(message))` for the
+/// first rule [`check_columns`] would break on the parsed rows, else `Ok(Ok(()))`. The body is
+/// walked by the same parser calls as a `Value` parse (`deserialize_any` throughout, keys with
+/// `deserialize_str`), so syntax errors and their positions are the same; rule breaks are
+/// noted, not raised, so that a syntax error further on still wins, as when the whole body was
+/// parsed first.
+fn check_rows(raw: &[u8], columns: &[String]) -> Result<Result<(), String>, serde_json::Error> {
+    // What `serde_json::from_slice` does: one value, then only whitespace.
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let top = TopSeed(columns).deserialize(&mut de)?;
+    de.end()?;
+    Ok(match top {
+        None => Err("The request body must be a JSON array of objects.".into()),
+        Some(first_break) => first_break.map_or(Ok(()), Err),
+    })
+}
+
+/// The whole body: `None` when not an array, else the rule break of its first offending item.
+struct TopSeed<'c>(&'c [String]);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = Option<Option<String>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = Option<Option<String>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut first_break = None;
+        let mut i = 0usize;
+        while let Some(item) = seq.next_element_seed(ItemSeed(self.0))? {
+            if first_break.is_none() {
+                first_break = match item {
+                    Item::NotObject => Some(format!("Item {i} of the array is not a JSON object.")),
+                    Item::Object(Some(k)) => Some(format!(
+                        "Item {i}: column '{k}' is not declared in the stream."
+                    )),
+                    Item::Object(None) => None,
+                };
+            }
+            i += 1;
+        }
+        Ok(Some(first_break))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Skip.visit_map(map)?;
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// One array item: not an object, or an object with its smallest undeclared column (a `Map`
+/// keeps keys sorted, and [`check_columns`] reported the first one it met).
+enum Item {
+    NotObject,
+    Object(Option<String>),
+}
+
+struct ItemSeed<'c>(&'c [String]);
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
+    type Value = Item;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_> {
+    type Value = Item;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        let mut smallest: Option<String> = None;
+        while let Some(undeclared) = map.next_key_seed(KeySeed(self.0))? {
+            map.next_value::<Skip>()?;
+            if let Some(k) = undeclared
+                && smallest.as_ref().is_none_or(|w| k < *w)
+            {
+                smallest = Some(k);
+            }
+        }
+        Ok(Item::Object(smallest))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
+        Skip.visit_seq(seq)?;
+        Ok(Item::NotObject)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+    fn visit_unit<E>(self) -> Result<Item, E> {
+        Ok(Item::NotObject)
+    }
+}
+
+/// An item's key: `Some(key)` when the stream declares columns and this is not one of them.
+/// Read with `deserialize_str`, as `Value` reads its keys.
+struct KeySeed<'c>(&'c [String]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E>(self, k: &str) -> Result<Self::Value, E> {
+        let undeclared = !self.0.is_empty() && !self.0.iter().any(|c| c == k);
+        Ok(undeclared.then(|| k.to_owned()))
+    }
+}
+
+/// A key below the items' level (read as `Value` reads keys, and dropped).
+struct SkipKey;
+
+impl<'de> Deserialize<'de> for SkipKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(SkipKey)
+    }
+}
+
+impl<'de> Visitor<'de> for SkipKey {
+    type Value = SkipKey;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<SkipKey, E> {
+        Ok(SkipKey)
+    }
+}
+
+/// Any JSON value, read with `deserialize_any` as a `Value` would be, and dropped.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = Skip;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<SkipKey>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+}
+
+/// Every row an object whose keys are declared columns (an empty declaration accepts any): the
+/// rules as first written on parsed rows, kept as the reference [`check_rows`] is tested against.
+#[cfg(test)]
 fn check_columns(rows: &[Value], columns: &[String]) -> Result<(), String> {
     for (i, r) in rows.iter().enumerate() {
         let Some(o) = r.as_object() else {
@@ -140,4 +373,79 @@ fn check_columns(rows: &[Value], columns: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: parse into a `Value`, then apply the rules.
+    fn reference(raw: &[u8], columns: &[String]) -> Result<Result<(), String>, String> {
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(Value::Array(rows)) => Ok(check_columns(&rows, columns)),
+            Ok(_) => Ok(Err(
+                "The request body must be a JSON array of objects.".into()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn check_rows_answers_like_parsing() {
+        let declared: Vec<String> = ["TimeGenerated", "IncidentId", "b"]
+            .map(String::from)
+            .to_vec();
+        let deep = format!("[{}{}]", "[".repeat(200), "]".repeat(200));
+        let bodies: Vec<String> = vec![
+            r#"[]"#.into(),
+            r#"[{"TimeGenerated":"x","IncidentId":"1"}]"#.into(),
+            r#"[{"TimeGenerated":"x","zeta":1,"alpha":{"nested":[1,2,{"q":null}]},"b":true}]"#
+                .into(),
+            r#"[{"b":1}, 3, {"zz":1}]"#.into(),
+            r#"[{"b":1}, {"zz":1}, 3]"#.into(),
+            r#"[{"b":1}, {"zz":1}, 3, oops]"#.into(),
+            r#"[{"b":1}, {"zz":1}"#.into(),
+            r#"{"b":1}"#.into(),
+            r#""text""#.into(),
+            r#"null"#.into(),
+            r#"[{"b":1}] trailing"#.into(),
+            r#"[{"b":1}]   "#.into(),
+            r#"[{"b":1,}]"#.into(),
+            r#"[{"b":1e999}]"#.into(),
+            r#"[{"b":"\ud800"}]"#.into(),
+            r#"[{"\u0062":1, "\u00e9t\u00e9":2}]"#.into(),
+            r#"[{"b":-12345678901234567890}, [1], "s", null, true]"#.into(),
+            r#"[{"x":1,"x":2}]"#.into(),
+            deep,
+            String::new(),
+        ];
+        for b in &bodies {
+            for cols in [&declared[..], &[][..]] {
+                let got = check_rows(b.as_bytes(), cols).map_err(|e| e.to_string());
+                assert_eq!(got, reference(b.as_bytes(), cols), "{b}");
+            }
+        }
+        let mut bad_utf8 = br#"[{"b":"#.to_vec();
+        bad_utf8.extend([b'"', 0xff, 0xfe, b'"', b'}', b']']);
+        let got = check_rows(&bad_utf8, &declared).map_err(|e| e.to_string());
+        assert_eq!(got, reference(&bad_utf8, &declared));
+    }
+
+    #[test]
+    fn stored_bodies_read_back_as_rows() {
+        let mut st = LogsStore::default();
+        st.bodies.entry("s".into()).or_default().extend([
+            Bytes::from_static(br#"[{"a":1},{"a":2}]"#),
+            Bytes::from_static(br#"[{"a":3}]"#),
+        ]);
+        assert_eq!(
+            st.rows("s"),
+            vec![
+                serde_json::json!({"a":1}),
+                serde_json::json!({"a":2}),
+                serde_json::json!({"a":3})
+            ]
+        );
+        assert!(st.rows("other").is_empty());
+    }
 }

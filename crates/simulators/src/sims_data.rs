@@ -210,11 +210,7 @@ impl Simulators {
 
     /// Rows received on a Logs Ingestion stream.
     pub fn ingested_rows(&self, stream: &str) -> Vec<Value> {
-        lock(&self.shared.logs)
-            .rows
-            .get(stream)
-            .cloned()
-            .unwrap_or_default()
+        lock(&self.shared.logs).rows(stream)
     }
 
     /// Accepted uploads per stream.
