@@ -113,18 +113,15 @@ pub fn matches_with(
     time_of: impl Fn(&str) -> Option<OffsetDateTime>,
 ) -> bool {
     clauses.iter().all(|c| {
-        let field = obj.get(&c.prop).unwrap_or(&Value::Null);
-        let ord = match (&c.value, field) {
-            (Literal::Time(t), _) if time_of(&c.prop).is_some() => {
-                time_of(&c.prop).map(|f| f.cmp(t))
-            }
-            (Literal::Null, Value::Null) => Some(Ordering::Equal),
-            (Literal::Null, _) => Some(Ordering::Greater),
-            (Literal::Time(t), Value::String(s)) => parse_time(s).map(|f| f.cmp(t)),
-            (Literal::Str(v), Value::String(s)) => {
-                Some(s.to_ascii_lowercase().cmp(&v.to_ascii_lowercase()))
-            }
+        // The parsed timestamp, when there is one, decides without looking the member up: list
+        // requests test every stored incident, and the map lookup was most of that.
+        let known = match &c.value {
+            Literal::Time(t) => time_of(&c.prop).map(|f| f.cmp(t)),
             _ => None,
+        };
+        let ord = match known {
+            Some(o) => Some(o),
+            None => compare(c, obj.get(&c.prop).unwrap_or(&Value::Null)),
         };
         match (c.op, ord) {
             (Op::Ne, None) => true,
@@ -137,6 +134,19 @@ pub fn matches_with(
             (Op::Ge, Some(o)) => o != Ordering::Less,
         }
     })
+}
+
+/// How a stored member compares with a clause's literal (`None`: not comparable).
+fn compare(c: &Clause, field: &Value) -> Option<Ordering> {
+    match (&c.value, field) {
+        (Literal::Null, Value::Null) => Some(Ordering::Equal),
+        (Literal::Null, _) => Some(Ordering::Greater),
+        (Literal::Time(t), Value::String(s)) => parse_time(s).map(|f| f.cmp(t)),
+        (Literal::Str(v), Value::String(s)) => {
+            Some(s.to_ascii_lowercase().cmp(&v.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
 }
 
 /// Parses `$orderby=prop [asc|desc]`; returns (prop, descending).
