@@ -1,7 +1,9 @@
 //! State write throughput against a local Azurite: single writes (one at a time, and 16 in
 //! flight) and entity-group transactions of 100. Prints writes per second.
 //!
-//! `npm ci --prefix tools/azurite && cargo run --example state_bench [-- <incidents>]`
+//! Then reads: one state at a time (16 in flight) and 50 at once (as the engine reads a page).
+//!
+//! `npm ci --prefix tools/azurite && cargo run --release --example state_bench [-- <incidents>]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/azurite.rs"]
