@@ -12,8 +12,10 @@
 //!
 //! All incident states share one partition: the Sentinel name is the only lookup key (the
 //! webhook knows nothing else), and any set of up to 100 of them can then be written in one
-//! entity-group transaction. One partition serves about 2,000 entities/s, far above the ARM
-//! write budget (10/s) that bounds how fast incidents can change.
+//! entity-group transaction (the forward engine writes a page of states that way). One partition
+//! serves about 2,000 entities/s, far above the ARM write budget (10/s) that bounds how fast
+//! incidents can change. (Azurite, unlike the service, scans the whole table for a `$filter` and
+//! slows down as the partition grows: see the README's benchmark notes.)
 
 mod codec;
 

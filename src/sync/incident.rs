@@ -1,10 +1,11 @@
-//! Incidents, forward, a batch (one page) at a time. Per incident: read the state (with its
-//! ETag), take the Sentinel incident (none if never synced; rebuilt from the state's snapshot
-//! when it holds one of the stored etag; else a GET), merge, PUT the whole incident (409 → start
-//! over), mirror comments. The batch's states are read together first (a few queries), its new
-//! alert rows go to Logs Ingestion in one call, and its states are written in one transaction,
-//! each with `If-Match` (a conflict → each written alone; one that conflicts starts over). Every step is
-//! idempotent, so a crash anywhere in between is finished by the next cycle without duplicates.
+//! Incidents, forward, a batch (one page) at a time. The batch's states are read together
+//! first (a few queries instead of a read each). Then per incident: take the Sentinel incident
+//! (none if never synced; rebuilt from the state's snapshot when it holds one of the stored etag;
+//! else a GET), merge, PUT the whole incident (409 → start over with fresh reads), mirror
+//! comments. The batch's new alert rows go to Logs Ingestion in one call, and its states are
+//! written in one transaction, each with `If-Match` (a refused transaction → each written alone;
+//! one that conflicts starts over). Every step is idempotent, so a crash anywhere in between is
+//! finished by the next cycle without duplicates.
 
 use super::forward::{ForwardSync, TenantCtx};
 use super::merge::{MergeBase, MergeInput, MergeOutcome, merge};
