@@ -760,6 +760,20 @@ pub struct FlakyStore {
     pub batch_writes: std::sync::atomic::AtomicUsize,
 }
 
+impl FlakyStore {
+    /// Consumes one injected failure of an incident write (single or batch), if any is left.
+    fn injected_crash(&self) -> Result<(), crate::state::StateError> {
+        let left = self.fail_incident_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
+            return Err(crate::state::StateError::Transient(
+                "injected: the process died here".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::state::StateStore for FlakyStore {
     async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
@@ -829,13 +843,7 @@ impl crate::state::StateStore for FlakyStore {
         v: &crate::state::IncidentState,
         p: crate::state::Precondition,
     ) -> Result<crate::state::ETag, crate::state::StateError> {
-        let left = self.fail_incident_puts.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
-            return Err(crate::state::StateError::Transient(
-                "injected: the process died here".into(),
-            ));
-        }
+        self.injected_crash()?;
         self.inner.put_incident(v, p).await
     }
     async fn incidents(
@@ -864,13 +872,7 @@ impl crate::state::StateStore for FlakyStore {
                 .put_incident(&value, crate::state::Precondition::Matches(other.etag))
                 .await?;
         }
-        let left = self.fail_incident_puts.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
-            return Err(crate::state::StateError::Transient(
-                "injected: the process died here".into(),
-            ));
-        }
+        self.injected_crash()?;
         self.inner.put_incidents(items).await
     }
     async fn tenant_health(
