@@ -412,11 +412,30 @@ async fn incident_states_single_batched_and_failed_listing() {
         }
     );
 
-    // 150 new states: two transactions.
-    let many: Vec<_> = (100..250)
+    // 150 new states of one group (partition): two transactions.
+    let group = |i: u32| s.incident_group(&incident("t2", &i.to_string()).sentinel_name);
+    let g = group(100);
+    let many: Vec<_> = (100..)
+        .filter(|&i| group(i) == g)
+        .take(150)
         .map(|i| (incident("t2", &i.to_string()), Precondition::Absent))
         .collect();
     let etags = s.put_incidents(&many).await.unwrap();
+    // States spread over several groups; one call may not span two of them.
+    let other = (100..).find(|&i| group(i) != g).unwrap();
+    let other = incident("t2", &other.to_string());
+    let res = s
+        .put_incidents(&[
+            (other.clone(), Precondition::Absent),
+            (many[0].0.clone(), Precondition::Any),
+        ])
+        .await;
+    assert!(matches!(res, Err(StateError::Invalid(_))), "{res:?}");
+    assert!(
+        s.incident(&other.sentinel_name).await.unwrap().is_none(),
+        "nothing written"
+    );
+    s.put_incident(&other, Precondition::Absent).await.unwrap();
     assert_eq!(etags.len(), 150);
     let got = s
         .incident(&many[120].0.sentinel_name)
@@ -431,7 +450,10 @@ async fn incident_states_single_batched_and_failed_listing() {
     // A batch with one stale precondition writes nothing.
     let mut changed = many[0].0.clone();
     changed.last_error = Some("changed".into());
-    let fresh = incident("t2", "999");
+    let fresh = (100_000..)
+        .map(|i: u32| incident("t2", &i.to_string()))
+        .find(|f| s.incident_group(&f.sentinel_name) == g)
+        .unwrap();
     let res = s
         .put_incidents(&[
             (fresh.clone(), Precondition::Absent),
@@ -472,11 +494,12 @@ async fn incident_states_single_batched_and_failed_listing() {
     let mut names: Vec<_> = many[..40].iter().map(|(v, _)| v.sentinel_name).collect();
     names.push(incident("t2", "no-such").sentinel_name);
     names.push(changed.sentinel_name);
+    names.push(other.sentinel_name);
     let states = s.incidents(&names).await.unwrap();
     assert_eq!(
         states.len(),
-        40,
-        "the first 40 (the first of them is `changed`), not the unknown one"
+        41,
+        "the first 40 (the first of them is `changed`), `other` (another group), not the unknown one"
     );
     assert!(!states.contains_key(&incident("t2", "no-such").sentinel_name));
     for name in &names[1..40] {

@@ -273,8 +273,14 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// are absent from the map. Each state comes with its ETag, as from [`StateStore::incident`].
     async fn incidents(&self, names: &[SentinelIncidentName])
     -> Result<IncidentStates, StateError>;
-    /// Several incidents' states at once (entity-group transactions where the backend has them).
-    /// Each item carries its own precondition; on any conflict nothing of that batch is written.
+    /// Incidents whose states one [`StateStore::put_incidents`] call can write together share a
+    /// group (for Table Storage, a partition). Callers write a set of states one call per group.
+    fn incident_group(&self, _name: &SentinelIncidentName) -> String {
+        String::new()
+    }
+    /// Several incidents' states at once, all of one [`StateStore::incident_group`] (an
+    /// entity-group transaction where the backend has them). Each item carries its own
+    /// precondition; on any conflict nothing of that batch is written.
     async fn put_incidents(
         &self,
         items: &[(IncidentState, Precondition)],

@@ -3,8 +3,8 @@
 //! (none if never synced; rebuilt from the state's snapshot when it holds one of the stored etag;
 //! else a GET), merge, PUT the whole incident (409 → start over with fresh reads), mirror
 //! comments. The batch's new alert rows go to Logs Ingestion in one call, and its states are
-//! written in one transaction, each with `If-Match` (a refused transaction → each written alone;
-//! one that conflicts starts over). Every step is idempotent, so a crash anywhere in between is
+//! written in one transaction per store group (partition), each with `If-Match` (a refused
+//! transaction → each of its states written alone; one that conflicts starts over). Every step is idempotent, so a crash anywhere in between is
 //! finished by the next cycle without duplicates.
 
 use super::forward::{ForwardSync, TenantCtx};
@@ -156,11 +156,12 @@ impl ForwardSync {
         }
     }
 
-    /// Writes the prepared incidents' states, all in one transaction when there are several
-    /// (each with its own `If-Match`). When that transaction loses a race or is refused (too
-    /// big), nothing of it was written: each state is then written alone, so only the incidents
-    /// that really conflict start over. Any other failure (storage down, the process dying)
-    /// holds them all, exactly as a failed single write would.
+    /// Writes the prepared incidents' states, one transaction per group of the store (a Table
+    /// partition), the groups at once, each state with its own `If-Match`. When a transaction
+    /// loses a race or is refused (too big), nothing of it was written: each of its states is
+    /// then written alone, so only the incidents that really conflict start over. Any other
+    /// failure (storage down, the process dying) holds that group's incidents, exactly as a
+    /// failed single write would.
     async fn commit_all(
         &self,
         ctx: &TenantCtx,
@@ -174,6 +175,36 @@ impl ForwardSync {
                 p.st.shipped_alerts.insert(id, fp);
             }
         }
+        if ready.len() < 2 {
+            return self.commit_each(ctx, ready, force, depth, n).await;
+        }
+        // One transaction per group of the store (a Table partition), all groups at once.
+        let mut groups: std::collections::BTreeMap<String, Vec<Prepared>> =
+            std::collections::BTreeMap::new();
+        for p in ready {
+            groups
+                .entry(self.state.incident_group(&p.st.sentinel_name))
+                .or_default()
+                .push(p);
+        }
+        let done = futures::future::join_all(
+            groups
+                .into_values()
+                .map(|g| self.commit_group(ctx, g, force, depth, n)),
+        )
+        .await;
+        done.into_iter().flatten().collect()
+    }
+
+    /// Writes the states of one group in one transaction; see [`ForwardSync::commit_all`].
+    async fn commit_group(
+        &self,
+        ctx: &TenantCtx,
+        mut ready: Vec<Prepared>,
+        force: bool,
+        depth: usize,
+        n: usize,
+    ) -> Vec<Done> {
         if ready.len() > 1 {
             let mut items = Vec::with_capacity(ready.len());
             for p in &mut ready {
@@ -214,6 +245,18 @@ impl ForwardSync {
                 }
             }
         }
+        self.commit_each(ctx, ready, force, depth, n).await
+    }
+
+    /// Writes each state alone.
+    async fn commit_each(
+        &self,
+        ctx: &TenantCtx,
+        ready: Vec<Prepared>,
+        force: bool,
+        depth: usize,
+        n: usize,
+    ) -> Vec<Done> {
         let committed: Vec<Vec<Done>> = futures::stream::iter(ready)
             .map(|p| self.commit(ctx, p, force, depth))
             .buffer_unordered(n)
