@@ -184,13 +184,7 @@ impl StateStore for MemoryStateStore {
         items: &[(IncidentState, Precondition)],
     ) -> Result<Vec<ETag>, StateError> {
         // Same rule as a Table transaction: each incident at most once per call.
-        let names: std::collections::HashSet<_> =
-            items.iter().map(|(v, _)| v.sentinel_name).collect();
-        if names.len() != items.len() {
-            return Err(StateError::Invalid(
-                "an incident appears twice in one put_incidents call".into(),
-            ));
-        }
+        distinct_incidents(items)?;
         let mut inner = self.lock();
         for (value, pre) in items {
             inner.check(&incident_key(&value.sentinel_name), pre)?;

@@ -194,6 +194,20 @@ pub struct TenantHealth {
     pub last_errors: Vec<String>,
 }
 
+/// The rule of [`StateStore::put_incidents`] every store checks, as a Table transaction does:
+/// each incident at most once per call.
+pub(crate) fn distinct_incidents(
+    items: &[(IncidentState, Precondition)],
+) -> Result<(), StateError> {
+    let names: std::collections::HashSet<_> = items.iter().map(|(v, _)| v.sentinel_name).collect();
+    if names.len() != items.len() {
+        return Err(StateError::Invalid(
+            "an incident appears twice in one put_incidents call".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Incident states by Sentinel name (see [`StateStore::incidents`]).
 pub type IncidentStates = std::collections::HashMap<SentinelIncidentName, Versioned<IncidentState>>;
 

@@ -358,13 +358,7 @@ impl StateStore for TableStateStore {
         &self,
         items: &[(IncidentState, Precondition)],
     ) -> Result<Vec<ETag>, StateError> {
-        let names: std::collections::HashSet<_> =
-            items.iter().map(|(v, _)| v.sentinel_name).collect();
-        if names.len() != items.len() {
-            return Err(StateError::Invalid(
-                "an incident appears twice in one put_incidents call".into(),
-            ));
-        }
+        distinct_incidents(items)?;
         let groups: std::collections::HashSet<String> = items
             .iter()
             .map(|(v, _)| incident_pk(&v.sentinel_name))

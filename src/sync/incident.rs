@@ -175,9 +175,6 @@ impl ForwardSync {
                 p.st.shipped_alerts.insert(id, fp);
             }
         }
-        if ready.len() < 2 {
-            return self.commit_each(ctx, ready, force, depth, n).await;
-        }
         // One transaction per group of the store (a Table partition), all groups at once.
         let mut groups: std::collections::BTreeMap<String, Vec<Prepared>> =
             std::collections::BTreeMap::new();
