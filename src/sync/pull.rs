@@ -9,6 +9,7 @@ use super::report::Tally;
 use crate::domain::*;
 use crate::ports::*;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
@@ -33,6 +34,9 @@ const PAGES_IN_FLIGHT: usize = 3;
 struct PageDone {
     out: Pulled,
     go_on: bool,
+    /// Start of the page's window: held when the page stops the pull, since the rest of its
+    /// window is then not delivered.
+    window_from: OffsetDateTime,
 }
 
 impl PageDone {
@@ -40,6 +44,9 @@ impl PageDone {
         out.delivered.extend(self.out.delivered);
         if let Some(t) = self.out.hold {
             out.hold_at(t);
+        }
+        if !self.go_on {
+            out.hold_at(self.window_from);
         }
         self.go_on
     }
@@ -70,20 +77,36 @@ enum PageError {
 
 impl ForwardSync {
     /// Pulls every incident of `window`, splitting it while it holds more than 500.
+    ///
+    /// Pages are delivered while the next ones are fetched, up to [`PAGES_IN_FLIGHT`] at once,
+    /// across window boundaries too: the next window is counted and its first page fetched while
+    /// the last pages of the previous one are still being delivered. Delivery order does not
+    /// matter to the checkpoint, which only needs every delivered id and the earliest hold.
     pub(super) async fn pull(&self, ctx: &TenantCtx, window: IncidentWindow) -> Pulled {
         let mut out = Pulled::default();
+        let mut inflight: FuturesUnordered<BoxFuture<'_, PageDone>> = FuturesUnordered::new();
+        let mut go_on = true;
         let mut stack = vec![window];
         while let Some(w) = stack.pop() {
+            // Windows pop in time order: what is left starts at `w`.
+            if !go_on {
+                out.hold_at(w.updated_from);
+                break;
+            }
             if ctx.out_of_time() {
                 ctx.tally
                     .error("the cycle stopped at its deadline; the next one continues".into());
                 out.hold_at(w.updated_from);
                 break;
             }
-            let count = match self
-                .call(ctx, || self.defender.count_incidents(&ctx.tenant, &w))
-                .await
-            {
+            let count = drive(
+                self.call(ctx, || self.defender.count_incidents(&ctx.tenant, &w)),
+                &mut inflight,
+                &mut out,
+                &mut go_on,
+            )
+            .await;
+            let count = match count {
                 Ok(n) => n,
                 Err(e) => {
                     ctx.tally.error(format!("counting incidents: {e}"));
@@ -105,31 +128,36 @@ impl ForwardSync {
                     message = "A window cannot be split further; paging it as far as Graph allows."
                 );
             }
-            if !self.pull_leaf(ctx, &w, &mut out).await {
-                break;
-            }
+            self.pull_leaf(ctx, &w, &mut out, &mut inflight, &mut go_on)
+                .await;
+        }
+        // What the last pages held is merged into `out`; nothing else is left to stop.
+        while let Some(r) = inflight.next().await {
+            r.merge_into(&mut out);
         }
         out
     }
 
-    /// Pages one window that holds at most 500 incidents. False when the pull must stop.
-    ///
-    /// Pages are delivered while the next ones are fetched: up to [`PAGES_IN_FLIGHT`] pages are
-    /// being delivered at once (the `nextLink` chain itself is sequential). Delivery order does
-    /// not matter to the checkpoint, which only needs every delivered id and the earliest hold.
-    async fn pull_leaf(&self, ctx: &TenantCtx, w: &IncidentWindow, out: &mut Pulled) -> bool {
-        let mut inflight = FuturesUnordered::new();
-        let mut go_on = true;
+    /// Pages one window that holds at most 500 incidents, leaving its last pages in `inflight`.
+    /// Sets `go_on` false when the pull must stop (the window then holds the watermark).
+    async fn pull_leaf<'a>(
+        &'a self,
+        ctx: &'a TenantCtx,
+        w: &IncidentWindow,
+        out: &mut Pulled,
+        inflight: &mut FuturesUnordered<BoxFuture<'a, PageDone>>,
+        go_on: &mut bool,
+    ) {
         'restart: loop {
             let expand = ctx.expand.load(Ordering::Relaxed);
             let first = self.fetch(ctx, expand, || {
                 self.defender.list_incidents(&ctx.tenant, w, expand)
             });
-            let mut page = match drive(first, &mut inflight, out, &mut go_on).await {
+            let mut page = match drive(first, inflight, out, go_on).await {
                 Ok(p) => p,
                 Err(PageError::Fallback) => continue 'restart,
                 Err(PageError::Failed(e)) => {
-                    go_on = self.page_failed(ctx, w, out, &e);
+                    *go_on = self.page_failed(ctx, w, out, &e);
                     break;
                 }
             };
@@ -137,13 +165,18 @@ impl ForwardSync {
                 self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
                     .await;
                 let more = page.next_link.is_some();
-                inflight.push(self.deliver_page(ctx, std::mem::take(&mut page.incidents), more));
+                inflight.push(Box::pin(self.deliver_page(
+                    ctx,
+                    std::mem::take(&mut page.incidents),
+                    more,
+                    w.updated_from,
+                )));
                 while inflight.len() >= PAGES_IN_FLIGHT {
                     if let Some(r) = inflight.next().await {
-                        go_on &= r.merge_into(out);
+                        *go_on &= r.merge_into(out);
                     }
                 }
-                if !go_on {
+                if !*go_on {
                     break 'restart;
                 }
                 let Some(link) = page.next_link.take() else {
@@ -152,37 +185,33 @@ impl ForwardSync {
                 if ctx.out_of_time() {
                     ctx.tally
                         .error("the cycle stopped at its deadline; the next one continues".into());
-                    go_on = false;
+                    *go_on = false;
                     break 'restart;
                 }
                 let next = self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link));
-                page = match drive(next, &mut inflight, out, &mut go_on).await {
+                page = match drive(next, inflight, out, go_on).await {
                     Ok(p) => p,
                     // Pages already delivered stay delivered; the window is read again once
                     // the pages in flight are done (so no incident is delivered twice at once).
                     Err(PageError::Fallback) => {
                         while let Some(r) = inflight.next().await {
-                            go_on &= r.merge_into(out);
+                            *go_on &= r.merge_into(out);
                         }
-                        if !go_on {
+                        if !*go_on {
                             break 'restart;
                         }
                         continue 'restart;
                     }
                     Err(PageError::Failed(e)) => {
-                        go_on = self.page_failed(ctx, w, out, &e);
+                        *go_on = self.page_failed(ctx, w, out, &e);
                         break 'restart;
                     }
                 };
             }
         }
-        while let Some(r) = inflight.next().await {
-            go_on &= r.merge_into(out);
-        }
-        if !go_on {
+        if !*go_on {
             out.hold_at(w.updated_from);
         }
-        go_on
     }
 
     fn report_page(&self, ctx: &TenantCtx, incidents: usize, delivered: usize, more: bool) {
@@ -276,6 +305,7 @@ impl ForwardSync {
         ctx: &TenantCtx,
         incidents: Vec<DefenderIncident>,
         more: bool,
+        window_from: OffsetDateTime,
     ) -> PageDone {
         let count = incidents.len();
         let mut out = Pulled::default();
@@ -287,7 +317,11 @@ impl ForwardSync {
             message = "Page of incidents done."
         );
         self.report_page(ctx, count, out.delivered.len(), more);
-        PageDone { out, go_on }
+        PageDone {
+            out,
+            go_on,
+            window_from,
+        }
     }
 
     async fn deliver_incidents(
