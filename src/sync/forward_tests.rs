@@ -549,6 +549,37 @@ async fn a_redirect_to_an_incident_not_yet_in_sentinel_is_retried() {
 }
 
 #[tokio::test]
+async fn the_next_window_is_read_while_the_last_pages_of_the_previous_one_are_delivered() {
+    // 600 incidents: more than one window holds, so the cycle's window is split in two halves
+    // (the lookback is 7 days): 300 incidents 5 days ago, 300 one day ago.
+    let h = harness_with(ConflictPolicyName::LatestWins, 4);
+    *h.s.put_delay.lock().unwrap() = Some(Duration::from_millis(5));
+    h.add(1..=300, ago(5 * 24 * 60));
+    let recent = ago(24 * 60);
+    h.add(301..=600, recent);
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!(r.written, 600);
+    let lists = h.d.probe.tickets("list");
+    assert_eq!(lists.len(), 2, "one first page per window");
+    // A PUT's ticket is taken when it is answered. Before the second window's first page, only
+    // the first window's incidents can have been written; had the pull waited for the first
+    // window's delivery to end, all 300 of them would have been.
+    let puts_before = h
+        .s
+        .probe
+        .tickets("put_incident")
+        .iter()
+        .filter(|t| **t < lists[1])
+        .count();
+    assert!(
+        puts_before < 300,
+        "the first window's delivery had ended ({puts_before} PUTs) before the next window was read"
+    );
+    assert!(h.watermark().await.is_some_and(|w| w >= recent));
+}
+
+#[tokio::test]
 async fn the_deadline_stops_cleanly_and_the_next_cycle_continues() {
     let h = harness_with(ConflictPolicyName::LatestWins, 2);
     *h.s.put_delay.lock().unwrap() = Some(Duration::from_millis(5));

@@ -21,12 +21,17 @@ pub enum Fault {
     Auth,
 }
 
-/// Queued faults per operation name, and call counters.
+/// Queued faults per operation name, call counters, and when each call came.
 #[derive(Debug, Default)]
 pub struct Probe {
     faults: Mutex<HashMap<&'static str, VecDeque<Fault>>>,
     calls: Mutex<HashMap<&'static str, u64>>,
+    /// Per operation, a ticket of [`CALL_ORDER`] per call: orders calls across fakes.
+    order: Mutex<HashMap<&'static str, Vec<u64>>>,
 }
+
+/// One sequence for the calls of every fake, so a test can tell which call came first.
+static CALL_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Probe {
     /// The next `n` calls of `op` fail with `fault`.
@@ -45,10 +50,18 @@ impl Probe {
     /// Forgets the counters.
     pub fn reset_calls(&self) {
         lock(&self.calls).clear();
+        lock(&self.order).clear();
+    }
+
+    /// The tickets of the calls of `op`, in call order; comparable across fakes.
+    pub fn tickets(&self, op: &'static str) -> Vec<u64> {
+        lock(&self.order).get(op).cloned().unwrap_or_default()
     }
 
     fn hit(&self, op: &'static str) -> Option<Fault> {
         *lock(&self.calls).entry(op).or_default() += 1;
+        let ticket = CALL_ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock(&self.order).entry(op).or_default().push(ticket);
         lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front)
     }
 }
