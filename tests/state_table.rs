@@ -329,6 +329,33 @@ async fn checkpoints_retries_and_health_round_trip() {
     assert_ne!(s.checkpoint(&t).await.unwrap().unwrap().etag, e2);
     assert!(s.checkpoint(&tenant("other")).await.unwrap().is_none());
 
+    // The state horizon: absent, inserted once, then moved only with its ETag.
+    assert!(s.state_horizon(&t).await.unwrap().is_none());
+    let h1 = StateHorizon {
+        created: datetime!(2026-11-01 10:00:00 UTC),
+    };
+    let eh = s
+        .put_state_horizon(&t, &h1, Precondition::Absent)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.put_state_horizon(&t, &h1, Precondition::Absent).await,
+        Err(StateError::Conflict)
+    ));
+    let h2 = StateHorizon {
+        created: datetime!(2026-11-01 12:00:00 UTC),
+    };
+    s.put_state_horizon(&t, &h2, Precondition::Matches(eh.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.put_state_horizon(&t, &h1, Precondition::Matches(eh))
+            .await,
+        Err(StateError::Conflict)
+    ));
+    assert_eq!(s.state_horizon(&t).await.unwrap().unwrap().value, h2);
+    assert!(s.state_horizon(&tenant("other")).await.unwrap().is_none());
+
     let entry = |id: &str, attempts| RetryEntry {
         incident_id: DefenderIncidentId::parse(id).unwrap(),
         last_update: datetime!(2026-11-01 09:00:00 UTC),

@@ -102,6 +102,25 @@ impl StateStore for MemoryStateStore {
         inner.write(key, value)
     }
 
+    async fn state_horizon(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<StateHorizon>>, StateError> {
+        self.lock().read(&format!("horizon/{tenant}"))
+    }
+
+    async fn put_state_horizon(
+        &self,
+        tenant: &TenantId,
+        value: &StateHorizon,
+        pre: Precondition,
+    ) -> Result<ETag, StateError> {
+        let mut inner = self.lock();
+        let key = format!("horizon/{tenant}");
+        inner.check(&key, &pre)?;
+        inner.write(key, value)
+    }
+
     async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError> {
         Ok(self
             .lock()

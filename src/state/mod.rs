@@ -48,6 +48,21 @@ pub struct Checkpoint {
     pub ids_at_watermark: BTreeSet<String>,
 }
 
+/// A tenant's state horizon: no incident created after `created` has a state. The forward
+/// sync raises it at the start of each cycle to the cycle's window end, and then takes an
+/// incident created after the value it replaced for new without reading its state (the
+/// insert's `Absent` precondition still catches a writer that raced it). So that this holds,
+/// every writer that inserts an incident state first raises the horizon (compare-and-swap) to
+/// at least that incident's `createdDateTime`; writers that only update existing states need
+/// not. No record means no state of the tenant exists yet. Deleting the record while states
+/// remain breaks that: the next cycle would rewrite those incidents' Sentinel side without
+/// reading their merge base.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateHorizon {
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+}
+
 /// An incident parked after failing for a reason of its own; the watermark passes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetryEntry {
@@ -208,6 +223,10 @@ pub(crate) fn distinct_incidents(
     Ok(())
 }
 
+/// States one [`StateStore::put_incidents`] writes all or nothing (Table Storage's limit of
+/// operations per entity-group transaction).
+pub const MAX_STATES_PER_PUT: usize = 100;
+
 /// Incident states by Sentinel name (see [`StateStore::incidents`]).
 pub type IncidentStates = std::collections::HashMap<SentinelIncidentName, Versioned<IncidentState>>;
 
@@ -255,6 +274,18 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         pre: Precondition,
     ) -> Result<ETag, StateError>;
 
+    /// The tenant's [`StateHorizon`]; `None`: no incident state of the tenant exists.
+    async fn state_horizon(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<StateHorizon>>, StateError>;
+    async fn put_state_horizon(
+        &self,
+        tenant: &TenantId,
+        value: &StateHorizon,
+        pre: Precondition,
+    ) -> Result<ETag, StateError>;
+
     async fn retry_set(&self, tenant: &TenantId) -> Result<Vec<RetryEntry>, StateError>;
     async fn put_retry(&self, tenant: &TenantId, entry: &RetryEntry) -> Result<(), StateError>;
     async fn remove_retry(
@@ -294,7 +325,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     }
     /// Several incidents' states at once, all of one [`StateStore::incident_group`] (an
     /// entity-group transaction where the backend has them). Each item carries its own
-    /// precondition; on any conflict nothing of that batch is written.
+    /// precondition; on any conflict nothing of that batch is written. A call of more than
+    /// [`MAX_STATES_PER_PUT`] states is written in transactions of that many, each all or
+    /// nothing on its own: callers that need one outcome per call stay within it.
     async fn put_incidents(
         &self,
         items: &[(IncidentState, Precondition)],

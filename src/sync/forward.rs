@@ -66,13 +66,13 @@ pub struct ForwardSync {
     pub(super) throttle_probe: Option<ThrottleProbe>,
 }
 
-/// One page of a tenant's incidents done.
+/// A batch of a tenant's pages of incidents done (one page, or a few delivered together).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageProgress {
     pub tenant: TenantId,
-    /// Pages done in this tenant's cycle, from 1.
+    /// Pages done in this tenant's cycle, from 1: the last page of the batch.
     pub page: u64,
-    /// Incidents on this page.
+    /// Incidents of the batch.
     pub incidents: usize,
     /// Incidents delivered (or skipped as already synced) in this tenant's cycle so far.
     pub delivered: usize,
@@ -101,8 +101,16 @@ pub(super) struct TenantCtx {
     pub expand: std::sync::atomic::AtomicBool,
     /// Pages done so far (for progress reports).
     pub pages: std::sync::atomic::AtomicU64,
+    /// Incidents delivered so far (for progress reports).
+    pub delivered: std::sync::atomic::AtomicU64,
     /// The throttle probe's count when the tenant's cycle started.
     pub throttled_before: Option<u64>,
+    /// Incidents created after this instant have no state yet: the [`StateHorizon`] this
+    /// cycle's raise replaced (the earliest instant when there was none). Their states are
+    /// inserted without being read. `None` (the raise failed): every state is read.
+    pub new_after: Option<OffsetDateTime>,
+    /// The horizon as this cycle last read or wrote it.
+    pub horizon: tokio::sync::Mutex<Option<Versioned<StateHorizon>>>,
 }
 
 impl TenantCtx {
@@ -110,7 +118,15 @@ impl TenantCtx {
     pub fn out_of_time(&self) -> bool {
         Instant::now() + self.margin >= self.deadline
     }
+
+    /// True when the incident cannot have a state yet (see [`TenantCtx::new_after`]).
+    pub fn surely_new(&self, d: &DefenderIncident) -> bool {
+        self.new_after.is_some_and(|t| d.created > t)
+    }
 }
+
+/// Attempts to raise the state horizon when other writers keep moving it.
+const HORIZON_ATTEMPTS: usize = 5;
 
 impl ForwardSync {
     /// Builds the engine from the ports and settings (`lookback` = `SYNC_LOOKBACK`).
@@ -195,7 +211,10 @@ impl ForwardSync {
             at_watermark: None,
             expand: std::sync::atomic::AtomicBool::new(true),
             pages: std::sync::atomic::AtomicU64::new(0),
+            delivered: std::sync::atomic::AtomicU64::new(0),
             throttled_before: self.throttle_probe.as_ref().map(|p| p()),
+            new_after: None,
+            horizon: tokio::sync::Mutex::new(None),
         };
         let checkpoint = match self.state.checkpoint(tenant).await {
             Ok(c) => c,
@@ -213,6 +232,14 @@ impl ForwardSync {
             start,
         );
         let window_end = window.updated_to.unwrap_or(start);
+        // Every incident of the window was created before its end (creation ≤ last update).
+        ctx.new_after = match self.raise_horizon(&ctx, window_end).await {
+            Ok(before) => Some(before.unwrap_or(OffsetDateTime::UNIX_EPOCH)),
+            Err(e) => {
+                tracing::warn!(error = %e, message = "The state horizon could not be raised; every incident's state is read.");
+                None
+            }
+        };
         let pulled = self.pull(&ctx, window).await;
         let next = plan::advance_checkpoint(
             ctx.at_watermark.as_ref(),
@@ -226,6 +253,62 @@ impl ForwardSync {
             None => ctx.at_watermark.as_ref().map(|c| c.watermark),
         };
         self.finish(&ctx, start, completed, watermark).await
+    }
+
+    /// Raises the tenant's [`StateHorizon`] to at least `to` (compare-and-swap, re-reading
+    /// after a lost race). Returns the value the write replaced (`None`: there was no record),
+    /// or the current value when it already covered `to`.
+    pub(super) async fn raise_horizon(
+        &self,
+        ctx: &TenantCtx,
+        to: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StateError> {
+        let mut held = ctx.horizon.lock().await;
+        for _ in 0..HORIZON_ATTEMPTS {
+            let current = match held.take() {
+                Some(v) => Some(v),
+                None => self.state.state_horizon(&ctx.tenant).await?,
+            };
+            let before = current.as_ref().map(|v| v.value.created);
+            if before.is_some_and(|b| b >= to) {
+                *held = current;
+                return Ok(before);
+            }
+            let pre = current.as_ref().map_or(Precondition::Absent, |v| {
+                Precondition::Matches(v.etag.clone())
+            });
+            let value = StateHorizon { created: to };
+            match self.state.put_state_horizon(&ctx.tenant, &value, pre).await {
+                Ok(etag) => {
+                    *held = Some(Versioned { value, etag });
+                    return Ok(before);
+                }
+                // Someone else moved it: read it again.
+                Err(StateError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StateError::Conflict)
+    }
+
+    /// Makes sure the horizon covers an incident whose state is about to be inserted (only an
+    /// incident created after the cycle's window end, which Graph should never list, needs a
+    /// raise).
+    pub(super) async fn cover_horizon(
+        &self,
+        ctx: &TenantCtx,
+        created: OffsetDateTime,
+    ) -> Result<(), StateError> {
+        let covered = ctx
+            .horizon
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|v| v.value.created >= created);
+        if !covered {
+            self.raise_horizon(ctx, created).await?;
+        }
+        Ok(())
     }
 
     async fn save_checkpoint(
@@ -407,21 +490,31 @@ impl ForwardSync {
         if let Err(e) = self.state.put_retry(&ctx.tenant, &entry).await {
             ctx.tally.error(format!("parking {id}: {e}"));
         }
-        self.record_failure(&ctx.tenant, id, error).await;
+        self.record_failure(ctx, id, error).await;
     }
 
     /// Marks the incident's state as parked (for SyncHealth); best effort.
-    async fn record_failure(&self, tenant: &TenantId, id: &DefenderIncidentId, error: String) {
-        let name = SentinelIncidentName::for_defender(tenant, id);
+    async fn record_failure(&self, ctx: &TenantCtx, id: &DefenderIncidentId, error: String) {
+        let name = SentinelIncidentName::for_defender(&ctx.tenant, id);
         let Ok(current) = self.state.incident(&name).await else {
             return;
         };
         let (mut value, pre) = match current {
             Some(v) => (v.value, Precondition::Matches(v.etag)),
-            None => (
-                IncidentState::new(tenant.clone(), id.clone()),
-                Precondition::Absent,
-            ),
+            None => {
+                // An insert: the horizon must cover the incident, created before now.
+                if self
+                    .cover_horizon(ctx, OffsetDateTime::now_utc())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                (
+                    IncidentState::new(ctx.tenant.clone(), id.clone()),
+                    Precondition::Absent,
+                )
+            }
         };
         value.last_outcome = Some(Outcome::Parked);
         value.last_error = Some(error);

@@ -108,11 +108,17 @@ impl ForwardSync {
     ) -> futures::future::BoxFuture<'a, Vec<Done>> {
         Box::pin(async move {
             let n = self.limits.sentinel_concurrency.max(1);
-            let mut known = self.read_states(&batch).await;
+            // A restarted incident met a state: it is read again, never taken for new.
+            let new = |d: &DefenderIncident| depth == 0 && ctx.surely_new(d);
+            let mut known = self.read_states(&batch, new).await;
             let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
                 .map(|d| {
-                    let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-                    let state = known.as_mut().map(|m| m.remove(&name));
+                    let state = if new(&d) {
+                        Some(None)
+                    } else {
+                        let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+                        known.as_mut().map(|m| m.remove(&name))
+                    };
                     self.prepare(ctx, d, force, state)
                 })
                 .buffer_unordered(n)
@@ -137,16 +143,22 @@ impl ForwardSync {
         })
     }
 
-    /// The states of a batch in one read; `None` for a single incident, or when the read
-    /// failed (each incident then reads its own and meets the failure itself).
-    async fn read_states(&self, batch: &[DefenderIncident]) -> Option<IncidentStates> {
-        if batch.len() < 2 {
-            return None;
-        }
+    /// The states of a batch in one read, except those of `new` incidents (which have none);
+    /// `None` when a single incident is left, or when the read failed (each incident then
+    /// reads its own and meets the failure itself).
+    async fn read_states(
+        &self,
+        batch: &[DefenderIncident],
+        new: impl Fn(&DefenderIncident) -> bool,
+    ) -> Option<IncidentStates> {
         let names: Vec<SentinelIncidentName> = batch
             .iter()
+            .filter(|d| !new(d))
             .map(|d| SentinelIncidentName::for_defender(&d.tenant, &d.id))
             .collect();
+        if names.len() < 2 {
+            return None;
+        }
         match self.state.incidents(&names).await {
             Ok(states) => Some(states),
             Err(e) => {
@@ -175,18 +187,23 @@ impl ForwardSync {
                 p.st.shipped_alerts.insert(id, fp);
             }
         }
-        // One transaction per group of the store (a Table partition), all groups at once.
-        let mut groups: std::collections::BTreeMap<String, Vec<Prepared>> =
+        // One transaction per group of the store (a Table partition) and per
+        // MAX_STATES_PER_PUT states, all at once.
+        let mut groups: std::collections::BTreeMap<String, Vec<Vec<Prepared>>> =
             std::collections::BTreeMap::new();
         for p in ready {
-            groups
+            let chunks = groups
                 .entry(self.state.incident_group(&p.st.sentinel_name))
-                .or_default()
-                .push(p);
+                .or_default();
+            match chunks.last_mut() {
+                Some(last) if last.len() < MAX_STATES_PER_PUT => last.push(p),
+                _ => chunks.push(vec![p]),
+            }
         }
         let done = futures::future::join_all(
             groups
                 .into_values()
+                .flatten()
                 .map(|g| self.commit_group(ctx, g, force, depth, n)),
         )
         .await;
@@ -436,6 +453,12 @@ impl ForwardSync {
             Some(stored) => stored,
             None => self.state.incident(&name).await.map_err(Step::state)?,
         };
+        if stored.is_none() {
+            // Its state will be inserted: the horizon must cover it first.
+            self.cover_horizon(ctx, d.created)
+                .await
+                .map_err(Step::state)?;
+        }
         if !force
             && stored
                 .as_ref()

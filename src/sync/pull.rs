@@ -27,8 +27,12 @@ impl Pulled {
     }
 }
 
-/// Pages of one window delivered at the same time (while the next page is fetched).
-const PAGES_IN_FLIGHT: usize = 3;
+/// Graph pages (of 50) are delivered in batches of about this many incidents: a batch's states
+/// are read and written a few Table requests per partition, so bigger batches mean fewer
+/// requests and fewer incidents per request to scan for.
+const DELIVERY_BATCH: usize = 150;
+/// Batches delivered at the same time (while the next pages are fetched).
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// One delivered page: what it delivered or held, and whether the pull may go on.
 struct PageDone {
@@ -78,7 +82,8 @@ enum PageError {
 impl ForwardSync {
     /// Pulls every incident of `window`, splitting it while it holds more than 500.
     ///
-    /// Pages are delivered while the next ones are fetched, up to [`PAGES_IN_FLIGHT`] at once,
+    /// Pages are delivered, in batches of about [`DELIVERY_BATCH`] incidents, while the next ones
+    /// are fetched, up to [`BATCHES_IN_FLIGHT`] batches at once,
     /// across window boundaries too: the next window is counted and its first page fetched while
     /// the last pages of the previous one are still being delivered. Delivery order does not
     /// matter to the checkpoint, which only needs every delivered id and the earliest hold.
@@ -161,21 +166,29 @@ impl ForwardSync {
                     break;
                 }
             };
+            // Incidents of pages read but not yet handed over, and how many pages they fill.
+            let mut pending: Vec<DefenderIncident> = Vec::new();
+            let mut pages = 0;
+            let from = w.updated_from;
+            let deliver = |incidents, pages, more| -> BoxFuture<'a, PageDone> {
+                Box::pin(self.deliver_page(ctx, incidents, pages, more, from))
+            };
             loop {
                 self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
                     .await;
                 let more = page.next_link.is_some();
-                inflight.push(Box::pin(self.deliver_page(
-                    ctx,
-                    std::mem::take(&mut page.incidents),
-                    more,
-                    w.updated_from,
-                )));
-                while inflight.len() >= PAGES_IN_FLIGHT {
-                    if let Some(r) = inflight.next().await {
-                        *go_on &= r.merge_into(out);
+                pending.append(&mut page.incidents);
+                pages += 1;
+                if pending.len() >= DELIVERY_BATCH || !more || ctx.out_of_time() {
+                    inflight.push(deliver(std::mem::take(&mut pending), pages, more));
+                    pages = 0;
+                    while inflight.len() >= BATCHES_IN_FLIGHT {
+                        if let Some(r) = inflight.next().await {
+                            *go_on &= r.merge_into(out);
+                        }
                     }
                 }
+                // Whatever is still pending is held with the window below.
                 if !*go_on {
                     break 'restart;
                 }
@@ -191,9 +204,12 @@ impl ForwardSync {
                 let next = self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link));
                 page = match drive(next, inflight, out, go_on).await {
                     Ok(p) => p,
-                    // Pages already delivered stay delivered; the window is read again once
-                    // the pages in flight are done (so no incident is delivered twice at once).
+                    // What was read stays delivered; the window is read again once the
+                    // batches in flight are done (so no incident is delivered twice at once).
                     Err(PageError::Fallback) => {
+                        if !pending.is_empty() {
+                            inflight.push(deliver(std::mem::take(&mut pending), pages, true));
+                        }
                         while let Some(r) = inflight.next().await {
                             *go_on &= r.merge_into(out);
                         }
@@ -203,6 +219,9 @@ impl ForwardSync {
                         continue 'restart;
                     }
                     Err(PageError::Failed(e)) => {
+                        if !pending.is_empty() {
+                            inflight.push(deliver(std::mem::take(&mut pending), pages, true));
+                        }
                         *go_on = self.page_failed(ctx, w, out, &e);
                         break 'restart;
                     }
@@ -214,8 +233,17 @@ impl ForwardSync {
         }
     }
 
-    fn report_page(&self, ctx: &TenantCtx, incidents: usize, delivered: usize, more: bool) {
-        let page = ctx.pages.fetch_add(1, Ordering::Relaxed) + 1;
+    fn report_page(
+        &self,
+        ctx: &TenantCtx,
+        pages: u64,
+        incidents: usize,
+        delivered: usize,
+        more: bool,
+    ) {
+        let page = ctx.pages.fetch_add(pages, Ordering::Relaxed) + pages;
+        let delivered =
+            ctx.delivered.fetch_add(delivered as u64, Ordering::Relaxed) as usize + delivered;
         if let Some(progress) = &self.progress {
             progress(&super::forward::PageProgress {
                 tenant: ctx.tenant.clone(),
@@ -298,12 +326,13 @@ impl ForwardSync {
         }
     }
 
-    /// Delivers one page's incidents, a few at a time; `go_on` false on an error that stops
-    /// the tenant's cycle (credentials).
+    /// Delivers the incidents of `pages` Graph pages as one batch; `go_on` false on an error
+    /// that stops the tenant's cycle (credentials).
     async fn deliver_page(
         &self,
         ctx: &TenantCtx,
         incidents: Vec<DefenderIncident>,
+        pages: u64,
         more: bool,
         window_from: OffsetDateTime,
     ) -> PageDone {
@@ -311,12 +340,13 @@ impl ForwardSync {
         let mut out = Pulled::default();
         let go_on = self.deliver_incidents(ctx, incidents, &mut out).await;
         tracing::info!(
+            pages,
             incidents = count,
             delivered = out.delivered.len(),
             more,
-            message = "Page of incidents done."
+            message = "Pages of incidents done."
         );
-        self.report_page(ctx, count, out.delivered.len(), more);
+        self.report_page(ctx, pages, count, out.delivered.len(), more);
         PageDone {
             out,
             go_on,

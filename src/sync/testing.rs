@@ -771,9 +771,25 @@ pub struct FlakyStore {
     pub race_next_batch_on: std::sync::Mutex<Option<SentinelIncidentName>>,
     /// Batch writes attempted (`put_incidents` calls).
     pub batch_writes: std::sync::atomic::AtomicUsize,
+    /// Incident states asked for (`incident` counts one, `incidents` one per name).
+    pub states_read: std::sync::atomic::AtomicUsize,
+    /// Another writer inserts this state just before the next incident write (single or
+    /// batch): a writer that raced the engine to a new incident.
+    pub insert_before_next_write: std::sync::Mutex<Option<crate::state::IncidentState>>,
 }
 
 impl FlakyStore {
+    /// Inserts the racing writer's state, if one is waiting.
+    async fn racing_insert(&self) -> Result<(), crate::state::StateError> {
+        let racer = lock(&self.insert_before_next_write).take();
+        if let Some(state) = racer {
+            use crate::state::StateStore;
+            self.inner
+                .put_incident(&state, crate::state::Precondition::Absent)
+                .await?;
+        }
+        Ok(())
+    }
     /// Consumes one injected failure of an incident write (single or batch), if any is left.
     fn injected_crash(&self) -> Result<(), crate::state::StateError> {
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
@@ -806,6 +822,21 @@ impl crate::state::StateStore for FlakyStore {
         p: crate::state::Precondition,
     ) -> Result<crate::state::ETag, crate::state::StateError> {
         self.inner.put_checkpoint(t, v, p).await
+    }
+    async fn state_horizon(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<crate::state::Versioned<crate::state::StateHorizon>>, crate::state::StateError>
+    {
+        self.inner.state_horizon(t).await
+    }
+    async fn put_state_horizon(
+        &self,
+        t: &TenantId,
+        v: &crate::state::StateHorizon,
+        p: crate::state::Precondition,
+    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        self.inner.put_state_horizon(t, v, p).await
     }
     async fn retry_set(
         &self,
@@ -849,6 +880,7 @@ impl crate::state::StateStore for FlakyStore {
         Option<crate::state::Versioned<crate::state::IncidentState>>,
         crate::state::StateError,
     > {
+        self.states_read.fetch_add(1, Ordering::SeqCst);
         self.inner.incident(n).await
     }
     async fn put_incident(
@@ -857,12 +889,14 @@ impl crate::state::StateStore for FlakyStore {
         p: crate::state::Precondition,
     ) -> Result<crate::state::ETag, crate::state::StateError> {
         self.injected_crash()?;
+        self.racing_insert().await?;
         self.inner.put_incident(v, p).await
     }
     async fn incidents(
         &self,
         names: &[SentinelIncidentName],
     ) -> Result<crate::state::IncidentStates, crate::state::StateError> {
+        self.states_read.fetch_add(names.len(), Ordering::SeqCst);
         self.inner.incidents(names).await
     }
     /// One injected failure fails the whole batch (the process died before the transaction).
@@ -871,6 +905,7 @@ impl crate::state::StateStore for FlakyStore {
         items: &[(crate::state::IncidentState, crate::state::Precondition)],
     ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
         self.batch_writes.fetch_add(1, Ordering::SeqCst);
+        self.racing_insert().await?;
         let racing = self
             .race_next_batch_on
             .lock()
