@@ -5,27 +5,84 @@ use flate2::write::GzEncoder;
 use std::io::Write;
 use std::ops::Range;
 
-/// Splits serialized rows into consecutive ranges whose JSON array (`[` rows joined by `,` `]`)
-/// stays within `max_bytes`. A row that alone exceeds it gets a range of its own (callers cut
-/// rows to fit first, so this only happens when `max_bytes` is tiny).
+/// Sizes of consecutive rows in a JSON array (`[` rows joined by `,` `]`) of at most
+/// `max_bytes`: says when a row must start the next array.
+struct Sizer {
+    max_bytes: usize,
+    size: usize,
+    rows: usize,
+}
+
+impl Sizer {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            size: 2, // "[" and "]"
+            rows: 0,
+        }
+    }
+
+    /// Adds a row of `len` bytes; true when it starts a new array (the current one is full).
+    /// A row that alone exceeds the limit gets an array of its own (callers cut rows to fit
+    /// first, so this only happens when `max_bytes` is tiny).
+    fn starts_new(&mut self, len: usize) -> bool {
+        let full = self.rows > 0 && self.size + 1 + len > self.max_bytes;
+        if full {
+            self.size = 2;
+            self.rows = 0;
+        }
+        self.size += len + usize::from(self.rows > 0);
+        self.rows += 1;
+        full
+    }
+}
+
+/// Splits serialized rows into consecutive ranges whose JSON array stays within `max_bytes`.
 pub(super) fn split(rows: &[Vec<u8>], max_bytes: usize) -> Vec<Range<usize>> {
+    let mut sizer = Sizer::new(max_bytes);
     let mut ranges = Vec::new();
     let mut start = 0;
-    let mut size = 2; // "[" and "]"
     for (i, row) in rows.iter().enumerate() {
-        let add = row.len() + usize::from(i > start);
-        if i > start && size + add > max_bytes {
+        if sizer.starts_new(row.len()) {
             ranges.push(start..i);
             start = i;
-            size = 2 + row.len();
-        } else {
-            size += add;
         }
     }
     if start < rows.len() {
         ranges.push(start..rows.len());
     }
     ranges
+}
+
+/// The streaming form of [`split`]: gathers rows as they are serialized and hands back each
+/// full chunk, so only about one call's worth of rows is held at a time.
+pub(super) struct Chunker {
+    sizer: Sizer,
+    rows: Vec<Vec<u8>>,
+}
+
+impl Chunker {
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self {
+            sizer: Sizer::new(max_bytes),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; returns the chunk it did not fit in, if that one is now full.
+    pub(super) fn push(&mut self, row: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        let full = self
+            .sizer
+            .starts_new(row.len())
+            .then(|| std::mem::take(&mut self.rows));
+        self.rows.push(row);
+        full
+    }
+
+    /// The last chunk, unless empty.
+    pub(super) fn finish(self) -> Option<Vec<Vec<u8>>> {
+        (!self.rows.is_empty()).then_some(self.rows)
+    }
 }
 
 /// The JSON array of `rows`.
@@ -74,6 +131,24 @@ mod tests {
         assert_eq!(split(&rows, 11), vec![0..2]);
         assert_eq!(split(&rows, 10), vec![0..1, 1..2]);
         assert!(split(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn the_chunker_cuts_where_split_does() {
+        let rows: Vec<Vec<u8>> = (0..50).map(|i| vec![b'x'; 10 + i]).collect();
+        let mut chunker = Chunker::new(200);
+        let mut chunks: Vec<Vec<Vec<u8>>> = rows
+            .iter()
+            .filter_map(|r| chunker.push(r.clone()))
+            .collect();
+        chunks.extend(chunker.finish());
+        let expected: Vec<Vec<Vec<u8>>> = split(&rows, 200)
+            .into_iter()
+            .map(|r| rows[r].to_vec())
+            .collect();
+        assert!(expected.len() > 1);
+        assert_eq!(chunks, expected);
+        assert!(Chunker::new(10).finish().is_none());
     }
 
     #[test]

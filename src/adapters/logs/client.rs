@@ -92,22 +92,42 @@ impl LogsClient {
         self.http.counts()
     }
 
-    /// Serialized rows, each cut to fit one call with room for the array brackets.
-    fn serialized_rows(&self, alerts: &[AlertRecord]) -> Result<Vec<Vec<u8>>, LogsError> {
-        let now = OffsetDateTime::now_utc();
-        let mut out = Vec::new();
-        for record in alerts {
-            for row in rows::rows_for(record, now) {
-                let bytes = rows::serialize_within(row, self.max_bytes - 2).map_err(|e| {
-                    LogsError::Rejected {
-                        status: 0,
-                        message: format!("a row does not serialize: {e}"),
-                    }
-                })?;
-                out.push(bytes);
+    /// A row serialized, cut to fit one call with room for the array brackets.
+    fn serialized(&self, row: rows::Row<'_>) -> Result<Vec<u8>, LogsError> {
+        rows::serialize_within(row, self.max_bytes - 2).map_err(|e| LogsError::Rejected {
+            status: 0,
+            message: format!("a row does not serialize: {e}"),
+        })
+    }
+
+    /// Uploads rows that fit one call; a range the service finds too large (413) is halved.
+    /// Returns the calls made.
+    async fn upload_all(&self, rows: &[Vec<u8>]) -> Result<usize, LogsError> {
+        let mut pending: Vec<std::ops::Range<usize>> = batch::split(rows, self.max_bytes)
+            .into_iter()
+            .rev()
+            .collect();
+        let mut calls = 0usize;
+        while let Some(range) = pending.pop() {
+            calls += 1;
+            if self.upload(&rows[range.clone()]).await? {
+                continue;
             }
+            if range.len() < 2 {
+                return Err(LogsError::Rejected {
+                    status: 413,
+                    message: "one row is larger than the service accepts".into(),
+                });
+            }
+            let mid = range.start + range.len() / 2;
+            tracing::warn!(
+                message = "Logs Ingestion batch too large; splitting.",
+                rows = range.len()
+            );
+            pending.push(mid..range.end);
+            pending.push(range.start..mid);
         }
-        Ok(out)
+        Ok(calls)
     }
 
     /// One call; `Ok(false)` when the service answered 413 (too large) so the caller splits.
@@ -144,37 +164,29 @@ impl LogsClient {
 
 #[async_trait::async_trait]
 impl LogsIngest for LogsClient {
+    /// Rows are serialized as they are sent, one call's worth at a time (a batch of a few
+    /// hundred incidents makes megabytes of rows). A row that cannot be serialized fails the
+    /// call after the calls before it went through; rows carry stable ids, so sending them
+    /// again is harmless.
     async fn ship_alerts(&self, alerts: &[AlertRecord]) -> Result<(), LogsError> {
-        let rows = self.serialized_rows(alerts)?;
-        // A work list of row ranges: a range the service finds too large (413) is halved.
-        let mut pending: Vec<std::ops::Range<usize>> = batch::split(&rows, self.max_bytes)
-            .into_iter()
-            .rev()
-            .collect();
-        let mut calls = 0usize;
-        while let Some(range) = pending.pop() {
-            calls += 1;
-            if self.upload(&rows[range.clone()]).await? {
-                continue;
+        let now = OffsetDateTime::now_utc();
+        let mut chunker = batch::Chunker::new(self.max_bytes);
+        let (mut rows, mut calls) = (0usize, 0usize);
+        for record in alerts {
+            for row in rows::rows_for(record, now) {
+                rows += 1;
+                if let Some(full) = chunker.push(self.serialized(row)?) {
+                    calls += self.upload_all(&full).await?;
+                }
             }
-            if range.len() < 2 {
-                return Err(LogsError::Rejected {
-                    status: 413,
-                    message: "one row is larger than the service accepts".into(),
-                });
-            }
-            let mid = range.start + range.len() / 2;
-            tracing::warn!(
-                message = "Logs Ingestion batch too large; splitting.",
-                rows = range.len()
-            );
-            pending.push(mid..range.end);
-            pending.push(range.start..mid);
+        }
+        if let Some(last) = chunker.finish() {
+            calls += self.upload_all(&last).await?;
         }
         tracing::debug!(
             message = "Alerts shipped.",
             alerts = alerts.len(),
-            rows = rows.len(),
+            rows,
             calls
         );
         Ok(())
