@@ -13,15 +13,16 @@
 //!
 //! The Sentinel name is the only lookup key of an incident state (the webhook knows nothing
 //! else), and the partition is derived from it. Incident states are spread over 16 partitions.
-//! The engine delivers incidents in batches of about 150 (three Graph pages): a batch's states
-//! are written in one entity-group transaction per partition (about 16 requests instead of 150)
+//! The engine delivers incidents in batches of about 200 (four Graph pages): a batch's states
+//! are written in one entity-group transaction per partition (about 16 requests instead of 200)
 //! and read with queries of up to 14 names per partition. Queries by a list of row keys are
 //! partition scans, in Azurite (which scans every entity of the table, and compares each of
 //! the partition's entities with every listed name) and in the service alike, and Azurite's
 //! inserts and replaces look the entity up among its whole partition: the smaller the
-//! partitions, the cheaper each state. In benchmark A the changed cycle over 10,000 states ran
-//! at 769 incidents/s with 4 partitions, about 980 with 8 and 1,100 to 1,160 with 16, while a
-//! first sync (no reads, thanks to the state horizon) stayed above 1,000 with 16.
+//! partitions, the cheaper each state. In benchmark A (batches of 200) the changed cycle over
+//! 10,000 states ran at 769 incidents/s with 4 partitions, about 980 with 8 and 1,100 to 1,160
+//! with 16, while a first sync (no reads, thanks to the state horizon) stayed above 1,000 with
+//! 16. More partitions mean more, smaller requests per batch (each costs Azurite about 1.5 ms).
 
 mod codec;
 
