@@ -1,7 +1,9 @@
 //! State write throughput against a local Azurite: single writes (one at a time, and 16 in
-//! flight) and entity-group transactions of 100. Prints writes per second.
+//! flight) and entity-group transactions, one per partition of the store (at most 100 states
+//! each). Prints writes per second.
 //!
-//! Then reads: one state at a time (16 in flight) and 50 at once (as the engine reads a page).
+//! Then reads: one state at a time (16 in flight) and 200 at once (as the engine reads a
+//! delivery batch).
 //!
 //! `npm ci --prefix tools/azurite && cargo run --release --example state_bench [-- <incidents>]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -73,7 +75,7 @@ fn by_group(
 fn report(what: &str, n: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{what:<34} {n:>6} records in {secs:>6.2} s = {:>8.0} records/s",
+        "{what:<42} {n:>6} records in {secs:>6.2} s = {:>8.0} records/s",
         n as f64 / secs
     );
 }
@@ -127,7 +129,7 @@ async fn main() {
     for group in &batched {
         store.put_incidents(group).await.unwrap();
     }
-    report("transactions of 100, sequential", n, started);
+    report("transactions per partition, sequential", n, started);
 
     let more: Vec<_> = states("t-batch-parallel", n)
         .into_iter()
@@ -145,7 +147,7 @@ async fn main() {
         r.unwrap();
     })
     .await;
-    report("transactions of 100, 4 in flight", n, started);
+    report("transactions per partition, 4 in flight", n, started);
 
     let updates: Vec<Vec<_>> = batched
         .into_iter()
@@ -155,10 +157,11 @@ async fn main() {
     for group in &updates {
         store.put_incidents(group).await.unwrap();
     }
-    report("transactions of 100, replacing", n, started);
+    report("transactions per partition, replacing", n, started);
 
     // Reads, with 5 × n states in the table: one at a time per incident (16 in flight), and a
-    // page of 50 at once (`incidents`: queries of 14 names, which Azurite answers by scanning).
+    // batch of 200 at once, as the engine reads a delivery batch (`incidents`: queries of up to
+    // 14 names per partition, which Azurite answers by scanning).
     let names: Vec<_> = updates
         .iter()
         .flatten()
@@ -173,8 +176,8 @@ async fn main() {
         .await;
     report("point reads, 16 in flight", n, started);
     let started = Instant::now();
-    for page in names.chunks(50) {
+    for page in names.chunks(200) {
         assert_eq!(store.incidents(page).await.unwrap().len(), page.len());
     }
-    report("reads of 50 at once, sequential", n, started);
+    report("reads of 200 at once, sequential", n, started);
 }

@@ -28,8 +28,8 @@ impl Pulled {
 }
 
 /// Graph pages (of 50) are delivered in batches of about this many incidents: a batch's states
-/// are read and written a few Table requests per partition, so bigger batches mean fewer
-/// requests and fewer incidents per request to scan for.
+/// are read and written with a few Table requests per partition, so bigger batches mean fewer,
+/// fuller requests. Memory grows with them: two batches in flight and one being read.
 const DELIVERY_BATCH: usize = 200;
 /// Batches delivered at the same time (while the next pages are fetched).
 const BATCHES_IN_FLIGHT: usize = 2;
