@@ -550,34 +550,59 @@ async fn a_redirect_to_an_incident_not_yet_in_sentinel_is_retried() {
 
 #[tokio::test]
 async fn the_next_window_is_read_while_the_last_pages_of_the_previous_one_are_delivered() {
-    // 700 incidents: more than one window holds, so the cycle's window is split in two halves
-    // (the lookback is 7 days): 400 incidents 5 days ago, 300 one day ago. The first window's
-    // last batch (its 8th page) starts only once its first batch is done, so it is still
-    // being delivered when the pull moves on.
+    // 800 incidents: more than one window holds, so the cycle's window is split in two halves
+    // (the lookback is 7 days): 500 incidents 5 days ago, 300 one day ago. The first window's
+    // last 100 incidents wait to fill a batch with the second window's first pages, so they
+    // are written only after the second window is read.
     let h = harness_with(ConflictPolicyName::LatestWins, 4);
     *h.s.put_delay.lock().unwrap() = Some(Duration::from_millis(5));
-    h.add(1..=400, ago(5 * 24 * 60));
+    h.add(1..=500, ago(5 * 24 * 60));
     let recent = ago(24 * 60);
-    h.add(401..=700, recent);
+    h.add(501..=800, recent);
     let r = h.cycle().await;
     assert!(r.completed, "{r:?}");
-    assert_eq!(r.written, 700);
+    assert_eq!(r.written, 800);
     let lists = h.d.probe.tickets("list");
     assert_eq!(lists.len(), 2, "one first page per window");
     // A PUT's ticket is taken when it is answered. Before the second window's first page, only
     // the first window's incidents can have been written; had the pull waited for the first
-    // window's delivery to end, all 400 of them would have been.
-    let puts_before =
-        h.s.probe
-            .tickets("put_incident")
-            .iter()
-            .filter(|t| **t < lists[1])
-            .count();
+    // window's delivery to end, all 500 of them would have been.
+    let puts_before = h
+        .s
+        .probe
+        .tickets("put_incident")
+        .iter()
+        .filter(|t| **t < lists[1])
+        .count();
     assert!(
-        puts_before < 400,
+        puts_before < 500,
         "the first window's delivery had ended ({puts_before} PUTs) before the next window was read"
     );
     assert!(h.watermark().await.is_some_and(|w| w >= recent));
+}
+
+#[tokio::test]
+async fn a_windows_last_pages_fill_a_batch_with_the_next_windows_first_ones() {
+    assert_eq!(
+        super::pull::DELIVERY_BATCH,
+        200,
+        "the batch count below assumes batches of 200"
+    );
+    // Two windows of 260 incidents (pages of 50: five full ones and one of 10 each).
+    let h = harness();
+    h.add(1..=260, ago(5 * 24 * 60));
+    h.add(261..=520, ago(24 * 60));
+    let r = h.cycle().await;
+    assert!(r.completed, "{r:?}");
+    assert_eq!(r.written, 520);
+    // Batches: 200 of the first window; its last 60 with the second window's first 150; the
+    // second window's last 110. Cut at each window's end, there would be 4.
+    assert_eq!(h.logs.probe.calls("ship"), 3, "one Logs call per batch");
+    assert_eq!(
+        h.logs.shipped().len(),
+        520 * 2,
+        "every alert (two per incident)"
+    );
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ impl Pulled {
 /// Graph pages (of 50) are delivered in batches of about this many incidents: a batch's states
 /// are read and written with a few Table requests per partition, so bigger batches mean fewer,
 /// fuller requests. Memory grows with them: two batches in flight and one being read.
-const DELIVERY_BATCH: usize = 200;
+pub(super) const DELIVERY_BATCH: usize = 200;
 /// Batches delivered at the same time (while the next pages are fetched).
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -53,6 +53,32 @@ impl PageDone {
             out.hold_at(self.window_from);
         }
         self.go_on
+    }
+}
+
+/// Incidents of pages read but not yet handed over for delivery. A batch fills across window
+/// boundaries, so a window's last pages wait for the next window's first ones.
+#[derive(Default)]
+struct Pending {
+    incidents: Vec<DefenderIncident>,
+    pages: u64,
+    /// Start of the earliest window the incidents come from (held if they are not delivered).
+    from: Option<OffsetDateTime>,
+}
+
+impl Pending {
+    fn add(&mut self, incidents: &mut Vec<DefenderIncident>, window_from: OffsetDateTime) {
+        self.incidents.append(incidents);
+        self.pages += 1;
+        self.from = Some(self.from.map_or(window_from, |f| f.min(window_from)));
+    }
+
+    fn full(&self) -> bool {
+        self.incidents.len() >= DELIVERY_BATCH
+    }
+
+    fn is_empty(&self) -> bool {
+        self.from.is_none()
     }
 }
 
@@ -82,14 +108,16 @@ enum PageError {
 impl ForwardSync {
     /// Pulls every incident of `window`, splitting it while it holds more than 500.
     ///
-    /// Pages are delivered, in batches of about [`DELIVERY_BATCH`] incidents, while the next ones
-    /// are fetched, up to [`BATCHES_IN_FLIGHT`] batches at once,
-    /// across window boundaries too: the next window is counted and its first page fetched while
-    /// the last pages of the previous one are still being delivered. Delivery order does not
-    /// matter to the checkpoint, which only needs every delivered id and the earliest hold.
+    /// Pages are delivered in batches of about [`DELIVERY_BATCH`] incidents while the next ones
+    /// are fetched, up to [`BATCHES_IN_FLIGHT`] batches at once. Window boundaries do not stop
+    /// that: the next window is counted and read while the previous one's batches are being
+    /// delivered, and its first pages fill the batch the previous window's last pages began.
+    /// Delivery order does not matter to the checkpoint, which only needs every delivered id and
+    /// the earliest hold (a batch not delivered holds the start of its earliest window).
     pub(super) async fn pull(&self, ctx: &TenantCtx, window: IncidentWindow) -> Pulled {
         let mut out = Pulled::default();
         let mut inflight: FuturesUnordered<BoxFuture<'_, PageDone>> = FuturesUnordered::new();
+        let mut pending = Pending::default();
         let mut go_on = true;
         let mut stack = vec![window];
         while let Some(w) = stack.pop() {
@@ -133,18 +161,39 @@ impl ForwardSync {
                     message = "A window cannot be split further; paging it as far as Graph allows."
                 );
             }
-            self.pull_leaf(ctx, &w, &mut out, &mut inflight, &mut go_on)
+            self.pull_leaf(ctx, &w, &mut out, &mut inflight, &mut go_on, &mut pending)
                 .await;
         }
-        // What the last pages held is merged into `out`; nothing else is left to stop.
+        // The last batch: delivered, unless the pull stopped on an error that forbids it.
+        if let Some(from) = pending.from {
+            if go_on {
+                inflight.push(self.deliver_pending(ctx, &mut pending, false));
+            } else {
+                out.hold_at(from);
+            }
+        }
+        // What the last batches held is merged into `out`; nothing else is left to stop.
         while let Some(r) = inflight.next().await {
             r.merge_into(&mut out);
         }
         out
     }
 
-    /// Pages one window that holds at most 500 incidents, leaving its last pages in `inflight`.
-    /// Sets `go_on` false when the pull must stop (the window then holds the watermark).
+    /// Hands the pending incidents over for delivery (callers check there are some).
+    fn deliver_pending<'a>(
+        &'a self,
+        ctx: &'a TenantCtx,
+        pending: &mut Pending,
+        more: bool,
+    ) -> BoxFuture<'a, PageDone> {
+        let taken = std::mem::take(pending);
+        let from = taken.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Box::pin(self.deliver_page(ctx, taken.incidents, taken.pages, more, from))
+    }
+
+    /// Pages one window that holds at most 500 incidents, leaving its last batches in
+    /// `inflight` and its last pages in `pending`. Sets `go_on` false when the pull must stop
+    /// (the window then holds the watermark).
     async fn pull_leaf<'a>(
         &'a self,
         ctx: &'a TenantCtx,
@@ -152,6 +201,7 @@ impl ForwardSync {
         out: &mut Pulled,
         inflight: &mut FuturesUnordered<BoxFuture<'a, PageDone>>,
         go_on: &mut bool,
+        pending: &mut Pending,
     ) {
         'restart: loop {
             let expand = ctx.expand.load(Ordering::Relaxed);
@@ -166,29 +216,19 @@ impl ForwardSync {
                     break;
                 }
             };
-            // Incidents of pages read but not yet handed over, and how many pages they fill.
-            let mut pending: Vec<DefenderIncident> = Vec::new();
-            let mut pages = 0;
-            let from = w.updated_from;
-            let deliver = |incidents, pages, more| -> BoxFuture<'a, PageDone> {
-                Box::pin(self.deliver_page(ctx, incidents, pages, more, from))
-            };
             loop {
                 self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
                     .await;
-                let more = page.next_link.is_some();
-                pending.append(&mut page.incidents);
-                pages += 1;
-                if pending.len() >= DELIVERY_BATCH || !more || ctx.out_of_time() {
-                    inflight.push(deliver(std::mem::take(&mut pending), pages, more));
-                    pages = 0;
+                pending.add(&mut page.incidents, w.updated_from);
+                if pending.full() || ctx.out_of_time() {
+                    inflight.push(self.deliver_pending(ctx, pending, true));
                     while inflight.len() >= BATCHES_IN_FLIGHT {
                         if let Some(r) = inflight.next().await {
                             *go_on &= r.merge_into(out);
                         }
                     }
                 }
-                // Whatever is still pending is held with the window below.
+                // Whatever is still pending is held by `pull`.
                 if !*go_on {
                     break 'restart;
                 }
@@ -208,7 +248,7 @@ impl ForwardSync {
                     // batches in flight are done (so no incident is delivered twice at once).
                     Err(PageError::Fallback) => {
                         if !pending.is_empty() {
-                            inflight.push(deliver(std::mem::take(&mut pending), pages, true));
+                            inflight.push(self.deliver_pending(ctx, pending, true));
                         }
                         while let Some(r) = inflight.next().await {
                             *go_on &= r.merge_into(out);
@@ -220,7 +260,7 @@ impl ForwardSync {
                     }
                     Err(PageError::Failed(e)) => {
                         if !pending.is_empty() {
-                            inflight.push(deliver(std::mem::take(&mut pending), pages, true));
+                            inflight.push(self.deliver_pending(ctx, pending, true));
                         }
                         *go_on = self.page_failed(ctx, w, out, &e);
                         break 'restart;
