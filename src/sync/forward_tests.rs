@@ -567,13 +567,12 @@ async fn the_next_window_is_read_while_the_last_pages_of_the_previous_one_are_de
     // A PUT's ticket is taken when it is answered. Before the second window's first page, only
     // the first window's incidents can have been written; had the pull waited for the first
     // window's delivery to end, all 500 of them would have been.
-    let puts_before = h
-        .s
-        .probe
-        .tickets("put_incident")
-        .iter()
-        .filter(|t| **t < lists[1])
-        .count();
+    let puts_before =
+        h.s.probe
+            .tickets("put_incident")
+            .iter()
+            .filter(|t| **t < lists[1])
+            .count();
     assert!(
         puts_before < 500,
         "the first window's delivery had ended ({puts_before} PUTs) before the next window was read"

@@ -34,12 +34,12 @@ pub(super) const DELIVERY_BATCH: usize = 200;
 /// Batches delivered at the same time (while the next pages are fetched).
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// One delivered page: what it delivered or held, and whether the pull may go on.
+/// One delivered batch: what it delivered or held, and whether the pull may go on.
 struct PageDone {
     out: Pulled,
     go_on: bool,
-    /// Start of the page's window: held when the page stops the pull, since the rest of its
-    /// window is then not delivered.
+    /// Start of the batch's earliest window: held when the batch stops the pull, since the rest
+    /// of that window is then not delivered.
     window_from: OffsetDateTime,
 }
 
@@ -82,7 +82,7 @@ impl Pending {
     }
 }
 
-/// Awaits `fetch` while the pages in flight keep being delivered (and merged into `out`).
+/// Awaits `fetch` while the batches in flight keep being delivered (and merged into `out`).
 async fn drive<T>(
     fetch: impl std::future::Future<Output = T>,
     inflight: &mut FuturesUnordered<impl std::future::Future<Output = PageDone>>,
