@@ -169,7 +169,8 @@ impl ForwardSync {
     }
 
     /// Writes the prepared incidents' states, one transaction per group of the store (a Table
-    /// partition), the groups at once, each state with its own `If-Match`. When a transaction
+    /// partition) and per [`MAX_STATES_PER_PUT`] states, all at once, each state with its own
+    /// `If-Match`. When a transaction
     /// loses a race or is refused (too big), nothing of it was written: each of its states is
     /// then written alone, so only the incidents that really conflict start over. Any other
     /// failure (storage down, the process dying) holds that group's incidents, exactly as a
@@ -187,8 +188,6 @@ impl ForwardSync {
                 p.st.shipped_alerts.insert(id, fp);
             }
         }
-        // One transaction per group of the store (a Table partition) and per
-        // MAX_STATES_PER_PUT states, all at once.
         let mut groups: std::collections::BTreeMap<String, Vec<Vec<Prepared>>> =
             std::collections::BTreeMap::new();
         for p in ready {

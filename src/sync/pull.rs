@@ -76,10 +76,6 @@ impl Pending {
     fn full(&self) -> bool {
         self.incidents.len() >= DELIVERY_BATCH
     }
-
-    fn is_empty(&self) -> bool {
-        self.from.is_none()
-    }
 }
 
 /// Awaits `fetch` while the batches in flight keep being delivered (and merged into `out`).
@@ -165,12 +161,12 @@ impl ForwardSync {
                 .await;
         }
         // The last batch: delivered, unless the pull stopped on an error that forbids it.
-        if let Some(from) = pending.from {
-            if go_on {
-                inflight.push(self.deliver_pending(ctx, &mut pending, false));
-            } else {
+        if !go_on {
+            if let Some(from) = pending.from {
                 out.hold_at(from);
             }
+        } else {
+            inflight.extend(self.deliver_pending(ctx, &mut pending, false));
         }
         // What the last batches held is merged into `out`; nothing else is left to stop.
         while let Some(r) = inflight.next().await {
@@ -179,16 +175,22 @@ impl ForwardSync {
         out
     }
 
-    /// Hands the pending incidents over for delivery (callers check there are some).
+    /// Hands the pending incidents over for delivery; `None` when no page is pending.
     fn deliver_pending<'a>(
         &'a self,
         ctx: &'a TenantCtx,
         pending: &mut Pending,
         more: bool,
-    ) -> BoxFuture<'a, PageDone> {
+    ) -> Option<BoxFuture<'a, PageDone>> {
         let taken = std::mem::take(pending);
-        let from = taken.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        Box::pin(self.deliver_page(ctx, taken.incidents, taken.pages, more, from))
+        let from = taken.from?;
+        Some(Box::pin(self.deliver_page(
+            ctx,
+            taken.incidents,
+            taken.pages,
+            more,
+            from,
+        )))
     }
 
     /// Pages one window that holds at most 500 incidents, leaving its last batches in
@@ -221,7 +223,7 @@ impl ForwardSync {
                     .await;
                 pending.add(&mut page.incidents, w.updated_from);
                 if pending.full() || ctx.out_of_time() {
-                    inflight.push(self.deliver_pending(ctx, pending, true));
+                    inflight.extend(self.deliver_pending(ctx, pending, true));
                     while inflight.len() >= BATCHES_IN_FLIGHT {
                         if let Some(r) = inflight.next().await {
                             *go_on &= r.merge_into(out);
@@ -247,9 +249,7 @@ impl ForwardSync {
                     // What was read stays delivered; the window is read again once the
                     // batches in flight are done (so no incident is delivered twice at once).
                     Err(PageError::Fallback) => {
-                        if !pending.is_empty() {
-                            inflight.push(self.deliver_pending(ctx, pending, true));
-                        }
+                        inflight.extend(self.deliver_pending(ctx, pending, true));
                         while let Some(r) = inflight.next().await {
                             *go_on &= r.merge_into(out);
                         }
@@ -259,9 +259,7 @@ impl ForwardSync {
                         continue 'restart;
                     }
                     Err(PageError::Failed(e)) => {
-                        if !pending.is_empty() {
-                            inflight.push(self.deliver_pending(ctx, pending, true));
-                        }
+                        inflight.extend(self.deliver_pending(ctx, pending, true));
                         *go_on = self.page_failed(ctx, w, out, &e);
                         break 'restart;
                     }
