@@ -31,6 +31,7 @@ pub mod faults;
 mod gate;
 pub mod generator;
 pub mod graph;
+mod locks;
 pub mod logs;
 pub mod odata;
 mod server;
