@@ -1,5 +1,5 @@
 //! The durable sync state, behind [`StateStore`]: checkpoints, retry sets and, per incident,
-//! the three-way merge base (`../shared/docs/sync-model.md`). Implementations: Azure Table
+//! the three-way merge base (`docs/sync-model.md`; layout in `docs/table-layout.md`). Implementations: Azure Table
 //! Storage (`table`, production and Azurite) and memory (`memory`, unit tests and the demo).
 //!
 //! Every record is read with an ETag and written with `If-Match`, so two writers (the timer on
