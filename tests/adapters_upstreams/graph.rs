@@ -97,7 +97,8 @@ async fn list_sends_the_window_query_and_pages_on_the_graph_host() {
     );
     assert_eq!(
         first.header("authorization"),
-        Some(bearer(T, scopes::GRAPH).as_str())
+        Some(bearer(T, &scopes::of(&mock.base)).as_str()),
+        "the token is for the configured Graph endpoint's own audience"
     );
     assert_eq!(first.header("prefer"), Some("include-unknown-enum-members"));
     assert_eq!(reqs[1].query("$skiptoken").as_deref(), Some("abc"));
@@ -390,7 +391,7 @@ async fn users_resolve_in_the_sentinel_tenant_and_are_cached_both_ways() {
     assert_eq!(reqs[0].path, "/v1.0/users/kai@contoso.com");
     assert_eq!(
         reqs[0].header("authorization"),
-        Some(bearer(USERS_T, scopes::GRAPH).as_str())
+        Some(bearer(USERS_T, &scopes::of(&mock.base)).as_str())
     );
 }
 

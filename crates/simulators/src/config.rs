@@ -197,6 +197,70 @@ pub struct SimConfig {
     pub token_lifetime_secs: i64,
     /// Seed of the fault-injection random source.
     pub fault_seed: u64,
+    /// The Azure cloud whose audiences Graph, ARM and Logs Ingestion accept (besides their own
+    /// served origins).
+    #[serde(default)]
+    pub cloud: Cloud,
+}
+
+/// An Azure cloud, for its token audiences (Microsoft Learn: "National cloud deployments" for
+/// Graph, "Azure Government developer guide" / "Azure China developer guide" for ARM, and the
+/// Azure Monitor Ingestion clients' `LogsIngestionAudience`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Cloud {
+    #[default]
+    Public,
+    UsGovernment,
+    China,
+}
+
+impl Cloud {
+    /// Graph's audiences in this cloud.
+    pub fn graph_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &[
+                "https://graph.microsoft.com",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+            Cloud::UsGovernment => &[
+                "https://graph.microsoft.us",
+                "https://dod-graph.microsoft.us",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+            Cloud::China => &[
+                "https://microsoftgraph.chinacloudapi.cn",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+        }
+    }
+
+    /// ARM's audiences in this cloud.
+    pub fn arm_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &[
+                "https://management.azure.com",
+                "https://management.core.windows.net",
+            ],
+            Cloud::UsGovernment => &[
+                "https://management.usgovcloudapi.net",
+                "https://management.core.usgovcloudapi.net",
+            ],
+            Cloud::China => &[
+                "https://management.chinacloudapi.cn",
+                "https://management.core.chinacloudapi.cn",
+            ],
+        }
+    }
+
+    /// The Logs Ingestion audience in this cloud.
+    pub fn logs_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &["https://monitor.azure.com"],
+            Cloud::UsGovernment => &["https://monitor.azure.us"],
+            Cloud::China => &["https://monitor.azure.cn"],
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -234,6 +298,7 @@ impl Default for SimConfig {
             },
             token_lifetime_secs: 3599,
             fault_seed: 42,
+            cloud: Cloud::Public,
         }
     }
 }

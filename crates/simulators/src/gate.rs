@@ -151,23 +151,18 @@ pub fn too_many(api: Api, retry_after: f64) -> Response {
     resp
 }
 
-/// Audiences an API accepts: its public ones and its own served origin.
+/// Audiences an API accepts: its own in the configured cloud, and its served origin.
 fn audiences(g: &Gate) -> Vec<String> {
     let urls = g.shared.urls();
-    let mut v: Vec<String> = match g.api {
-        Api::Graph => vec![
-            "https://graph.microsoft.com".into(),
-            "00000003-0000-0000-c000-000000000000".into(),
-            urls.graph,
-        ],
-        Api::Arm => vec![
-            "https://management.azure.com".into(),
-            "https://management.core.windows.net".into(),
-            urls.arm,
-        ],
-        Api::Logs => vec!["https://monitor.azure.com".into(), urls.logs],
-        Api::Entra => vec![],
+    let cloud = g.shared.cfg.cloud;
+    let (public, served): (&[&str], String) = match g.api {
+        Api::Graph => (cloud.graph_audiences(), urls.graph),
+        Api::Arm => (cloud.arm_audiences(), urls.arm),
+        Api::Logs => (cloud.logs_audiences(), urls.logs),
+        Api::Entra => (&[], String::new()),
     };
+    let mut v: Vec<String> = public.iter().map(|a| (*a).to_owned()).collect();
+    v.push(served);
     v.retain(|a| !a.is_empty());
     v
 }

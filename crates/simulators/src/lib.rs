@@ -40,7 +40,8 @@ mod throttle;
 pub mod util;
 
 pub use config::{
-    AppRegistration, BucketSpec, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig, wellknown,
+    AppRegistration, BucketSpec, Cloud, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig,
+    wellknown,
 };
 pub use control::{ActionError, DefenderAction, SentinelAction};
 pub use counters::{Counters, OpCount};

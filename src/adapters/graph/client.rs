@@ -25,6 +25,8 @@ const PREFER: &str = "include-unknown-enum-members";
 #[derive(Debug)]
 pub struct GraphClient {
     endpoint: Url,
+    /// `{GRAPH_ENDPOINT origin}/.default`: Graph's audience in its cloud.
+    scope: String,
     http: HttpClient,
     limiter: Arc<TenantLimiter>,
     users_tenant: TenantId,
@@ -32,7 +34,8 @@ pub struct GraphClient {
 }
 
 impl GraphClient {
-    /// `endpoint` is the Graph root (`https://graph.microsoft.com`, or a simulator's URL);
+    /// `endpoint` is the Graph root (`https://graph.microsoft.com`, `https://graph.microsoft.us`,
+    /// … or a simulator's URL); tokens are asked for its own audience (`{endpoint}/.default`);
     /// `users_tenant` is where owners are resolved (the Sentinel tenant, `AZURE_TENANT_ID`).
     /// `/security` calls are paced at `limits.graph_per_minute` per tenant.
     pub fn new(
@@ -51,6 +54,7 @@ impl GraphClient {
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
             .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
+            scope: scopes::of(&endpoint),
             endpoint,
             http,
             limiter: Arc::new(http::per_tenant_per_minute(limits.graph_per_minute)),
@@ -107,7 +111,7 @@ impl GraphClient {
     ) -> Result<T, DefenderError> {
         let call = Call {
             tenant,
-            scope: scopes::GRAPH,
+            scope: &self.scope,
             idempotent,
             limit: Limit::Tenant(&self.limiter, tenant),
             op,
@@ -337,7 +341,7 @@ impl DefenderApi for GraphClient {
         );
         let call = Call {
             tenant: &self.users_tenant,
-            scope: scopes::GRAPH,
+            scope: &self.scope,
             idempotent: true,
             limit: Limit::None,
             op: "graph.resolve_user",
