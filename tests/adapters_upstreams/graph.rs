@@ -245,18 +245,19 @@ async fn get_incident_maps_404_to_none_and_401_to_auth() {
     assert_eq!(mock.requests().len(), 4, "the 500 was retried once");
 }
 
+/// The `$expand` fallback reads the one incident with its alerts: `alerts_v2` has no documented
+/// `incidentId` filter.
 #[tokio::test]
-async fn alerts_for_incident_filters_by_incident_and_follows_pages() {
+async fn alerts_for_incident_reads_the_incident_with_its_alerts() {
     let mock = Mock::start(|r, _| {
-        let alert = fixture("graph-list-incidents.json")["value"][0]["alerts"][0].clone();
-        if r.query("$skiptoken").is_some() {
-            let mut second = alert;
-            second["id"] = json!("second");
-            Reply::json(200, json!({"value": [second]}))
-        } else {
-            let host = r.header("host").unwrap();
-            Reply::json(200, json!({"value": [alert], "@odata.nextLink": format!("http://{host}/v1.0/security/alerts_v2?$skiptoken=2")}))
+        if r.path.ends_with("/404404") {
+            return Reply::json(404, json!({"error": {"code": "NotFound", "message": "no"}}));
         }
+        let mut inc = fixture("graph-list-incidents.json")["value"][0].clone();
+        let mut second = inc["alerts"][0].clone();
+        second["id"] = json!("second");
+        inc["alerts"].as_array_mut().unwrap().push(second);
+        Reply::json(200, inc)
     })
     .await;
     let alerts = client(&mock)
@@ -268,10 +269,16 @@ async fn alerts_for_incident_filters_by_incident_and_follows_pages() {
         vec!["da637551227677560813_-961444813", "second"]
     );
     let first = &mock.requests()[0];
-    assert_eq!(first.path, "/v1.0/security/alerts_v2");
-    assert_eq!(
-        first.query("$filter").as_deref(),
-        Some("incidentId eq '2972395'")
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.path, "/v1.0/security/incidents/2972395");
+    assert_eq!(first.query("$expand").as_deref(), Some("alerts"));
+    assert_eq!(first.query("$filter"), None);
+    let none = client(&mock)
+        .alerts_for_incident(&tenant(T), &id("404404"))
+        .await;
+    assert!(
+        none.unwrap().is_empty(),
+        "an incident gone meanwhile has no alerts"
     );
 }
 

@@ -133,8 +133,9 @@ pub struct GraphConfig {
     pub default_top: usize,
     /// `$skip` above this → 400 (real: 500).
     pub max_skip: usize,
-    /// Production fault: `$expand=alerts` answers 500 when a returned incident has more alerts
-    /// than this. `None` = off.
+    /// Production fault: a list page with `$expand=alerts` answers 500 when one of its incidents
+    /// has more alerts than this (elastic/integrations #18144). One incident read on its own
+    /// (`GET incidents/{id}?$expand=alerts`) is not affected. `None` = off.
     pub expand_alerts_fail_above: Option<usize>,
     /// Return determinations in the property spelling (`clean`, `compromisedUser`, …) instead of
     /// the PATCH spelling they were written in.
