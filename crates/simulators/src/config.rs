@@ -29,6 +29,10 @@ pub mod wellknown {
     /// Analyst in the directory of every tenant (the trigger fixture's owner).
     pub const ANALYST_UPN: &str = "sam.analyst@contoso.com";
     pub const ANALYST_OBJECT_ID: &str = "2046feea-040d-4a46-9e2b-91c2941bfa70";
+    /// A security group in the directory of every tenant (a Sentinel incident owner of type
+    /// `Group`).
+    pub const SOC_GROUP_OBJECT_ID: &str = "9c4b2e61-7d3a-4f85-b1c0-3e2d5a6f7081";
+    pub const SOC_GROUP_NAME: &str = "SOC Tier 1";
 }
 
 /// An app registration known to the token endpoint.
@@ -48,6 +52,13 @@ pub struct DirectoryUser {
     pub object_id: String,
     pub user_principal_name: String,
     pub mail: Option<String>,
+    pub display_name: String,
+}
+
+/// A group of the simulated directory (a Sentinel incident owner of type `Group`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DirectoryGroup {
+    pub object_id: String,
     pub display_name: String,
 }
 
@@ -190,6 +201,9 @@ pub struct SimConfig {
     pub identity_header: String,
     /// Users present in every tenant's directory.
     pub users: Vec<DirectoryUser>,
+    /// Groups present in every tenant's directory.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<DirectoryGroup>,
     pub throttle: ThrottleConfig,
     pub graph: GraphConfig,
     pub arm: ArmConfig,
@@ -282,6 +296,7 @@ impl Default for SimConfig {
             mi_object_id: w::MI_OBJECT_ID.into(),
             identity_header: w::IDENTITY_HEADER.into(),
             users: default_users(),
+            groups: default_groups(),
             throttle: ThrottleConfig::real(),
             graph: GraphConfig::default(),
             arm: ArmConfig {
@@ -313,6 +328,13 @@ impl SimConfig {
         );
         self
     }
+}
+
+fn default_groups() -> Vec<DirectoryGroup> {
+    vec![DirectoryGroup {
+        object_id: wellknown::SOC_GROUP_OBJECT_ID.into(),
+        display_name: wellknown::SOC_GROUP_NAME.into(),
+    }]
 }
 
 fn default_users() -> Vec<DirectoryUser> {

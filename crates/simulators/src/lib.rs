@@ -40,8 +40,8 @@ mod throttle;
 pub mod util;
 
 pub use config::{
-    AppRegistration, BucketSpec, Cloud, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig,
-    wellknown,
+    AppRegistration, BucketSpec, Cloud, DirectoryGroup, DirectoryUser, GraphConfig, SimConfig,
+    ThrottleConfig, wellknown,
 };
 pub use control::{ActionError, DefenderAction, SentinelAction};
 pub use counters::{Counters, OpCount};
@@ -90,7 +90,7 @@ impl Simulators {
             graph: Mutex::default(),
             arm: Mutex::default(),
             logs: Mutex::default(),
-            directory: RwLock::new(Directory::new(cfg.users.clone())),
+            directory: RwLock::new(Directory::new(cfg.users.clone(), cfg.groups.clone())),
             counters: Mutex::default(),
             faults: Mutex::new(Faults::new(cfg.fault_seed)),
             buckets: Mutex::default(),
