@@ -132,6 +132,7 @@ fn s_incident() -> SentinelIncident {
             user_principal_name: Some("kai@contoso.com".into()),
             email: Some("kai@contoso.com".into()),
             assigned_to: Some("Kai".into()),
+            owner_type: None, // built here, not read: no type to send back
         },
         labels: vec![
             Label {

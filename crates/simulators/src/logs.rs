@@ -71,14 +71,14 @@ pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 fn truncate_fields(mut row: Value) -> Value {
     if let Some(o) = row.as_object_mut() {
         for v in o.values_mut() {
-            if let Value::String(s) = v {
-                if s.len() > MAX_FIELD_BYTES {
-                    let mut end = MAX_FIELD_BYTES;
-                    while !s.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    s.truncate(end);
+            if let Value::String(s) = v
+                && s.len() > MAX_FIELD_BYTES
+            {
+                let mut end = MAX_FIELD_BYTES;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
                 }
+                s.truncate(end);
             }
         }
     }
