@@ -434,3 +434,56 @@ async fn refused_connections_are_retried_then_transient_even_for_a_post() {
     );
     assert_eq!(g.counts().calls, 6);
 }
+
+/// Graph's correlation header is `client-request-id` (ARM's `x-ms-client-request-id` is not
+/// Graph's): a fresh GUID on every request, retries included.
+#[tokio::test]
+async fn graph_requests_carry_client_request_id() {
+    let mock = Mock::start(|_, i| match i {
+        0 => Reply::status(503),
+        _ => Reply::json(
+            200,
+            fixture("graph-list-incidents.json")["value"][0].clone(),
+        ),
+    })
+    .await;
+    client(&mock)
+        .get_incident(&tenant(T), &id("2972395"))
+        .await
+        .unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let ids: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.header("client-request-id").expect("client-request-id"))
+        .collect();
+    for id in &ids {
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    assert_ne!(ids[0], ids[1], "one per attempt");
+    assert!(
+        reqs.iter()
+            .all(|r| r.header("x-ms-client-request-id").is_none())
+    );
+}
+
+/// A 403 on a user look-up names the permission that look-up needs (User.Read.All in the
+/// Sentinel tenant), not the incident permission.
+#[tokio::test]
+async fn a_403_on_user_look_ups_names_user_read_all() {
+    let mock = Mock::start(|_, _| {
+        Reply::json(
+            403,
+            json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        )
+    })
+    .await;
+    let err = client(&mock)
+        .resolve_user("kai@contoso.com")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("User.Read.All"), "{text}");
+    assert!(!text.contains("SecurityIncident"), "{text}");
+    assert_eq!(err.class(), ErrorClass::Auth);
+}

@@ -23,7 +23,25 @@ pub struct Gate {
 }
 
 /// The middleware function (`axum::middleware::from_fn_with_state`).
-pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
+    // Graph's correlation header: the caller's `client-request-id` comes back on the response,
+    // next to the service's own `request-id` (Microsoft Graph REST API, "Headers").
+    let echo = (g.api == Api::Graph)
+        .then(|| req.headers().get("client-request-id").cloned())
+        .flatten();
+    let mut resp = gate_inner(g.clone(), req, next).await;
+    if let Some(id) = echo {
+        resp.headers_mut().insert("client-request-id", id);
+    }
+    if g.api == Api::Graph
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+async fn gate_inner(g: Gate, mut req: Request, next: Next) -> Response {
     let op = classify(g.api, req.method(), req.uri().path());
     let is_write = req.method() != Method::GET;
     let kill = req.extensions().get::<ConnKill>().cloned();

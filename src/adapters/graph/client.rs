@@ -52,7 +52,8 @@ impl GraphClient {
             });
         }
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
-            .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?
+            .with_request_id_header(http::GRAPH_REQUEST_ID);
         Ok(Self {
             scope: scopes::of(&endpoint),
             endpoint,
@@ -360,7 +361,14 @@ impl DefenderApi for GraphClient {
             }
             // 400 is what Graph says for a UPN it cannot even look up (bad characters): no such user.
             404 | 400 => None,
-            _ => return Err(http::error_info(resp).await.into()),
+            _ => {
+                return Err(match DefenderError::from(http::error_info(resp).await) {
+                    DefenderError::Auth { status, message } => {
+                        DefenderError::UserLookupDenied { status, message }
+                    }
+                    other => other,
+                });
+            }
         };
         self.users.put(upn, user.clone(), Instant::now());
         Ok(user)

@@ -482,3 +482,25 @@ async fn late_visible_writes_carry_an_older_last_update() {
         .await;
     assert_eq!(ids(&r), ["13", "12"], "two incidents on one instant");
 }
+
+/// Graph echoes the caller's `client-request-id` and adds its own `request-id`, on answers and
+/// refusals alike.
+#[tokio::test]
+async fn client_request_id_is_echoed() {
+    let env = start().await;
+    let id = "8f1e9d3c-2b4a-4c5d-9e6f-7a8b9c0d1e2f";
+    for path in ["/v1.0/security/incidents", "/v1.0/security/incidents/999999"] {
+        let url = format!("{}{path}", env.sims.urls().graph);
+        let r = env
+            .call(
+                Method::GET,
+                &url,
+                Some(&env.token(GRAPH, T1)),
+                None,
+                &[("client-request-id", id)],
+            )
+            .await;
+        assert_eq!(r.headers["client-request-id"], id, "{path}: {}", r.status);
+        assert!(r.headers.contains_key("request-id"));
+    }
+}
