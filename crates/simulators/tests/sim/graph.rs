@@ -489,7 +489,10 @@ async fn late_visible_writes_carry_an_older_last_update() {
 async fn client_request_id_is_echoed() {
     let env = start().await;
     let id = "8f1e9d3c-2b4a-4c5d-9e6f-7a8b9c0d1e2f";
-    for path in ["/v1.0/security/incidents", "/v1.0/security/incidents/999999"] {
+    for path in [
+        "/v1.0/security/incidents",
+        "/v1.0/security/incidents/999999",
+    ] {
         let url = format!("{}{path}", env.sims.urls().graph);
         let r = env
             .call(
