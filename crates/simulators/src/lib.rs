@@ -195,7 +195,15 @@ impl Simulators {
             ("LOGS_STREAM_NAME", stream),
             ("SSL_CERT_FILE", ca_file.to_owned()),
         ];
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        let mut env: Vec<(String, String)> =
+            pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        // A loopback ingestion endpoint names no cloud: outside the public one, say which.
+        if c.cloud != Cloud::Public
+            && let Some(audience) = c.cloud.logs_audiences().first()
+        {
+            env.push(("LOGS_INGESTION_AUDIENCE".into(), (*audience).to_owned()));
+        }
+        env
     }
 
     /// Stops every listener and open connection.
