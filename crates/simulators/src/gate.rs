@@ -204,7 +204,7 @@ fn authenticate(g: &Gate, req: &Request) -> Result<Claims, Response> {
             &g.shared.verified_tokens,
         ),
     };
-    let claims = result.map_err(|r| unauthorized(g.api, &r))?;
+    let claims = result.map_err(|r| unauthorized(g.api, &r, g.shared.cfg.cloud))?;
     let home = &g.shared.cfg.tenant_id;
     if matches!(g.api, Api::Arm | Api::Logs) && claims.tid != *home {
         return Err(wrong_tenant(g.api, &claims.tid, home));
@@ -227,7 +227,7 @@ fn wrong_tenant(api: Api, tid: &str, home: &str) -> Response {
     }
 }
 
-fn unauthorized(api: Api, r: &TokenRejection) -> Response {
+fn unauthorized(api: Api, r: &TokenRejection, cloud: crate::config::Cloud) -> Response {
     let mut resp = match (api, r) {
         (Api::Graph, TokenRejection::Missing) => graph_error(
             StatusCode::UNAUTHORIZED,
@@ -258,7 +258,14 @@ fn unauthorized(api: Api, r: &TokenRejection) -> Response {
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationTokenAudience",
             &format!(
-                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences {}.",
+                cloud
+                    .arm_audiences()
+                    .iter()
+                    .rev()
+                    .flat_map(|a| [format!("'{a}/'"), format!("'{a}'")])
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         ),
         (Api::Arm, TokenRejection::Expired) => arm_error(
