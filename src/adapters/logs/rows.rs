@@ -143,13 +143,20 @@ impl RawText<'_> {
 
     /// Whether every byte of the text fits the columns.
     pub(super) fn fits(&self) -> bool {
-        self.parts().iter().map(|p| p.len()).sum::<usize>() == self.0.len()
+        self.0.len() <= MAX_FIELD_BYTES
+            || self.parts().iter().map(|p| p.len()).sum::<usize>() == self.0.len()
     }
 }
 
 impl Serialize for RawText<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        if self.0.len() <= MAX_FIELD_BYTES {
+            // Nearly every row: one column, no split.
+            let mut m = ser.serialize_map(Some(1))?;
+            m.serialize_entry("RawJson", &*self.0)?;
+            return m.end();
+        }
         let parts = self.parts();
         let mut m = ser.serialize_map(Some(parts.len().max(1)))?;
         m.serialize_entry("RawJson", parts.first().copied().unwrap_or_default())?;
