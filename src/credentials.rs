@@ -17,10 +17,115 @@ use url::Url;
 
 /// Audiences (scopes) the handler asks tokens for.
 pub mod scopes {
-    pub const GRAPH: &str = "https://graph.microsoft.com/.default";
-    pub const ARM: &str = "https://management.azure.com/.default";
-    pub const MONITOR: &str = "https://monitor.azure.com/.default";
+    use url::Url;
+
+    /// Azure Storage's audience, the same in every cloud.
     pub const STORAGE: &str = "https://storage.azure.com/.default";
+    /// The Logs Ingestion audience of the public cloud (`LOGS_INGESTION_AUDIENCE`'s default).
+    pub const MONITOR_PUBLIC: &str = "https://monitor.azure.com";
+
+    /// The client-credentials scope of a resource: `{origin}/.default`. Graph and ARM are their
+    /// own audiences in every cloud (`https://graph.microsoft.us`, `https://management.chinacloudapi.cn`,
+    /// …), so their scopes follow `GRAPH_ENDPOINT` and `ARM_ENDPOINT`.
+    pub fn of(resource: &Url) -> String {
+        format!("{}/.default", resource.origin().ascii_serialization())
+    }
+
+    /// The Logs Ingestion audience for an ingestion endpoint: the endpoints of Azure Government
+    /// (`*.ingest.monitor.azure.us`) and Azure China (`*.ingest.monitor.azure.cn`) take their own
+    /// cloud's audience; every other host (public cloud, loopback simulators) the public one.
+    pub fn logs_audience_for(endpoint: &Url) -> Url {
+        let host = endpoint.host_str().unwrap_or_default().to_ascii_lowercase();
+        let audience = if host.ends_with(".monitor.azure.us") {
+            "https://monitor.azure.us"
+        } else if host.ends_with(".monitor.azure.cn") {
+            "https://monitor.azure.cn"
+        } else {
+            MONITOR_PUBLIC
+        };
+        Url::parse(audience).unwrap_or_else(|_| endpoint.clone())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn scope(u: &str) -> String {
+            of(&Url::parse(u).unwrap())
+        }
+
+        fn logs(u: &str) -> String {
+            of(&logs_audience_for(&Url::parse(u).unwrap()))
+        }
+
+        #[test]
+        fn public_cloud_scopes() {
+            assert_eq!(
+                scope("https://graph.microsoft.com"),
+                "https://graph.microsoft.com/.default"
+            );
+            assert_eq!(
+                scope("https://management.azure.com/"),
+                "https://management.azure.com/.default"
+            );
+            assert_eq!(
+                logs("https://dce-1.westeurope-1.ingest.monitor.azure.com"),
+                "https://monitor.azure.com/.default"
+            );
+        }
+
+        #[test]
+        fn azure_government_scopes() {
+            assert_eq!(
+                scope("https://graph.microsoft.us"),
+                "https://graph.microsoft.us/.default"
+            );
+            assert_eq!(
+                scope("https://dod-graph.microsoft.us"),
+                "https://dod-graph.microsoft.us/.default"
+            );
+            assert_eq!(
+                scope("https://management.usgovcloudapi.net"),
+                "https://management.usgovcloudapi.net/.default"
+            );
+            assert_eq!(
+                logs("https://dce-1.usgovvirginia-1.ingest.monitor.azure.us"),
+                "https://monitor.azure.us/.default"
+            );
+        }
+
+        #[test]
+        fn azure_china_scopes() {
+            assert_eq!(
+                scope("https://microsoftgraph.chinacloudapi.cn"),
+                "https://microsoftgraph.chinacloudapi.cn/.default"
+            );
+            assert_eq!(
+                scope("https://management.chinacloudapi.cn/"),
+                "https://management.chinacloudapi.cn/.default"
+            );
+            assert_eq!(
+                logs("https://dce-1.chinanorth3-1.ingest.monitor.azure.cn"),
+                "https://monitor.azure.cn/.default"
+            );
+        }
+
+        #[test]
+        fn loopback_simulators_are_their_own_audience() {
+            assert_eq!(
+                scope("http://127.0.0.1:7001"),
+                "http://127.0.0.1:7001/.default"
+            );
+            assert_eq!(
+                scope("http://127.0.0.1:7001/v1.0/"),
+                "http://127.0.0.1:7001/.default"
+            );
+            assert_eq!(
+                logs("http://127.0.0.1:7003"),
+                "https://monitor.azure.com/.default"
+            );
+        }
+    }
 }
 
 /// Why a token could not be had.

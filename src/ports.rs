@@ -79,7 +79,7 @@ pub trait DefenderApi: Send + Sync {
         tenant: &TenantId,
         id: &DefenderIncidentId,
     ) -> Result<Option<DefenderIncident>, DefenderError>;
-    /// Alerts of one incident from `/security/alerts_v2` (the `$expand` fallback).
+    /// Alerts of one incident, read on their own (the fallback when a page with `$expand=alerts` fails).
     async fn alerts_for_incident(
         &self,
         tenant: &TenantId,

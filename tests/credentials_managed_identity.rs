@@ -6,7 +6,13 @@
 mod support;
 
 use defender_sentinel_sync::config::CredentialSettings;
-use defender_sentinel_sync::credentials::{AzureTokenSource, CredentialError, TokenSource, scopes};
+use defender_sentinel_sync::credentials::{AzureTokenSource, CredentialError, TokenSource};
+
+/// The scopes the adapters derive from the public cloud's endpoints.
+mod scopes {
+    pub const GRAPH: &str = "https://graph.microsoft.com/.default";
+    pub const ARM: &str = "https://management.azure.com/.default";
+}
 use defender_sentinel_sync::domain::TenantId;
 use support::entra;
 

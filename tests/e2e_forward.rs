@@ -53,3 +53,33 @@ async fn first_cycle_creates_one_sentinel_incident_per_defender_incident() {
         "the generated data assigns users the Sentinel directory does not know"
     );
 }
+
+/// In Azure Government and Azure China every upstream takes only its own cloud's token
+/// audience: the handler asks for `{GRAPH_ENDPOINT}/.default` and `{ARM_ENDPOINT}/.default`, and
+/// for `LOGS_INGESTION_AUDIENCE` (the simulators' handler settings name their cloud's), so a
+/// cycle completes and ships its rows.
+#[tokio::test]
+async fn a_cycle_completes_in_each_sovereign_cloud() {
+    for cloud in [
+        dss_simulators::Cloud::UsGovernment,
+        dss_simulators::Cloud::China,
+    ] {
+        let world = World::start_with(support::world::WorldOptions {
+            cloud: Some(cloud),
+            ..Default::default()
+        })
+        .await;
+        world.sims.seed(wellknown::TENANT_ID, 3, 4);
+        let reply = world.sync_ok().await;
+        assert!(
+            reply.logs.iter().all(|l| !l.starts_with("error:")),
+            "{cloud:?}: {:?}",
+            reply.logs
+        );
+        assert_eq!(world.sims.sentinel_incidents().len(), 3, "{cloud:?}");
+        assert!(
+            !world.sims.ingested_rows(wellknown::STREAM_NAME).is_empty(),
+            "{cloud:?}: alerts shipped"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+use defender_sentinel_sync::host::FIGURES_PREFIX;
 use dss_fake_host::{FakeHost, FirstRun, HttpCall, QueryForm, TimerCall, expect_startup_failure};
 use serde_json::{Value, json};
 
@@ -28,6 +29,16 @@ async fn a_failed_cycle_is_a_successful_invocation_with_its_outcome_in_logs_and_
         reply.logs
     );
     assert_eq!(reply.return_value["completed"], false);
+    // DefenderSync declares no `$return` binding, so the host drops ReturnValue: the outcome
+    // must be in the logs the host records.
+    assert_eq!(reply.recorded_return_value, None);
+    let logged = reply
+        .logs
+        .iter()
+        .find_map(|l| l.strip_prefix(FIGURES_PREFIX))
+        .unwrap_or_else(|| panic!("no outcome line in {:?}", reply.logs));
+    let logged: Value = serde_json::from_str(logged).expect("the outcome line is JSON");
+    assert_eq!(logged, reply.return_value);
     let past_due = TimerCall {
         is_past_due: true,
         schedule_status: Some(FirstRun),

@@ -7,13 +7,12 @@ mod support;
 use defender_sentinel_sync::config::Settings;
 use std::collections::HashMap;
 
-const CONTRACT_SETTINGS: [&str; 28] = [
+/// Every setting but the platform's `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` (see below).
+const CONTRACT_SETTINGS: [&str; 27] = [
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
     "AZURE_AUTHORITY_HOST",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
     "DEFENDER_TENANT_IDS",
     "GRAPH_ENDPOINT",
     "SENTINEL_SUBSCRIPTION_ID",
@@ -23,6 +22,7 @@ const CONTRACT_SETTINGS: [&str; 28] = [
     "LOGS_INGESTION_ENDPOINT",
     "LOGS_DCR_IMMUTABLE_ID",
     "LOGS_STREAM_NAME",
+    "LOGS_INGESTION_AUDIENCE",
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__accountName",
     "AzureWebJobsStorage__tableServiceUri",
@@ -53,6 +53,14 @@ fn the_example_lists_every_setting_with_valid_values() {
         assert!(
             values.contains_key(name),
             "{name} missing from local.settings.example.json"
+        );
+    }
+    // The platform sets these for managed identity; azure_identity takes a variable that is set,
+    // even empty, as present, so the example must not list them at all.
+    for name in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+        assert!(
+            !values.contains_key(name),
+            "{name} is in local.settings.example.json (an empty value counts as set)"
         );
     }
     // Locally there is no managed identity: the example uses an app's client secret.

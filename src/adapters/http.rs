@@ -248,7 +248,14 @@ pub struct HttpClient {
     tokens: Arc<dyn TokenSource>,
     policy: RetryPolicy,
     stats: Arc<CallStats>,
+    /// The correlation header each request carries a fresh UUID in.
+    request_id_header: &'static str,
 }
+
+/// Azure's correlation header (ARM, Logs Ingestion).
+pub const AZURE_REQUEST_ID: &str = "x-ms-client-request-id";
+/// Microsoft Graph's correlation header.
+pub const GRAPH_REQUEST_ID: &str = "client-request-id";
 
 impl HttpClient {
     /// A client with its own connection pool and `timeout` per request.
@@ -262,7 +269,14 @@ impl HttpClient {
             tokens,
             policy,
             stats: Arc::default(),
+            request_id_header: AZURE_REQUEST_ID,
         })
+    }
+
+    /// Names the correlation header ([`GRAPH_REQUEST_ID`] for Graph).
+    pub fn with_request_id_header(mut self, name: &'static str) -> Self {
+        self.request_id_header = name;
+        self
     }
 
     /// Replaces the retry policy.
@@ -289,7 +303,7 @@ impl HttpClient {
             let token = self.tokens.token(call.tenant, call.scope).await?;
             let request = make(&self.client)
                 .bearer_auth(token.secret())
-                .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
+                .header(self.request_id_header, uuid::Uuid::new_v4().to_string());
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             failed += 1;
             let (reason, hint) = match self.step(&call, failed, request.send().await)? {

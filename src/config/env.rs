@@ -277,6 +277,8 @@ fn logs(r: &mut Reader<'_>) -> Option<Option<LogsSettings>> {
     let dcr = r.get("LOGS_DCR_IMMUTABLE_ID");
     let stream = r.get("LOGS_STREAM_NAME").unwrap_or(DEFAULT_STREAM);
     let stream = r.parsed("LOGS_STREAM_NAME", Some(stream), path_segment);
+    let audience = r.get("LOGS_INGESTION_AUDIENCE");
+    let audience = audience.map(|a| r.parsed("LOGS_INGESTION_AUDIENCE", Some(a), check_endpoint));
     match (endpoint, dcr) {
         (None, None) => Some(None),
         (Some(_), None) => {
@@ -305,10 +307,16 @@ fn logs(r: &mut Reader<'_>) -> Option<Option<LogsSettings>> {
                     Err(format!("'{v}' is not a DCR immutable id (dcr-…)"))
                 }
             });
+            let endpoint = endpoint?;
+            let audience = match audience {
+                Some(a) => a?,
+                None => crate::credentials::scopes::logs_audience_for(&endpoint),
+            };
             Some(Some(LogsSettings {
-                endpoint: endpoint?,
+                endpoint,
                 dcr_immutable_id: dcr?,
                 stream_name: stream?,
+                audience,
             }))
         }
     }

@@ -303,3 +303,49 @@ fn managed_identity_needs_the_platform_endpoint() {
         "a client secret needs no platform endpoint"
     );
 }
+
+#[test]
+fn the_logs_audience_follows_the_endpoints_cloud_unless_set() {
+    let logs = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![(
+            "LOGS_DCR_IMMUTABLE_ID",
+            "dcr-00000000000000000000000000000000",
+        )];
+        pairs.extend_from_slice(extra);
+        Settings::from_env(&with(&pairs), None)
+            .expect("valid")
+            .logs
+            .expect("ingestion on")
+            .audience
+            .to_string()
+    };
+    let public = [(
+        "LOGS_INGESTION_ENDPOINT",
+        "https://dce-1.westeurope-1.ingest.monitor.azure.com",
+    )];
+    assert_eq!(logs(&public), "https://monitor.azure.com/");
+    let gov = [(
+        "LOGS_INGESTION_ENDPOINT",
+        "https://dce-1.usgovvirginia-1.ingest.monitor.azure.us",
+    )];
+    assert_eq!(logs(&gov), "https://monitor.azure.us/");
+    let china = [(
+        "LOGS_INGESTION_ENDPOINT",
+        "https://dce-1.chinanorth3-1.ingest.monitor.azure.cn",
+    )];
+    assert_eq!(logs(&china), "https://monitor.azure.cn/");
+    let set = [
+        ("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:7003"),
+        ("LOGS_INGESTION_AUDIENCE", "https://monitor.azure.us"),
+    ];
+    assert_eq!(logs(&set), "https://monitor.azure.us/");
+    let e = errors(&with(&[
+        ("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:7003"),
+        (
+            "LOGS_DCR_IMMUTABLE_ID",
+            "dcr-00000000000000000000000000000000",
+        ),
+        ("LOGS_INGESTION_AUDIENCE", "http://monitor.azure.us"),
+    ]));
+    assert!(e.names("LOGS_INGESTION_AUDIENCE"), "{e}");
+}

@@ -69,6 +69,8 @@ pub struct LogsSettings {
     pub endpoint: Url,
     pub dcr_immutable_id: String,
     pub stream_name: String,
+    /// Token audience (`LOGS_INGESTION_AUDIENCE`; default from the endpoint's cloud).
+    pub audience: Url,
 }
 
 /// Where the state table lives and how to authenticate to it.

@@ -147,6 +147,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// What a Sentinel incident owner's object id names (`owner.ownerType`).
+    OwnerType {
+        User => "User",
+        Group => "Group",
+        Unknown => "Unknown",
+    }
+);
+
+string_enum!(
     /// Sentinel classification reason.
     ClassificationReason {
         SuspiciousActivity => "SuspiciousActivity",

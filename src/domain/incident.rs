@@ -200,6 +200,9 @@ pub struct Owner {
     pub user_principal_name: Option<String>,
     pub email: Option<String>,
     pub assigned_to: Option<String>,
+    /// `User`, `Group` or `Unknown` as read; a full-replace PUT must send it back, or a group
+    /// owner is looked up as a user.
+    pub owner_type: Option<OwnerType>,
 }
 
 impl Owner {
@@ -208,6 +211,11 @@ impl Owner {
         self.user_principal_name
             .as_deref()
             .or(self.email.as_deref())
+    }
+
+    /// True when the owner is a group (it has no UPN to compare with Defender's `assignedTo`).
+    pub fn is_group(&self) -> bool {
+        self.owner_type == Some(OwnerType::Group) && self.object_id.is_some()
     }
 
     /// True when nobody is assigned.

@@ -12,6 +12,18 @@ const TIMER_BINDING: &str = "timer";
 const HTTP_BINDING: &str = "req";
 
 /// Logs a line to stdout (in the invocation's span) and keeps it for the reply's `Logs`.
+/// Starts the `Logs` line of a `DefenderSync` invocation that holds its outcome as JSON
+/// (`{"completed":…,"figures":…}`, the same value as `ReturnValue`).
+pub const FIGURES_PREFIX: &str = "Cycle outcome: ";
+
+/// A `DefenderSync` reply: the host drops `ReturnValue` unless function.json declares a
+/// `$return` output binding, and a timer function has none to declare, so the outcome also goes
+/// into the logs the host records (one line, [`FIGURES_PREFIX`] + JSON).
+fn outcome(mut logs: Vec<String>, value: serde_json::Value) -> InvocationReply {
+    logs.push(format!("{FIGURES_PREFIX}{value}"));
+    InvocationReply::new(logs, value)
+}
+
 fn note(logs: &mut Vec<String>, line: String) {
     tracing::info!(message = %line);
     logs.push(line);
@@ -57,7 +69,7 @@ pub(super) async fn defender_sync(
         Ok(s) => s,
         Err(e) => {
             note(&mut logs, format!("Sync cycle not run: {e}."));
-            return InvocationReply::new(logs, json!({ "completed": false, "error": e }));
+            return outcome(logs, json!({ "completed": false, "error": e }));
         }
     };
     let Some(runner) = services.sync.clone() else {
@@ -65,7 +77,7 @@ pub(super) async fn defender_sync(
             &mut logs,
             "The sync engine is not built; nothing was synced.".into(),
         );
-        return InvocationReply::new(
+        return outcome(
             logs,
             json!({ "completed": false, "status": "sync engine is not built" }),
         );
@@ -81,7 +93,7 @@ pub(super) async fn defender_sync(
     };
     note(&mut logs, format!("Sync cycle {completed}."));
     let return_value = json!({ "completed": report.completed, "figures": report.figures });
-    InvocationReply::new(logs, return_value)
+    outcome(logs, return_value)
 }
 
 /// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`.

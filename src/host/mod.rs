@@ -5,6 +5,7 @@
 
 pub mod envelope;
 mod functions;
+pub use functions::FIGURES_PREFIX;
 mod health;
 pub mod payload;
 pub mod plugins;

@@ -7,7 +7,7 @@
 //! [`StateError::Conflict`] means "re-read and start over".
 
 use crate::domain::{
-    DefenderFields, DefenderIncidentId, SentinelFields, SentinelIncidentName, TenantId,
+    DefenderFields, DefenderIncidentId, OwnerType, SentinelFields, SentinelIncidentName, TenantId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
@@ -143,6 +143,9 @@ pub struct SentinelSnapshot {
     /// The owner's display name (`assignedTo`).
     #[serde(default)]
     pub owner_assigned_to: Option<String>,
+    /// The owner's `ownerType` (`User`, `Group`, `Unknown`).
+    #[serde(default)]
+    pub owner_type: Option<OwnerType>,
     /// Every label as Sentinel holds it (reserved and AutoAssigned ones included).
     #[serde(default)]
     pub labels: Vec<SnapshotLabel>,

@@ -81,14 +81,20 @@ pub fn activity_range(alerts: &[Alert]) -> (Option<OffsetDateTime>, Option<Offse
 }
 
 /// The owner to write: kept as is when it is the same person (so its object id survives),
-/// else built from the UPN and the resolved directory user when known.
+/// else built from the UPN and the resolved directory user when known. A group owner (set in
+/// Sentinel) is kept while Defender names no owner.
 pub fn owner(
     target_upn: Option<&str>,
     current: Option<&Owner>,
     resolved: Option<&UserRef>,
 ) -> Owner {
     let Some(upn) = target_upn.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Owner::default();
+        // A group owner has no UPN, so the synced owner field reads "none" while it is there:
+        // keep it (with its ownerType) rather than unassign the incident on every write.
+        return current
+            .filter(|c| c.is_group())
+            .cloned()
+            .unwrap_or_default();
     };
     if let Some(cur) = current.filter(|c| owner_same(c.upn_or_email(), Some(upn))) {
         return cur.clone();
@@ -103,6 +109,7 @@ pub fn owner(
                 .unwrap_or_else(|| upn.to_owned()),
         ),
         assigned_to: resolved.and_then(|u| u.display_name.clone()),
+        owner_type: Some(OwnerType::User),
     }
 }
 

@@ -179,3 +179,36 @@ fn the_checkpoint_moves_only_past_delivered_instants() {
     let c = advance_checkpoint(Some(&cur), end, Some(T0), &delivered).unwrap();
     assert_eq!(c.ids_at_watermark.len(), 3);
 }
+
+#[test]
+fn a_group_owner_is_kept_while_defender_names_no_owner() {
+    let group = Owner {
+        object_id: Some(uuid::Uuid::from_u128(5)),
+        assigned_to: Some("SOC Tier 1".into()),
+        owner_type: Some(OwnerType::Group),
+        ..Owner::default()
+    };
+    assert_eq!(
+        owner(None, Some(&group), None),
+        group,
+        "kept, with its type"
+    );
+    let replaced = owner(Some("alice.smith@contoso.com"), Some(&group), None);
+    assert_eq!(
+        replaced.user_principal_name.as_deref(),
+        Some("alice.smith@contoso.com"),
+        "a Defender owner replaces it"
+    );
+    assert_eq!(replaced.owner_type, Some(OwnerType::User));
+    let user = Owner {
+        object_id: Some(uuid::Uuid::from_u128(6)),
+        user_principal_name: Some("bob@contoso.com".into()),
+        owner_type: Some(OwnerType::User),
+        ..Owner::default()
+    };
+    assert_eq!(
+        owner(None, Some(&user), None),
+        Owner::default(),
+        "a user owner is still unassigned"
+    );
+}

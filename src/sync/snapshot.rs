@@ -47,6 +47,7 @@ pub(super) fn take(i: &SentinelIncident) -> Option<SentinelSnapshot> {
         owner_upn: i.owner.user_principal_name.clone(),
         owner_email: i.owner.email.clone(),
         owner_assigned_to: i.owner.assigned_to.clone(),
+        owner_type: i.owner.owner_type.clone(),
         labels: i.labels.iter().map(label).collect(),
         text_digest: text_digest(&i.title, i.description.as_deref()),
         first_activity: i.first_activity,
@@ -95,6 +96,7 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
             user_principal_name: snap.owner_upn.clone(),
             email: snap.owner_email.clone(),
             assigned_to: snap.owner_assigned_to.clone(),
+            owner_type: snap.owner_type.clone(),
         },
         labels: snap
             .labels
@@ -133,6 +135,7 @@ mod tests {
                 user_principal_name: Some("a@contoso.com".into()),
                 email: Some("a@contoso.com".into()),
                 assigned_to: Some("A".into()),
+                owner_type: Some(OwnerType::User),
             },
             labels: vec![
                 Label {

@@ -97,7 +97,8 @@ async fn list_sends_the_window_query_and_pages_on_the_graph_host() {
     );
     assert_eq!(
         first.header("authorization"),
-        Some(bearer(T, scopes::GRAPH).as_str())
+        Some(bearer(T, &scopes::of(&mock.base)).as_str()),
+        "the token is for the configured Graph endpoint's own audience"
     );
     assert_eq!(first.header("prefer"), Some("include-unknown-enum-members"));
     assert_eq!(reqs[1].query("$skiptoken").as_deref(), Some("abc"));
@@ -244,18 +245,19 @@ async fn get_incident_maps_404_to_none_and_401_to_auth() {
     assert_eq!(mock.requests().len(), 4, "the 500 was retried once");
 }
 
+/// The `$expand` fallback reads the one incident with its alerts: `alerts_v2` has no documented
+/// `incidentId` filter.
 #[tokio::test]
-async fn alerts_for_incident_filters_by_incident_and_follows_pages() {
+async fn alerts_for_incident_reads_the_incident_with_its_alerts() {
     let mock = Mock::start(|r, _| {
-        let alert = fixture("graph-list-incidents.json")["value"][0]["alerts"][0].clone();
-        if r.query("$skiptoken").is_some() {
-            let mut second = alert;
-            second["id"] = json!("second");
-            Reply::json(200, json!({"value": [second]}))
-        } else {
-            let host = r.header("host").unwrap();
-            Reply::json(200, json!({"value": [alert], "@odata.nextLink": format!("http://{host}/v1.0/security/alerts_v2?$skiptoken=2")}))
+        if r.path.ends_with("/404404") {
+            return Reply::json(404, json!({"error": {"code": "NotFound", "message": "no"}}));
         }
+        let mut inc = fixture("graph-list-incidents.json")["value"][0].clone();
+        let mut second = inc["alerts"][0].clone();
+        second["id"] = json!("second");
+        inc["alerts"].as_array_mut().unwrap().push(second);
+        Reply::json(200, inc)
     })
     .await;
     let alerts = client(&mock)
@@ -267,10 +269,16 @@ async fn alerts_for_incident_filters_by_incident_and_follows_pages() {
         vec!["da637551227677560813_-961444813", "second"]
     );
     let first = &mock.requests()[0];
-    assert_eq!(first.path, "/v1.0/security/alerts_v2");
-    assert_eq!(
-        first.query("$filter").as_deref(),
-        Some("incidentId eq '2972395'")
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.path, "/v1.0/security/incidents/2972395");
+    assert_eq!(first.query("$expand").as_deref(), Some("alerts"));
+    assert_eq!(first.query("$filter"), None);
+    let none = client(&mock)
+        .alerts_for_incident(&tenant(T), &id("404404"))
+        .await;
+    assert!(
+        none.unwrap().is_empty(),
+        "an incident gone meanwhile has no alerts"
     );
 }
 
@@ -390,7 +398,7 @@ async fn users_resolve_in_the_sentinel_tenant_and_are_cached_both_ways() {
     assert_eq!(reqs[0].path, "/v1.0/users/kai@contoso.com");
     assert_eq!(
         reqs[0].header("authorization"),
-        Some(bearer(USERS_T, scopes::GRAPH).as_str())
+        Some(bearer(USERS_T, &scopes::of(&mock.base)).as_str())
     );
 }
 
@@ -425,4 +433,57 @@ async fn refused_connections_are_retried_then_transient_even_for_a_post() {
         ErrorClass::Transient
     );
     assert_eq!(g.counts().calls, 6);
+}
+
+/// Graph's correlation header is `client-request-id` (ARM's `x-ms-client-request-id` is not
+/// Graph's): a fresh GUID on every request, retries included.
+#[tokio::test]
+async fn graph_requests_carry_client_request_id() {
+    let mock = Mock::start(|_, i| match i {
+        0 => Reply::status(503),
+        _ => Reply::json(
+            200,
+            fixture("graph-list-incidents.json")["value"][0].clone(),
+        ),
+    })
+    .await;
+    client(&mock)
+        .get_incident(&tenant(T), &id("2972395"))
+        .await
+        .unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let ids: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.header("client-request-id").expect("client-request-id"))
+        .collect();
+    for id in &ids {
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    assert_ne!(ids[0], ids[1], "one per attempt");
+    assert!(
+        reqs.iter()
+            .all(|r| r.header("x-ms-client-request-id").is_none())
+    );
+}
+
+/// A 403 on a user look-up names the permission that look-up needs (User.Read.All in the
+/// Sentinel tenant), not the incident permission.
+#[tokio::test]
+async fn a_403_on_user_look_ups_names_user_read_all() {
+    let mock = Mock::start(|_, _| {
+        Reply::json(
+            403,
+            json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        )
+    })
+    .await;
+    let err = client(&mock)
+        .resolve_user("kai@contoso.com")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("User.Read.All"), "{text}");
+    assert!(!text.contains("SecurityIncident"), "{text}");
+    assert_eq!(err.class(), ErrorClass::Auth);
 }

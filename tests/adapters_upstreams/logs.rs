@@ -13,10 +13,15 @@ use std::time::Duration;
 const T: &str = "2070ecc9-b4d5-4ae4-adaa-936fa1954fa8";
 
 fn client(mock: &Mock) -> LogsClient {
+    client_for(mock, scopes::logs_audience_for(&mock.base))
+}
+
+fn client_for(mock: &Mock, audience: url::Url) -> LogsClient {
     let settings = LogsSettings {
         endpoint: mock.base.clone(),
         dcr_immutable_id: "dcr-000a00a000a00000a000000aa000a0aa".into(),
         stream_name: "Custom-DefenderAlerts_CL".into(),
+        audience,
     };
     LogsClient::new(
         &settings,
@@ -115,7 +120,7 @@ async fn rows_are_posted_gzipped_to_the_stream_with_the_monitor_token() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(
         r.header("authorization"),
-        Some(bearer(T, scopes::MONITOR).as_str())
+        Some(bearer(T, "https://monitor.azure.com/.default").as_str())
     );
     let rows = gunzip(&r.body);
     assert_eq!(rows.len(), 10, "2 alerts × (1 + 4 evidence)");
@@ -224,5 +229,20 @@ async fn an_alert_bigger_than_a_call_is_cut_not_dropped() {
     assert!(
         reqs.iter()
             .all(|r| gunzipped_len(&r.body) <= MAX_CALL_BYTES)
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_asked_for_the_configured_audience() {
+    let mock = Mock::start(|_, _| Reply::status(204)).await;
+    let gov = url::Url::parse("https://monitor.azure.us").unwrap();
+    client_for(&mock, gov)
+        .ship_alerts(&records(1, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some(bearer(T, "https://monitor.azure.us/.default").as_str()),
+        "Azure Government's Logs Ingestion audience"
     );
 }

@@ -60,7 +60,8 @@ async fn get_reads_the_incident_and_404_is_none() {
     assert_eq!(req.query("api-version").as_deref(), Some("2024-03-01"));
     assert_eq!(
         req.header("authorization"),
-        Some(bearer(T, scopes::ARM).as_str())
+        Some(bearer(T, &scopes::of(&mock.base)).as_str()),
+        "the token is for the configured ARM endpoint's own audience"
     );
 }
 
@@ -131,6 +132,7 @@ fn s_incident() -> SentinelIncident {
             user_principal_name: Some("kai@contoso.com".into()),
             email: Some("kai@contoso.com".into()),
             assigned_to: Some("Kai".into()),
+            owner_type: None, // built here, not read: no type to send back
         },
         labels: vec![
             Label {

@@ -174,3 +174,58 @@ async fn defender_analyst_actions_propagate_on_the_next_cycle() {
         before
     );
 }
+
+/// A Sentinel analyst gives an incident to a group; a later Defender change rewrites the
+/// incident (a full-replace PUT) and the group stays its owner, as a `Group`.
+#[tokio::test]
+async fn a_group_owner_set_in_sentinel_survives_defender_updates() {
+    let world = World::start().await;
+    let t = wellknown::TENANT_ID;
+    let ids = world.sims.seed_capped(t, 1, 33, 2);
+    act(
+        &world,
+        t,
+        &ids[0],
+        DefenderAction::Assign { assigned_to: None },
+    );
+    world.sync_ok().await;
+    let name = name_of(t, &ids[0]);
+    world
+        .sims
+        .sentinel_action(
+            &name,
+            dss_simulators::SentinelAction::SetOwner {
+                owner: Some(wellknown::SOC_GROUP_OBJECT_ID.into()),
+            },
+        )
+        .unwrap();
+    let high = defender_of(&world, t, &ids[0])["severity"] == "high";
+    let (severity, sentinel_severity) = if high {
+        ("low", "Low")
+    } else {
+        ("high", "High")
+    };
+    act(
+        &world,
+        t,
+        &ids[0],
+        DefenderAction::SetSeverity {
+            severity: severity.into(),
+        },
+    );
+    let reply = world.sync_ok().await;
+    assert!(
+        reply.logs.iter().all(|l| !l.starts_with("error:")),
+        "{:?}",
+        reply.logs
+    );
+    let s = sentinel_of(&world, t, &ids[0]);
+    assert_eq!(
+        s["properties"]["severity"], sentinel_severity,
+        "the Defender change was written"
+    );
+    let owner = &s["properties"]["owner"];
+    assert_eq!(owner["objectId"], wellknown::SOC_GROUP_OBJECT_ID, "{owner}");
+    assert_eq!(owner["ownerType"], "Group");
+    assert_eq!(owner["assignedTo"], wellknown::SOC_GROUP_NAME);
+}

@@ -5,7 +5,7 @@ use super::common::*;
 use crate::support::world::World;
 use defender_sentinel_sync::adapters::logs::STREAM_COLUMNS;
 use dss_simulators::{DefenderAction, wellknown};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 
 fn rows(world: &World) -> Vec<Value> {
@@ -110,4 +110,43 @@ async fn every_alert_and_evidence_item_arrives_once_and_later_cycles_ship_only_n
         shipped.iter().all(|r| r["AlertId"] == new_alert["id"]),
         "only the new alert's rows: {shipped:?}"
     );
+}
+
+/// An alert whose JSON is far over the service's 64 KB per field arrives whole: its text is
+/// spread over `RawJson`, `RawJson2`, … (the simulator cuts any field over 64 KB, as the service
+/// does), the parts join into the JSON Graph sent, and `RawTruncated` is false.
+#[tokio::test]
+async fn an_alert_over_the_field_limit_arrives_whole_over_numbered_columns() {
+    let world = World::start().await;
+    let t = wellknown::TENANT_ID;
+    let ids = world.sims.seed_capped(t, 1, 52, 1);
+    let mut big = defender_of(&world, t, &ids[0])["alerts"][0].clone();
+    let description = "Suspicious PowerShell → ".repeat(8_000); // about 200 KB
+    big["id"] = json!("da-big-alert");
+    big["description"] = json!(description);
+    world
+        .sims
+        .defender_action(t, &ids[0], DefenderAction::AddAlert { alert: Some(big) })
+        .unwrap();
+    world.sync_ok().await;
+
+    let all = rows(&world);
+    let row = all
+        .iter()
+        .find(|r| r["AlertId"] == "da-big-alert" && r["RowKind"] == "alert")
+        .expect("the big alert's row");
+    assert_eq!(row["RawTruncated"], false);
+    let mut raw = String::new();
+    for (name, _) in STREAM_COLUMNS
+        .iter()
+        .filter(|(n, _)| n.starts_with("RawJson"))
+    {
+        if let Some(part) = row[*name].as_str() {
+            assert!(part.len() < 64_000, "{name}: {} bytes", part.len());
+            raw.push_str(part);
+        }
+    }
+    let parsed: Value = serde_json::from_str(&raw).expect("the joined parts are the alert's JSON");
+    assert_eq!(parsed["id"], "da-big-alert");
+    assert_eq!(parsed["description"], description.as_str());
 }

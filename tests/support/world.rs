@@ -16,6 +16,8 @@ pub struct WorldOptions {
     pub env: Vec<(String, String)>,
     /// Settings to remove from the simulators' defaults (e.g. the Logs Ingestion ones).
     pub unset: Vec<String>,
+    /// The Azure cloud the simulators play (token audiences); `None` = public.
+    pub cloud: Option<dss_simulators::Cloud>,
 }
 
 /// A running system. Dropping it stops the handler and Azurite.
@@ -37,9 +39,11 @@ impl World {
     }
 
     pub async fn start_with(opts: WorldOptions) -> Self {
-        let sims = Simulators::start(sim_config())
-            .await
-            .expect("simulators start");
+        let mut cfg = sim_config();
+        if let Some(cloud) = opts.cloud {
+            cfg.cloud = cloud;
+        }
+        let sims = Simulators::start(cfg).await.expect("simulators start");
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("sim-ca.pem");
         std::fs::write(&ca, sims.cert_pem()).unwrap();

@@ -14,7 +14,11 @@ pub struct Reply {
     pub invocation_id: String,
     pub outputs: Map<String, Value>,
     pub logs: Vec<String>,
+    /// `ReturnValue` as the handler sent it.
     pub return_value: Value,
+    /// What the host does with it: binds it to the function's `$return` output binding, and
+    /// without one drops it (only a Debug log). `None` when `function.json` declares no `$return`.
+    pub recorded_return_value: Option<Value>,
 }
 
 /// What an HTTP caller receives (built from `Outputs.res`).
@@ -77,11 +81,17 @@ pub fn validate(
             other => return Err(invalid(format!("unexpected top-level key '{other}'"))),
         }
     }
+    let recorded_return_value = def
+        .outputs
+        .iter()
+        .any(|o| o == "$return")
+        .then(|| return_value.clone());
     Ok(Reply {
         invocation_id: invocation_id.to_owned(),
         outputs,
         logs,
         return_value,
+        recorded_return_value,
     })
 }
 
@@ -217,6 +227,24 @@ mod tests {
             http_def().route,
             "Hook",
             "the route defaults to the function name"
+        );
+    }
+
+    #[test]
+    fn return_value_reaches_the_host_only_through_a_return_binding() {
+        let timer = r#"{"bindings":[{"name":"timer","type":"timerTrigger","direction":"in","schedule":"0 * * * * *"}]}"#;
+        let with_return = r#"{"bindings":[{"name":"timer","type":"timerTrigger","direction":"in","schedule":"0 * * * * *"},{"name":"$return","type":"queue","direction":"out","queueName":"q"}]}"#;
+        let body = br#"{"Outputs":{},"Logs":[],"ReturnValue":{"n":1}}"#;
+        let reply = |text: &str| {
+            let def = FunctionDef::parse("Tick", text).unwrap();
+            validate(&def, "id", 200, Some("application/json"), body).unwrap()
+        };
+        let dropped = reply(timer);
+        assert_eq!(dropped.return_value["n"], 1);
+        assert_eq!(dropped.recorded_return_value, None, "no $return: dropped");
+        assert_eq!(
+            reply(with_return).recorded_return_value,
+            Some(serde_json::json!({"n": 1}))
         );
     }
 

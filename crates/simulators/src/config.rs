@@ -29,6 +29,10 @@ pub mod wellknown {
     /// Analyst in the directory of every tenant (the trigger fixture's owner).
     pub const ANALYST_UPN: &str = "sam.analyst@contoso.com";
     pub const ANALYST_OBJECT_ID: &str = "2046feea-040d-4a46-9e2b-91c2941bfa70";
+    /// A security group in the directory of every tenant (a Sentinel incident owner of type
+    /// `Group`).
+    pub const SOC_GROUP_OBJECT_ID: &str = "9c4b2e61-7d3a-4f85-b1c0-3e2d5a6f7081";
+    pub const SOC_GROUP_NAME: &str = "SOC Tier 1";
 }
 
 /// An app registration known to the token endpoint.
@@ -48,6 +52,13 @@ pub struct DirectoryUser {
     pub object_id: String,
     pub user_principal_name: String,
     pub mail: Option<String>,
+    pub display_name: String,
+}
+
+/// A group of the simulated directory (a Sentinel incident owner of type `Group`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DirectoryGroup {
+    pub object_id: String,
     pub display_name: String,
 }
 
@@ -133,8 +144,9 @@ pub struct GraphConfig {
     pub default_top: usize,
     /// `$skip` above this → 400 (real: 500).
     pub max_skip: usize,
-    /// Production fault: `$expand=alerts` answers 500 when a returned incident has more alerts
-    /// than this. `None` = off.
+    /// Production fault: a list page with `$expand=alerts` answers 500 when one of its incidents
+    /// has more alerts than this (elastic/integrations #18144). One incident read on its own
+    /// (`GET incidents/{id}?$expand=alerts`) is not affected. `None` = off.
     pub expand_alerts_fail_above: Option<usize>,
     /// Return determinations in the property spelling (`clean`, `compromisedUser`, …) instead of
     /// the PATCH spelling they were written in.
@@ -189,6 +201,9 @@ pub struct SimConfig {
     pub identity_header: String,
     /// Users present in every tenant's directory.
     pub users: Vec<DirectoryUser>,
+    /// Groups present in every tenant's directory.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<DirectoryGroup>,
     pub throttle: ThrottleConfig,
     pub graph: GraphConfig,
     pub arm: ArmConfig,
@@ -197,6 +212,70 @@ pub struct SimConfig {
     pub token_lifetime_secs: i64,
     /// Seed of the fault-injection random source.
     pub fault_seed: u64,
+    /// The Azure cloud whose audiences Graph, ARM and Logs Ingestion accept (besides their own
+    /// served origins).
+    #[serde(default)]
+    pub cloud: Cloud,
+}
+
+/// An Azure cloud, for its token audiences (Microsoft Learn: "National cloud deployments" for
+/// Graph, "Azure Government developer guide" / "Azure China developer guide" for ARM, and the
+/// Azure Monitor Ingestion clients' `LogsIngestionAudience`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Cloud {
+    #[default]
+    Public,
+    UsGovernment,
+    China,
+}
+
+impl Cloud {
+    /// Graph's audiences in this cloud.
+    pub fn graph_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &[
+                "https://graph.microsoft.com",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+            Cloud::UsGovernment => &[
+                "https://graph.microsoft.us",
+                "https://dod-graph.microsoft.us",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+            Cloud::China => &[
+                "https://microsoftgraph.chinacloudapi.cn",
+                "00000003-0000-0000-c000-000000000000",
+            ],
+        }
+    }
+
+    /// ARM's audiences in this cloud.
+    pub fn arm_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &[
+                "https://management.azure.com",
+                "https://management.core.windows.net",
+            ],
+            Cloud::UsGovernment => &[
+                "https://management.usgovcloudapi.net",
+                "https://management.core.usgovcloudapi.net",
+            ],
+            Cloud::China => &[
+                "https://management.chinacloudapi.cn",
+                "https://management.core.chinacloudapi.cn",
+            ],
+        }
+    }
+
+    /// The Logs Ingestion audience in this cloud.
+    pub fn logs_audiences(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Public => &["https://monitor.azure.com"],
+            Cloud::UsGovernment => &["https://monitor.azure.us"],
+            Cloud::China => &["https://monitor.azure.cn"],
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -217,6 +296,7 @@ impl Default for SimConfig {
             mi_object_id: w::MI_OBJECT_ID.into(),
             identity_header: w::IDENTITY_HEADER.into(),
             users: default_users(),
+            groups: default_groups(),
             throttle: ThrottleConfig::real(),
             graph: GraphConfig::default(),
             arm: ArmConfig {
@@ -234,6 +314,7 @@ impl Default for SimConfig {
             },
             token_lifetime_secs: 3599,
             fault_seed: 42,
+            cloud: Cloud::Public,
         }
     }
 }
@@ -247,6 +328,13 @@ impl SimConfig {
         );
         self
     }
+}
+
+fn default_groups() -> Vec<DirectoryGroup> {
+    vec![DirectoryGroup {
+        object_id: wellknown::SOC_GROUP_OBJECT_ID.into(),
+        display_name: wellknown::SOC_GROUP_NAME.into(),
+    }]
 }
 
 fn default_users() -> Vec<DirectoryUser> {

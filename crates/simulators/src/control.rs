@@ -84,7 +84,7 @@ pub enum SentinelAction {
         classification_reason: Option<String>,
         classification_comment: Option<String>,
     },
-    /// By UPN, email or object id; `None` unassigns.
+    /// By UPN, email or object id (a user's, or a group's); `None` unassigns.
     SetOwner {
         owner: Option<String>,
     },
@@ -308,6 +308,8 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
                 let o = owner.map(|k| {
                     if k.contains('@') {
                         json!({"userPrincipalName": k})
+                    } else if dir.group(&k).is_some() {
+                        json!({"objectId": k, "ownerType": "Group"})
                     } else {
                         json!({"objectId": k})
                     }

@@ -23,7 +23,25 @@ pub struct Gate {
 }
 
 /// The middleware function (`axum::middleware::from_fn_with_state`).
-pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
+    // Graph's correlation header: the caller's `client-request-id` comes back on the response,
+    // next to the service's own `request-id` (Microsoft Graph REST API, "Headers").
+    let echo = (g.api == Api::Graph)
+        .then(|| req.headers().get("client-request-id").cloned())
+        .flatten();
+    let mut resp = gate_inner(g.clone(), req, next).await;
+    if let Some(id) = echo {
+        resp.headers_mut().insert("client-request-id", id);
+    }
+    if g.api == Api::Graph
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+async fn gate_inner(g: Gate, mut req: Request, next: Next) -> Response {
     let op = classify(g.api, req.method(), req.uri().path());
     let is_write = req.method() != Method::GET;
     let kill = req.extensions().get::<ConnKill>().cloned();
@@ -151,23 +169,18 @@ pub fn too_many(api: Api, retry_after: f64) -> Response {
     resp
 }
 
-/// Audiences an API accepts: its public ones and its own served origin.
+/// Audiences an API accepts: its own in the configured cloud, and its served origin.
 fn audiences(g: &Gate) -> Vec<String> {
     let urls = g.shared.urls();
-    let mut v: Vec<String> = match g.api {
-        Api::Graph => vec![
-            "https://graph.microsoft.com".into(),
-            "00000003-0000-0000-c000-000000000000".into(),
-            urls.graph,
-        ],
-        Api::Arm => vec![
-            "https://management.azure.com".into(),
-            "https://management.core.windows.net".into(),
-            urls.arm,
-        ],
-        Api::Logs => vec!["https://monitor.azure.com".into(), urls.logs],
-        Api::Entra => vec![],
+    let cloud = g.shared.cfg.cloud;
+    let (public, served): (&[&str], String) = match g.api {
+        Api::Graph => (cloud.graph_audiences(), urls.graph),
+        Api::Arm => (cloud.arm_audiences(), urls.arm),
+        Api::Logs => (cloud.logs_audiences(), urls.logs),
+        Api::Entra => (&[], String::new()),
     };
+    let mut v: Vec<String> = public.iter().map(|a| (*a).to_owned()).collect();
+    v.push(served);
     v.retain(|a| !a.is_empty());
     v
 }
@@ -191,7 +204,7 @@ fn authenticate(g: &Gate, req: &Request) -> Result<Claims, Response> {
             &g.shared.verified_tokens,
         ),
     };
-    let claims = result.map_err(|r| unauthorized(g.api, &r))?;
+    let claims = result.map_err(|r| unauthorized(g.api, &r, g.shared.cfg.cloud))?;
     let home = &g.shared.cfg.tenant_id;
     if matches!(g.api, Api::Arm | Api::Logs) && claims.tid != *home {
         return Err(wrong_tenant(g.api, &claims.tid, home));
@@ -214,7 +227,7 @@ fn wrong_tenant(api: Api, tid: &str, home: &str) -> Response {
     }
 }
 
-fn unauthorized(api: Api, r: &TokenRejection) -> Response {
+fn unauthorized(api: Api, r: &TokenRejection, cloud: crate::config::Cloud) -> Response {
     let mut resp = match (api, r) {
         (Api::Graph, TokenRejection::Missing) => graph_error(
             StatusCode::UNAUTHORIZED,
@@ -245,7 +258,14 @@ fn unauthorized(api: Api, r: &TokenRejection) -> Response {
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationTokenAudience",
             &format!(
-                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences {}.",
+                cloud
+                    .arm_audiences()
+                    .iter()
+                    .rev()
+                    .flat_map(|a| [format!("'{a}/'"), format!("'{a}'")])
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         ),
         (Api::Arm, TokenRejection::Expired) => arm_error(

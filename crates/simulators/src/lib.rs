@@ -41,7 +41,8 @@ mod throttle;
 pub mod util;
 
 pub use config::{
-    AppRegistration, BucketSpec, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig, wellknown,
+    AppRegistration, BucketSpec, Cloud, DirectoryGroup, DirectoryUser, GraphConfig, SimConfig,
+    ThrottleConfig, wellknown,
 };
 pub use control::{ActionError, DefenderAction, SentinelAction};
 pub use counters::{Counters, OpCount};
@@ -90,7 +91,7 @@ impl Simulators {
             graph: Mutex::default(),
             arm: Mutex::default(),
             logs: Mutex::default(),
-            directory: RwLock::new(Directory::new(cfg.users.clone())),
+            directory: RwLock::new(Directory::new(cfg.users.clone(), cfg.groups.clone())),
             counters: Mutex::default(),
             faults: Mutex::new(Faults::new(cfg.fault_seed)),
             buckets: Mutex::default(),
@@ -195,7 +196,15 @@ impl Simulators {
             ("LOGS_STREAM_NAME", stream),
             ("SSL_CERT_FILE", ca_file.to_owned()),
         ];
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        let mut env: Vec<(String, String)> =
+            pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        // A loopback ingestion endpoint names no cloud: outside the public one, say which.
+        if c.cloud != Cloud::Public
+            && let Some(audience) = c.cloud.logs_audiences().first()
+        {
+            env.push(("LOGS_INGESTION_AUDIENCE".into(), (*audience).to_owned()));
+        }
+        env
     }
 
     /// Stops every listener and open connection.

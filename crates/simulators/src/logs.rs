@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::io::Read;
 use std::sync::Arc;
 
-pub use store::LogsStore;
+pub use store::{LogsStore, MAX_FIELD_BYTES};
 
 thread_local! {
     /// Decompression buffer reused across uploads (a fresh megabyte per upload meant fresh

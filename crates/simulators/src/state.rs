@@ -1,7 +1,7 @@
 //! State shared by every simulated service. Plain mutexes, never held across an await.
 
 use crate::arm::store::ArmStore;
-use crate::config::{DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
+use crate::config::{DirectoryGroup, DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
 use crate::entra::keys::{BadToken, SigningKey, VerifiedTokens};
 use crate::faults::Faults;
@@ -34,11 +34,18 @@ pub struct Urls {
 #[derive(Debug, Default)]
 pub struct Directory {
     users: Vec<DirectoryUser>,
+    groups: Vec<DirectoryGroup>,
 }
 
 impl Directory {
-    pub fn new(users: Vec<DirectoryUser>) -> Self {
-        Self { users }
+    pub fn new(users: Vec<DirectoryUser>, groups: Vec<DirectoryGroup>) -> Self {
+        Self { users, groups }
+    }
+    /// A group by object id, case-insensitively.
+    pub fn group(&self, object_id: &str) -> Option<&DirectoryGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.object_id.eq_ignore_ascii_case(object_id))
     }
     /// By object id, UPN or mail, case-insensitively.
     pub fn find(&self, key: &str) -> Option<&DirectoryUser> {

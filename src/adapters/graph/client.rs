@@ -25,6 +25,8 @@ const PREFER: &str = "include-unknown-enum-members";
 #[derive(Debug)]
 pub struct GraphClient {
     endpoint: Url,
+    /// `{GRAPH_ENDPOINT origin}/.default`: Graph's audience in its cloud.
+    scope: String,
     http: HttpClient,
     limiter: Arc<TenantLimiter>,
     users_tenant: TenantId,
@@ -32,7 +34,8 @@ pub struct GraphClient {
 }
 
 impl GraphClient {
-    /// `endpoint` is the Graph root (`https://graph.microsoft.com`, or a simulator's URL);
+    /// `endpoint` is the Graph root (`https://graph.microsoft.com`, `https://graph.microsoft.us`,
+    /// … or a simulator's URL); tokens are asked for its own audience (`{endpoint}/.default`);
     /// `users_tenant` is where owners are resolved (the Sentinel tenant, `AZURE_TENANT_ID`).
     /// `/security` calls are paced at `limits.graph_per_minute` per tenant.
     pub fn new(
@@ -49,8 +52,10 @@ impl GraphClient {
             });
         }
         let http = HttpClient::new(tokens, timeout, RetryPolicy::default())
-            .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| DefenderError::Transient(format!("cannot build the HTTP client: {e}")))?
+            .with_request_id_header(http::GRAPH_REQUEST_ID);
         Ok(Self {
+            scope: scopes::of(&endpoint),
             endpoint,
             http,
             limiter: Arc::new(http::per_tenant_per_minute(limits.graph_per_minute)),
@@ -107,7 +112,7 @@ impl GraphClient {
     ) -> Result<T, DefenderError> {
         let call = Call {
             tenant,
-            scope: scopes::GRAPH,
+            scope: &self.scope,
             idempotent,
             limit: Limit::Tenant(&self.limiter, tenant),
             op,
@@ -259,31 +264,34 @@ impl DefenderApi for GraphClient {
             })
     }
 
+    /// `GET /security/incidents/{id}?$expand=alerts`: the documented way to one incident's
+    /// alerts (`alerts_v2` cannot be filtered by incident: its filterable properties are
+    /// assignedTo, classification, determination, createdDateTime, lastUpdateDateTime, severity,
+    /// serviceSource and status). An incident gone meanwhile has no alerts to ship.
     async fn alerts_for_incident(
         &self,
         tenant: &TenantId,
         id: &DefenderIncidentId,
     ) -> Result<Vec<Alert>, DefenderError> {
-        let filter = request::alerts_filter(id);
-        let mut url = http::with_query(self.security_url(&["alerts_v2"]), &[("$filter", &filter)]);
-        let mut alerts = Vec::new();
-        loop {
-            let page = self
-                .get_page(tenant, url, "graph.alerts_for_incident")
-                .await?;
-            for raw in page.value {
-                alerts.push(
-                    mapping::alert(raw).map_err(|message| DefenderError::Rejected {
-                        status: 200,
-                        message,
-                    })?,
-                );
-            }
-            match page.next_link {
-                Some(link) => url = self.checked_link(&link)?,
-                None => return Ok(alerts),
-            }
-        }
+        let url = http::with_query(
+            self.security_url(&["incidents", id.as_str()]),
+            &[("$expand", "alerts")],
+        );
+        let raw: Box<serde_json::value::RawValue> = match self
+            .call(tenant, "graph.alerts_for_incident", true, |c| {
+                c.get(url.clone())
+            })
+            .await
+        {
+            Err(DefenderError::NotFound) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let incident =
+            mapping::incident(tenant, &raw).map_err(|message| DefenderError::Rejected {
+                status: 200,
+                message,
+            })?;
+        Ok(incident.alerts.unwrap_or_default())
     }
 
     async fn update_incident(
@@ -337,7 +345,7 @@ impl DefenderApi for GraphClient {
         );
         let call = Call {
             tenant: &self.users_tenant,
-            scope: scopes::GRAPH,
+            scope: &self.scope,
             idempotent: true,
             limit: Limit::None,
             op: "graph.resolve_user",
@@ -353,7 +361,14 @@ impl DefenderApi for GraphClient {
             }
             // 400 is what Graph says for a UPN it cannot even look up (bad characters): no such user.
             404 | 400 => None,
-            _ => return Err(http::error_info(resp).await.into()),
+            _ => {
+                return Err(match DefenderError::from(http::error_info(resp).await) {
+                    DefenderError::Auth { status, message } => {
+                        DefenderError::UserLookupDenied { status, message }
+                    }
+                    other => other,
+                });
+            }
         };
         self.users.put(upn, user.clone(), Instant::now());
         Ok(user)

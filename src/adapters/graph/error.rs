@@ -9,6 +9,12 @@ pub enum DefenderError {
         "Graph refused our credentials ({status}): {message}. The app needs SecurityIncident.ReadWrite.All (application) consented in this tenant"
     )]
     Auth { status: u16, message: String },
+    /// A user look-up (`/users/{upn}`, for Sentinel owners) was refused: that call needs its
+    /// own permission, in the Sentinel tenant.
+    #[error(
+        "Graph refused the user look-up ({status}): {message}. The app needs User.Read.All (application) consented in the Sentinel tenant"
+    )]
+    UserLookupDenied { status: u16, message: String },
     #[error("not found in Graph")]
     NotFound,
     #[error("Graph throttled the request (retry after {retry_after:?})")]
@@ -22,7 +28,7 @@ pub enum DefenderError {
 impl Classify for DefenderError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Auth { .. } => ErrorClass::Auth,
+            Self::Auth { .. } | Self::UserLookupDenied { .. } => ErrorClass::Auth,
             Self::NotFound => ErrorClass::NotFound,
             Self::Throttled { .. } | Self::Transient(_) => ErrorClass::Transient,
             Self::Rejected { .. } => ErrorClass::Rejected,

@@ -31,11 +31,6 @@ pub(super) fn window_filter(w: &IncidentWindow) -> String {
     parts.join(" and ")
 }
 
-/// `incidentId eq '…'` (ids are validated: no quote can occur).
-pub(super) fn alerts_filter(id: &DefenderIncidentId) -> String {
-    format!("incidentId eq '{}'", id.as_str())
-}
-
 /// The PATCH body: only the fields to change, in the PATCH vocabulary. Refuses what Graph cannot
 /// take: `redirected` (breaks the incident in the portal), members this build does not know,
 /// deprecated determinations. `inProgress`/`awaitingAction` are not PATCHable statuses; both

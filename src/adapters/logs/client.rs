@@ -20,6 +20,8 @@ pub const MAX_CALL_BYTES: usize = 1_000_000;
 #[derive(Debug)]
 pub struct LogsClient {
     url: Url,
+    /// `{LOGS_INGESTION_AUDIENCE}/.default`.
+    scope: String,
     tenant: TenantId,
     http: HttpClient,
     max_bytes: usize,
@@ -27,7 +29,8 @@ pub struct LogsClient {
 
 impl LogsClient {
     /// `settings` name the endpoint (DCR or DCE ingestion URL), the DCR immutable id and the
-    /// stream; tokens (`https://monitor.azure.com/.default`) are asked in `tenant`.
+    /// stream; tokens for its audience (`https://monitor.azure.com/.default` in the public cloud,
+    /// `https://monitor.azure.us/.default` in Azure Government, …) are asked in `tenant`.
     pub fn new(
         settings: &LogsSettings,
         tenant: TenantId,
@@ -56,6 +59,7 @@ impl LogsClient {
             .map_err(|e| LogsError::Transient(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             url,
+            scope: scopes::of(&settings.audience),
             tenant,
             http,
             max_bytes: MAX_CALL_BYTES,
@@ -140,7 +144,7 @@ impl LogsClient {
         let gz = bytes::Bytes::from(gz);
         let call = Call {
             tenant: &self.tenant,
-            scope: scopes::MONITOR,
+            scope: &self.scope,
             idempotent: true,
             limit: Limit::None,
             op: "logs.upload",

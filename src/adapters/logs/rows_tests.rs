@@ -148,11 +148,78 @@ fn an_oversized_row_is_cut_with_a_marker_never_dropped() {
         bytes.len()
     );
     let v: Value = serde_json::from_slice(&bytes).unwrap();
-    assert!(v["RawJson"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+    assert!(
+        raw_of(&v).ends_with(TRUNCATION_MARKER),
+        "the joined RawJson columns end with the marker"
+    );
     assert_eq!(v["RawTruncated"], true);
     assert_eq!(
         v["ContentFingerprint"],
         fingerprint(r.alert.raw.get()),
         "fingerprint of the full content"
     );
+}
+
+/// Joins `RawJson`, `RawJson2`, … of a row as `strcat` would.
+fn raw_of(v: &Value) -> String {
+    let mut out = v["RawJson"].as_str().unwrap().to_owned();
+    for i in 2..=RAW_COLUMNS {
+        if let Some(p) = v[format!("RawJson{i}")].as_str() {
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_raw_json_over_the_field_limit_is_split_over_columns_each_under_it() {
+    // 200,000 characters, some of them multi-byte, so a part boundary can fall inside one.
+    let big: String = "aé€😀".repeat(20_000);
+    let r = record("a1", 0, &big);
+    let v = as_json(rows_for(&r, datetime!(2025-01-01 0:00 UTC)).remove(0));
+    let columns: Vec<&str> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("RawJson"))
+        .map(String::as_str)
+        .collect();
+    assert!(columns.len() > 1, "split: {columns:?}");
+    for c in &columns {
+        let n = v[*c].as_str().unwrap().len();
+        assert!(n <= MAX_FIELD_BYTES && n > 0, "{c} holds {n} bytes");
+        assert!(n < 64_000, "{c} is under the service's 64 KB");
+    }
+    assert_eq!(v["RawTruncated"], false);
+    assert_eq!(
+        raw_of(&v),
+        r.alert.raw.get(),
+        "the parts join to the raw JSON"
+    );
+    let parsed: Value = serde_json::from_str(&raw_of(&v)).unwrap();
+    assert_eq!(parsed["extra"], big.as_str());
+}
+
+#[test]
+fn every_other_string_column_stays_under_the_field_limit() {
+    let mut r = record("a1", 1, "x");
+    r.alert.title = "t".repeat(100_000);
+    r.alert.evidence[0].key = Some("k".repeat(100_000));
+    for row in rows_for(&r, datetime!(2025-01-01 0:00 UTC)) {
+        let v = as_json(row);
+        for (k, val) in v.as_object().unwrap() {
+            if let Some(s) = val.as_str() {
+                assert!(s.len() <= MAX_FIELD_BYTES, "{k} holds {} bytes", s.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_raw_json_beyond_all_columns_is_cut_and_marked() {
+    let r = record("a1", 0, &"x".repeat(RAW_COLUMNS * MAX_FIELD_BYTES + 5_000));
+    let v = as_json(rows_for(&r, datetime!(2025-01-01 0:00 UTC)).remove(0));
+    assert_eq!(v["RawTruncated"], true);
+    assert!(raw_of(&v).ends_with(TRUNCATION_MARKER));
+    assert!(v[format!("RawJson{RAW_COLUMNS}")].is_string());
 }

@@ -24,6 +24,8 @@ const LIST_TOP: &str = "1000";
 #[derive(Debug)]
 pub struct SentinelClient {
     endpoint: Url,
+    /// `{ARM_ENDPOINT origin}/.default`: ARM's audience in its cloud.
+    scope: String,
     workspace: SentinelWorkspace,
     tenant: TenantId,
     http: HttpClient,
@@ -31,8 +33,8 @@ pub struct SentinelClient {
 }
 
 impl SentinelClient {
-    /// `endpoint` is the ARM root (`https://management.azure.com` or a simulator's URL); tokens
-    /// are asked in `tenant` (the workspace's, `AZURE_TENANT_ID`). Writes are paced at
+    /// `endpoint` is the ARM root (`https://management.azure.com`, `https://management.usgovcloudapi.net`,
+    /// … or a simulator's URL); tokens for its own audience (`{endpoint}/.default`) are asked in `tenant` (the workspace's, `AZURE_TENANT_ID`). Writes are paced at
     /// `limits.arm_write_burst` / `limits.arm_writes_per_second`.
     pub fn new(
         endpoint: Url,
@@ -55,6 +57,7 @@ impl SentinelClient {
             limits.arm_writes_per_second,
         ));
         Ok(Self {
+            scope: scopes::of(&endpoint),
             endpoint,
             workspace,
             tenant,
@@ -127,7 +130,7 @@ impl SentinelClient {
         // GET and PUT (with a client-chosen name) are idempotent.
         let call = Call {
             tenant: &self.tenant,
-            scope: scopes::ARM,
+            scope: &self.scope,
             idempotent: true,
             limit,
             op,

@@ -56,6 +56,10 @@ pub(super) struct OwnerDto {
     pub user_principal_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<String>,
+    /// `User`, `Group` or `Unknown`: written back as read (a group named without it is looked
+    /// up as a user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_type: Option<String>,
 }
 
 /// A label. `labelType` is read-only: written back only for AutoAssigned labels, as read, so the
@@ -173,6 +177,7 @@ impl TryFrom<IncidentDto> for SentinelIncident {
                 user_principal_name: non_empty(owner.user_principal_name),
                 email: non_empty(owner.email),
                 assigned_to: non_empty(owner.assigned_to),
+                owner_type: non_empty(owner.owner_type).as_deref().map(OwnerType::parse),
             },
             labels: p
                 .labels
@@ -227,6 +232,12 @@ impl TryFrom<&SentinelIncident> for PutDto {
             email: i.owner.email.clone(),
             user_principal_name: i.owner.user_principal_name.clone(),
             assigned_to: None, // display name: read-only in practice, filled from the object id
+            owner_type: i
+                .owner
+                .owner_type
+                .as_ref()
+                .filter(|_| !i.owner.is_unassigned())
+                .map(|t| t.as_str().to_owned()),
         };
         let labels = i
             .labels

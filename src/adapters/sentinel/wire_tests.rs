@@ -116,3 +116,42 @@ fn comment_fixture_maps() {
     assert_eq!(c.author.as_deref(), Some("john@contoso.com"));
     assert!(c.created.is_some());
 }
+
+#[test]
+fn owner_type_is_read_and_written_back_as_read() {
+    let mut raw = fixture("sentinel-get-incident.response.json");
+    raw["properties"]["owner"] = json!({
+        "objectId": "9c4b2e61-7d3a-4f85-b1c0-3e2d5a6f7081", "email": null,
+        "assignedTo": "SOC Tier 1", "userPrincipalName": null, "ownerType": "Group"
+    });
+    let dto: IncidentDto = serde_json::from_value(raw).unwrap();
+    let i = SentinelIncident::try_from(dto).unwrap();
+    assert_eq!(i.owner.owner_type, Some(OwnerType::Group));
+    assert!(i.owner.is_group() && !i.owner.is_unassigned());
+    let body = serde_json::to_value(PutDto::try_from(&i).unwrap()).unwrap();
+    assert_eq!(
+        body["properties"]["owner"],
+        json!({"objectId": "9c4b2e61-7d3a-4f85-b1c0-3e2d5a6f7081", "ownerType": "Group"}),
+        "a group owner goes back as a group"
+    );
+
+    let user = read("sentinel-get-incident.response.json");
+    let body = serde_json::to_value(PutDto::try_from(&user).unwrap()).unwrap();
+    assert_eq!(
+        body["properties"]["owner"]["ownerType"],
+        json!(user.owner.owner_type.as_ref().map(|t| t.as_str())),
+        "a user owner keeps the type it was read with"
+    );
+
+    let mut none = user.clone();
+    none.owner = Owner {
+        owner_type: Some(OwnerType::Unknown),
+        ..Owner::default()
+    };
+    let body = serde_json::to_value(PutDto::try_from(&none).unwrap()).unwrap();
+    assert_eq!(
+        body["properties"]["owner"],
+        json!({}),
+        "unassigned: no type"
+    );
+}

@@ -162,6 +162,22 @@ pub fn owner(v: Option<&Value>, dir: &Directory) -> Result<Value, String> {
         return Ok(unassigned_owner());
     };
     let s = |k: &str| o.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    // `ownerType` (User, Group, Unknown) says what `objectId` names. A group is only taken as
+    // one: named without `ownerType: Group` it is looked up as a user, and not found.
+    if let Some(g) = s("objectId").and_then(|id| dir.group(id)) {
+        let group = s("ownerType").is_some_and(|t| t.eq_ignore_ascii_case("Group"));
+        return if group {
+            Ok(json!({
+                "objectId": g.object_id, "email": null, "assignedTo": g.display_name,
+                "userPrincipalName": null, "ownerType": "Group",
+            }))
+        } else {
+            Err(format!(
+                "Owner '{}' could not be found in the directory as a user: set ownerType 'Group' to assign a group.",
+                g.object_id
+            ))
+        };
+    }
     let key = s("objectId").or(s("userPrincipalName")).or(s("email"));
     let Some(key) = key else {
         return match s("assignedTo") {

@@ -56,11 +56,35 @@ impl LogsStore {
             };
             // Every stored body was checked to be a JSON array on arrival.
             if let Ok(Value::Array(rows)) = parsed {
-                out.extend(rows);
+                out.extend(rows.into_iter().map(truncate_fields));
             }
         }
         out
     }
+}
+
+/// "Maximum size for field values: 64 KB. Fields longer than 64 KB are truncated." (Azure
+/// Monitor service limits, Logs Ingestion API). Read here as 65,536 bytes of UTF-8, cut at a
+/// character boundary: the docs say neither bytes nor characters, and a client that keeps its
+/// values under this is under the limit on either reading.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// A row as the workspace stores it: every string value over [`MAX_FIELD_BYTES`] cut to it.
+fn truncate_fields(mut row: Value) -> Value {
+    if let Some(o) = row.as_object_mut() {
+        for v in o.values_mut() {
+            if let Value::String(s) = v
+                && s.len() > MAX_FIELD_BYTES
+            {
+                let mut end = MAX_FIELD_BYTES;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+            }
+        }
+    }
+    row
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use crate::common::*;
-use dss_simulators::wellknown;
+use dss_simulators::{SentinelAction, wellknown};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -403,4 +403,49 @@ async fn arm_refuses_tokens_from_other_tenants_and_reports_remaining_quota() {
         r.headers["x-ms-ratelimit-remaining-subscription-writes"],
         "199"
     );
+}
+
+/// `owner.ownerType` is `User`, `Group` or `Unknown`: a group is assigned only as a `Group`;
+/// the same object id without that type is looked up as a user and refused.
+#[tokio::test]
+async fn group_owners_need_owner_type_group() {
+    let env = start().await;
+    let name = new_name();
+    let mut body = minimal_incident("t");
+    body["properties"]["owner"] =
+        json!({"objectId": wellknown::SOC_GROUP_OBJECT_ID, "ownerType": "Group"});
+    let r = env.arm(Method::PUT, &format!("/{name}"), Some(&body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let o = &r.body["properties"]["owner"];
+    assert_eq!(o["objectId"], wellknown::SOC_GROUP_OBJECT_ID);
+    assert_eq!(o["ownerType"], "Group");
+    assert_eq!(o["assignedTo"], wellknown::SOC_GROUP_NAME);
+    assert!(o["userPrincipalName"].is_null() && o["email"].is_null());
+
+    let mut without_type = minimal_incident("t");
+    without_type["etag"] = r.body["etag"].clone();
+    without_type["properties"]["owner"] = json!({"objectId": wellknown::SOC_GROUP_OBJECT_ID});
+    let r = env
+        .arm(Method::PUT, &format!("/{name}"), Some(&without_type))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
+    // An analyst assigns a group in the portal.
+    let other = new_name();
+    env.arm(
+        Method::PUT,
+        &format!("/{other}"),
+        Some(&minimal_incident("o")),
+    )
+    .await;
+    env.sims
+        .sentinel_action(
+            &other,
+            SentinelAction::SetOwner {
+                owner: Some(wellknown::SOC_GROUP_OBJECT_ID.into()),
+            },
+        )
+        .unwrap();
+    let r = env.arm(Method::GET, &format!("/{other}"), None).await;
+    assert_eq!(r.body["properties"]["owner"]["ownerType"], "Group");
 }

@@ -1,5 +1,5 @@
 use crate::common::*;
-use dss_simulators::{BadToken, SimConfig, TokenSpec, wellknown};
+use dss_simulators::{BadToken, Cloud, SimConfig, TokenSpec, wellknown};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -360,4 +360,105 @@ async fn each_api_accepts_its_public_audience_or_served_origin_only() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+/// Each service takes tokens for its own audience in its cloud (and for its served origin, which
+/// is what a client derives from a loopback endpoint); another cloud's audience is refused.
+#[tokio::test]
+async fn each_cloud_accepts_its_own_audiences_only() {
+    for (cloud, graph, arm, monitor) in [
+        (
+            Cloud::Public,
+            "https://graph.microsoft.com",
+            "https://management.azure.com",
+            "https://monitor.azure.com",
+        ),
+        (
+            Cloud::UsGovernment,
+            "https://graph.microsoft.us",
+            "https://management.usgovcloudapi.net",
+            "https://monitor.azure.us",
+        ),
+        (
+            Cloud::China,
+            "https://microsoftgraph.chinacloudapi.cn",
+            "https://management.chinacloudapi.cn",
+            "https://monitor.azure.cn",
+        ),
+    ] {
+        let env = start_with(SimConfig {
+            cloud,
+            ..SimConfig::default()
+        })
+        .await;
+        let urls = env.sims.urls();
+        let users = format!("{}/v1.0/users/{}", urls.graph, wellknown::ANALYST_UPN);
+        let incidents = format!("{}?api-version=2024-03-01", env.incidents_url());
+        let logs = env.logs_url(wellknown::STREAM_NAME);
+        let get = |url: &str, aud: &str| {
+            let token = env.token(aud, T1);
+            let url = url.to_owned();
+            let env = &env;
+            async move {
+                env.call(Method::GET, &url, Some(&token), None, &[])
+                    .await
+                    .status
+            }
+        };
+        let post = |aud: &str| {
+            let token = env.token(aud, T1);
+            let url = logs.clone();
+            let env = &env;
+            async move {
+                env.call(
+                    Method::POST,
+                    &url,
+                    Some(&token),
+                    Some(&serde_json::json!([])),
+                    &[],
+                )
+                .await
+                .status
+            }
+        };
+        assert_eq!(get(&users, graph).await, StatusCode::OK, "{cloud:?} Graph");
+        assert_eq!(
+            get(&users, &urls.graph).await,
+            StatusCode::OK,
+            "{cloud:?} served origin"
+        );
+        assert_eq!(get(&incidents, arm).await, StatusCode::OK, "{cloud:?} ARM");
+        assert_eq!(
+            get(&incidents, &urls.arm).await,
+            StatusCode::OK,
+            "{cloud:?} served origin"
+        );
+        assert_eq!(
+            post(monitor).await,
+            StatusCode::NO_CONTENT,
+            "{cloud:?} Logs"
+        );
+        assert_eq!(
+            post(&urls.logs).await,
+            StatusCode::NO_CONTENT,
+            "{cloud:?} served origin"
+        );
+        if cloud != Cloud::Public {
+            assert_eq!(
+                get(&users, GRAPH).await,
+                StatusCode::UNAUTHORIZED,
+                "{cloud:?} refuses the public Graph audience"
+            );
+            assert_eq!(
+                get(&incidents, ARM).await,
+                StatusCode::UNAUTHORIZED,
+                "{cloud:?} refuses the public ARM audience"
+            );
+            assert_eq!(
+                post(MONITOR).await,
+                StatusCode::UNAUTHORIZED,
+                "{cloud:?} refuses the public Logs audience"
+            );
+        }
+    }
 }

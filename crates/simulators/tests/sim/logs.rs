@@ -126,3 +126,28 @@ async fn tokens_from_another_tenant_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+/// The service cuts every field value over 64 KB; shorter values and other types stay whole.
+#[tokio::test]
+async fn field_values_over_64_kb_are_truncated_as_stored() {
+    let env = start().await;
+    let long: String = "é".repeat(40_000); // 80,000 bytes, two per character
+    let body =
+        json!([{"Time": "2024-01-01T00:00:00Z", "Computer": long, "AdditionalContext": "short"}]);
+    assert_eq!(
+        post_raw(
+            &env,
+            &env.logs_url(STREAM_NAME),
+            serde_json::to_vec(&body).unwrap(),
+            false
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    let rows = env.sims.ingested_rows(STREAM_NAME);
+    let stored = rows[0]["Computer"].as_str().unwrap();
+    assert_eq!(stored.len(), 64 * 1024, "cut to 64 KB");
+    assert!(long.starts_with(stored), "the start is kept");
+    assert_eq!(rows[0]["AdditionalContext"], "short");
+    assert_eq!(rows[0]["Time"], "2024-01-01T00:00:00Z");
+}
