@@ -129,7 +129,7 @@ impl TenantCtx {
 const HORIZON_ATTEMPTS: usize = 5;
 
 impl ForwardSync {
-    /// Builds the engine from the ports and settings (`lookback` = `SYNC_LOOKBACK`).
+    /// Builds the engine from the ports and settings.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         defender: Arc<dyn DefenderApi>,
@@ -138,13 +138,9 @@ impl ForwardSync {
         state: Arc<dyn StateStore>,
         tenants: Vec<TenantId>,
         policy: MergePolicy,
-        lookback: Duration,
+        opts: ForwardOptions,
         limits: ClientLimits,
     ) -> Self {
-        let opts = ForwardOptions {
-            lookback,
-            ..ForwardOptions::default()
-        };
         Self {
             defender,
             sentinel,

@@ -52,10 +52,9 @@ fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
         store.clone(),
         vec![tenant()],
         policy,
-        Duration::from_secs(3600),
+        options(),
         limits,
-    )
-    .with_options(options());
+    );
     Harness {
         d,
         s,
@@ -801,10 +800,9 @@ async fn every_tenant_has_its_own_checkpoint_and_incidents() {
         store.clone(),
         vec![tenant(), other.clone()],
         policy,
-        Duration::from_secs(3600),
+        options(),
         ClientLimits::default(),
-    )
-    .with_options(options());
+    );
     d.upsert(incident(&tenant(), 1, ago(30)));
     d.upsert(incident(&other, 1, ago(30)));
     let r = sync

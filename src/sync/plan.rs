@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 
 /// Sentinel's description limit, in characters.
-pub const DESCRIPTION_LIMIT: usize = 5_000;
+pub const DESCRIPTION_LIMIT: usize = SENTINEL_DESCRIPTION_MAX_CHARS;
 /// Shown at the end of a cut description.
 pub const TRUNCATION_MARKER: &str = "\n\n[… truncated; the full text is in Microsoft Defender]";
 /// Graph refuses `$skip` above 500: a window holding more must be split.

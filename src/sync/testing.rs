@@ -439,7 +439,7 @@ fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
     }
     if i.description
         .as_ref()
-        .is_some_and(|d| d.chars().count() > 5_000)
+        .is_some_and(|d| d.chars().count() > SENTINEL_DESCRIPTION_MAX_CHARS)
     {
         return bad("description too long");
     }
