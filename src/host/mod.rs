@@ -8,8 +8,9 @@ mod functions;
 mod health;
 pub mod payload;
 pub mod plugins;
-pub mod timeout;
 
+/// The function timeout and deadlines (parsed with the settings; re-exported for the host).
+pub use crate::config::timeout;
 use crate::config::{SentinelWorkspace, Settings};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};

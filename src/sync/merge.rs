@@ -9,7 +9,6 @@ use super::mapping::{
     self, DefenderClassificationFields, MappingError, SentinelClassificationFields,
 };
 use crate::domain::*;
-use crate::ports::DefenderPatch;
 use time::OffsetDateTime;
 
 /// The stored base: both sides' values after the last sync.

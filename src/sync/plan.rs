@@ -2,9 +2,8 @@
 //! advance rule (`../shared/docs/sync-model.md`, invariant 2).
 
 use super::mapping::{is_reserved_label, owner_same};
+use crate::domain::records::Checkpoint;
 use crate::domain::*;
-use crate::ports::IncidentWindow;
-use crate::state::Checkpoint;
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 

@@ -14,8 +14,8 @@
 //! 409 (or by the reverse path, which reads Sentinel itself).
 
 use super::plan;
+use crate::domain::records::{IncidentState, SentinelSnapshot, SnapshotLabel};
 use crate::domain::*;
-use crate::state::{IncidentState, SentinelSnapshot, SnapshotLabel};
 use sha2::{Digest, Sha256};
 
 /// Digest of an incident's title and description (stored instead of the texts).
