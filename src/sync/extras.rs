@@ -145,7 +145,8 @@ impl ForwardSync {
         }
         // Ids already there (a crash after the PUT, before the state write) are not posted again.
         let existing = self
-            .call(ctx, || self.sentinel.list_comments(name))
+            .sentinel
+            .list_comments(name)
             .await
             .map_err(Step::from)?;
         let ids: HashSet<String> = existing.iter().map(|c| c.id.to_ascii_lowercase()).collect();
@@ -168,7 +169,8 @@ impl ForwardSync {
                     ctx.tally.cap_reached(name.to_string());
                     return Ok(wrote);
                 }
-                self.call(ctx, || self.sentinel.put_comment(name, id, message))
+                self.sentinel
+                    .put_comment(name, id, message)
                     .await
                     .map_err(Step::from)?;
                 count += 1;
@@ -194,10 +196,7 @@ impl ForwardSync {
             let at = d.last_update.unix_timestamp_nanos().to_string();
             let id = stable_uuid(&["conflict", ctx.tenant.as_str(), d.id.as_str(), &field, &at]);
             let message = conflict_message(c, &self.policy.conflict);
-            match self
-                .call(ctx, || self.sentinel.put_comment(name, id, &message))
-                .await
-            {
+            match self.sentinel.put_comment(name, id, &message).await {
                 Ok(_) => wrote = true,
                 Err(e) => tracing::warn!(error = %e, message = "Conflict comment not posted."),
             }
@@ -232,7 +231,8 @@ impl ForwardSync {
             d.id.as_str(),
             target.as_str(),
         ]);
-        self.call(ctx, || self.sentinel.put_comment(name, id, &here))
+        self.sentinel
+            .put_comment(name, id, &here)
             .await
             .map_err(Step::from)?;
         let there = format!(
@@ -245,10 +245,7 @@ impl ForwardSync {
             d.id.as_str(),
             target.as_str(),
         ]);
-        match self
-            .call(ctx, || self.sentinel.put_comment(&survivor, id, &there))
-            .await
-        {
+        match self.sentinel.put_comment(&survivor, id, &there).await {
             Ok(_) => {
                 st.mirrored_comments.insert(key);
                 Ok((true, None))

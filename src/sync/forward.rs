@@ -27,9 +27,6 @@ pub struct ForwardOptions {
     /// First delay of the retry set's backoff (doubled per attempt, capped).
     pub park_backoff: Duration,
     pub park_backoff_max: Duration,
-    /// Attempts of one upstream call on 429/5xx, and the first delay between them.
-    pub call_attempts: u32,
-    pub call_backoff: Duration,
     /// Work stops this long before the deadline.
     pub deadline_margin: Duration,
 }
@@ -41,10 +38,6 @@ impl Default for ForwardOptions {
             overlap: Duration::from_secs(5 * 60),
             park_backoff: Duration::from_secs(60),
             park_backoff_max: Duration::from_secs(3600),
-            // The adapters already retry 429/5xx with backoff; the engine adds one more try for
-            // what they hand back (a long Retry-After), within the deadline.
-            call_attempts: 2,
-            call_backoff: Duration::from_millis(500),
             deadline_margin: Duration::from_secs(5),
         }
     }
@@ -160,11 +153,11 @@ impl ForwardSync {
         self.progress = Some(progress);
     }
 
-    /// Counts throttled calls from the upstream clients' own counters. The clients absorb most
-    /// 429s (they wait out `Retry-After` and retry), so the engine alone would see only those
-    /// handed back to it and report a throttled cycle as unthrottled. With a probe, a tenant's
-    /// figure is the probe's increase during its cycle (tenants run one after another; a
-    /// concurrent invocation in the same process adds its own).
+    /// Counts throttled calls from the upstream clients' own counters. The clients own the
+    /// retries (they wait out `Retry-After` and try again) and count every 429 they meet, once;
+    /// the engine never retries a call and counts none. A tenant's figure is the probe's
+    /// increase during its cycle (tenants run one after another; a concurrent invocation in the
+    /// same process adds its own); without a probe it is 0.
     pub fn with_throttle_probe(mut self, probe: ThrottleProbe) -> Self {
         self.throttle_probe = Some(probe);
         self
@@ -338,14 +331,13 @@ impl ForwardSync {
         watermark: Option<OffsetDateTime>,
     ) -> TenantReport {
         let end = OffsetDateTime::now_utc();
-        if let (Some(probe), Some(before)) = (&self.throttle_probe, ctx.throttled_before) {
-            ctx.tally.throttled.store(
-                probe().saturating_sub(before),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
+        // The clients count every 429 once (they own the retries); the engine counts none.
+        let throttled = match (&self.throttle_probe, ctx.throttled_before) {
+            (Some(probe), Some(before)) => probe().saturating_sub(before),
+            _ => 0,
+        };
         let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
-        let report = ctx.tally.report(&ctx.tenant, completed, lag);
+        let report = ctx.tally.report(&ctx.tenant, completed, lag, throttled);
         let health = TenantHealth {
             last_cycle_start: Some(start),
             last_cycle_end: Some(end),
@@ -400,9 +392,8 @@ impl ForwardSync {
     /// One retry; true when the incident left the retry set.
     async fn retry_one(&self, ctx: &TenantCtx, entry: &RetryEntry) -> bool {
         let fetched = self
-            .call(ctx, || {
-                self.defender.get_incident(&ctx.tenant, &entry.incident_id)
-            })
+            .defender
+            .get_incident(&ctx.tenant, &entry.incident_id)
             .await;
         let incident = match fetched {
             Ok(Some(i)) => i,
@@ -517,70 +508,6 @@ impl ForwardSync {
         value.updated_at = Some(OffsetDateTime::now_utc());
         if let Err(e) = self.state.put_incident(&value, pre).await {
             tracing::debug!(error = %e, message = "Parked state not recorded.");
-        }
-    }
-
-    /// Calls an upstream, retrying 429 and 5xx a bounded number of times (honouring
-    /// `Retry-After`), never past the deadline.
-    pub(super) async fn call<T, E, F, Fut>(&self, ctx: &TenantCtx, mut f: F) -> Result<T, E>
-    where
-        E: Classify + Backoff + std::fmt::Display,
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            let err = match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            attempt += 1;
-            if err.class() != ErrorClass::Transient || attempt >= self.opts.call_attempts.max(1) {
-                return Err(err);
-            }
-            let throttled = err.retry_after();
-            if throttled.is_some() {
-                Tally::add(&ctx.tally.throttled, 1);
-            }
-            let backoff = self.opts.call_backoff.saturating_mul(1 << attempt.min(8));
-            let wait = throttled.flatten().unwrap_or(backoff);
-            if Instant::now() + wait + ctx.margin >= ctx.deadline {
-                return Err(err);
-            }
-            tracing::debug!(attempt, error = %err, wait_ms = wait.as_millis() as u64, message = "Retrying an upstream call.");
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// How long an error asks us to wait: `Some(retry_after)` for a 429, `None` otherwise.
-pub(super) trait Backoff {
-    fn retry_after(&self) -> Option<Option<Duration>>;
-}
-
-impl Backoff for DefenderError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
-impl Backoff for SentinelError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
-impl Backoff for LogsError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
         }
     }
 }

@@ -24,8 +24,6 @@ fn options() -> ForwardOptions {
         overlap: Duration::from_secs(5 * 60),
         park_backoff: Duration::ZERO,
         park_backoff_max: Duration::ZERO,
-        call_attempts: 3,
-        call_backoff: Duration::from_millis(1),
         deadline_margin: Duration::ZERO,
     }
 }
@@ -54,7 +52,8 @@ fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
         policy,
         options(),
         limits,
-    );
+    )
+    .with_throttle_probe(throttle_probe(&d, &s, &logs));
     Harness {
         d,
         s,
@@ -62,6 +61,16 @@ fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
         store,
         sync,
     }
+}
+
+/// The fakes' 429 counters, read as the production probe reads the clients'.
+fn throttle_probe(
+    d: &Arc<FakeDefender>,
+    s: &Arc<FakeSentinel>,
+    logs: &Arc<FakeLogs>,
+) -> ThrottleProbe {
+    let (d, s, logs) = (d.clone(), s.clone(), logs.clone());
+    Arc::new(move || d.probe.throttled() + s.probe.throttled() + logs.probe.throttled())
 }
 
 fn harness() -> Harness {
@@ -496,7 +505,7 @@ async fn a_transient_page_failure_holds_the_watermark() {
     h.cycle().await;
     let wm = h.watermark().await.unwrap();
     h.add([61], ago(1));
-    // 5xx with $expand (3 attempts), then without it (3 more): the page fails.
+    // 5xx with $expand (3 attempts, in the client), then without it (3 more): the page fails.
     h.d.probe.fail("list", Fault::Transient, 6);
     let r = h.cycle().await;
     assert!(!r.completed);
@@ -907,4 +916,23 @@ async fn an_owner_unknown_to_the_sentinel_directory_stays_unassigned_and_named_o
     );
     let r = h.cycle().await;
     assert_eq!(r.written, 0, "idle afterwards: {r:?}");
+}
+
+#[tokio::test]
+async fn each_429_is_counted_once_and_the_engine_never_retries_a_call() {
+    let h = harness();
+    h.add([95], ago(30));
+    // Every attempt of the client throttled: it hands the 429 back, the engine holds the incident.
+    h.s.probe
+        .fail("put_incident", Fault::Throttled, ATTEMPTS as usize);
+    let r = h.cycle().await;
+    assert!(!r.completed && r.failed == 1 && r.written == 0, "{r:?}");
+    assert_eq!(r.throttled, u64::from(ATTEMPTS), "each 429 once: {r:?}");
+    assert_eq!(
+        h.s.probe.calls("put_incident"),
+        u64::from(ATTEMPTS),
+        "one call by the engine: only the client's attempts"
+    );
+    let r = h.cycle().await;
+    assert!(r.completed && r.written == 1 && r.throttled == 0, "{r:?}");
 }

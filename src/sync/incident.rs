@@ -317,7 +317,7 @@ impl ForwardSync {
         if rows.is_empty() {
             return ready;
         }
-        let err = match self.call(ctx, || logs.ship_alerts(&rows)).await {
+        let err = match logs.ship_alerts(&rows).await {
             Ok(()) => return ready,
             Err(e) => e,
         };
@@ -332,7 +332,7 @@ impl ForwardSync {
         let mut ok = Vec::new();
         for p in ready {
             let rows = &p.rows;
-            match self.call(ctx, || logs.ship_alerts(rows)).await {
+            match logs.ship_alerts(rows).await {
                 Ok(()) => ok.push(p),
                 Err(e) => done.push(self.not_shipped(ctx, p, &e)),
             }
@@ -467,15 +467,14 @@ impl ForwardSync {
         }
         if d.alerts.is_none() {
             let alerts = self
-                .call(ctx, || {
-                    self.defender.alerts_for_incident(&ctx.tenant, &d.id)
-                })
+                .defender
+                .alerts_for_incident(&ctx.tenant, &d.id)
                 .await
                 .map_err(Step::from)?;
             d.alerts = Some(alerts);
         }
         let (current, rebuilt) = self
-            .current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic)
+            .current_sentinel(&name, stored.as_ref().map(|v| &v.value), d, optimistic)
             .await?;
         let mut st = stored.as_ref().map_or_else(
             || IncidentState::new(d.tenant.clone(), d.id.clone()),
@@ -509,7 +508,8 @@ impl ForwardSync {
         let (written, mut wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
             _ => (
-                self.call(ctx, || self.sentinel.put_incident(&planned))
+                self.sentinel
+                    .put_incident(&planned)
                     .await
                     .map_err(|e| put_failed(e, rebuilt))?,
                 true,
@@ -553,7 +553,6 @@ impl ForwardSync {
     /// a 409 starts over with a GET. Otherwise: GET. The flag says "rebuilt".
     async fn current_sentinel(
         &self,
-        ctx: &TenantCtx,
         name: &SentinelIncidentName,
         stored: Option<&IncidentState>,
         d: &DefenderIncident,
@@ -566,9 +565,7 @@ impl ForwardSync {
             return Ok((Some(rebuilt), true));
         }
         Ok((
-            self.call(ctx, || self.sentinel.get_incident(name))
-                .await
-                .map_err(Step::from)?,
+            self.sentinel.get_incident(name).await.map_err(Step::from)?,
             false,
         ))
     }

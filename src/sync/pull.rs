@@ -2,7 +2,7 @@
 //! than 500 incidents, fall back from `$expand=alerts` on 5xx, deliver each page's incidents
 //! with bounded concurrency, and say where the watermark must stop.
 
-use super::forward::{Backoff, ForwardSync, TenantCtx};
+use super::forward::{ForwardSync, TenantCtx};
 use super::incident::Outcome;
 use super::plan;
 use super::report::Tally;
@@ -129,7 +129,7 @@ impl ForwardSync {
                 break;
             }
             let count = drive(
-                self.call(ctx, || self.defender.count_incidents(&ctx.tenant, &w)),
+                self.defender.count_incidents(&ctx.tenant, &w),
                 &mut inflight,
                 &mut out,
                 &mut go_on,
@@ -207,9 +207,11 @@ impl ForwardSync {
     ) {
         'restart: loop {
             let expand = ctx.expand.load(Ordering::Relaxed);
-            let first = self.fetch(ctx, expand, || {
-                self.defender.list_incidents(&ctx.tenant, w, expand)
-            });
+            let first = self.fetch(
+                ctx,
+                expand,
+                self.defender.list_incidents(&ctx.tenant, w, expand),
+            );
             let mut page = match drive(first, inflight, out, go_on).await {
                 Ok(p) => p,
                 Err(PageError::Fallback) => continue 'restart,
@@ -243,7 +245,7 @@ impl ForwardSync {
                     *go_on = false;
                     break 'restart;
                 }
-                let next = self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link));
+                let next = self.fetch(ctx, expand, self.defender.next_page(&ctx.tenant, &link));
                 page = match drive(next, inflight, out, go_on).await {
                     Ok(p) => p,
                     // What was read stays delivered; the window is read again once the
@@ -306,19 +308,16 @@ impl ForwardSync {
         false
     }
 
-    async fn fetch<F, Fut>(
+    async fn fetch(
         &self,
         ctx: &TenantCtx,
         expand: bool,
-        f: F,
-    ) -> Result<IncidentPage, PageError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<IncidentPage, DefenderError>>,
-    {
-        match self.call(ctx, f).await {
+        page: impl std::future::Future<Output = Result<IncidentPage, DefenderError>>,
+    ) -> Result<IncidentPage, PageError> {
+        match page.await {
             Ok(p) => Ok(p),
-            Err(e) if expand && e.class() == ErrorClass::Transient && e.retry_after().is_none() => {
+            // A 5xx (not a 429) the client's retries did not get past.
+            Err(e @ DefenderError::Transient(_)) if expand => {
                 // The production stall other connectors hit: `$expand=alerts` 5xx on big incidents.
                 tracing::warn!(error = %e, message = "Listing with $expand=alerts failed; falling back to alerts_v2.");
                 ctx.expand.store(false, Ordering::Relaxed);

@@ -21,10 +21,17 @@ pub enum Fault {
     Auth,
 }
 
-/// Queued faults per operation name, call counters, and when each call came.
+/// Attempts of one call, as the adapters' HTTP layer makes them: a transient fault (5xx, 429)
+/// is retried in the fake until this many attempts failed; only then does the caller see it.
+pub const ATTEMPTS: u32 = 3;
+
+/// Queued faults per operation name, call counters, and when each call came. Like the real
+/// clients, a fake owns the retries of transient faults ([`ATTEMPTS`]) and counts every
+/// attempt and every 429 once.
 #[derive(Debug, Default)]
 pub struct Probe {
     faults: Mutex<HashMap<&'static str, VecDeque<Fault>>>,
+    throttled: std::sync::atomic::AtomicU64,
     calls: Mutex<HashMap<&'static str, u64>>,
     /// Per operation, a ticket of [`CALL_ORDER`] per call: orders calls across fakes.
     order: Mutex<HashMap<&'static str, Vec<u64>>>,
@@ -58,11 +65,30 @@ impl Probe {
         lock(&self.order).get(op).cloned().unwrap_or_default()
     }
 
+    /// 429s met so far (each attempt once), as the real clients' counters report them.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One call of `op`: its attempts, each taking the next queued fault; a transient one is
+    /// retried up to [`ATTEMPTS`] in all. Returns the fault the caller sees, if any.
     fn hit(&self, op: &'static str) -> Option<Fault> {
-        *lock(&self.calls).entry(op).or_default() += 1;
-        let ticket = CALL_ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        lock(&self.order).entry(op).or_default().push(ticket);
-        lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            *lock(&self.calls).entry(op).or_default() += 1;
+            let ticket = CALL_ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            lock(&self.order).entry(op).or_default().push(ticket);
+            let fault = lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front);
+            if fault == Some(Fault::Throttled) {
+                self.throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            match fault {
+                Some(Fault::Transient | Fault::Throttled) if attempt < ATTEMPTS => continue,
+                f => return f,
+            }
+        }
     }
 }
 
