@@ -29,7 +29,33 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateHorizon {
     #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
+    created: OffsetDateTime,
+}
+
+impl StateHorizon {
+    /// A horizon at `created` (a first record).
+    pub fn at(created: OffsetDateTime) -> Self {
+        Self { created }
+    }
+
+    /// No incident created after this instant has a state.
+    pub fn created(&self) -> OffsetDateTime {
+        self.created
+    }
+
+    /// True when an incident created at `created` may have its state inserted.
+    pub fn covers(&self, created: OffsetDateTime) -> bool {
+        self.created >= created
+    }
+
+    /// The horizon to write so that it covers `to`: `None` when `current` already does. A
+    /// horizon only ever moves forward.
+    pub fn raised(current: Option<&Self>, to: OffsetDateTime) -> Option<Self> {
+        match current {
+            Some(c) if c.covers(to) => None,
+            _ => Some(Self::at(to)),
+        }
+    }
 }
 
 /// An incident parked after failing for a reason of its own; the watermark passes it.
@@ -73,8 +99,9 @@ pub struct IncidentState {
     pub defender_base: Option<DefenderFields>,
     /// Last value seen or written on the Sentinel side, in Sentinel's vocabulary.
     pub sentinel_base: Option<SentinelFields>,
-    /// The Sentinel incident's etag after our last write or read.
-    pub sentinel_etag: Option<String>,
+    /// The Sentinel incident's etag after our last write or read (set with the snapshot,
+    /// through [`IncidentState::record_sentinel`]).
+    sentinel_etag: Option<String>,
     /// Fingerprints of comments already mirrored (either direction).
     pub mirrored_comments: BTreeSet<String>,
     /// Alert id → fingerprint of the alert (with its evidence) last shipped to Logs Ingestion.
@@ -86,7 +113,7 @@ pub struct IncidentState {
     /// The whole Sentinel incident at `sentinel_etag` (our last write or read), so an update
     /// can skip the GET: see [`SentinelSnapshot`]. Absent in states written before it existed.
     #[serde(default)]
-    pub sentinel_snapshot: Option<SentinelSnapshot>,
+    sentinel_snapshot: Option<SentinelSnapshot>,
     /// The Defender owner the Sentinel directory does not know: the Sentinel incident is left
     /// unassigned and its description names this owner, on every later update too.
     #[serde(default)]
@@ -96,8 +123,9 @@ pub struct IncidentState {
 /// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
 /// read: everything the full-replace PUT and the merge need that [`SentinelFields`] lacks.
 /// Unlike `sentinel_base` (which lags behind a pending Defender write), these are Sentinel's
-/// actual values at `etag`. Only valid while `etag` equals the state's `sentinel_etag`; a
-/// writer that updates `sentinel_etag` without it must clear it.
+/// actual values at `etag`. Only valid while `etag` equals the state's `sentinel_etag`: the
+/// state sets both together ([`IncidentState::record_sentinel`]) and hands the snapshot out
+/// only while they agree ([`IncidentState::snapshot`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SentinelSnapshot {
     /// The etag these values belong to.
@@ -159,6 +187,26 @@ impl IncidentState {
             sentinel_snapshot: None,
             unknown_owner: None,
         }
+    }
+
+    /// The Sentinel incident's etag after our last write or read.
+    pub fn sentinel_etag(&self) -> Option<&str> {
+        self.sentinel_etag.as_deref()
+    }
+
+    /// The Sentinel incident at the state's etag, when the state holds a snapshot of exactly
+    /// that etag (never one of an older etag).
+    pub fn snapshot(&self) -> Option<&SentinelSnapshot> {
+        self.sentinel_snapshot
+            .as_ref()
+            .filter(|s| self.sentinel_etag.as_deref() == Some(s.etag.as_str()))
+    }
+
+    /// Records the Sentinel incident as last written or read: its etag and, when there is one,
+    /// its snapshot. A snapshot of another etag is dropped, so the pair always agrees.
+    pub fn record_sentinel(&mut self, etag: Option<String>, snapshot: Option<SentinelSnapshot>) {
+        self.sentinel_snapshot = snapshot.filter(|s| etag.as_deref() == Some(s.etag.as_str()));
+        self.sentinel_etag = etag;
     }
 }
 
