@@ -104,7 +104,7 @@ mod tests {
         DefenderComment {
             text: text.into(),
             author: Some("alice@contoso.com".into()),
-            created: Some(crate::sync::testing::T0),
+            created: Some(dss_test_support::T0),
         }
     }
 

@@ -1,10 +1,10 @@
 //! Forward cycles against the in-memory fakes of the three ports.
 
-use super::testing::*;
 use super::*;
 use crate::config::ClientLimits;
 use crate::domain::*;
 use crate::state::StateStore;
+use dss_test_support::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

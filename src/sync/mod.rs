@@ -33,5 +33,3 @@ pub use report::{CycleReport, TenantReport};
 
 #[cfg(test)]
 mod forward_tests;
-#[cfg(test)]
-pub(crate) mod testing;

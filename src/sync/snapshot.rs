@@ -112,7 +112,7 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::testing::{T0, incident, tenant};
+    use dss_test_support::{T0, incident, tenant};
 
     fn sentinel(d: &DefenderIncident) -> SentinelIncident {
         SentinelIncident {

@@ -1,11 +1,14 @@
+//! Test doubles of defender-sentinel-sync's ports, shared by unit and integration tests (they
+//! depend on `dss-core` only, so the root crate's unit tests see one copy of every type).
+//!
 //! In-memory fakes of the three ports, realistic where the engine's correctness depends on it:
 //! the Sentinel fake enforces the etag (409), full-replace PUT, Closed-needs-classification,
 //! TP/BP-need-a-reason and the comment limits; the Defender fake pages windows 50 at a time,
 //! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
 //! can inject faults per operation.
 
-use crate::domain::*;
-use crate::ports::*;
+use dss_core::domain::*;
+use dss_core::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -373,7 +376,7 @@ impl DefenderApi for FakeDefender {
             .incidents
             .get_mut(&(tenant.clone(), id.clone()))
             .ok_or(DefenderError::NotFound)?;
-        let f = super::merge::apply_patch(&i.fields(), patch);
+        let f = patch.apply(&i.fields());
         (i.status, i.severity, i.classification, i.determination) =
             (f.status, f.severity, f.classification, f.determination);
         (i.resolving_comment, i.assigned_to, i.custom_tags) =
@@ -481,6 +484,11 @@ impl FakeSentinel {
     /// Number of incidents stored.
     pub fn len(&self) -> usize {
         lock(&self.state).incidents.len()
+    }
+
+    /// True when Sentinel holds no incident.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Comments of an incident, in creation order.
@@ -790,7 +798,7 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
 /// upstream writes and the state write).
 #[derive(Debug, Default)]
 pub struct FlakyStore {
-    pub inner: crate::state::memory::MemoryStateStore,
+    pub inner: dss_core::state::memory::MemoryStateStore,
     pub fail_incident_puts: std::sync::atomic::AtomicUsize,
     /// Another writer rewrites this incident's state just before the next batch write (so
     /// that transaction loses the race on it).
@@ -801,27 +809,27 @@ pub struct FlakyStore {
     pub states_read: std::sync::atomic::AtomicUsize,
     /// Another writer inserts this state just before the next incident write (single or
     /// batch): a writer that raced the engine to a new incident.
-    pub insert_before_next_write: std::sync::Mutex<Option<crate::state::IncidentState>>,
+    pub insert_before_next_write: std::sync::Mutex<Option<dss_core::state::IncidentState>>,
 }
 
 impl FlakyStore {
     /// Inserts the racing writer's state, if one is waiting.
-    async fn racing_insert(&self) -> Result<(), crate::state::StateError> {
+    async fn racing_insert(&self) -> Result<(), dss_core::state::StateError> {
         let racer = lock(&self.insert_before_next_write).take();
         if let Some(state) = racer {
-            use crate::state::StateStore;
+            use dss_core::state::StateStore;
             self.inner
-                .put_incident(&state, crate::state::Precondition::Absent)
+                .put_incident(&state, dss_core::state::Precondition::Absent)
                 .await?;
         }
         Ok(())
     }
     /// Consumes one injected failure of an incident write (single or batch), if any is left.
-    fn injected_crash(&self) -> Result<(), crate::state::StateError> {
+    fn injected_crash(&self) -> Result<(), dss_core::state::StateError> {
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
-            return Err(crate::state::StateError::Transient(
+            return Err(dss_core::state::StateError::Transient(
                 "injected: the process died here".into(),
             ));
         }
@@ -830,90 +838,94 @@ impl FlakyStore {
 }
 
 #[async_trait::async_trait]
-impl crate::state::StateStore for FlakyStore {
-    async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
+impl dss_core::state::StateStore for FlakyStore {
+    async fn ensure_ready(&self) -> Result<(), dss_core::state::StateError> {
         self.inner.ensure_ready().await
     }
     async fn checkpoint(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError>
-    {
+    ) -> Result<
+        Option<dss_core::state::Versioned<dss_core::state::Checkpoint>>,
+        dss_core::state::StateError,
+    > {
         self.inner.checkpoint(t).await
     }
     async fn put_checkpoint(
         &self,
         t: &TenantId,
-        v: &crate::state::Checkpoint,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::Checkpoint,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_checkpoint(t, v, p).await
     }
     async fn state_horizon(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::Versioned<crate::state::StateHorizon>>, crate::state::StateError>
-    {
+    ) -> Result<
+        Option<dss_core::state::Versioned<dss_core::state::StateHorizon>>,
+        dss_core::state::StateError,
+    > {
         self.inner.state_horizon(t).await
     }
     async fn put_state_horizon(
         &self,
         t: &TenantId,
-        v: &crate::state::StateHorizon,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::StateHorizon,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_state_horizon(t, v, p).await
     }
     async fn retry_set(
         &self,
         t: &TenantId,
-    ) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
+    ) -> Result<Vec<dss_core::state::RetryEntry>, dss_core::state::StateError> {
         self.inner.retry_set(t).await
     }
     async fn put_retry(
         &self,
         t: &TenantId,
-        e: &crate::state::RetryEntry,
-    ) -> Result<(), crate::state::StateError> {
+        e: &dss_core::state::RetryEntry,
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.put_retry(t, e).await
     }
     async fn remove_retry(
         &self,
         t: &TenantId,
         id: &DefenderIncidentId,
-    ) -> Result<(), crate::state::StateError> {
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.remove_retry(t, id).await
     }
     async fn sentinel_checkpoint(
         &self,
     ) -> Result<
-        Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>,
-        crate::state::StateError,
+        Option<dss_core::state::Versioned<dss_core::state::SentinelCheckpoint>>,
+        dss_core::state::StateError,
     > {
         self.inner.sentinel_checkpoint().await
     }
     async fn put_sentinel_checkpoint(
         &self,
-        v: &crate::state::SentinelCheckpoint,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::SentinelCheckpoint,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_sentinel_checkpoint(v, p).await
     }
     async fn incident(
         &self,
         n: &SentinelIncidentName,
     ) -> Result<
-        Option<crate::state::Versioned<crate::state::IncidentState>>,
-        crate::state::StateError,
+        Option<dss_core::state::Versioned<dss_core::state::IncidentState>>,
+        dss_core::state::StateError,
     > {
         self.states_read.fetch_add(1, Ordering::SeqCst);
         self.inner.incident(n).await
     }
     async fn put_incident(
         &self,
-        v: &crate::state::IncidentState,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::IncidentState,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.injected_crash()?;
         self.racing_insert().await?;
         self.inner.put_incident(v, p).await
@@ -921,15 +933,18 @@ impl crate::state::StateStore for FlakyStore {
     async fn incidents(
         &self,
         names: &[SentinelIncidentName],
-    ) -> Result<crate::state::IncidentStates, crate::state::StateError> {
+    ) -> Result<dss_core::state::IncidentStates, dss_core::state::StateError> {
         self.states_read.fetch_add(names.len(), Ordering::SeqCst);
         self.inner.incidents(names).await
     }
     /// One injected failure fails the whole batch (the process died before the transaction).
     async fn put_incidents(
         &self,
-        items: &[(crate::state::IncidentState, crate::state::Precondition)],
-    ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        items: &[(
+            dss_core::state::IncidentState,
+            dss_core::state::Precondition,
+        )],
+    ) -> Result<Vec<dss_core::state::ETag>, dss_core::state::StateError> {
         self.batch_writes.fetch_add(1, Ordering::SeqCst);
         self.racing_insert().await?;
         let racing = self
@@ -943,7 +958,7 @@ impl crate::state::StateStore for FlakyStore {
             let mut value = other.value;
             value.updated_at = Some(OffsetDateTime::now_utc());
             self.inner
-                .put_incident(&value, crate::state::Precondition::Matches(other.etag))
+                .put_incident(&value, dss_core::state::Precondition::Matches(other.etag))
                 .await?;
         }
         self.injected_crash()?;
@@ -952,20 +967,20 @@ impl crate::state::StateStore for FlakyStore {
     async fn tenant_health(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
+    ) -> Result<Option<dss_core::state::TenantHealth>, dss_core::state::StateError> {
         self.inner.tenant_health(t).await
     }
     async fn put_tenant_health(
         &self,
         t: &TenantId,
-        v: &crate::state::TenantHealth,
-    ) -> Result<(), crate::state::StateError> {
+        v: &dss_core::state::TenantHealth,
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.put_tenant_health(t, v).await
     }
     async fn failed_incidents(
         &self,
         limit: usize,
-    ) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
+    ) -> Result<Vec<dss_core::state::IncidentState>, dss_core::state::StateError> {
         self.inner.failed_incidents(limit).await
     }
 }

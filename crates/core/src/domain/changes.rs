@@ -28,6 +28,34 @@ pub struct DefenderPatch {
 }
 
 impl DefenderPatch {
+    /// The Defender fields after this patch (what Graph holds once the PATCH is applied).
+    pub fn apply(&self, d: &DefenderFields) -> DefenderFields {
+        let p = self;
+        let mut out = d.clone();
+        if let Some(v) = &p.status {
+            out.status = v.clone();
+        }
+        if let Some(v) = &p.severity {
+            out.severity = v.clone();
+        }
+        if let Some(v) = &p.classification {
+            out.classification = Some(v.clone());
+        }
+        if let Some(v) = &p.determination {
+            out.determination = Some(v.clone());
+        }
+        if let Some(v) = &p.resolving_comment {
+            out.resolving_comment = Some(v.clone());
+        }
+        if let Some(v) = &p.assigned_to {
+            out.assigned_to = v.clone();
+        }
+        if let Some(v) = &p.custom_tags {
+            out.custom_tags = v.clone();
+        }
+        out
+    }
+
     /// True when the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
