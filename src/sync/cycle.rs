@@ -138,21 +138,56 @@ pub(super) fn to_time(d: Duration) -> time::Duration {
 pub(super) enum Step {
     /// Someone else wrote (Sentinel 409, state ETag): read everything again.
     Restart,
-    Fail(ErrorClass, String),
+    Fail(Failure),
 }
 
 impl Step {
-    pub fn from<E: Classify + std::fmt::Display>(e: E) -> Self {
+    pub fn from<E: Classify + std::error::Error + Send + Sync + 'static>(e: E) -> Self {
         match e.class() {
             ErrorClass::Conflict => Step::Restart,
-            class => Step::Fail(class, e.to_string()),
+            class => Step::Fail(Failure::new(class, e)),
         }
     }
 
     pub fn state(e: crate::state::StateError) -> Self {
         match e {
             crate::state::StateError::Conflict => Step::Restart,
-            e => Step::Fail(ErrorClass::Transient, format!("state store: {e}")),
+            e => Step::Fail(Failure::new(ErrorClass::Transient, StateStoreFailed(e))),
         }
     }
 }
+
+/// A failed step: what the caller does next, and the error with its source chain (rendered
+/// only when reported: in the figures, the retry set, the incident's state).
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub class: ErrorClass,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            class,
+            error: Box::new(e),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    /// The error and each of its sources, `: `-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)?;
+        let mut source = self.error.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// The state store failed under an incident's sync.
+#[derive(Debug, thiserror::Error)]
+#[error("state store")]
+pub(super) struct StateStoreFailed(#[source] pub crate::state::StateError);

@@ -10,7 +10,7 @@
 
 use super::comments::CommentMirror;
 use super::commit::{AlertShipper, Prepared, StateCommit};
-use super::cycle::{Done, Outcome, Ports, Step, TenantCycle};
+use super::cycle::{Done, Failure, Outcome, Ports, Step, TenantCycle};
 use super::fingerprint::alert_fingerprint;
 use super::horizon::Horizon;
 use super::merge::{MergeBase, MergeInput, MergeOutcome, MergePolicy, merge};
@@ -215,7 +215,7 @@ impl IncidentSync<'_> {
                     tracing::debug!(message = "Concurrent write; starting the incident over.");
                     continue;
                 }
-                Err(Step::Fail(class, msg)) => self.failed(&id, class, msg),
+                Err(Step::Fail(f)) => self.failed(&id, f),
             };
             return Err((id, t, outcome));
         }
@@ -224,8 +224,9 @@ impl IncidentSync<'_> {
     }
 
     /// What a failed attempt means for the incident.
-    fn failed(&self, id: &DefenderIncidentId, class: ErrorClass, msg: String) -> Outcome {
-        match class {
+    fn failed(&self, id: &DefenderIncidentId, f: Failure) -> Outcome {
+        let msg = f.to_string();
+        match f.class {
             ErrorClass::Rejected | ErrorClass::NotFound => Outcome::Parked(msg),
             ErrorClass::Auth => self.cycle.fatal(format!("incident {id}: {msg}")),
             _ => self.cycle.held(format!("incident {id}: {msg}")),
@@ -426,7 +427,7 @@ impl IncidentSync<'_> {
             sentinel_modified: current.and_then(|c| c.last_modified),
         };
         let outcome = merge(input, self.policy)
-            .map_err(|e| Step::Fail(ErrorClass::Rejected, e.to_string()))?;
+            .map_err(|e| Step::Fail(Failure::new(ErrorClass::Rejected, e)))?;
         if !outcome.defender_writes.is_empty() {
             // Reverse sync executes these later; until then the Sentinel base is not advanced.
             tracing::debug!(writes = ?outcome.defender_writes, message = "Defender writes pending (not executed by forward sync).");
