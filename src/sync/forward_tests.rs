@@ -936,3 +936,51 @@ async fn each_429_is_counted_once_and_the_engine_never_retries_a_call() {
     let r = h.cycle().await;
     assert!(r.completed && r.written == 1 && r.throttled == 0, "{r:?}");
 }
+
+#[tokio::test]
+async fn where_the_service_creates_incidents_the_sync_ships_the_alerts_waits_and_then_updates() {
+    let h = harness();
+    h.s.set_service_created(true);
+    h.add([97], ago(30));
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1 && r.written == 0, "{r:?}");
+    assert!(
+        h.s.incident(&name(97)).is_none(),
+        "the sync never creates one"
+    );
+    assert_eq!(h.s.probe.calls("put_incident"), 0);
+    assert!(
+        h.logs.shipped().iter().any(|(id, _)| id == "97"),
+        "its alerts went out, for the service to make the incident from"
+    );
+    let set = h.store.retry_set(&tenant()).await.unwrap();
+    assert_eq!(set.len(), 1, "parked until the incident appears");
+
+    // The service creates it from the alerts (with its own title and no owner yet).
+    h.s.create_by_service(SentinelIncident {
+        name: name(97),
+        etag: None,
+        title: "Correlated: 3 alerts".into(),
+        description: None,
+        severity: SentinelSeverity::Medium,
+        status: SentinelStatus::New,
+        classification: None,
+        classification_reason: None,
+        classification_comment: None,
+        owner: Owner::default(),
+        labels: Vec::new(),
+        first_activity: None,
+        last_activity: None,
+        incident_number: None,
+        created: None,
+        last_modified: None,
+    });
+    let shipped = h.logs.shipped().len();
+    let r = h.cycle().await;
+    assert!(r.completed && r.cleared == 1, "{r:?}");
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert_eq!(h.s.probe.calls("put_incident"), 1, "updated once it exists");
+    let i = h.s.incident(&name(97)).unwrap();
+    assert!(i.labels.iter().any(|l| l.name == "Defender"), "{i:?}");
+    assert_eq!(h.logs.shipped().len(), shipped, "no alert shipped twice");
+}

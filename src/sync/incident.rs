@@ -258,30 +258,37 @@ impl IncidentSync<'_> {
                 .alerts_for_incident(&self.cycle.tenant, &d.id);
             d.alerts = Some(alerts.await.map_err(Step::from)?);
         }
-        let st = stored.as_ref().map(|v| &v.value);
-        let (current, rebuilt) = self.current_sentinel(&name, st, d, optimistic).await?;
-        let mut st = st
-            .cloned()
-            .unwrap_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()));
+        let pre = stored.as_ref().map_or(Precondition::Absent, |v| {
+            Precondition::Matches(v.etag.clone())
+        });
+        let st = stored.map(|v| v.value);
+        let (current, rebuilt) = self.current_sentinel(st.as_ref(), d, optimistic).await?;
+        let st = st.unwrap_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()));
+        if current.is_none() && self.ports.sentinel.provisioning() == Provisioning::ByService {
+            return Ok(Attempt::Ready(self.awaiting_creation(d, st, pre)));
+        }
+        let p = self.write_sentinel(d, st, pre, current, rebuilt).await?;
+        Ok(Attempt::Ready(p))
+    }
+
+    /// Merges, writes the Sentinel incident when it differs, and mirrors the comments.
+    async fn write_sentinel(
+        &self,
+        d: &mut DefenderIncident,
+        mut st: IncidentState,
+        pre: Precondition,
+        current: Option<SentinelIncident>,
+        rebuilt: bool,
+    ) -> Result<Prepared, Step> {
         let (planned, outcome) = self.plan(d, &mut st, current.as_ref()).await?;
         let (written, wrote) = match current {
             Some(c) if plan::same_writable(&planned, &c) => (c, false),
             _ => (self.put(&planned, rebuilt).await?, true),
         };
-        let extras = self
-            .comments()
-            .after_put(d, &written, &outcome, &mut st)
-            .await?;
-        let pre = stored.map_or(Precondition::Absent, |v| Precondition::Matches(v.etag));
-        Ok(Attempt::Ready(self.finish(
-            d,
-            st,
-            pre,
-            outcome,
-            &written,
-            wrote || extras.wrote,
-            extras.parked,
-        )))
+        let comments = self.comments();
+        let extras = comments.after_put(d, &written, &outcome, &mut st).await?;
+        let wrote = wrote || extras.wrote;
+        Ok(self.finish(d, st, pre, outcome, &written, wrote, extras.parked))
     }
 
     /// The incident's state: as read with the batch, or read now. One about to be inserted
@@ -347,6 +354,31 @@ impl IncidentSync<'_> {
             .map_err(|e| put_failed(e, rebuilt))
     }
 
+    /// An incident the target has not created yet, where the service creates incidents: its
+    /// alerts are shipped (the service makes the incident from them) and it is parked until
+    /// the incident appears. Nothing of the Sentinel side is recorded.
+    fn awaiting_creation(
+        &self,
+        d: &mut DefenderIncident,
+        mut st: IncidentState,
+        pre: Precondition,
+    ) -> Prepared {
+        let (rows, fingerprints) = self.take_changed_alerts(d, &st);
+        let reason = "waiting for Sentinel to create the incident from its alerts".to_owned();
+        st.last_outcome = Some(StateOutcome::Parked);
+        st.last_error = Some(reason.clone());
+        st.updated_at = Some(OffsetDateTime::now_utc());
+        Prepared {
+            d: d.clone(),
+            st,
+            pre,
+            wrote: !rows.is_empty(),
+            rows,
+            fingerprints,
+            parked: Some(reason),
+        }
+    }
+
     /// The incident's new state, with its alert rows (moved out of `d`: no copy of their JSON).
     #[allow(clippy::too_many_arguments)]
     fn finish(
@@ -385,23 +417,28 @@ impl IncidentSync<'_> {
 
     /// The Sentinel incident to merge with and PUT over. Never synced: the name is ours alone,
     /// so no read; a PUT without etag creates it (or, if the state was lost, updates it from
-    /// Defender, which a first sync does anyway). Synced, with a snapshot of the stored etag:
-    /// rebuilt from it without a read; the PUT with that etag proves it (`snapshot` module),
-    /// a 409 starts over with a GET. Otherwise: GET. The flag says "rebuilt".
+    /// Defender, which a first sync does anyway). That is, where the sync creates incidents:
+    /// where the service does, the incident is looked for. Synced, with a snapshot of the
+    /// stored etag: rebuilt from it without a read; the PUT with that etag proves it
+    /// (`snapshot` module), a 409 starts over with a read. Otherwise: read. The flag says
+    /// "rebuilt".
     async fn current_sentinel(
         &self,
-        name: &SentinelIncidentName,
         stored: Option<&IncidentState>,
         d: &DefenderIncident,
         optimistic: bool,
     ) -> Result<(Option<SentinelIncident>, bool), Step> {
-        let Some(st) = stored else {
-            return Ok((None, false));
-        };
-        if optimistic && let Some(rebuilt) = snapshot::rebuild(st, d) {
-            return Ok((Some(rebuilt), true));
+        let sentinel = &self.ports.sentinel;
+        match stored {
+            None if sentinel.provisioning() == Provisioning::BySync => return Ok((None, false)),
+            Some(st) if optimistic => {
+                if let Some(rebuilt) = snapshot::rebuild(st, d) {
+                    return Ok((Some(rebuilt), true));
+                }
+            }
+            _ => {}
         }
-        let current = self.ports.sentinel.get_incident(name).await;
+        let current = sentinel.find_mirror(&d.tenant, &d.id).await;
         Ok((current.map_err(Step::from)?, false))
     }
 

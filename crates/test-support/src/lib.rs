@@ -427,6 +427,8 @@ pub struct FakeSentinel {
     state: Mutex<SentinelState>,
     /// Delay of every incident PUT (to exercise deadlines and concurrency).
     pub put_delay: Mutex<Option<std::time::Duration>>,
+    /// Incidents are created by the service, never by a PUT (the unified portal's way).
+    service_created: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -476,6 +478,28 @@ fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
 }
 
 impl FakeSentinel {
+    /// From now on, incidents come to exist as the service creates them ([`Provisioning::ByService`]):
+    /// a PUT of one that does not exist is refused.
+    pub fn set_service_created(&self, on: bool) {
+        self.service_created.store(on, Ordering::Relaxed);
+    }
+
+    /// An incident the service creates (e.g. the correlation engine, from ingested alerts).
+    pub fn create_by_service(&self, i: SentinelIncident) -> SentinelIncident {
+        let mut st = lock(&self.state);
+        st.next += 1;
+        let now = OffsetDateTime::now_utc();
+        let stored = SentinelIncident {
+            etag: Some(st.bump()),
+            incident_number: Some(st.next as i64),
+            created: Some(now),
+            last_modified: Some(now),
+            ..i
+        };
+        st.incidents.insert(stored.name, stored.clone());
+        stored
+    }
+
     /// The incident as stored.
     pub fn incident(&self, name: &SentinelIncidentName) -> Option<SentinelIncident> {
         lock(&self.state).incidents.get(name).cloned()
@@ -545,6 +569,14 @@ impl FakeSentinel {
 
 #[async_trait::async_trait]
 impl SentinelApi for FakeSentinel {
+    fn provisioning(&self) -> Provisioning {
+        if self.service_created.load(Ordering::Relaxed) {
+            Provisioning::ByService
+        } else {
+            Provisioning::BySync
+        }
+    }
+
     async fn get_incident(
         &self,
         name: &SentinelIncidentName,
@@ -578,6 +610,12 @@ impl SentinelApi for FakeSentinel {
             }
         }
         let existing = st.incidents.get(&i.name).cloned();
+        if existing.is_none() && self.service_created.load(Ordering::Relaxed) {
+            return Err(SentinelError::Rejected {
+                status: 400,
+                message: "incidents are created by the service".into(),
+            });
+        }
         // An etag for an incident that is gone (deleted meanwhile): refused. What ARM answers
         // here is not documented; the engine starts over with a GET whatever the refusal.
         if existing.is_none() && i.etag.is_some() {

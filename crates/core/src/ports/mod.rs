@@ -82,9 +82,40 @@ pub struct SentinelPage {
     pub next_link: Option<String>,
 }
 
-/// Microsoft Sentinel incidents through ARM.
+/// How the incidents of a Sentinel target come to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioning {
+    /// The sync creates each one, with a PUT under a name derived from the Defender incident
+    /// (Sentinel through ARM).
+    BySync,
+    /// The service creates them from the alerts the sync ingests (the unified Defender portal's
+    /// correlation engine): the sync ships the alerts, waits for the incident to appear, then
+    /// updates it. It never creates one.
+    ByService,
+}
+
+/// The Sentinel side: where Defender incidents are mirrored (Microsoft Sentinel incidents
+/// through ARM today). The engine finds an incident by the Defender incident it mirrors
+/// ([`SentinelApi::find_mirror`]) and asks how incidents come to exist
+/// ([`SentinelApi::provisioning`]), so a target whose incidents the service creates is one
+/// more implementation of this trait.
 #[async_trait::async_trait]
 pub trait SentinelApi: Send + Sync {
+    /// How this target's incidents come to exist (default: the sync creates them).
+    fn provisioning(&self) -> Provisioning {
+        Provisioning::BySync
+    }
+    /// The incident mirroring Defender incident `id` of `tenant`, if it exists. The default
+    /// reads the name derived from them (ARM); a target whose incidents the service names finds
+    /// it another way (e.g. by the alerts it was made from).
+    async fn find_mirror(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<SentinelIncident>, SentinelError> {
+        self.get_incident(&SentinelIncidentName::for_defender(tenant, id))
+            .await
+    }
     async fn get_incident(
         &self,
         name: &SentinelIncidentName,
