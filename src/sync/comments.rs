@@ -66,35 +66,52 @@ impl CommentMirror<'_> {
             .await
             .map_err(Step::from)?;
         let ids: HashSet<String> = existing.iter().map(|c| c.id.to_ascii_lowercase()).collect();
-        let mut count = existing.len();
-        let mut wrote = false;
+        let mut posted = Posted {
+            ids,
+            count: existing.len(),
+            wrote: false,
+        };
         for (fp, messages) in pending {
-            for (i, message) in messages.iter().enumerate() {
-                let id = stable_uuid(&[
-                    "defender-comment",
-                    self.cycle.tenant.as_str(),
-                    d.id.as_str(),
-                    &fp,
-                    &i.to_string(),
-                ]);
-                if ids.contains(&id.to_string()) {
-                    continue;
-                }
-                if count >= COMMENT_CAP {
-                    tracing::warn!(sentinel_incident = %name, message = "Sentinel's 100-comment cap reached; further Defender comments are not mirrored.");
-                    self.cycle.tally.cap_reached(name.to_string());
-                    return Ok(wrote);
-                }
-                self.sentinel
-                    .put_comment(name, id, message)
-                    .await
-                    .map_err(Step::from)?;
-                count += 1;
-                wrote = true;
+            if !self
+                .post_parts(d, name, &fp, &messages, &mut posted)
+                .await?
+            {
+                break;
             }
             st.mirrored_comments.insert(fp);
         }
-        Ok(wrote)
+        Ok(posted.wrote)
+    }
+
+    /// Posts the parts of one Defender comment not there yet; false when the cap stopped it.
+    async fn post_parts(
+        &self,
+        d: &DefenderIncident,
+        name: &SentinelIncidentName,
+        fp: &str,
+        messages: &[String],
+        posted: &mut Posted,
+    ) -> Result<bool, Step> {
+        let tenant = self.cycle.tenant.as_str();
+        for (i, message) in messages.iter().enumerate() {
+            let part = i.to_string();
+            let id = stable_uuid(&["defender-comment", tenant, d.id.as_str(), fp, &part]);
+            if posted.ids.contains(&id.to_string()) {
+                continue;
+            }
+            if posted.count >= COMMENT_CAP {
+                tracing::warn!(sentinel_incident = %name, message = "Sentinel's 100-comment cap reached; further Defender comments are not mirrored.");
+                self.cycle.tally.cap_reached(name.to_string());
+                return Ok(false);
+            }
+            self.sentinel
+                .put_comment(name, id, message)
+                .await
+                .map_err(Step::from)?;
+            posted.count += 1;
+            posted.wrote = true;
+        }
+        Ok(true)
     }
 
     /// A comment for every analyst change the policy overrode, on either side (best effort:
@@ -142,41 +159,36 @@ impl CommentMirror<'_> {
             return Ok((false, None));
         }
         let survivor = SentinelIncidentName::for_defender(&self.cycle.tenant, target);
+        let (tenant, id) = (self.cycle.tenant.as_str(), d.id.as_str());
         let here = format!(
             "{DEFENDER_MARKER}Defender merged this incident into Defender incident #{target} (Sentinel incident {survivor})."
         );
-        let id = stable_uuid(&[
-            "redirect",
-            self.cycle.tenant.as_str(),
-            d.id.as_str(),
-            target.as_str(),
-        ]);
+        let here_id = stable_uuid(&["redirect", tenant, id, target.as_str()]);
         self.sentinel
-            .put_comment(name, id, &here)
+            .put_comment(name, here_id, &here)
             .await
             .map_err(Step::from)?;
         let there = format!(
-            "{DEFENDER_MARKER}Defender incident #{} (Sentinel incident {name}) was merged into this incident.",
-            d.id
+            "{DEFENDER_MARKER}Defender incident #{id} (Sentinel incident {name}) was merged into this incident."
         );
-        let id = stable_uuid(&[
-            "redirect-survivor",
-            self.cycle.tenant.as_str(),
-            d.id.as_str(),
-            target.as_str(),
-        ]);
-        match self.sentinel.put_comment(&survivor, id, &there).await {
+        let there_id = stable_uuid(&["redirect-survivor", tenant, id, target.as_str()]);
+        match self.sentinel.put_comment(&survivor, there_id, &there).await {
             Ok(_) => {
                 st.mirrored_comments.insert(key);
                 Ok((true, None))
             }
-            Err(e) if e.class() == ErrorClass::NotFound => Ok((
-                true,
-                Some(format!(
-                    "the surviving incident #{target} is not in Sentinel yet"
-                )),
-            )),
+            Err(e) if e.class() == ErrorClass::NotFound => {
+                let reason = format!("the surviving incident #{target} is not in Sentinel yet");
+                Ok((true, Some(reason)))
+            }
             Err(e) => Err(Step::from(e)),
         }
     }
+}
+
+/// Comment ids already on the Sentinel incident, how many it holds, and whether we posted.
+struct Posted {
+    ids: HashSet<String>,
+    count: usize,
+    wrote: bool,
 }

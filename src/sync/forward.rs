@@ -9,7 +9,7 @@ use super::horizon::Horizon;
 use super::incident::IncidentSync;
 use super::merge::MergePolicy;
 use super::plan;
-use super::pull::{Delivery, Puller};
+use super::pull::{Delivery, Pulled, Puller};
 use super::report::{CycleReport, TenantReport};
 use super::retry_set::RetrySet;
 use crate::config::ClientLimits;
@@ -164,6 +164,26 @@ impl ForwardSync {
         let (lookback, overlap) = (to_time(self.opts.lookback), to_time(self.opts.overlap));
         let window = plan::initial_window(at_watermark, lookback, overlap, start);
         let window_end = window.updated_to.unwrap_or(start);
+        let pulled = self.pull(cycle, window, window_end, at_watermark).await;
+        let next =
+            plan::advance_checkpoint(at_watermark, window_end, pulled.hold, &pulled.delivered);
+        let watermark = match next {
+            Some(cp) => self.save_checkpoint(cycle, checkpoint.as_ref(), cp).await,
+            None => at_watermark.map(|c| c.watermark),
+        };
+        (pulled.hold.is_none(), watermark)
+    }
+
+    /// Builds the cycle's owners, retries the due incidents of the retry set, raises the state
+    /// horizon to the window's end and pulls the window.
+    async fn pull(
+        &self,
+        cycle: &TenantCycle,
+        window: IncidentWindow,
+        window_end: OffsetDateTime,
+        at_watermark: Option<&Checkpoint>,
+    ) -> Pulled {
+        let state = &*self.ports.state;
         let horizon = Horizon::new(state, &cycle.tenant);
         let incidents = IncidentSync {
             ports: &self.ports,
@@ -190,14 +210,7 @@ impl ForwardSync {
             parked: &parked,
             at_watermark,
         };
-        let pulled = Puller::new(delivery).run(window).await;
-        let next =
-            plan::advance_checkpoint(at_watermark, window_end, pulled.hold, &pulled.delivered);
-        let watermark = match next {
-            Some(cp) => self.save_checkpoint(cycle, checkpoint.as_ref(), cp).await,
-            None => at_watermark.map(|c| c.watermark),
-        };
-        (pulled.hold.is_none(), watermark)
+        Puller::new(delivery).run(window).await
     }
 
     async fn save_checkpoint(

@@ -91,27 +91,7 @@ impl IncidentSync<'_> {
         depth: usize,
     ) -> BoxFuture<'s, Vec<Done>> {
         Box::pin(async move {
-            // A restarted incident met a state: it is read again, never taken for new.
-            let new = |d: &DefenderIncident| depth == 0 && self.horizon.surely_new(d);
-            let mut read = self.read_states(&batch, new).await;
-            let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
-                .map(|d| {
-                    let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-                    let known = if new(&d) {
-                        Known::Absent
-                    } else {
-                        Known::from_batch(read.as_mut(), &name)
-                    };
-                    self.prepare(d, force, known)
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            let mut done = Vec::new();
-            let ready: Vec<Prepared> = prepared
-                .into_iter()
-                .filter_map(|r| r.map_err(|d| done.push(d)).ok())
-                .collect();
+            let (ready, mut done) = self.prepare_all(batch, force, depth).await;
             let ready = self.shipper().ship(ready, &mut done).await;
             let committed = self
                 .committer()
@@ -126,6 +106,37 @@ impl IncidentSync<'_> {
             done.extend(restarted.into_iter().flatten());
             done
         })
+    }
+
+    /// Prepares a batch's incidents a few at a time: those ready to commit, and those done.
+    async fn prepare_all(
+        &self,
+        batch: Vec<DefenderIncident>,
+        force: bool,
+        depth: usize,
+    ) -> (Vec<Prepared>, Vec<Done>) {
+        // A restarted incident met a state: it is read again, never taken for new.
+        let new = |d: &DefenderIncident| depth == 0 && self.horizon.surely_new(d);
+        let mut read = self.read_states(&batch, new).await;
+        let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
+            .map(|d| {
+                let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+                let known = if new(&d) {
+                    Known::Absent
+                } else {
+                    Known::from_batch(read.as_mut(), &name)
+                };
+                self.prepare(d, force, known)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut done = Vec::new();
+        let ready = prepared
+            .into_iter()
+            .filter_map(|r| r.map_err(|d| done.push(d)).ok())
+            .collect();
+        (ready, done)
     }
 
     fn shipper(&self) -> AlertShipper<'_> {

@@ -395,9 +395,13 @@ impl Delivery<'_> {
         }
     }
 
-    /// Skips what is already delivered (at the watermark) or waits in the retry set, syncs the
-    /// rest, and records each outcome; false when the cycle must stop.
-    async fn deliver_incidents(&self, incidents: Vec<DefenderIncident>, out: &mut Pulled) -> bool {
+    /// Counts the incidents seen and takes out those already delivered (at the watermark) or
+    /// waiting in the retry set: they count as delivered. Returns the rest.
+    fn skip_done(
+        &self,
+        incidents: Vec<DefenderIncident>,
+        out: &mut Pulled,
+    ) -> Vec<DefenderIncident> {
         let tally = &self.cycle.tally;
         Tally::add(&tally.seen, incidents.len() as u64);
         let mut work = Vec::with_capacity(incidents.len());
@@ -415,6 +419,14 @@ impl Delivery<'_> {
                 work.push(i);
             }
         }
+        work
+    }
+
+    /// Skips what is already delivered or waits in the retry set, syncs the rest, and records
+    /// each outcome; false when the cycle must stop.
+    async fn deliver_incidents(&self, incidents: Vec<DefenderIncident>, out: &mut Pulled) -> bool {
+        let tally = &self.cycle.tally;
+        let work = self.skip_done(incidents, out);
         let mut go_on = true;
         for (id, t, outcome) in self.incidents.sync_batch(work, false).await {
             match outcome {
