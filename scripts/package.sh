@@ -41,7 +41,8 @@ ensure_musl_target
 ensure_musl_gcc
 ensure_tools
 
-cargo build --release --locked --target "$TARGET" --bin "$BIN"
+# No default features: the `demo` feature (simulators, fake host) stays out of the package.
+cargo build --release --locked --no-default-features --target "$TARGET" --bin "$BIN"
 
 APP="$OUT/app"
 rm -rf "$APP" && mkdir -p "$APP"

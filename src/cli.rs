@@ -1,4 +1,4 @@
-//! The command line of contract.md: `serve`, `sync`, `demo`, each with `--help`; with no
+//! The command line (README, "How it runs"): `serve`, `sync`, `demo`, each with `--help`; with no
 //! subcommand and `FUNCTIONS_CUSTOMHANDLER_PORT` set it serves (the host starts the handler
 //! with no arguments).
 
@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// The variable the Functions host sets to the port it will call.
 pub const PORT_VAR: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
-/// Keeps Microsoft Defender XDR and Microsoft Sentinel incidents in sync, both ways.
+/// Syncs Microsoft Defender XDR incidents into Microsoft Sentinel (reverse sync: not built yet).
 #[derive(Debug, Parser)]
 #[command(name = "defender-sentinel-sync", version, about, long_about = None)]
 pub struct Cli {
@@ -23,9 +23,14 @@ pub enum Command {
     /// Run one sync cycle from the command line with the same settings as `serve`; exit code 0
     /// only when the cycle completed.
     Sync,
-    /// Run the whole two-way sync on this machine against built-in simulators (no Azure needed).
+    /// Run the forward sync on this machine against built-in simulators (no Azure needed); only
+    /// in builds with the `demo` feature (the default; the deployed package has no demo).
     Demo(DemoArgs),
 }
+
+/// What `demo` prints in a build without the `demo` feature.
+pub const NO_DEMO: &str = "defender-sentinel-sync demo: this build has no demo (built without the \
+`demo` feature, as the deployed package is); run it from the repository: cargo run --release -- demo";
 
 /// Options of `demo`.
 #[derive(Debug, Clone, Args)]
@@ -37,7 +42,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Repository root or app folder holding host.json, function-defs/ and tools/azurite
-    /// (default: found from the binary's location).
+    /// (default: the first such folder above the binary, else above the current directory).
     #[arg(long)]
     pub app_root: Option<std::path::PathBuf>,
     /// Keep everything running at the end until Enter is pressed (to inspect the simulators).

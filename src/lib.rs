@@ -1,10 +1,15 @@
-//! defender-sentinel-sync: keeps Microsoft Defender XDR incidents and Microsoft Sentinel
-//! incidents in sync, both ways, as an Azure Functions custom handler.
+//! defender-sentinel-sync: an Azure Functions custom handler that syncs Microsoft Defender XDR
+//! incidents into Microsoft Sentinel (forward sync; reverse sync is not built yet) and ships
+//! their alerts and evidence to Log Analytics.
+//!
+//! Cargo feature `demo` (default): the `demo` subcommand, with the simulated upstreams and the
+//! fake Functions host compiled in. The deployed package is built without it.
 
 pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod host;
 pub mod runner;

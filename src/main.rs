@@ -19,15 +19,28 @@ fn main() -> ExitCode {
     match cli::action(&cli, std::env::var(cli::PORT_VAR).ok().as_deref()) {
         Action::Serve(port) => serve(port),
         Action::Sync => sync(),
-        Action::Demo => match &cli.command {
-            Some(cli::Command::Demo(args)) => defender_sentinel_sync::demo::run(args),
-            _ => ExitCode::from(2),
-        },
+        Action::Demo => demo(&cli),
         Action::Help => {
             let _ = Cli::command().print_help();
             ExitCode::from(2)
         }
     }
+}
+
+/// `demo`: runs it when this build has it (feature `demo`, on by default).
+#[cfg(feature = "demo")]
+fn demo(cli: &Cli) -> ExitCode {
+    match &cli.command {
+        Some(cli::Command::Demo(args)) => defender_sentinel_sync::demo::run(args),
+        _ => ExitCode::from(2),
+    }
+}
+
+/// `demo` in a build without it (the deployed package): says so, exit code 2.
+#[cfg(not(feature = "demo"))]
+fn demo(_: &Cli) -> ExitCode {
+    eprintln!("{}", cli::NO_DEMO);
+    ExitCode::from(2)
 }
 
 /// Settings (and the port, for `serve`), or every problem on stderr, one line each: the host

@@ -1,4 +1,4 @@
-//! The command line of contract.md.
+//! The command line of the README ("How it runs").
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
@@ -70,4 +70,15 @@ fn sync_with_missing_settings_exits_non_zero_naming_each() {
     ] {
         assert!(err.contains(setting), "{setting} not named in: {err}");
     }
+}
+
+/// A build without the `demo` feature (the deployed package) keeps the subcommand and says
+/// plainly that it has no demo.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn demo_in_a_build_without_it_says_so() {
+    let out = run(&["demo"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("this build has no demo"), "{stderr}");
 }

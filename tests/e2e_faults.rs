@@ -1,4 +1,4 @@
-//! Robustness end to end (issue 5, `sync-model.md`): the built handler under the fake
+//! Robustness end to end (issue 5, `docs/sync-model.md`): the built handler under the fake
 //! Functions host, against the simulators with faults, throttling, crashes, deadlines and
 //! concurrent invocations; state in Azurite. Each test ends by checking the invariants
 //! (`e2e_faults/invariants.rs`) and an idle cycle.

@@ -1,4 +1,4 @@
-//! `local.settings.example.json` lists every setting of contract.md with values that pass
+//! `local.settings.example.json` lists every setting of the README with values that pass
 //! validation.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 

@@ -1,6 +1,8 @@
 //! The deployment zip: built by the documented command (scripts/package.sh), unpacked, its
-//! layout, modes and function definitions checked against contract.md, and the packaged
-//! binary started the way the host starts it.
+//! layout, modes and function definitions checked against the README, and the packaged
+//! binary started the way the host starts it. The packaged binary carries no test machinery:
+//! none of the simulators', the fake host's or the demo's strings, and not the build machine's
+//! path.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 mod support;
@@ -13,6 +15,39 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 const BIN: &str = "defender-sentinel-sync";
+
+/// Strings only the `demo` feature brings in: the simulators (test CA, token endpoint, MSI
+/// endpoint, control API), the fake Functions host (reply checks, Azurite) and the demo.
+const DEMO_ONLY: &[&str] = &[
+    "dss-simulators test CA",
+    "Unauthorized: missing or invalid X-IDENTITY-HEADER",
+    "The app requested an unsupported grant type.",
+    "/control/defender/{tenant}/incidents",
+    "empty body (the host would hang until functionTimeout)",
+    "the handler is not running",
+    "cannot start Azurite",
+    "All synced fields agree on both sides",
+];
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The check below means something: a build with the demo (this test's own binary, default
+/// features) carries every one of those strings.
+#[cfg(feature = "demo")]
+#[test]
+fn a_build_with_the_demo_carries_the_simulator_strings() {
+    let bin = std::fs::read(support::handler_bin()).expect("the test build of the binary");
+    let missing: Vec<&str> = DEMO_ONLY
+        .iter()
+        .copied()
+        .filter(|s| !contains(&bin, s))
+        .collect();
+    assert!(missing.is_empty(), "not in the demo build: {missing:?}");
+}
 
 fn build_zip(out: &Path) -> std::path::PathBuf {
     let status = std::process::Command::new(support::repo().join("scripts/package.sh"))
@@ -130,7 +165,23 @@ async fn the_zip_has_the_deployed_layout_and_its_binary_serves() {
             "mode of {name}"
         );
     }
-    assert_static_x86_64_elf(&std::fs::read(app.path().join(BIN)).expect("binary"));
+    let binary = std::fs::read(app.path().join(BIN)).expect("binary");
+    assert_static_x86_64_elf(&binary);
+    let test_machinery: Vec<&str> = DEMO_ONLY
+        .iter()
+        .copied()
+        .filter(|s| contains(&binary, s))
+        .collect();
+    assert!(
+        test_machinery.is_empty(),
+        "the packaged binary carries test machinery: {test_machinery:?}"
+    );
+    let repo = support::repo();
+    assert!(
+        !contains(&binary, &repo.to_string_lossy()),
+        "the packaged binary names the build machine's path {}",
+        repo.display()
+    );
     let host = read_json(&app.path().join("host.json"));
     assert_eq!(
         host["customHandler"]["description"]["defaultExecutablePath"],

@@ -10,17 +10,13 @@ pub mod table;
 /// Test helpers shared by the adapters' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
-    /// Reads a fixture from `../shared/fixtures` (CI: repo cloned next to `shared/`), falling
-    /// back to `../../shared/fixtures` (a worktree one level deeper).
+    /// Reads a documented sample payload from `tests/fixtures/` in this repository.
     pub(crate) fn fixture(name: &str) -> serde_json::Value {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let path = [
-            format!("{root}/../shared/fixtures/{name}"),
-            format!("{root}/../../shared/fixtures/{name}"),
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| panic!("fixture {name} not found next to the repository"));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
     }
 }

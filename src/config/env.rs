@@ -1,4 +1,4 @@
-//! `Settings::from_env`: the app settings of contract.md, validated. Only our own settings are
+//! `Settings::from_env`: the app settings of the README's Configuration table, validated. Only our own settings are
 //! looked at; the environment carries every other app setting too.
 
 use super::reader::{Reader, check_endpoint};
@@ -23,7 +23,7 @@ impl Settings {
         Self::from_env(&env, host_json.as_deref())
     }
 
-    /// Parses every setting of contract.md from `env`; `host_json` is the text of `host.json`
+    /// Parses every setting of the README from `env`; `host_json` is the text of `host.json`
     /// when there is one. Returns every problem found, one per setting.
     pub fn from_env(
         env: &HashMap<String, String>,

@@ -1,5 +1,5 @@
 //! Settings, parsed once from the environment into typed values (names fixed by
-//! `../shared/docs/contract.md`). Parsing reports every problem, one line each, naming the
+//! the README's Configuration table). Parsing reports every problem, one line each, naming the
 //! setting. Secrets are [`azure_core::credentials::Secret`], whose `Debug` prints nothing.
 
 use crate::domain::{ConflictPolicyName, TenantId};

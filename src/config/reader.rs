@@ -8,7 +8,7 @@ use url::{Host, Url};
 /// One missing or malformed setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {
-    /// The setting's name, as in contract.md.
+    /// The setting's name, as in the README.
     pub setting: String,
     /// What is wrong with it (never its value when it is a secret).
     pub problem: String,

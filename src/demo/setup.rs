@@ -26,8 +26,10 @@ pub struct System {
     pub dir: PathBuf,
 }
 
-/// The repository root: `--app-root`, else the first ancestor of this binary holding host.json
-/// and function-defs/ (target/release/… in a clone), else the build-time source tree.
+/// The repository root (or an app folder with `tools/azurite` beside it): `--app-root`, else
+/// the first ancestor of this binary holding host.json and function-defs/ (target/release/… in
+/// a clone), else the current directory or its first such ancestor. Nothing of the build
+/// machine is baked in: a binary copied elsewhere needs `--app-root` or to be run from a clone.
 pub fn repo_root(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     let is_repo = |p: &Path| p.join("host.json").is_file() && p.join("function-defs").is_dir();
     if let Some(p) = given {
@@ -39,16 +41,19 @@ pub fn repo_root(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         return Ok(p.to_path_buf());
     }
+    let find = |start: &Path| {
+        start
+            .ancestors()
+            .find(|p| is_repo(p))
+            .map(Path::to_path_buf)
+    };
     let exe = std::env::current_exe().context("cannot find this binary's path")?;
-    let from_exe = exe
-        .ancestors()
-        .skip(1)
-        .find(|p| is_repo(p))
-        .map(Path::to_path_buf);
-    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
-    from_exe
-        .or_else(|| is_repo(built).then(|| built.to_path_buf()))
-        .context("cannot find the repository (host.json + function-defs/); pass --app-root")
+    let from_exe = exe.parent().and_then(find);
+    let from_cwd = || std::env::current_dir().ok().as_deref().and_then(find);
+    from_exe.or_else(from_cwd).context(
+        "cannot find the repository (host.json + function-defs/) above this binary or the \
+         current directory; run from a clone or pass --app-root",
+    )
 }
 
 /// The simulators' config: the Logs stream takes exactly the columns the handler writes (the

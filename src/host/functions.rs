@@ -1,4 +1,4 @@
-//! The three functions of contract.md. Each turns the envelope into a typed payload, calls
+//! The three functions of the README ("How it runs"). Each turns the envelope into a typed payload, calls
 //! its plug-in, and always answers 200 with a JSON reply (see `envelope`).
 
 use super::envelope::{InvocationReply, InvocationRequest};
@@ -7,7 +7,7 @@ use super::plugins::HttpReply;
 use super::{HostState, health};
 use serde_json::{Value, json};
 
-/// Binding names of contract.md.
+/// Binding names (`function-defs/*/function.json`).
 const TIMER_BINDING: &str = "timer";
 const HTTP_BINDING: &str = "req";
 

@@ -1,5 +1,5 @@
 //! The Azure Functions custom-handler protocol: the only code that knows the host
-//! (`../shared/docs/functions-custom-handler.md`). `GET /` answers the host's readiness poll;
+//! (`docs/host-protocol.md`). `GET /` answers the host's readiness poll;
 //! every invocation is `POST /{FunctionName}` with the `{"Data","Metadata"}` envelope and is
 //! answered 200 with `{"Outputs","Logs","ReturnValue"}`.
 
@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-/// The function names of contract.md (folder names under `function-defs/`).
+/// The function names of the README (folder names under `function-defs/`).
 pub const FUNCTIONS: [&str; 3] = ["DefenderSync", "SentinelWebhook", "SyncHealth"];
 
 /// The header carrying the host's invocation id.

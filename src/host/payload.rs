@@ -1,6 +1,6 @@
 //! The trigger payloads inside `Data`: the timer's TimerInfo and the HTTP trigger's request
 //! object, parsed tolerantly (fields vary between host versions; see
-//! `../shared/docs/functions-custom-handler.md` §3.3–3.4).
+//! `docs/host-protocol.md`, Invocation request).
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;

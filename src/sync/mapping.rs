@@ -1,5 +1,5 @@
 //! Pure value mappings between Defender (Graph) and Sentinel vocabularies
-//! (`../shared/docs/api-contracts.md` §6). Every function here is total over the known members;
+//! (`docs/api-notes.md` §6). Every function here is total over the known members;
 //! statuses no mapping covers are a [`MappingError`], which parks the incident.
 
 use crate::domain::*;

@@ -1,4 +1,4 @@
-//! The three-way merge of `../shared/docs/sync-model.md`, PURE. For each synced field the base
+//! The three-way merge of `docs/sync-model.md`, PURE. For each synced field the base
 //! keeps the last value seen or written on each side, in that side's own vocabulary; each side
 //! is compared with its own stored value, never through the lossy mapping.
 //!

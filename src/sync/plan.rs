@@ -1,5 +1,5 @@
 //! Pure planning: the whole Sentinel incident to PUT, the pull windows, and the checkpoint
-//! advance rule (`../shared/docs/sync-model.md`, invariant 2).
+//! advance rule (`docs/sync-model.md`, invariant 2).
 
 use super::mapping::{is_reserved_label, owner_same};
 use crate::domain::records::Checkpoint;

@@ -1,4 +1,4 @@
-//! The invariants of `sync-model.md`, checked on the simulators' state after a run: one Sentinel
+//! The invariants of `docs/sync-model.md`, checked on the simulators' state after a run: one Sentinel
 //! incident per Defender incident, every forward field converged, every Defender comment
 //! mirrored exactly once, every alert and evidence row shipped (under one stable row id), the
 //! checkpoint past every incident, and idle cycles that write nothing.

@@ -1,15 +1,13 @@
-//! The shared sample payloads (`shared/fixtures`, beside the repository).
+//! The documented sample payloads in `tests/fixtures/` (each with a `.source.txt` naming the
+//! Microsoft documentation page it comes from and any edit made to it).
 #![allow(dead_code, clippy::unwrap_used)]
 
-/// A fixture from `../shared/fixtures` (CI, a clone) or `../../shared/fixtures` (a worktree).
+/// A fixture from `tests/fixtures/`.
 pub fn fixture(name: &str) -> serde_json::Value {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let path = [
-        format!("{root}/../shared/fixtures/{name}"),
-        format!("{root}/../../shared/fixtures/{name}"),
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .unwrap_or_else(|| panic!("fixture {name} not found"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
 }

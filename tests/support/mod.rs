@@ -5,6 +5,7 @@
 pub mod azurite;
 pub mod entra;
 pub mod fixtures;
+#[cfg(feature = "demo")]
 pub mod world;
 
 use defender_sentinel_sync::credentials::{CredentialError, TokenSource};

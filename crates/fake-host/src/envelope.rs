@@ -1,4 +1,4 @@
-//! The envelopes the host POSTs, shaped as in functions-custom-handler.md §3.
+//! The envelopes the host POSTs, shaped as in `docs/host-protocol.md` (Invocation request).
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;

@@ -3,7 +3,7 @@
 //! polls `GET /` every 25 ms), posts invocation envelopes exactly as the host does (chunked,
 //! `application/json; charset=utf-8`, `X-Azure-Functions-InvocationId`), validates replies as
 //! strictly as the host parses them, and can SIGKILL and restart the handler (what the host
-//! does on `functionTimeout`). See `../shared/docs/functions-custom-handler.md`.
+//! does on `functionTimeout`). See `docs/host-protocol.md`.
 //!
 //! The real host cannot run here (Core Tools downloads it from a CDN), hence this crate.
 

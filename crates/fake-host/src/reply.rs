@@ -1,5 +1,5 @@
-//! Strict checks of the handler's reply, as the host reads it (functions-custom-handler.md
-//! §4): 2xx, JSON content type, a non-empty JSON object with only `Outputs`/`Logs`/
+//! Strict checks of the handler's reply, as the host reads it (`docs/host-protocol.md`,
+//! Invocation response): 2xx, JSON content type, a non-empty JSON object with only `Outputs`/`Logs`/
 //! `ReturnValue`, `Logs` strings, `Outputs` keys equal to output binding names (exact case),
 //! and for HTTP functions an `Outputs.res` with a status code and string header values.
 

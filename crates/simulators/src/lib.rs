@@ -1,6 +1,6 @@
 //! Faithful in-process simulators of Entra ID, Microsoft Graph security (Defender XDR),
 //! Microsoft Sentinel (ARM) and the Azure Monitor Logs Ingestion API, built from
-//! `shared/docs/api-contracts.md` and the real payloads in `shared/fixtures/`.
+//! `docs/api-notes.md` and the documented payloads in `tests/fixtures/`.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -31,6 +31,7 @@ pub mod faults;
 mod gate;
 pub mod generator;
 pub mod graph;
+mod locks;
 pub mod logs;
 pub mod odata;
 mod server;
@@ -163,7 +164,7 @@ impl Simulators {
         &self.shared.cfg
     }
 
-    /// Environment for the handler (contract.md names), client-secret credential, all Defender
+    /// Environment for the handler (the README's setting names), client-secret credential, all Defender
     /// tenants; `ca_file` is where the caller wrote [`Self::cert_pem`]. Storage settings are not
     /// included.
     pub fn handler_env(&self, ca_file: &str) -> Vec<(String, String)> {

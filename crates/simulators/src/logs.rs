@@ -1,5 +1,7 @@
 //! Azure Monitor Logs Ingestion API: `POST /dataCollectionRules/{id}/streams/{stream}`.
 
+pub mod store;
+
 use crate::state::{Shared, lock};
 use crate::util::{azure_core_error, query_map};
 use axum::Router;
@@ -9,57 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Uploads received, per stream, in arrival order. Each accepted body is kept as it came (gzip
-/// stays compressed) and parsed into rows only when someone reads them: parsing every upload
-/// into `Value` trees, and keeping a decompressed copy, was most of what an upload cost, and
-/// nobody reads the rows during a benchmark.
-#[derive(Debug, Default)]
-pub struct LogsStore {
-    bodies: BTreeMap<String, Vec<Stored>>,
-    /// Number of accepted uploads per stream.
-    pub uploads: BTreeMap<String, u64>,
-}
-
-/// An accepted upload body, as sent.
-#[derive(Debug)]
-enum Stored {
-    Plain(Bytes),
-    Gzip(Bytes),
-}
-
-impl LogsStore {
-    /// Rows received on `stream`, in arrival order.
-    pub fn rows(&self, stream: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        for b in self.bodies.get(stream).into_iter().flatten() {
-            let parsed = match b {
-                Stored::Plain(b) => serde_json::from_slice::<Value>(b),
-                Stored::Gzip(b) => {
-                    let mut raw = Vec::new();
-                    // Decompressed and checked once already, on arrival.
-                    if flate2::read::GzDecoder::new(&b[..])
-                        .read_to_end(&mut raw)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    serde_json::from_slice::<Value>(&raw)
-                }
-            };
-            // Every stored body was checked to be a JSON array on arrival.
-            if let Ok(Value::Array(rows)) = parsed {
-                out.extend(rows);
-            }
-        }
-        out
-    }
-}
+pub use store::LogsStore;
 
 thread_local! {
     /// Decompression buffer reused across uploads (a fresh megabyte per upload meant fresh
@@ -159,14 +115,7 @@ async fn upload(
         Ok(Ok(Err(m))) => return bad("InvalidPayload", &m),
         Ok(Err(e)) => return bad("InvalidPayload", &format!("Malformed JSON: {e}")),
     }
-    let stored = if gz {
-        Stored::Gzip(body)
-    } else {
-        Stored::Plain(body)
-    };
-    let mut st = lock(&s.logs);
-    *st.uploads.entry(stream.clone()).or_default() += 1;
-    st.bodies.entry(stream).or_default().push(stored);
+    lock(&s.logs).accept(stream, body, gz);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -389,7 +338,7 @@ impl<'de> Visitor<'de> for Skip {
 /// Every row an object whose keys are declared columns (an empty declaration accepts any): the
 /// rules as first written on parsed rows, kept as the reference [`check_rows`] is tested against.
 #[cfg(test)]
-fn check_columns(rows: &[Value], columns: &[String]) -> Result<(), String> {
+fn check_columns(rows: &[serde_json::Value], columns: &[String]) -> Result<(), String> {
     for (i, r) in rows.iter().enumerate() {
         let Some(o) = r.as_object() else {
             return Err(format!("Item {i} of the array is not a JSON object."));
@@ -409,6 +358,7 @@ fn check_columns(rows: &[Value], columns: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// The reference: parse into a `Value`, then apply the rules.
     fn reference(raw: &[u8], columns: &[String]) -> Result<Result<(), String>, String> {
@@ -460,25 +410,5 @@ mod tests {
         bad_utf8.extend([b'"', 0xff, 0xfe, b'"', b'}', b']']);
         let got = check_rows(&bad_utf8, &declared).map_err(|e| e.to_string());
         assert_eq!(got, reference(&bad_utf8, &declared));
-    }
-
-    #[test]
-    fn stored_bodies_read_back_as_rows() {
-        let mut st = LogsStore::default();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, br#"[{"a":3}]"#).unwrap();
-        st.bodies.entry("s".into()).or_default().extend([
-            Stored::Plain(Bytes::from_static(br#"[{"a":1},{"a":2}]"#)),
-            Stored::Gzip(Bytes::from(gz.finish().unwrap())),
-        ]);
-        assert_eq!(
-            st.rows("s"),
-            vec![
-                serde_json::json!({"a":1}),
-                serde_json::json!({"a":2}),
-                serde_json::json!({"a":3})
-            ]
-        );
-        assert!(st.rows("other").is_empty());
     }
 }

@@ -3,14 +3,15 @@
 use crate::arm::store::ArmStore;
 use crate::config::{DirectoryUser, GraphConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
-use crate::entra::BadToken;
-use crate::entra::keys::{SigningKey, VerifiedTokens};
+use crate::entra::keys::{BadToken, SigningKey, VerifiedTokens};
 use crate::faults::Faults;
 use crate::graph::store::GraphStore;
-use crate::logs::LogsStore;
+use crate::logs::store::LogsStore;
 use crate::throttle::Buckets;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, OnceLock, RwLock};
+
+pub use crate::locks::{lock, read, write};
 
 /// Where each service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,21 +73,6 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     pub buckets: Mutex<HashMap<&'static str, Buckets>>,
     pub urls: OnceLock<Urls>,
-}
-
-/// Locks a mutex, recovering from poisoning (a panicking test must not cascade).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Read-locks, recovering from poisoning.
-pub fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Write-locks, recovering from poisoning.
-pub fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

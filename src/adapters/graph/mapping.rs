@@ -192,7 +192,7 @@ fn first(v: &Value, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|p| text_at(v, p))
 }
 
-/// The most telling identifier of an evidence item, per type (`../shared/docs/api-contracts.md` §1.6).
+/// The most telling identifier of an evidence item, per type (`docs/api-notes.md` §1.6).
 pub(super) fn evidence_key(kind: &str, v: &Value) -> Option<String> {
     let joined = |parts: &[&[&str]]| {
         let parts: Vec<String> = parts.iter().filter_map(|p| text_at(v, p)).collect();

@@ -39,7 +39,7 @@ pub(super) fn alerts_filter(id: &DefenderIncidentId) -> String {
 /// The PATCH body: only the fields to change, in the PATCH vocabulary. Refuses what Graph cannot
 /// take: `redirected` (breaks the incident in the portal), members this build does not know,
 /// deprecated determinations. `inProgress`/`awaitingAction` are not PATCHable statuses; both
-/// mean "open", so they are written as `active` (api-contracts §6.2: Sentinel Active → active).
+/// mean "open", so they are written as `active` (`docs/api-notes.md` §6.2: Sentinel Active → active).
 pub(super) fn patch_body(patch: &DefenderPatch) -> Result<Value, String> {
     let mut body = Map::new();
     if let Some(status) = &patch.status {

@@ -1,6 +1,6 @@
 //! The incident model both sides are mapped into. It knows neither Graph nor ARM: no wire
 //! shapes, no HTTP. Each side's synced fields are kept in that side's own vocabulary
-//! (`../shared/docs/sync-model.md`), so the three-way merge compares like with like.
+//! (`docs/sync-model.md`), so the three-way merge compares like with like.
 
 mod changes;
 mod enums;

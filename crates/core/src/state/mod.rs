@@ -1,7 +1,7 @@
 //! The durable sync state, behind [`StateStore`]: checkpoints, retry sets and, per incident,
-//! the three-way merge base (`../shared/docs/sync-model.md`). Implementations: Azure Table
-//! Storage (the root crate's `state::table`, production and Azurite) and memory (`memory`,
-//! unit tests and the demo).
+//! the three-way merge base (`docs/sync-model.md`). Implementations: Azure Table Storage (the
+//! root crate's `state::table`, production and Azurite; layout in `docs/table-layout.md`) and
+//! memory (`memory`, unit tests and the demo).
 //!
 //! Every record is read with an ETag and written with `If-Match`, so two writers (the timer on
 //! one instance, the webhook on another) never silently overwrite each other: a

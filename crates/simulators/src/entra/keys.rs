@@ -103,6 +103,19 @@ pub fn unsigned(claims: &Claims) -> String {
     format!("{h}.{c}.")
 }
 
+/// Kinds of bad token the simulator can mint on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadToken {
+    Expired,
+    WrongAudience,
+    WrongIssuer,
+    /// Signed with a key that is not in the JWKS.
+    UnknownKey,
+    /// `alg: none`.
+    Unsigned,
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {
@@ -139,7 +152,7 @@ pub fn verify_cached(
     audiences: &[String],
     cache: &std::sync::Mutex<VerifiedTokens>,
 ) -> Result<Claims, TokenRejection> {
-    let hit = crate::state::lock(cache).map.get(token).cloned();
+    let hit = crate::locks::lock(cache).map.get(token).cloned();
     let claims = match hit {
         Some(v) if keys.iter().any(|k| k.kid == v.kid) => {
             // jsonwebtoken's check with leeway 0: `exp < now` (whole seconds) is expired.
@@ -151,7 +164,7 @@ pub fn verify_cached(
         // Unknown token, or its key left the JWKS: the full check decides (and refuses the latter).
         _ => {
             let (kid, claims) = verify_signed(token, keys)?;
-            let mut c = crate::state::lock(cache);
+            let mut c = crate::locks::lock(cache);
             if c.map.len() >= VerifiedTokens::MAX {
                 c.map.clear();
             }

@@ -12,23 +12,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+pub use keys::BadToken;
 use keys::{Claims, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-/// Kinds of bad token the simulator can mint on request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BadToken {
-    Expired,
-    WrongAudience,
-    WrongIssuer,
-    /// Signed with a key that is not in the JWKS.
-    UnknownKey,
-    /// `alg: none`.
-    Unsigned,
-}
 
 /// What to mint with [`crate::Simulators::mint_token`].
 #[derive(Debug, Clone, Serialize, Deserialize)]

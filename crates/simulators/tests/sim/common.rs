@@ -11,16 +11,14 @@ pub const GRAPH: &str = "https://graph.microsoft.com";
 pub const ARM: &str = "https://management.azure.com";
 pub const MONITOR: &str = "https://monitor.azure.com";
 
-/// A fixture from `shared/fixtures` (next to the repo in CI: `crates/x/../../../shared`; from a
-/// worktree one level further up, so every ancestor is tried).
+/// A documented sample payload from the workspace's `tests/fixtures/` (two levels up).
 pub fn fixture(name: &str) -> Value {
-    let start = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = start
-        .ancestors()
-        .map(|a| a.join("shared/fixtures").join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("fixture {name} not found above {}", start.display()));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 pub struct Env {
