@@ -11,11 +11,13 @@ pub mod config;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod domain;
 pub mod host;
-pub mod ports;
 pub mod runner;
 pub mod startup;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+
+/// The domain model and the ports (traits, values, errors) live in `dss-core`, below every
+/// other layer; see `docs/architecture.md`.
+pub use dss_core::{domain, ports};

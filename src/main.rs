@@ -61,11 +61,7 @@ fn load(port: Result<u16, String>) -> Result<(u16, Settings, tokio::runtime::Run
         }
         return Err(ExitCode::from(1));
     };
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    match startup::runtime() {
         Ok(rt) => Ok((port, settings, rt)),
         Err(e) => {
             eprintln!("defender-sentinel-sync: cannot start the runtime: {e}");

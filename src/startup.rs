@@ -19,6 +19,14 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+/// The Tokio runtime of every subcommand (two workers: a Functions instance has few cores).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// A bound, not yet serving handler.
 pub struct App {
     listener: tokio::net::TcpListener,
@@ -183,14 +191,13 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         store,
         settings.defender_tenants.clone(),
         policy,
-        settings.lookback,
+        ForwardOptions {
+            lookback: settings.lookback,
+            park_backoff: settings.retry_backoff,
+            ..ForwardOptions::default()
+        },
         settings.limits.clone(),
     )
-    .with_options(ForwardOptions {
-        lookback: settings.lookback,
-        park_backoff: settings.retry_backoff,
-        ..ForwardOptions::default()
-    })
     .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
     Ok(EngineRunner {
         sync,

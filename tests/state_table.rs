@@ -331,9 +331,7 @@ async fn checkpoints_retries_and_health_round_trip() {
 
     // The state horizon: absent, inserted once, then moved only with its ETag.
     assert!(s.state_horizon(&t).await.unwrap().is_none());
-    let h1 = StateHorizon {
-        created: datetime!(2026-11-01 10:00:00 UTC),
-    };
+    let h1 = StateHorizon::at(datetime!(2026-11-01 10:00:00 UTC));
     let eh = s
         .put_state_horizon(&t, &h1, Precondition::Absent)
         .await
@@ -342,9 +340,7 @@ async fn checkpoints_retries_and_health_round_trip() {
         s.put_state_horizon(&t, &h1, Precondition::Absent).await,
         Err(StateError::Conflict)
     ));
-    let h2 = StateHorizon {
-        created: datetime!(2026-11-01 12:00:00 UTC),
-    };
+    let h2 = StateHorizon::at(datetime!(2026-11-01 12:00:00 UTC));
     s.put_state_horizon(&t, &h2, Precondition::Matches(eh.clone()))
         .await
         .unwrap();

@@ -2,8 +2,8 @@
 //! looked at; the environment carries every other app setting too.
 
 use super::reader::{Reader, check_endpoint};
+use super::timeout;
 use super::*;
-use crate::host::timeout;
 use std::collections::HashMap;
 
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";

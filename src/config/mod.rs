@@ -9,6 +9,7 @@ use url::Url;
 
 mod env;
 mod reader;
+pub mod timeout;
 
 pub use reader::{SettingError, SettingsErrors};
 

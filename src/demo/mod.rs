@@ -28,11 +28,7 @@ use std::time::Instant;
 /// Runs the demo; prints everything to stdout. 0 = both sides agree, 1 = they disagree,
 /// 2 = the demo could not run.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::startup::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("defender-sentinel-sync demo: cannot start the runtime: {e}");

@@ -9,8 +9,9 @@ pub use functions::FIGURES_PREFIX;
 mod health;
 pub mod payload;
 pub mod plugins;
-pub mod timeout;
 
+/// The function timeout and deadlines (parsed with the settings; re-exported for the host).
+pub use crate::config::timeout;
 use crate::config::{SentinelWorkspace, Settings};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};

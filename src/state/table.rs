@@ -33,6 +33,7 @@ use crate::adapters::table::{
 };
 use crate::config::{Settings, StorageConfig};
 use crate::credentials::TokenSource;
+use crate::domain::{DefenderIncidentId, SentinelIncidentName, TenantId};
 use serde_json::Value;
 use std::sync::Arc;
 

@@ -1,16 +1,21 @@
 //! The forward-sync shell: one cycle per tenant, Defender → Sentinel (and Logs Ingestion),
-//! through the ports. Decisions are the pure `merge` and `plan`; this file sequences them, and
-//! advances the checkpoint only past what was delivered or parked.
+//! through the ports. Decisions are the pure `merge` and `plan`; the owners (horizon, retry
+//! set, puller, incident sync, comment mirror) do the work; this file builds them for each
+//! tenant's cycle, sequences them, and advances the checkpoint only past what was delivered or
+//! parked.
 
+use super::cycle::{Ports, ProgressFn, TenantCycle, to_time};
+use super::horizon::Horizon;
+use super::incident::IncidentSync;
 use super::merge::MergePolicy;
 use super::plan;
-use super::report::{CycleReport, Tally, TenantReport};
+use super::pull::{Delivery, Pulled, Puller};
+use super::report::{CycleReport, TenantReport};
+use super::retry_set::RetrySet;
 use crate::config::ClientLimits;
 use crate::domain::*;
 use crate::ports::*;
 use crate::state::*;
-use futures::StreamExt;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -27,9 +32,6 @@ pub struct ForwardOptions {
     /// First delay of the retry set's backoff (doubled per attempt, capped).
     pub park_backoff: Duration,
     pub park_backoff_max: Duration,
-    /// Attempts of one upstream call on 429/5xx, and the first delay between them.
-    pub call_attempts: u32,
-    pub call_backoff: Duration,
     /// Work stops this long before the deadline.
     pub deadline_margin: Duration,
 }
@@ -41,10 +43,6 @@ impl Default for ForwardOptions {
             overlap: Duration::from_secs(5 * 60),
             park_backoff: Duration::from_secs(60),
             park_backoff_max: Duration::from_secs(3600),
-            // The adapters already retry 429/5xx with backoff; the engine adds one more try for
-            // what they hand back (a long Retry-After), within the deadline.
-            call_attempts: 2,
-            call_backoff: Duration::from_millis(500),
             deadline_margin: Duration::from_secs(5),
         }
     }
@@ -52,84 +50,22 @@ impl Default for ForwardOptions {
 
 /// Forward sync of every configured Defender tenant into one Sentinel workspace.
 pub struct ForwardSync {
-    pub(super) defender: Arc<dyn DefenderApi>,
-    pub(super) sentinel: Arc<dyn SentinelApi>,
-    pub(super) logs: Option<Arc<dyn LogsIngest>>,
-    pub(super) state: Arc<dyn StateStore>,
-    pub(super) tenants: Vec<TenantId>,
-    pub(super) policy: MergePolicy,
-    pub(super) limits: ClientLimits,
-    pub(super) opts: ForwardOptions,
-    /// Told after every page of incidents (the `sync` subcommand prints it on a terminal).
-    pub(super) progress: Option<ProgressFn>,
+    ports: Ports,
+    tenants: Vec<TenantId>,
+    policy: MergePolicy,
+    limits: ClientLimits,
+    opts: ForwardOptions,
+    /// Told after every batch of pages (the `sync` subcommand prints it on a terminal).
+    progress: Option<ProgressFn>,
     /// Every 429 the upstream clients met so far (see [`ForwardSync::with_throttle_probe`]).
-    pub(super) throttle_probe: Option<ThrottleProbe>,
+    throttle_probe: Option<ThrottleProbe>,
 }
-
-/// A batch of a tenant's pages of incidents done (one page, or a few delivered together).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageProgress {
-    pub tenant: TenantId,
-    /// Pages done in this tenant's cycle, from 1: the last page of the batch.
-    pub page: u64,
-    /// Incidents of the batch.
-    pub incidents: usize,
-    /// Incidents delivered (or skipped as already synced) in this tenant's cycle so far.
-    pub delivered: usize,
-    /// True when another page of the window follows.
-    pub more: bool,
-}
-
-/// Receives [`PageProgress`] reports.
-pub type ProgressFn = Arc<dyn Fn(&PageProgress) + Send + Sync>;
 
 /// Reads a running count of throttled (429) upstream responses.
 pub type ThrottleProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// Everything one tenant's cycle shares between its concurrently running incidents.
-pub(super) struct TenantCtx {
-    pub tenant: TenantId,
-    pub deadline: Instant,
-    pub margin: Duration,
-    pub tally: Tally,
-    /// Parked incidents not due (or not cleared) this cycle: the window skips them.
-    /// Id → the `lastUpdateDateTime` it was parked at: a page skips it unless it changed since.
-    pub parked: HashMap<String, OffsetDateTime>,
-    /// Delivered at the watermark instant in an earlier cycle: skipped without a state read.
-    pub at_watermark: Option<Checkpoint>,
-    /// `$expand=alerts` still in use this cycle (turned off after it failed).
-    pub expand: std::sync::atomic::AtomicBool,
-    /// Pages done so far (for progress reports).
-    pub pages: std::sync::atomic::AtomicU64,
-    /// Incidents delivered so far (for progress reports).
-    pub delivered: std::sync::atomic::AtomicU64,
-    /// The throttle probe's count when the tenant's cycle started.
-    pub throttled_before: Option<u64>,
-    /// Incidents created after this instant have no state yet: the [`StateHorizon`] this
-    /// cycle's raise replaced (the earliest instant when there was none). Their states are
-    /// inserted without being read. `None` (the raise failed): every state is read.
-    pub new_after: Option<OffsetDateTime>,
-    /// The horizon as this cycle last read or wrote it.
-    pub horizon: tokio::sync::Mutex<Option<Versioned<StateHorizon>>>,
-}
-
-impl TenantCtx {
-    /// True when no new work may start.
-    pub fn out_of_time(&self) -> bool {
-        Instant::now() + self.margin >= self.deadline
-    }
-
-    /// True when the incident cannot have a state yet (see [`TenantCtx::new_after`]).
-    pub fn surely_new(&self, d: &DefenderIncident) -> bool {
-        self.new_after.is_some_and(|t| d.created > t)
-    }
-}
-
-/// Attempts to raise the state horizon when other writers keep moving it.
-const HORIZON_ATTEMPTS: usize = 5;
-
 impl ForwardSync {
-    /// Builds the engine from the ports and settings (`lookback` = `SYNC_LOOKBACK`).
+    /// Builds the engine from the ports and settings.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         defender: Arc<dyn DefenderApi>,
@@ -138,18 +74,16 @@ impl ForwardSync {
         state: Arc<dyn StateStore>,
         tenants: Vec<TenantId>,
         policy: MergePolicy,
-        lookback: Duration,
+        opts: ForwardOptions,
         limits: ClientLimits,
     ) -> Self {
-        let opts = ForwardOptions {
-            lookback,
-            ..ForwardOptions::default()
-        };
         Self {
-            defender,
-            sentinel,
-            logs,
-            state,
+            ports: Ports {
+                defender,
+                sentinel,
+                logs,
+                state,
+            },
             tenants,
             policy,
             limits,
@@ -159,16 +93,16 @@ impl ForwardSync {
         }
     }
 
-    /// Reports every page of incidents to `progress`.
+    /// Reports every batch of pages of incidents to `progress`.
     pub fn set_progress(&mut self, progress: ProgressFn) {
         self.progress = Some(progress);
     }
 
-    /// Counts throttled calls from the upstream clients' own counters. The clients absorb most
-    /// 429s (they wait out `Retry-After` and retry), so the engine alone would see only those
-    /// handed back to it and report a throttled cycle as unthrottled. With a probe, a tenant's
-    /// figure is the probe's increase during its cycle (tenants run one after another; a
-    /// concurrent invocation in the same process adds its own).
+    /// Counts throttled calls from the upstream clients' own counters. The clients own the
+    /// retries (they wait out `Retry-After` and try again) and count every 429 they meet, once;
+    /// the engine never retries a call and counts none. A tenant's figure is the probe's
+    /// increase during its cycle (tenants run one after another; a concurrent invocation in the
+    /// same process adds its own); without a probe it is 0.
     pub fn with_throttle_probe(mut self, probe: ThrottleProbe) -> Self {
         self.throttle_probe = Some(probe);
         self
@@ -182,7 +116,7 @@ impl ForwardSync {
 
     /// The state store the engine writes (SyncHealth reads it).
     pub fn state(&self) -> Arc<dyn StateStore> {
-        self.state.clone()
+        self.ports.state.clone()
     }
 
     /// One forward cycle over every tenant, stopping cleanly before `deadline`.
@@ -200,156 +134,130 @@ impl ForwardSync {
         report
     }
 
+    /// One tenant's cycle: the owners are built for it and dropped with it.
     async fn run_tenant(&self, tenant: &TenantId, deadline: Instant) -> TenantReport {
         let start = OffsetDateTime::now_utc();
-        let mut ctx = TenantCtx {
-            tenant: tenant.clone(),
-            deadline,
-            margin: margin(self.opts.deadline_margin, deadline),
-            tally: Tally::default(),
-            parked: HashMap::new(),
-            at_watermark: None,
-            expand: std::sync::atomic::AtomicBool::new(true),
-            pages: std::sync::atomic::AtomicU64::new(0),
-            delivered: std::sync::atomic::AtomicU64::new(0),
-            throttled_before: self.throttle_probe.as_ref().map(|p| p()),
-            new_after: None,
-            horizon: tokio::sync::Mutex::new(None),
-        };
-        let checkpoint = match self.state.checkpoint(tenant).await {
+        let throttled_before = self.throttle_probe.as_ref().map(|p| p());
+        let margin = self.opts.deadline_margin;
+        let cycle = TenantCycle::new(tenant.clone(), deadline, margin, self.progress.clone());
+        let (completed, watermark) = self.sync_tenant(&cycle, start).await;
+        self.finish(&cycle, start, completed, watermark, throttled_before)
+            .await
+    }
+
+    /// Retries the retry set's due incidents, pulls the tenant's window from its checkpoint
+    /// and saves the next one; returns whether the cycle completed, and the watermark.
+    async fn sync_tenant(
+        &self,
+        cycle: &TenantCycle,
+        start: OffsetDateTime,
+    ) -> (bool, Option<OffsetDateTime>) {
+        let state = &*self.ports.state;
+        let checkpoint = match state.checkpoint(&cycle.tenant).await {
             Ok(c) => c,
             Err(e) => {
-                ctx.tally.error(format!("reading the checkpoint: {e}"));
-                return self.finish(&ctx, start, false, None).await;
+                cycle.tally.error(format!("reading the checkpoint: {e}"));
+                return (false, None);
             }
         };
-        ctx.at_watermark = checkpoint.as_ref().map(|c| c.value.clone());
-        ctx.parked = self.retry_parked(&ctx).await;
-        let window = plan::initial_window(
-            ctx.at_watermark.as_ref(),
-            to_time(self.opts.lookback),
-            to_time(self.opts.overlap),
-            start,
-        );
+        let at_watermark = checkpoint.as_ref().map(|c| &c.value);
+        let (lookback, overlap) = (to_time(self.opts.lookback), to_time(self.opts.overlap));
+        let window = plan::initial_window(at_watermark, lookback, overlap, start);
         let window_end = window.updated_to.unwrap_or(start);
-        // Every incident of the window was created before its end (creation ≤ last update).
-        ctx.new_after = match self.raise_horizon(&ctx, window_end).await {
-            Ok(before) => Some(before.unwrap_or(OffsetDateTime::UNIX_EPOCH)),
-            Err(e) => {
-                tracing::warn!(error = %e, message = "The state horizon could not be raised; every incident's state is read.");
-                None
-            }
-        };
-        let pulled = self.pull(&ctx, window).await;
-        let next = plan::advance_checkpoint(
-            ctx.at_watermark.as_ref(),
-            window_end,
-            pulled.hold,
-            &pulled.delivered,
-        );
-        let completed = pulled.hold.is_none();
+        let pulled = self.pull(cycle, window, window_end, at_watermark).await;
+        let next =
+            plan::advance_checkpoint(at_watermark, window_end, pulled.hold, &pulled.delivered);
         let watermark = match next {
-            Some(cp) => self.save_checkpoint(&ctx, checkpoint, cp).await,
-            None => ctx.at_watermark.as_ref().map(|c| c.watermark),
+            Some(cp) => self.save_checkpoint(cycle, checkpoint.as_ref(), cp).await,
+            None => at_watermark.map(|c| c.watermark),
         };
-        self.finish(&ctx, start, completed, watermark).await
+        (pulled.hold.is_none(), watermark)
     }
 
-    /// Raises the tenant's [`StateHorizon`] to at least `to` (compare-and-swap, re-reading
-    /// after a lost race). Returns the value the write replaced (`None`: there was no record),
-    /// or the current value when it already covered `to`.
-    pub(super) async fn raise_horizon(
+    /// Builds the cycle's owners, retries the due incidents of the retry set, raises the state
+    /// horizon to the window's end and pulls the window.
+    async fn pull(
         &self,
-        ctx: &TenantCtx,
-        to: OffsetDateTime,
-    ) -> Result<Option<OffsetDateTime>, StateError> {
-        let mut held = ctx.horizon.lock().await;
-        for _ in 0..HORIZON_ATTEMPTS {
-            let current = match held.take() {
-                Some(v) => Some(v),
-                None => self.state.state_horizon(&ctx.tenant).await?,
-            };
-            let before = current.as_ref().map(|v| v.value.created);
-            if before.is_some_and(|b| b >= to) {
-                *held = current;
-                return Ok(before);
-            }
-            let pre = current.as_ref().map_or(Precondition::Absent, |v| {
-                Precondition::Matches(v.etag.clone())
-            });
-            let value = StateHorizon { created: to };
-            match self.state.put_state_horizon(&ctx.tenant, &value, pre).await {
-                Ok(etag) => {
-                    *held = Some(Versioned { value, etag });
-                    return Ok(before);
-                }
-                // Someone else moved it: read it again.
-                Err(StateError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StateError::Conflict)
-    }
-
-    /// Makes sure the horizon covers an incident whose state is about to be inserted (only an
-    /// incident created after the cycle's window end, which Graph should never list, needs a
-    /// raise).
-    pub(super) async fn cover_horizon(
-        &self,
-        ctx: &TenantCtx,
-        created: OffsetDateTime,
-    ) -> Result<(), StateError> {
-        let covered = ctx
-            .horizon
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|v| v.value.created >= created);
-        if !covered {
-            self.raise_horizon(ctx, created).await?;
-        }
-        Ok(())
+        cycle: &TenantCycle,
+        window: IncidentWindow,
+        window_end: OffsetDateTime,
+        at_watermark: Option<&Checkpoint>,
+    ) -> Pulled {
+        let state = &*self.ports.state;
+        let horizon = Horizon::new(state, &cycle.tenant);
+        let incidents = IncidentSync {
+            ports: &self.ports,
+            cycle,
+            horizon: &horizon,
+            policy: &self.policy,
+            concurrency: self.limits.sentinel_concurrency.max(1),
+        };
+        let retries = RetrySet {
+            state,
+            cycle,
+            horizon: &horizon,
+            backoff: self.opts.park_backoff,
+            backoff_max: self.opts.park_backoff_max,
+        };
+        let defender = &*self.ports.defender;
+        let parked = retries.retry_due(defender, &incidents).await;
+        horizon.open(window_end).await;
+        let delivery = Delivery {
+            defender,
+            cycle,
+            incidents: &incidents,
+            retries: &retries,
+            parked: &parked,
+            at_watermark,
+        };
+        Puller::new(delivery).run(window).await
     }
 
     async fn save_checkpoint(
         &self,
-        ctx: &TenantCtx,
-        old: Option<Versioned<Checkpoint>>,
+        cycle: &TenantCycle,
+        old: Option<&Versioned<Checkpoint>>,
         cp: Checkpoint,
     ) -> Option<OffsetDateTime> {
-        let pre = old.as_ref().map_or(Precondition::Absent, |v| {
-            Precondition::Matches(v.etag.clone())
-        });
-        if old.as_ref().is_some_and(|v| v.value == cp) {
+        if old.is_some_and(|v| v.value == cp) {
             return Some(cp.watermark);
         }
-        match self.state.put_checkpoint(&ctx.tenant, &cp, pre).await {
+        let pre = old.map_or(Precondition::Absent, |v| {
+            Precondition::Matches(v.etag.clone())
+        });
+        match self
+            .ports
+            .state
+            .put_checkpoint(&cycle.tenant, &cp, pre)
+            .await
+        {
             Ok(_) => Some(cp.watermark),
             Err(e) => {
                 // Another instance moved it (or storage failed): the next cycle re-reads the overlap.
                 tracing::warn!(error = %e, message = "Checkpoint not saved.");
-                ctx.tally.error(format!("saving the checkpoint: {e}"));
+                cycle.tally.error(format!("saving the checkpoint: {e}"));
                 old.map(|v| v.value.watermark)
             }
         }
     }
 
+    /// The tenant's report, also saved as its health figures (for SyncHealth).
     async fn finish(
         &self,
-        ctx: &TenantCtx,
+        cycle: &TenantCycle,
         start: OffsetDateTime,
         completed: bool,
         watermark: Option<OffsetDateTime>,
+        throttled_before: Option<u64>,
     ) -> TenantReport {
         let end = OffsetDateTime::now_utc();
-        if let (Some(probe), Some(before)) = (&self.throttle_probe, ctx.throttled_before) {
-            ctx.tally.throttled.store(
-                probe().saturating_sub(before),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
+        // The clients count every 429 once (they own the retries); the engine counts none.
+        let throttled = match (&self.throttle_probe, throttled_before) {
+            (Some(probe), Some(before)) => probe().saturating_sub(before),
+            _ => 0,
+        };
         let lag = watermark.map(|w| (end - w).try_into().unwrap_or(Duration::ZERO));
-        let report = ctx.tally.report(&ctx.tenant, completed, lag);
+        let report = cycle.tally.report(&cycle.tenant, completed, lag, throttled);
         let health = TenantHealth {
             last_cycle_start: Some(start),
             last_cycle_end: Some(end),
@@ -361,241 +269,14 @@ impl ForwardSync {
             comment_cap_reached: report.comment_cap_reached.clone(),
             last_errors: report.errors.clone(),
         };
-        if let Err(e) = self.state.put_tenant_health(&ctx.tenant, &health).await {
+        if let Err(e) = self
+            .ports
+            .state
+            .put_tenant_health(&cycle.tenant, &health)
+            .await
+        {
             tracing::warn!(error = %e, message = "Tenant health not saved.");
         }
         report
     }
-
-    /// Retries the due entries of the retry set; returns the ids still parked, with the
-    /// `lastUpdateDateTime` each was parked at.
-    async fn retry_parked(&self, ctx: &TenantCtx) -> HashMap<String, OffsetDateTime> {
-        let entries = match self.state.retry_set(&ctx.tenant).await {
-            Ok(e) => e,
-            Err(e) => {
-                ctx.tally.error(format!("reading the retry set: {e}"));
-                return HashMap::new();
-            }
-        };
-        let now = OffsetDateTime::now_utc();
-        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) =
-            entries.into_iter().partition(|e| e.next_attempt <= now);
-        let mut still: HashMap<String, OffsetDateTime> = later
-            .iter()
-            .map(|e| (e.incident_id.to_string(), e.last_update))
-            .collect();
-        let results: Vec<(String, OffsetDateTime, bool)> = futures::stream::iter(due)
-            .map(|e| async move {
-                let cleared = !ctx.out_of_time() && self.retry_one(ctx, &e).await;
-                (e.incident_id.to_string(), e.last_update, cleared)
-            })
-            .buffer_unordered(self.limits.sentinel_concurrency.max(1))
-            .collect()
-            .await;
-        still.extend(
-            results
-                .into_iter()
-                .filter(|(_, _, cleared)| !cleared)
-                .map(|(id, t, _)| (id, t)),
-        );
-        still
-    }
-
-    /// One retry; true when the incident left the retry set.
-    async fn retry_one(&self, ctx: &TenantCtx, entry: &RetryEntry) -> bool {
-        let fetched = self
-            .call(ctx, || {
-                self.defender.get_incident(&ctx.tenant, &entry.incident_id)
-            })
-            .await;
-        let incident = match fetched {
-            Ok(Some(i)) => i,
-            Ok(None) => return self.unpark(ctx, &entry.incident_id).await,
-            // Still refused (e.g. a payload that cannot be mapped): parked again, with backoff.
-            Err(e) if e.class() == ErrorClass::Rejected => {
-                self.park(
-                    ctx,
-                    &entry.incident_id,
-                    entry.last_update,
-                    e.to_string(),
-                    Some(entry),
-                )
-                .await;
-                return false;
-            }
-            Err(e) => {
-                ctx.tally
-                    .error(format!("retrying incident {}: {e}", entry.incident_id));
-                return false;
-            }
-        };
-        Tally::add(&ctx.tally.seen, 1);
-        let (id, t) = (incident.id.clone(), incident.last_update);
-        let outcome = self
-            .sync_batch(ctx, vec![incident], true)
-            .await
-            .pop()
-            .map(|(_, _, o)| o);
-        match outcome {
-            Some(super::incident::Outcome::Written | super::incident::Outcome::Unchanged) => {
-                Tally::add(&ctx.tally.cleared, 1);
-                self.unpark(ctx, &entry.incident_id).await
-            }
-            Some(super::incident::Outcome::Parked(msg)) => {
-                self.park(ctx, &id, t, msg, Some(entry)).await;
-                false
-            }
-            _ => false,
-        }
-    }
-
-    pub(super) async fn unpark(&self, ctx: &TenantCtx, id: &DefenderIncidentId) -> bool {
-        match self.state.remove_retry(&ctx.tenant, id).await {
-            Ok(()) => true,
-            Err(e) => {
-                ctx.tally
-                    .error(format!("removing {id} from the retry set: {e}"));
-                false
-            }
-        }
-    }
-
-    /// Parks an incident in the retry set (with backoff) and records the failure in its state.
-    pub(super) async fn park(
-        &self,
-        ctx: &TenantCtx,
-        id: &DefenderIncidentId,
-        last_update: OffsetDateTime,
-        error: String,
-        prev: Option<&RetryEntry>,
-    ) {
-        let attempts = prev.map_or(1, |p| p.attempts.saturating_add(1));
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-        let delay = self
-            .opts
-            .park_backoff
-            .saturating_mul(factor)
-            .min(self.opts.park_backoff_max);
-        let now = OffsetDateTime::now_utc();
-        let entry = RetryEntry {
-            incident_id: id.clone(),
-            last_update,
-            attempts,
-            last_error: error.clone(),
-            next_attempt: now + to_time(delay),
-        };
-        tracing::warn!(incident_id = %id, attempts, error = %error, message = "Incident parked in the retry set.");
-        Tally::add(&ctx.tally.parked, 1);
-        ctx.tally.error(format!("incident {id}: {error}"));
-        if let Err(e) = self.state.put_retry(&ctx.tenant, &entry).await {
-            ctx.tally.error(format!("parking {id}: {e}"));
-        }
-        self.record_failure(ctx, id, error).await;
-    }
-
-    /// Marks the incident's state as parked (for SyncHealth); best effort.
-    async fn record_failure(&self, ctx: &TenantCtx, id: &DefenderIncidentId, error: String) {
-        let name = SentinelIncidentName::for_defender(&ctx.tenant, id);
-        let Ok(current) = self.state.incident(&name).await else {
-            return;
-        };
-        let (mut value, pre) = match current {
-            Some(v) => (v.value, Precondition::Matches(v.etag)),
-            None => {
-                // An insert: the horizon must cover the incident, created before now.
-                if self
-                    .cover_horizon(ctx, OffsetDateTime::now_utc())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                (
-                    IncidentState::new(ctx.tenant.clone(), id.clone()),
-                    Precondition::Absent,
-                )
-            }
-        };
-        value.last_outcome = Some(Outcome::Parked);
-        value.last_error = Some(error);
-        value.updated_at = Some(OffsetDateTime::now_utc());
-        if let Err(e) = self.state.put_incident(&value, pre).await {
-            tracing::debug!(error = %e, message = "Parked state not recorded.");
-        }
-    }
-
-    /// Calls an upstream, retrying 429 and 5xx a bounded number of times (honouring
-    /// `Retry-After`), never past the deadline.
-    pub(super) async fn call<T, E, F, Fut>(&self, ctx: &TenantCtx, mut f: F) -> Result<T, E>
-    where
-        E: Classify + Backoff + std::fmt::Display,
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            let err = match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            attempt += 1;
-            if err.class() != ErrorClass::Transient || attempt >= self.opts.call_attempts.max(1) {
-                return Err(err);
-            }
-            let throttled = err.retry_after();
-            if throttled.is_some() {
-                Tally::add(&ctx.tally.throttled, 1);
-            }
-            let backoff = self.opts.call_backoff.saturating_mul(1 << attempt.min(8));
-            let wait = throttled.flatten().unwrap_or(backoff);
-            if Instant::now() + wait + ctx.margin >= ctx.deadline {
-                return Err(err);
-            }
-            tracing::debug!(attempt, error = %err, wait_ms = wait.as_millis() as u64, message = "Retrying an upstream call.");
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// How long an error asks us to wait: `Some(retry_after)` for a 429, `None` otherwise.
-pub(super) trait Backoff {
-    fn retry_after(&self) -> Option<Option<Duration>>;
-}
-
-impl Backoff for DefenderError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
-impl Backoff for SentinelError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
-impl Backoff for LogsError {
-    fn retry_after(&self) -> Option<Option<Duration>> {
-        match self {
-            Self::Throttled { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
-/// The margin kept before `deadline`: the configured one, but never more than a quarter of the
-/// time left when the tenant's cycle starts, so a short budget (a short `functionTimeout`) still
-/// does work instead of being out of time before it begins.
-fn margin(configured: Duration, deadline: Instant) -> Duration {
-    configured.min(deadline.saturating_duration_since(Instant::now()) / 4)
-}
-
-pub(super) fn to_time(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }

@@ -10,7 +10,7 @@ async fn horizon(h: &Harness) -> Option<OffsetDateTime> {
         .state_horizon(&tenant())
         .await
         .unwrap()
-        .map(|v| v.value.created)
+        .map(|v| v.value.created())
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! Forward cycles against the in-memory fakes of the three ports.
 
-use super::testing::*;
 use super::*;
 use crate::config::ClientLimits;
 use crate::domain::*;
 use crate::state::StateStore;
+use dss_test_support::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,8 +24,6 @@ fn options() -> ForwardOptions {
         overlap: Duration::from_secs(5 * 60),
         park_backoff: Duration::ZERO,
         park_backoff_max: Duration::ZERO,
-        call_attempts: 3,
-        call_backoff: Duration::from_millis(1),
         deadline_margin: Duration::ZERO,
     }
 }
@@ -52,10 +50,10 @@ fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
         store.clone(),
         vec![tenant()],
         policy,
-        Duration::from_secs(3600),
+        options(),
         limits,
     )
-    .with_options(options());
+    .with_throttle_probe(throttle_probe(&d, &s, &logs));
     Harness {
         d,
         s,
@@ -63,6 +61,16 @@ fn harness_with(conflict: ConflictPolicyName, concurrency: usize) -> Harness {
         store,
         sync,
     }
+}
+
+/// The fakes' 429 counters, read as the production probe reads the clients'.
+fn throttle_probe(
+    d: &Arc<FakeDefender>,
+    s: &Arc<FakeSentinel>,
+    logs: &Arc<FakeLogs>,
+) -> ThrottleProbe {
+    let (d, s, logs) = (d.clone(), s.clone(), logs.clone());
+    Arc::new(move || d.probe.throttled() + s.probe.throttled() + logs.probe.throttled())
 }
 
 fn harness() -> Harness {
@@ -497,7 +505,7 @@ async fn a_transient_page_failure_holds_the_watermark() {
     h.cycle().await;
     let wm = h.watermark().await.unwrap();
     h.add([61], ago(1));
-    // 5xx with $expand (3 attempts), then without it (3 more): the page fails.
+    // 5xx with $expand (3 attempts, in the client), then without it (3 more): the page fails.
     h.d.probe.fail("list", Fault::Transient, 6);
     let r = h.cycle().await;
     assert!(!r.completed);
@@ -801,10 +809,9 @@ async fn every_tenant_has_its_own_checkpoint_and_incidents() {
         store.clone(),
         vec![tenant(), other.clone()],
         policy,
-        Duration::from_secs(3600),
+        options(),
         ClientLimits::default(),
-    )
-    .with_options(options());
+    );
     d.upsert(incident(&tenant(), 1, ago(30)));
     d.upsert(incident(&other, 1, ago(30)));
     let r = sync
@@ -909,4 +916,71 @@ async fn an_owner_unknown_to_the_sentinel_directory_stays_unassigned_and_named_o
     );
     let r = h.cycle().await;
     assert_eq!(r.written, 0, "idle afterwards: {r:?}");
+}
+
+#[tokio::test]
+async fn each_429_is_counted_once_and_the_engine_never_retries_a_call() {
+    let h = harness();
+    h.add([95], ago(30));
+    // Every attempt of the client throttled: it hands the 429 back, the engine holds the incident.
+    h.s.probe
+        .fail("put_incident", Fault::Throttled, ATTEMPTS as usize);
+    let r = h.cycle().await;
+    assert!(!r.completed && r.failed == 1 && r.written == 0, "{r:?}");
+    assert_eq!(r.throttled, u64::from(ATTEMPTS), "each 429 once: {r:?}");
+    assert_eq!(
+        h.s.probe.calls("put_incident"),
+        u64::from(ATTEMPTS),
+        "one call by the engine: only the client's attempts"
+    );
+    let r = h.cycle().await;
+    assert!(r.completed && r.written == 1 && r.throttled == 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn where_the_service_creates_incidents_the_sync_ships_the_alerts_waits_and_then_updates() {
+    let h = harness();
+    h.s.set_service_created(true);
+    h.add([97], ago(30));
+    let r = h.cycle().await;
+    assert!(r.completed && r.parked == 1 && r.written == 0, "{r:?}");
+    assert!(
+        h.s.incident(&name(97)).is_none(),
+        "the sync never creates one"
+    );
+    assert_eq!(h.s.probe.calls("put_incident"), 0);
+    assert!(
+        h.logs.shipped().iter().any(|(id, _)| id == "97"),
+        "its alerts went out, for the service to make the incident from"
+    );
+    let set = h.store.retry_set(&tenant()).await.unwrap();
+    assert_eq!(set.len(), 1, "parked until the incident appears");
+
+    // The service creates it from the alerts (with its own title and no owner yet).
+    h.s.create_by_service(SentinelIncident {
+        name: name(97),
+        etag: None,
+        title: "Correlated: 3 alerts".into(),
+        description: None,
+        severity: SentinelSeverity::Medium,
+        status: SentinelStatus::New,
+        classification: None,
+        classification_reason: None,
+        classification_comment: None,
+        owner: Owner::default(),
+        labels: Vec::new(),
+        first_activity: None,
+        last_activity: None,
+        incident_number: None,
+        created: None,
+        last_modified: None,
+    });
+    let shipped = h.logs.shipped().len();
+    let r = h.cycle().await;
+    assert!(r.completed && r.cleared == 1, "{r:?}");
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert_eq!(h.s.probe.calls("put_incident"), 1, "updated once it exists");
+    let i = h.s.incident(&name(97)).unwrap();
+    assert!(i.labels.iter().any(|l| l.name == "Defender"), "{i:?}");
+    assert_eq!(h.logs.shipped().len(), shipped, "no alert shipped twice");
 }

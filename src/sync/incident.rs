@@ -1,146 +1,165 @@
-//! Incidents, forward, a batch (one page) at a time. The batch's states are read together
-//! first (a few queries instead of a read each). Then per incident: take the Sentinel incident
-//! (none if never synced; rebuilt from the state's snapshot when it holds one of the stored etag;
-//! else a GET), merge, PUT the whole incident (409 → start over with fresh reads), mirror
-//! comments. The batch's new alert rows go to Logs Ingestion in one call, and its states are
-//! written in one transaction per store group (partition), each with `If-Match` (a refused
-//! transaction → each of its states written alone; one that conflicts starts over). Every step is idempotent, so a crash anywhere in between is
-//! finished by the next cycle without duplicates.
+//! Incidents, forward, a batch (one page's worth) at a time. The batch's states are read
+//! together first (a few queries instead of a read each). Then per incident ([`IncidentSync`]'s
+//! prepare): take the Sentinel incident (none if never synced; rebuilt from the state's snapshot
+//! when it holds one of the stored etag; else a GET), merge, PUT the whole incident (409 → start
+//! over with fresh reads), mirror comments. Then the batch is committed ([`super::commit`]): its
+//! new alert rows go to Logs Ingestion in one call, and its states are written in one
+//! transaction per store group, each with `If-Match` (one that conflicts starts over). Every step
+//! is idempotent, so a crash anywhere in between is finished by the next cycle without
+//! duplicates.
 
-use super::forward::{ForwardSync, TenantCtx};
-use super::merge::{MergeBase, MergeInput, MergeOutcome, merge};
-use super::plan;
+use super::comments::CommentMirror;
+use super::commit::{AlertShipper, Prepared, StateCommit};
+use super::cycle::{Done, Failure, Outcome, Ports, Step, TenantCycle};
+use super::fingerprint::alert_fingerprint;
+use super::horizon::Horizon;
+use super::merge::{MergeBase, MergeInput, MergeOutcome, MergePolicy, merge};
 use super::report::Tally;
+use super::{plan, snapshot};
 use crate::domain::*;
 use crate::ports::*;
-use crate::state::*;
+use crate::state::{IncidentState, IncidentStates, Precondition, Versioned};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use time::OffsetDateTime;
 use tracing::Instrument;
-
-/// How one incident ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Written,
-    Unchanged,
-    /// Failed for a reason of its own: into the retry set; the watermark passes it.
-    Parked(String),
-    /// Failed transiently: holds the watermark at its instant.
-    Held(String),
-    /// Credentials: stop the tenant's cycle.
-    Fatal(String),
-}
-
-/// Why an attempt did not finish.
-pub(super) enum Step {
-    /// Someone else wrote (Sentinel 409, state ETag): read everything again.
-    Restart,
-    Fail(ErrorClass, String),
-}
-
-impl Step {
-    pub fn from<E: Classify + std::fmt::Display>(e: E) -> Self {
-        match e.class() {
-            ErrorClass::Conflict => Step::Restart,
-            class => Step::Fail(class, e.to_string()),
-        }
-    }
-
-    fn state(e: StateError) -> Self {
-        match e {
-            StateError::Conflict => Step::Restart,
-            e => Step::Fail(ErrorClass::Transient, format!("state store: {e}")),
-        }
-    }
-}
 
 /// Attempts per incident before giving up for this cycle (each 409 or ETag conflict is one).
 const MAX_ROUNDS: usize = 4;
 
-/// An incident synced upstream (Sentinel incident, comments) whose alert rows and state are
-/// still to be written.
-pub(super) struct Prepared {
-    d: DefenderIncident,
-    st: IncidentState,
-    pre: Precondition,
-    wrote: bool,
-    /// New or changed alerts, with their fingerprints (stored once shipped).
-    rows: Vec<AlertRecord>,
-    /// Alert id → fingerprint of each row's alert (stored in the state once shipped).
-    fingerprints: Vec<(String, String)>,
-    /// Set when the incident must be retried later although its writes went through.
-    parked: Option<String>,
+/// What is known of an incident's state before an attempt. (Moved, never copied: boxing the
+/// state would cost an allocation per incident on the hot path.)
+#[allow(clippy::large_enum_variant)]
+enum Known {
+    /// Not read yet: the attempt reads it.
+    Unread,
+    /// Read with the batch's (or surely new): there is none.
+    Absent,
+    Read(Versioned<IncidentState>),
 }
 
-impl Prepared {
-    /// The outcome once its state is written.
-    fn outcome(self) -> Outcome {
-        match self.parked {
-            Some(reason) => Outcome::Parked(reason),
-            None if self.wrote => Outcome::Written,
-            None => Outcome::Unchanged,
+impl Known {
+    fn from_batch(read: Option<&mut IncidentStates>, name: &SentinelIncidentName) -> Self {
+        match read {
+            None => Known::Unread,
+            Some(m) => m.remove(name).map_or(Known::Absent, Known::Read),
         }
     }
 }
 
-/// The final outcome of one incident, with what the checkpoint needs.
-pub(super) type Done = (DefenderIncidentId, OffsetDateTime, Outcome);
+/// What one attempt at an incident came to.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    /// Synced upstream; its rows and state are to be written.
+    Ready(Prepared),
+    /// The state shows it synced at this `lastUpdateDateTime`: nothing to do.
+    AlreadySynced,
+}
 
-impl ForwardSync {
-    /// Syncs a batch of incidents (one page, or one retry): their Sentinel incidents and
-    /// comments a few at a time, then all their new alert rows in one Logs Ingestion call, then
-    /// their states. `force` ignores "already synced at this lastUpdateDateTime" (retries).
-    pub(super) async fn sync_batch(
-        &self,
-        ctx: &TenantCtx,
-        batch: Vec<DefenderIncident>,
-        force: bool,
-    ) -> Vec<Done> {
-        self.sync_batch_at(ctx, batch, force, 0).await
+/// Syncs incidents to Sentinel for one tenant's cycle: prepares each (upstream writes), then
+/// commits the batch (rows, states).
+pub(super) struct IncidentSync<'a> {
+    pub ports: &'a Ports,
+    pub cycle: &'a TenantCycle,
+    pub horizon: &'a Horizon<'a>,
+    pub policy: &'a MergePolicy,
+    /// Incidents prepared at the same time.
+    pub concurrency: usize,
+}
+
+impl IncidentSync<'_> {
+    /// Syncs a batch of incidents (one page's worth, or one retry): their Sentinel incidents
+    /// and comments a few at a time, then all their new alert rows in one Logs Ingestion call,
+    /// then their states. `force` ignores "already synced at this lastUpdateDateTime" (retries).
+    pub async fn sync_batch(&self, batch: Vec<DefenderIncident>, force: bool) -> Vec<Done> {
+        let done = self.batch_at(batch, force, 0).await;
+        // A restarted incident came back through this batch: it is counted here only.
+        for (_, _, o) in &done {
+            match o {
+                Outcome::Written => Tally::add(&self.cycle.tally.written, 1),
+                Outcome::Unchanged => Tally::add(&self.cycle.tally.unchanged, 1),
+                _ => {}
+            }
+        }
+        done
     }
 
-    fn sync_batch_at<'a>(
-        &'a self,
-        ctx: &'a TenantCtx,
+    fn batch_at<'s>(
+        &'s self,
         batch: Vec<DefenderIncident>,
         force: bool,
         depth: usize,
-    ) -> futures::future::BoxFuture<'a, Vec<Done>> {
+    ) -> BoxFuture<'s, Vec<Done>> {
         Box::pin(async move {
-            let n = self.limits.sentinel_concurrency.max(1);
-            // A restarted incident met a state: it is read again, never taken for new.
-            let new = |d: &DefenderIncident| depth == 0 && ctx.surely_new(d);
-            let mut known = self.read_states(&batch, new).await;
-            let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
-                .map(|d| {
-                    let state = if new(&d) {
-                        Some(None)
-                    } else {
-                        let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-                        known.as_mut().map(|m| m.remove(&name))
-                    };
-                    self.prepare(ctx, d, force, state)
-                })
-                .buffer_unordered(n)
+            let (ready, mut done) = self.prepare_all(batch, force, depth).await;
+            let ready = self.shipper().ship(ready, &mut done).await;
+            let committed = self
+                .committer()
+                .commit_all(ready, depth + 1 < MAX_ROUNDS)
+                .await;
+            done.extend(committed.done);
+            let restarted: Vec<Vec<Done>> = futures::stream::iter(committed.restart)
+                .map(|d| self.batch_at(vec![d], force, depth + 1))
+                .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
-            let mut done = Vec::new();
-            let ready: Vec<Prepared> = prepared
-                .into_iter()
-                .filter_map(|r| r.map_err(|d| done.push(d)).ok())
-                .collect();
-            let ready = self.ship_batch(ctx, ready, &mut done).await;
-            done.extend(self.commit_all(ctx, ready, force, depth, n).await);
-            // A restarted incident comes back through the outer batch: count it there only.
-            for (_, _, o) in done.iter().filter(|_| depth == 0) {
-                match o {
-                    Outcome::Written => Tally::add(&ctx.tally.written, 1),
-                    Outcome::Unchanged => Tally::add(&ctx.tally.unchanged, 1),
-                    _ => {}
-                }
-            }
+            done.extend(restarted.into_iter().flatten());
             done
         })
+    }
+
+    /// Prepares a batch's incidents a few at a time: those ready to commit, and those done.
+    async fn prepare_all(
+        &self,
+        batch: Vec<DefenderIncident>,
+        force: bool,
+        depth: usize,
+    ) -> (Vec<Prepared>, Vec<Done>) {
+        // A restarted incident met a state: it is read again, never taken for new.
+        let new = |d: &DefenderIncident| depth == 0 && self.horizon.surely_new(d);
+        let mut read = self.read_states(&batch, new).await;
+        let prepared: Vec<Result<Prepared, Done>> = futures::stream::iter(batch)
+            .map(|d| {
+                let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+                let known = if new(&d) {
+                    Known::Absent
+                } else {
+                    Known::from_batch(read.as_mut(), &name)
+                };
+                self.prepare(d, force, known)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut done = Vec::new();
+        let ready = prepared
+            .into_iter()
+            .filter_map(|r| r.map_err(|d| done.push(d)).ok())
+            .collect();
+        (ready, done)
+    }
+
+    fn shipper(&self) -> AlertShipper<'_> {
+        AlertShipper {
+            logs: self.ports.logs.as_deref(),
+            cycle: self.cycle,
+        }
+    }
+
+    fn committer(&self) -> StateCommit<'_> {
+        StateCommit {
+            state: &*self.ports.state,
+            cycle: self.cycle,
+            concurrency: self.concurrency,
+        }
+    }
+
+    fn comments(&self) -> CommentMirror<'_> {
+        CommentMirror {
+            sentinel: &*self.ports.sentinel,
+            cycle: self.cycle,
+            policy: &self.policy.conflict,
+        }
     }
 
     /// The states of a batch in one read, except those of `new` incidents (which have none);
@@ -159,7 +178,7 @@ impl ForwardSync {
         if names.len() < 2 {
             return None;
         }
-        match self.state.incidents(&names).await {
+        match self.ports.state.incidents(&names).await {
             Ok(states) => Some(states),
             Err(e) => {
                 tracing::debug!(error = %e, message = "Reading a page's states at once failed; reading them one by one.");
@@ -168,329 +187,154 @@ impl ForwardSync {
         }
     }
 
-    /// Writes the prepared incidents' states, one transaction per group of the store (a Table
-    /// partition) and per [`MAX_STATES_PER_PUT`] states, all at once, each state with its own
-    /// `If-Match`. When a transaction
-    /// loses a race or is refused (too big), nothing of it was written: each of its states is
-    /// then written alone, so only the incidents that really conflict start over. Any other
-    /// failure (storage down, the process dying) holds that group's incidents, exactly as a
-    /// failed single write would.
-    async fn commit_all(
-        &self,
-        ctx: &TenantCtx,
-        mut ready: Vec<Prepared>,
-        force: bool,
-        depth: usize,
-        n: usize,
-    ) -> Vec<Done> {
-        for p in &mut ready {
-            for (id, fp) in p.fingerprints.drain(..) {
-                p.st.shipped_alerts.insert(id, fp);
-            }
-        }
-        let mut groups: std::collections::BTreeMap<String, Vec<Vec<Prepared>>> =
-            std::collections::BTreeMap::new();
-        for p in ready {
-            let chunks = groups
-                .entry(self.state.incident_group(&p.st.sentinel_name))
-                .or_default();
-            match chunks.last_mut() {
-                Some(last) if last.len() < MAX_STATES_PER_PUT => last.push(p),
-                _ => chunks.push(vec![p]),
-            }
-        }
-        let done = futures::future::join_all(
-            groups
-                .into_values()
-                .flatten()
-                .map(|g| self.commit_group(ctx, g, force, depth, n)),
-        )
-        .await;
-        done.into_iter().flatten().collect()
-    }
-
-    /// Writes the states of one group in one transaction; see [`ForwardSync::commit_all`].
-    async fn commit_group(
-        &self,
-        ctx: &TenantCtx,
-        mut ready: Vec<Prepared>,
-        force: bool,
-        depth: usize,
-        n: usize,
-    ) -> Vec<Done> {
-        if ready.len() > 1 {
-            let mut items = Vec::with_capacity(ready.len());
-            for p in &mut ready {
-                let st = std::mem::replace(
-                    &mut p.st,
-                    IncidentState::new(p.d.tenant.clone(), p.d.id.clone()),
-                );
-                items.push((st, p.pre.clone()));
-            }
-            let result = self.state.put_incidents(&items).await;
-            for (p, (st, _)) in ready.iter_mut().zip(items) {
-                p.st = st;
-            }
-            match result {
-                Ok(_) => {
-                    return ready
-                        .into_iter()
-                        .map(|p| (p.d.id.clone(), p.d.last_update, p.outcome()))
-                        .collect();
-                }
-                Err(StateError::Conflict | StateError::Invalid(_)) => {
-                    tracing::debug!(
-                        incidents = ready.len(),
-                        message = "A batch state write was refused; writing the states one by one."
-                    );
-                }
-                Err(e) => {
-                    return ready
-                        .into_iter()
-                        .map(|p| {
-                            (
-                                p.d.id.clone(),
-                                p.d.last_update,
-                                self.held(ctx, format!("incident {}: state store: {e}", p.d.id)),
-                            )
-                        })
-                        .collect();
-                }
-            }
-        }
-        self.commit_each(ctx, ready, force, depth, n).await
-    }
-
-    /// Writes each state alone.
-    async fn commit_each(
-        &self,
-        ctx: &TenantCtx,
-        ready: Vec<Prepared>,
-        force: bool,
-        depth: usize,
-        n: usize,
-    ) -> Vec<Done> {
-        let committed: Vec<Vec<Done>> = futures::stream::iter(ready)
-            .map(|p| self.commit(ctx, p, force, depth))
-            .buffer_unordered(n)
-            .collect()
-            .await;
-        committed.into_iter().flatten().collect()
-    }
-
-    /// Writes a prepared incident's state (`If-Match`); a conflict starts the incident over.
-    async fn commit(&self, ctx: &TenantCtx, p: Prepared, force: bool, depth: usize) -> Vec<Done> {
-        let (id, t) = (p.d.id.clone(), p.d.last_update);
-        match self.state.put_incident(&p.st, p.pre.clone()).await {
-            Ok(_) => {}
-            Err(StateError::Conflict) if depth + 1 < MAX_ROUNDS => {
-                tracing::debug!(incident_id = %id, message = "State changed under us; starting the incident over.");
-                return self.sync_batch_at(ctx, vec![p.d], force, depth + 1).await;
-            }
-            Err(e) => {
-                return vec![(
-                    id.clone(),
-                    t,
-                    self.held(ctx, format!("incident {id}: state store: {e}")),
-                )];
-            }
-        }
-        vec![(id, t, p.outcome())]
-    }
-
-    /// Ships the batch's alert rows in one call (the adapter splits by size). When Logs
-    /// Ingestion refuses the rows, each incident's rows are tried alone so one bad incident
-    /// is parked and the others go through.
-    async fn ship_batch(
-        &self,
-        ctx: &TenantCtx,
-        mut ready: Vec<Prepared>,
-        done: &mut Vec<Done>,
-    ) -> Vec<Prepared> {
-        let Some(logs) = &self.logs else { return ready };
-        // The rows move into one list (and back, if each incident must be tried alone).
-        let counts: Vec<usize> = ready.iter().map(|p| p.rows.len()).collect();
-        let rows: Vec<AlertRecord> = ready
-            .iter_mut()
-            .flat_map(|p| std::mem::take(&mut p.rows))
-            .collect();
-        if rows.is_empty() {
-            return ready;
-        }
-        let err = match self.call(ctx, || logs.ship_alerts(&rows)).await {
-            Ok(()) => return ready,
-            Err(e) => e,
-        };
-        if err.class() != ErrorClass::Rejected || ready.len() == 1 {
-            done.extend(ready.into_iter().map(|p| self.not_shipped(ctx, p, &err)));
-            return Vec::new();
-        }
-        let mut rows = rows.into_iter();
-        for (p, n) in ready.iter_mut().zip(counts) {
-            p.rows = rows.by_ref().take(n).collect();
-        }
-        let mut ok = Vec::new();
-        for p in ready {
-            let rows = &p.rows;
-            match self.call(ctx, || logs.ship_alerts(rows)).await {
-                Ok(()) => ok.push(p),
-                Err(e) => done.push(self.not_shipped(ctx, p, &e)),
-            }
-        }
-        ok
-    }
-
-    fn not_shipped(&self, ctx: &TenantCtx, p: Prepared, e: &LogsError) -> Done {
-        let msg = format!("incident {}: shipping alerts: {e}", p.d.id);
-        let outcome = match e.class() {
-            ErrorClass::Rejected => Outcome::Parked(msg),
-            ErrorClass::Auth => {
-                Tally::add(&ctx.tally.failed, 1);
-                ctx.tally.error(msg.clone());
-                Outcome::Fatal(msg)
-            }
-            _ => self.held(ctx, msg),
-        };
-        (p.d.id, p.d.last_update, outcome)
-    }
-
     /// Syncs one incident's Sentinel side (bounded rounds on 409 and state conflicts).
-    /// `known`: its state when already read with the batch's (`Some(None)`: it has none).
     async fn prepare(
         &self,
-        ctx: &TenantCtx,
         d: DefenderIncident,
         force: bool,
-        known: Option<Option<Versioned<IncidentState>>>,
+        known: Known,
     ) -> Result<Prepared, Done> {
-        let span = tracing::info_span!("incident", incident_id = %d.id, tenant = %ctx.tenant);
-        self.prepare_rounds(ctx, d, force, known)
-            .instrument(span)
-            .await
+        let span =
+            tracing::info_span!("incident", incident_id = %d.id, tenant = %self.cycle.tenant);
+        self.prepare_rounds(d, force, known).instrument(span).await
     }
 
     async fn prepare_rounds(
         &self,
-        ctx: &TenantCtx,
         mut d: DefenderIncident,
         force: bool,
-        mut known: Option<Option<Versioned<IncidentState>>>,
+        mut known: Known,
     ) -> Result<Prepared, Done> {
         let (id, t) = (d.id.clone(), d.last_update);
         // Not started before the deadline: not a failure, the next cycle takes it.
-        if ctx.out_of_time() {
-            return Err((
-                id,
-                t,
-                Outcome::Held("the cycle's deadline came first".into()),
-            ));
+        if self.cycle.out_of_time() {
+            let msg = "the cycle's deadline came first".to_owned();
+            return Err((id, t, Outcome::Held(msg)));
         }
         for round in 0..MAX_ROUNDS {
-            if round > 0 && ctx.out_of_time() {
-                return Err((
-                    id.clone(),
-                    t,
-                    self.held(
-                        ctx,
-                        format!("incident {id}: the cycle's deadline came first"),
-                    ),
-                ));
+            if round > 0 && self.cycle.out_of_time() {
+                let msg = format!("incident {id}: the cycle's deadline came first");
+                return Err((id, t, self.cycle.held(msg)));
             }
-            // After a conflict, read Sentinel for real: the stored etag may be the stale one.
-            // After a conflict, the state is read again too.
-            let outcome = match self
-                .try_prepare(ctx, &mut d, force, round == 0, known.take())
-                .await
-            {
-                Ok(Some(p)) => return Ok(p),
-                Ok(None) => Outcome::Unchanged,
+            // After a conflict, read Sentinel for real (the stored etag may be the stale one),
+            // and the state again.
+            let known = std::mem::replace(&mut known, Known::Unread);
+            let outcome = match self.attempt(&mut d, force, round == 0, known).await {
+                Ok(Attempt::Ready(p)) => return Ok(p),
+                Ok(Attempt::AlreadySynced) => Outcome::Unchanged,
                 Err(Step::Restart) => {
                     tracing::debug!(message = "Concurrent write; starting the incident over.");
                     continue;
                 }
-                Err(Step::Fail(ErrorClass::Rejected | ErrorClass::NotFound, msg)) => {
-                    Outcome::Parked(msg)
-                }
-                Err(Step::Fail(ErrorClass::Auth, msg)) => {
-                    Tally::add(&ctx.tally.failed, 1);
-                    ctx.tally.error(format!("incident {id}: {msg}"));
-                    Outcome::Fatal(msg)
-                }
-                Err(Step::Fail(_, msg)) => self.held(ctx, format!("incident {id}: {msg}")),
+                Err(Step::Fail(f)) => self.failed(&id, f),
             };
             return Err((id, t, outcome));
         }
-        Err((
-            id.clone(),
-            t,
-            self.held(
-                ctx,
-                format!("incident {id}: still conflicting after {MAX_ROUNDS} attempts"),
-            ),
-        ))
+        let msg = format!("incident {id}: still conflicting after {MAX_ROUNDS} attempts");
+        Err((id, t, self.cycle.held(msg)))
     }
 
-    fn held(&self, ctx: &TenantCtx, msg: String) -> Outcome {
-        tracing::warn!(error = %msg, message = "Incident not synced this cycle; the watermark holds.");
-        Tally::add(&ctx.tally.failed, 1);
-        ctx.tally.error(msg.clone());
-        Outcome::Held(msg)
+    /// What a failed attempt means for the incident.
+    fn failed(&self, id: &DefenderIncidentId, f: Failure) -> Outcome {
+        let msg = f.to_string();
+        match f.class {
+            ErrorClass::Rejected | ErrorClass::NotFound => Outcome::Parked(msg),
+            ErrorClass::Auth => self.cycle.fatal(format!("incident {id}: {msg}")),
+            _ => self.cycle.held(format!("incident {id}: {msg}")),
+        }
     }
 
-    /// One attempt; `Ok(None)` when the state shows the incident synced at this instant.
-    /// `optimistic`: rebuild the Sentinel incident from the state's snapshot instead of a GET.
-    async fn try_prepare(
+    /// One attempt. `optimistic`: rebuild the Sentinel incident from the state's snapshot
+    /// instead of a GET.
+    async fn attempt(
         &self,
-        ctx: &TenantCtx,
         d: &mut DefenderIncident,
         force: bool,
         optimistic: bool,
-        known: Option<Option<Versioned<IncidentState>>>,
-    ) -> Result<Option<Prepared>, Step> {
+        known: Known,
+    ) -> Result<Attempt, Step> {
         let name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
-        let stored = match known {
-            Some(stored) => stored,
-            None => self.state.incident(&name).await.map_err(Step::state)?,
-        };
-        if stored.is_none() {
-            // Its state will be inserted: the horizon must cover it first.
-            self.cover_horizon(ctx, d.created)
-                .await
-                .map_err(Step::state)?;
-        }
+        let stored = self.load_state(&name, d, known).await?;
         if !force
             && stored
                 .as_ref()
                 .is_some_and(|v| synced_at(&v.value, d.last_update))
         {
-            return Ok(None);
+            return Ok(Attempt::AlreadySynced);
         }
         if d.alerts.is_none() {
             let alerts = self
-                .call(ctx, || {
-                    self.defender.alerts_for_incident(&ctx.tenant, &d.id)
-                })
-                .await
-                .map_err(Step::from)?;
-            d.alerts = Some(alerts);
+                .ports
+                .defender
+                .alerts_for_incident(&self.cycle.tenant, &d.id);
+            d.alerts = Some(alerts.await.map_err(Step::from)?);
         }
-        let (current, rebuilt) = self
-            .current_sentinel(ctx, &name, stored.as_ref().map(|v| &v.value), d, optimistic)
-            .await?;
-        let mut st = stored.as_ref().map_or_else(
-            || IncidentState::new(d.tenant.clone(), d.id.clone()),
-            |v| v.value.clone(),
-        );
-        let mut outcome = self.merge_one(d, &st, current.as_ref())?;
-        let lookup = self
-            .resolve_owner(&outcome.sentinel_target, current.as_ref())
-            .await;
+        let pre = stored.as_ref().map_or(Precondition::Absent, |v| {
+            Precondition::Matches(v.etag.clone())
+        });
+        let st = stored.map(|v| v.value);
+        let (current, rebuilt) = self.current_sentinel(st.as_ref(), d, optimistic).await?;
+        let st = st.unwrap_or_else(|| IncidentState::new(d.tenant.clone(), d.id.clone()));
+        if current.is_none() && self.ports.sentinel.provisioning() == Provisioning::ByService {
+            return Ok(Attempt::Ready(self.awaiting_creation(d, st, pre)));
+        }
+        let p = self.write_sentinel(d, st, pre, current, rebuilt).await?;
+        Ok(Attempt::Ready(p))
+    }
+
+    /// Merges, writes the Sentinel incident when it differs, and mirrors the comments.
+    async fn write_sentinel(
+        &self,
+        d: &mut DefenderIncident,
+        mut st: IncidentState,
+        pre: Precondition,
+        current: Option<SentinelIncident>,
+        rebuilt: bool,
+    ) -> Result<Prepared, Step> {
+        let (planned, outcome) = self.plan(d, &mut st, current.as_ref()).await?;
+        let (written, wrote) = match current {
+            Some(c) if plan::same_writable(&planned, &c) => (c, false),
+            _ => (self.put(&planned, rebuilt).await?, true),
+        };
+        let comments = self.comments();
+        let extras = comments.after_put(d, &written, &outcome, &mut st).await?;
+        let wrote = wrote || extras.wrote;
+        Ok(self.finish(d, st, pre, outcome, &written, wrote, extras.parked))
+    }
+
+    /// The incident's state: as read with the batch, or read now. One about to be inserted
+    /// is covered by the horizon first.
+    async fn load_state(
+        &self,
+        name: &SentinelIncidentName,
+        d: &DefenderIncident,
+        known: Known,
+    ) -> Result<Option<Versioned<IncidentState>>, Step> {
+        let stored = match known {
+            Known::Read(v) => Some(v),
+            Known::Absent => None,
+            Known::Unread => self.ports.state.incident(name).await.map_err(Step::state)?,
+        };
+        if stored.is_none() {
+            self.horizon.cover(d.created).await.map_err(Step::state)?;
+        }
+        Ok(stored)
+    }
+
+    /// The merge, and the whole Sentinel incident to PUT. Sentinel refuses an owner its
+    /// directory does not know (an MSSP's customer users): it is left unassigned, the Defender
+    /// owner is named in the description (on later updates too), and the Sentinel side is
+    /// recorded as written (unassigned) so the next cycle sees no analyst change.
+    async fn plan(
+        &self,
+        d: &DefenderIncident,
+        st: &mut IncidentState,
+        current: Option<&SentinelIncident>,
+    ) -> Result<(SentinelIncident, MergeOutcome), Step> {
+        let mut outcome = self.merge_one(d, st, current)?;
+        let lookup = self.resolve_owner(&outcome.sentinel_target, current).await;
         let mut planned =
-            plan::sentinel_incident(d, current.as_ref(), &outcome.sentinel_target, lookup.user());
-        // Sentinel refuses an owner its directory does not know (an MSSP's customer users):
-        // leave it unassigned, name the Defender owner in the description (on later updates
-        // too), and record the Sentinel side as written (unassigned) so the next cycle sees no
-        // analyst change.
+            plan::sentinel_incident(d, current, &outcome.sentinel_target, lookup.user());
         let unknown_owner = match &lookup {
             OwnerLookup::NotInDirectory(upn) => Some(upn.clone()),
             OwnerLookup::Found(_) => None,
@@ -506,71 +350,107 @@ impl ForwardSync {
             outcome.base.sentinel.owner_upn = None;
         }
         st.unknown_owner = unknown_owner;
-        let (written, mut wrote) = match current {
-            Some(c) if plan::same_writable(&planned, &c) => (c, false),
-            _ => (
-                self.call(ctx, || self.sentinel.put_incident(&planned))
-                    .await
-                    .map_err(|e| put_failed(e, rebuilt))?,
-                true,
-            ),
-        };
-        let extras = self.after_put(ctx, d, &written, &outcome, &mut st).await?;
-        wrote |= extras.wrote;
-        // Nothing below can fail: the alerts move into the rows (no copy of their JSON).
+        Ok((planned, outcome))
+    }
+
+    async fn put(
+        &self,
+        planned: &SentinelIncident,
+        rebuilt: bool,
+    ) -> Result<SentinelIncident, Step> {
+        self.ports
+            .sentinel
+            .put_incident(planned)
+            .await
+            .map_err(|e| put_failed(e, rebuilt))
+    }
+
+    /// An incident the target has not created yet, where the service creates incidents: its
+    /// alerts are shipped (the service makes the incident from them) and it is parked until
+    /// the incident appears. Nothing of the Sentinel side is recorded.
+    fn awaiting_creation(
+        &self,
+        d: &mut DefenderIncident,
+        mut st: IncidentState,
+        pre: Precondition,
+    ) -> Prepared {
         let (rows, fingerprints) = self.take_changed_alerts(d, &st);
-        wrote |= !rows.is_empty();
+        let reason = "waiting for Sentinel to create the incident from its alerts".to_owned();
+        st.last_outcome = Some(StateOutcome::Parked);
+        st.last_error = Some(reason.clone());
+        st.updated_at = Some(OffsetDateTime::now_utc());
+        Prepared {
+            d: d.clone(),
+            st,
+            pre,
+            wrote: !rows.is_empty(),
+            rows,
+            fingerprints,
+            parked: Some(reason),
+        }
+    }
+
+    /// The incident's new state, with its alert rows (moved out of `d`: no copy of their JSON).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        d: &mut DefenderIncident,
+        mut st: IncidentState,
+        pre: Precondition,
+        outcome: MergeOutcome,
+        written: &SentinelIncident,
+        wrote: bool,
+        parked: Option<String>,
+    ) -> Prepared {
+        let (rows, fingerprints) = self.take_changed_alerts(d, &st);
+        let wrote = wrote || !rows.is_empty();
         st.defender_last_update = Some(d.last_update);
         st.defender_base = Some(outcome.base.defender);
         st.sentinel_base = Some(outcome.base.sentinel);
-        st.sentinel_etag = written.etag.clone();
-        st.sentinel_snapshot = super::snapshot::take(&written);
-        st.last_outcome = Some(if extras.parked.is_some() {
-            Outcome_::Parked
-        } else if wrote {
-            Outcome_::Synced
-        } else {
-            Outcome_::Unchanged
+        st.record_sentinel(written.etag.clone(), snapshot::take(written));
+        st.last_outcome = Some(match (&parked, wrote) {
+            (Some(_), _) => StateOutcome::Parked,
+            (None, true) => StateOutcome::Synced,
+            (None, false) => StateOutcome::Unchanged,
         });
-        st.last_error = extras.parked.clone();
+        st.last_error = parked.clone();
         st.updated_at = Some(OffsetDateTime::now_utc());
-        let pre = stored.map_or(Precondition::Absent, |v| Precondition::Matches(v.etag));
-        Ok(Some(Prepared {
+        Prepared {
             d: d.clone(),
             st,
             pre,
             wrote,
             rows,
             fingerprints,
-            parked: extras.parked,
-        }))
+            parked,
+        }
     }
 
     /// The Sentinel incident to merge with and PUT over. Never synced: the name is ours alone,
     /// so no read; a PUT without etag creates it (or, if the state was lost, updates it from
-    /// Defender, which a first sync does anyway). Synced, with a snapshot of the stored etag:
-    /// rebuilt from it without a read; the PUT with that etag proves it (`snapshot` module),
-    /// a 409 starts over with a GET. Otherwise: GET. The flag says "rebuilt".
+    /// Defender, which a first sync does anyway). That is, where the sync creates incidents:
+    /// where the service does, the incident is looked for. Synced, with a snapshot of the
+    /// stored etag: rebuilt from it without a read; the PUT with that etag proves it
+    /// (`snapshot` module), a 409 starts over with a read. Otherwise: read. The flag says
+    /// "rebuilt".
     async fn current_sentinel(
         &self,
-        ctx: &TenantCtx,
-        name: &SentinelIncidentName,
         stored: Option<&IncidentState>,
         d: &DefenderIncident,
         optimistic: bool,
     ) -> Result<(Option<SentinelIncident>, bool), Step> {
-        let Some(st) = stored else {
-            return Ok((None, false));
-        };
-        if optimistic && let Some(rebuilt) = super::snapshot::rebuild(st, d) {
-            return Ok((Some(rebuilt), true));
+        let sentinel = &self.ports.sentinel;
+        match stored {
+            None if sentinel.provisioning() == Provisioning::BySync => return Ok((None, false)),
+            Some(st) if optimistic => {
+                if let Some(rebuilt) = snapshot::rebuild(st, d) {
+                    return Ok((Some(rebuilt), true));
+                }
+            }
+            _ => {}
         }
-        Ok((
-            self.call(ctx, || self.sentinel.get_incident(name))
-                .await
-                .map_err(Step::from)?,
-            false,
-        ))
+        let current = sentinel.find_mirror(&d.tenant, &d.id).await;
+        Ok((current.map_err(Step::from)?, false))
     }
 
     fn merge_one(
@@ -594,8 +474,8 @@ impl ForwardSync {
             defender_modified: d.last_update,
             sentinel_modified: current.and_then(|c| c.last_modified),
         };
-        let outcome = merge(input, &self.policy)
-            .map_err(|e| Step::Fail(ErrorClass::Rejected, e.to_string()))?;
+        let outcome = merge(input, self.policy)
+            .map_err(|e| Step::Fail(Failure::new(ErrorClass::Rejected, e)))?;
         if !outcome.defender_writes.is_empty() {
             // Reverse sync executes these later; until then the Sentinel base is not advanced.
             tracing::debug!(writes = ?outcome.defender_writes, message = "Defender writes pending (not executed by forward sync).");
@@ -617,7 +497,7 @@ impl ForwardSync {
         if unchanged {
             return OwnerLookup::Skipped;
         }
-        match self.defender.resolve_user(upn).await {
+        match self.ports.defender.resolve_user(upn).await {
             Ok(Some(u)) => OwnerLookup::Found(u),
             Ok(None) => {
                 tracing::info!(
@@ -633,9 +513,39 @@ impl ForwardSync {
             }
         }
     }
+
+    /// New or changed alerts (with their evidence), moved out of `d` (its `alerts` become
+    /// `None`: a restarted attempt reads them again), and the fingerprint of each by alert id,
+    /// when Logs Ingestion is configured; shipped per batch, fingerprints stored once shipped.
+    fn take_changed_alerts(
+        &self,
+        d: &mut DefenderIncident,
+        st: &IncidentState,
+    ) -> (Vec<AlertRecord>, Vec<(String, String)>) {
+        if self.ports.logs.is_none() {
+            return (Vec::new(), Vec::new());
+        }
+        let sentinel_name = SentinelIncidentName::for_defender(&d.tenant, &d.id);
+        let mut records = Vec::new();
+        let mut fingerprints = Vec::new();
+        for alert in d.alerts.take().into_iter().flatten() {
+            let fp = alert_fingerprint(&alert);
+            if st.shipped_alerts.get(&alert.id) == Some(&fp) {
+                continue;
+            }
+            fingerprints.push((alert.id.clone(), fp));
+            records.push(AlertRecord {
+                tenant: d.tenant.clone(),
+                incident_id: d.id.clone(),
+                sentinel_name,
+                alert,
+            });
+        }
+        (records, fingerprints)
+    }
 }
 
-use crate::state::Outcome as Outcome_;
+use crate::state::Outcome as StateOutcome;
 
 /// What the directory said of a new owner.
 enum OwnerLookup {
@@ -672,6 +582,6 @@ fn synced_at(st: &IncidentState, last_update: OffsetDateTime) -> bool {
     st.defender_last_update == Some(last_update)
         && matches!(
             st.last_outcome,
-            Some(Outcome_::Synced | Outcome_::Unchanged)
+            Some(StateOutcome::Synced | StateOutcome::Unchanged)
         )
 }

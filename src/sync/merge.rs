@@ -9,7 +9,6 @@ use super::mapping::{
     self, DefenderClassificationFields, MappingError, SentinelClassificationFields,
 };
 use crate::domain::*;
-use crate::ports::DefenderPatch;
 use time::OffsetDateTime;
 
 /// The stored base: both sides' values after the last sync.
@@ -130,29 +129,7 @@ pub struct MergeOutcome {
 
 /// The Defender fields after a patch (what Graph holds once the PATCH is applied).
 pub fn apply_patch(d: &DefenderFields, p: &DefenderPatch) -> DefenderFields {
-    let mut out = d.clone();
-    if let Some(v) = &p.status {
-        out.status = v.clone();
-    }
-    if let Some(v) = &p.severity {
-        out.severity = v.clone();
-    }
-    if let Some(v) = &p.classification {
-        out.classification = Some(v.clone());
-    }
-    if let Some(v) = &p.determination {
-        out.determination = Some(v.clone());
-    }
-    if let Some(v) = &p.resolving_comment {
-        out.resolving_comment = Some(v.clone());
-    }
-    if let Some(v) = &p.assigned_to {
-        out.assigned_to = v.clone();
-    }
-    if let Some(v) = &p.custom_tags {
-        out.custom_tags = v.clone();
-    }
-    out
+    p.apply(d)
 }
 
 /// The result of merging one field.

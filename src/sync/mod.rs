@@ -4,25 +4,32 @@
 //! Public surface: [`ForwardSync`] (one forward cycle per tenant), [`CycleReport`], the pure
 //! [`merge::merge`] and [`plan`] functions, and the [`mapping`] tables.
 
-mod extras;
-mod forward;
-mod incident;
+// The pure core: decisions without I/O.
+mod fingerprint;
 pub mod mapping;
 pub mod merge;
 pub mod plan;
-mod pull;
-mod report;
 mod snapshot;
 
-pub use extras::{
+// The engine: the owners of a tenant's cycle, from the leaves up.
+mod comments;
+mod commit;
+mod cycle;
+mod forward;
+mod horizon;
+mod incident;
+mod pull;
+mod report;
+mod retry_set;
+
+pub use cycle::{PageProgress, ProgressFn};
+pub use fingerprint::{
     COMMENT_CAP, COMMENT_MAX_CHARS, DEFENDER_MARKER, SENTINEL_MARKER, alert_fingerprint,
     comment_fingerprint, comment_messages, is_mirrored,
 };
-pub use forward::{ForwardOptions, ForwardSync, PageProgress, ProgressFn, ThrottleProbe};
+pub use forward::{ForwardOptions, ForwardSync, ThrottleProbe};
 pub use merge::{MergeBase, MergeOutcome, MergePolicy};
 pub use report::{CycleReport, TenantReport};
 
 #[cfg(test)]
 mod forward_tests;
-#[cfg(test)]
-pub(crate) mod testing;

@@ -2,14 +2,13 @@
 //! advance rule (`docs/sync-model.md`, invariant 2).
 
 use super::mapping::{is_reserved_label, owner_same};
+use crate::domain::records::Checkpoint;
 use crate::domain::*;
-use crate::ports::IncidentWindow;
-use crate::state::Checkpoint;
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 
 /// Sentinel's description limit, in characters.
-pub const DESCRIPTION_LIMIT: usize = 5_000;
+pub const DESCRIPTION_LIMIT: usize = SENTINEL_DESCRIPTION_MAX_CHARS;
 /// Shown at the end of a cut description.
 pub const TRUNCATION_MARKER: &str = "\n\n[… truncated; the full text is in Microsoft Defender]";
 /// Graph refuses `$skip` above 500: a window holding more must be split.

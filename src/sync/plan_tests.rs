@@ -1,6 +1,6 @@
 use super::*;
 use crate::sync::merge::{MergeInput, MergePolicy, merge};
-use crate::sync::testing::{T0, incident, tenant};
+use dss_test_support::{T0, incident, tenant};
 
 fn target_for(d: &DefenderIncident) -> SentinelFields {
     let input = MergeInput {

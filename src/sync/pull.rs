@@ -1,11 +1,13 @@
 //! Pulling a tenant's incidents window by window and page by page: split windows holding more
-//! than 500 incidents, fall back from `$expand=alerts` on 5xx, deliver each page's incidents
-//! with bounded concurrency, and say where the watermark must stop.
+//! than 500 incidents, fall back from `$expand=alerts` on 5xx, deliver the pages' incidents in
+//! batches while the next pages are fetched, and say where the watermark must stop.
 
-use super::forward::{Backoff, ForwardSync, TenantCtx};
-use super::incident::Outcome;
+use super::cycle::{Outcome, TenantCycle};
+use super::incident::IncidentSync;
 use super::plan;
 use super::report::Tally;
+use super::retry_set::{Parked, RetrySet};
+use crate::domain::records::Checkpoint;
 use crate::domain::*;
 use crate::ports::*;
 use futures::StreamExt;
@@ -43,19 +45,6 @@ struct PageDone {
     window_from: OffsetDateTime,
 }
 
-impl PageDone {
-    fn merge_into(self, out: &mut Pulled) -> bool {
-        out.delivered.extend(self.out.delivered);
-        if let Some(t) = self.out.hold {
-            out.hold_at(t);
-        }
-        if !self.go_on {
-            out.hold_at(self.window_from);
-        }
-        self.go_on
-    }
-}
-
 /// Incidents of pages read but not yet handed over for delivery. A batch fills across window
 /// boundaries, so a window's last pages wait for the next window's first ones.
 #[derive(Default)]
@@ -78,22 +67,6 @@ impl Pending {
     }
 }
 
-/// Awaits `fetch` while the batches in flight keep being delivered (and merged into `out`).
-async fn drive<T>(
-    fetch: impl std::future::Future<Output = T>,
-    inflight: &mut FuturesUnordered<impl std::future::Future<Output = PageDone>>,
-    out: &mut Pulled,
-    go_on: &mut bool,
-) -> T {
-    tokio::pin!(fetch);
-    loop {
-        tokio::select! {
-            r = &mut fetch => return r,
-            Some(done) = inflight.next(), if !inflight.is_empty() => *go_on &= done.merge_into(out),
-        }
-    }
-}
-
 /// Why a page could not be read.
 enum PageError {
     /// `$expand=alerts` failed with a 5xx: read the window again without it.
@@ -101,7 +74,96 @@ enum PageError {
     Failed(DefenderError),
 }
 
-impl ForwardSync {
+/// How paging a window ended.
+#[derive(PartialEq, Eq)]
+enum Leaf {
+    Done,
+    /// `$expand=alerts` was turned off: page the window again.
+    Again,
+}
+
+/// What delivering a batch needs (all shared, so a batch in flight holds its own copy).
+#[derive(Clone, Copy)]
+pub(super) struct Delivery<'a> {
+    pub defender: &'a dyn DefenderApi,
+    pub cycle: &'a TenantCycle,
+    pub incidents: &'a IncidentSync<'a>,
+    pub retries: &'a RetrySet<'a>,
+    pub parked: &'a Parked,
+    /// Delivered at the watermark instant in an earlier cycle: skipped without a state read.
+    pub at_watermark: Option<&'a Checkpoint>,
+}
+
+/// The pages read and the batches being delivered: what the pull owns while it runs.
+struct InFlight<'a> {
+    out: Pulled,
+    batches: FuturesUnordered<BoxFuture<'a, PageDone>>,
+    pending: Pending,
+    /// False once a batch or a page stopped the pull.
+    go_on: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn merge(&mut self, done: PageDone) {
+        self.out.delivered.extend(done.out.delivered);
+        if let Some(t) = done.out.hold {
+            self.out.hold_at(t);
+        }
+        if !done.go_on {
+            self.out.hold_at(done.window_from);
+            self.go_on = false;
+        }
+    }
+
+    /// Awaits `fetch` while the batches in flight keep being delivered.
+    async fn drive<T>(&mut self, fetch: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                r = &mut fetch => return r,
+                Some(done) = self.batches.next(), if !self.batches.is_empty() => self.merge(done),
+            }
+        }
+    }
+
+    /// Hands the pending incidents over for delivery (nothing when no page is pending).
+    fn hand_over(&mut self, delivery: Delivery<'a>, more: bool) {
+        let taken = std::mem::take(&mut self.pending);
+        if let Some(from) = taken.from {
+            let batch = delivery.deliver(taken.incidents, taken.pages, more, from);
+            self.batches.push(Box::pin(batch));
+        }
+    }
+
+    /// Waits until fewer than `n` batches are in flight.
+    async fn wait_below(&mut self, n: usize) {
+        while self.batches.len() >= n {
+            if let Some(done) = self.batches.next().await {
+                self.merge(done);
+            }
+        }
+    }
+}
+
+/// Pulls one tenant's window: owns the pages read and the batches in flight.
+pub(super) struct Puller<'a> {
+    delivery: Delivery<'a>,
+    flight: InFlight<'a>,
+}
+
+impl<'a> Puller<'a> {
+    pub fn new(delivery: Delivery<'a>) -> Self {
+        Self {
+            delivery,
+            flight: InFlight {
+                out: Pulled::default(),
+                batches: FuturesUnordered::new(),
+                pending: Pending::default(),
+                go_on: true,
+            },
+        }
+    }
+
     /// Pulls every incident of `window`, splitting it while it holds more than 500.
     ///
     /// Pages are delivered in batches of about [`DELIVERY_BATCH`] incidents while the next ones
@@ -110,38 +172,16 @@ impl ForwardSync {
     /// delivered, and its first pages fill the batch the previous window's last pages began.
     /// Delivery order does not matter to the checkpoint, which only needs every delivered id and
     /// the earliest hold (a batch not delivered holds the start of its earliest window).
-    pub(super) async fn pull(&self, ctx: &TenantCtx, window: IncidentWindow) -> Pulled {
-        let mut out = Pulled::default();
-        let mut inflight: FuturesUnordered<BoxFuture<'_, PageDone>> = FuturesUnordered::new();
-        let mut pending = Pending::default();
-        let mut go_on = true;
+    pub async fn run(mut self, window: IncidentWindow) -> Pulled {
         let mut stack = vec![window];
         while let Some(w) = stack.pop() {
             // Windows pop in time order: what is left starts at `w`.
-            if !go_on {
-                out.hold_at(w.updated_from);
+            if !self.flight.go_on || self.stopped_at_deadline() {
+                self.flight.out.hold_at(w.updated_from);
                 break;
             }
-            if ctx.out_of_time() {
-                ctx.tally
-                    .error("the cycle stopped at its deadline; the next one continues".into());
-                out.hold_at(w.updated_from);
+            let Some(count) = self.count(&w).await else {
                 break;
-            }
-            let count = drive(
-                self.call(ctx, || self.defender.count_incidents(&ctx.tenant, &w)),
-                &mut inflight,
-                &mut out,
-                &mut go_on,
-            )
-            .await;
-            let count = match count {
-                Ok(n) => n,
-                Err(e) => {
-                    ctx.tally.error(format!("counting incidents: {e}"));
-                    out.hold_at(w.updated_from);
-                    break;
-                }
             };
             if count == 0 {
                 continue;
@@ -157,208 +197,171 @@ impl ForwardSync {
                     message = "A window cannot be split further; paging it as far as Graph allows."
                 );
             }
-            self.pull_leaf(ctx, &w, &mut out, &mut inflight, &mut go_on, &mut pending)
-                .await;
+            while self.page_through(&w).await == Leaf::Again {}
+            if !self.flight.go_on {
+                self.flight.out.hold_at(w.updated_from);
+            }
         }
-        // The last batch: delivered, unless the pull stopped on an error that forbids it.
-        if !go_on {
-            if let Some(from) = pending.from {
-                out.hold_at(from);
+        self.finish().await
+    }
+
+    /// The last batch: delivered, unless the pull stopped on an error that forbids it; then
+    /// what the batches in flight held.
+    async fn finish(mut self) -> Pulled {
+        if !self.flight.go_on {
+            if let Some(from) = self.flight.pending.from {
+                self.flight.out.hold_at(from);
             }
         } else {
-            inflight.extend(self.deliver_pending(ctx, &mut pending, false));
+            self.flight.hand_over(self.delivery, false);
         }
-        // What the last batches held is merged into `out`; nothing else is left to stop.
-        while let Some(r) = inflight.next().await {
-            r.merge_into(&mut out);
-        }
-        out
+        self.flight.wait_below(1).await;
+        self.flight.out
     }
 
-    /// Hands the pending incidents over for delivery; `None` when no page is pending.
-    fn deliver_pending<'a>(
-        &'a self,
-        ctx: &'a TenantCtx,
-        pending: &mut Pending,
-        more: bool,
-    ) -> Option<BoxFuture<'a, PageDone>> {
-        let taken = std::mem::take(pending);
-        let from = taken.from?;
-        Some(Box::pin(self.deliver_page(
-            ctx,
-            taken.incidents,
-            taken.pages,
-            more,
-            from,
-        )))
-    }
-
-    /// Pages one window that holds at most 500 incidents, leaving its last batches in
-    /// `inflight` and its last pages in `pending`. Sets `go_on` false when the pull must stop
-    /// (the window then holds the watermark).
-    async fn pull_leaf<'a>(
-        &'a self,
-        ctx: &'a TenantCtx,
-        w: &IncidentWindow,
-        out: &mut Pulled,
-        inflight: &mut FuturesUnordered<BoxFuture<'a, PageDone>>,
-        go_on: &mut bool,
-        pending: &mut Pending,
-    ) {
-        'restart: loop {
-            let expand = ctx.expand.load(Ordering::Relaxed);
-            let first = self.fetch(ctx, expand, || {
-                self.defender.list_incidents(&ctx.tenant, w, expand)
-            });
-            let mut page = match drive(first, inflight, out, go_on).await {
-                Ok(p) => p,
-                Err(PageError::Fallback) => continue 'restart,
-                Err(PageError::Failed(e)) => {
-                    *go_on = self.page_failed(ctx, w, out, &e);
-                    break;
-                }
-            };
-            loop {
-                self.park_unmappable(ctx, w, std::mem::take(&mut page.unmappable))
-                    .await;
-                pending.add(&mut page.incidents, w.updated_from);
-                if pending.full() || ctx.out_of_time() {
-                    inflight.extend(self.deliver_pending(ctx, pending, true));
-                    while inflight.len() >= BATCHES_IN_FLIGHT {
-                        if let Some(r) = inflight.next().await {
-                            *go_on &= r.merge_into(out);
-                        }
-                    }
-                }
-                // Whatever is still pending is held by `pull`.
-                if !*go_on {
-                    break 'restart;
-                }
-                let Some(link) = page.next_link.take() else {
-                    break 'restart;
-                };
-                if ctx.out_of_time() {
-                    ctx.tally
-                        .error("the cycle stopped at its deadline; the next one continues".into());
-                    *go_on = false;
-                    break 'restart;
-                }
-                let next = self.fetch(ctx, expand, || self.defender.next_page(&ctx.tenant, &link));
-                page = match drive(next, inflight, out, go_on).await {
-                    Ok(p) => p,
-                    // What was read stays delivered; the window is read again once the
-                    // batches in flight are done (so no incident is delivered twice at once).
-                    Err(PageError::Fallback) => {
-                        inflight.extend(self.deliver_pending(ctx, pending, true));
-                        while let Some(r) = inflight.next().await {
-                            *go_on &= r.merge_into(out);
-                        }
-                        if !*go_on {
-                            break 'restart;
-                        }
-                        continue 'restart;
-                    }
-                    Err(PageError::Failed(e)) => {
-                        inflight.extend(self.deliver_pending(ctx, pending, true));
-                        *go_on = self.page_failed(ctx, w, out, &e);
-                        break 'restart;
-                    }
-                };
-            }
+    fn stopped_at_deadline(&mut self) -> bool {
+        let cycle = self.delivery.cycle;
+        if cycle.out_of_time() {
+            cycle
+                .tally
+                .error("the cycle stopped at its deadline; the next one continues".into());
+            return true;
         }
-        if !*go_on {
-            out.hold_at(w.updated_from);
-        }
-    }
-
-    fn report_page(
-        &self,
-        ctx: &TenantCtx,
-        pages: u64,
-        incidents: usize,
-        delivered: usize,
-        more: bool,
-    ) {
-        let page = ctx.pages.fetch_add(pages, Ordering::Relaxed) + pages;
-        let delivered =
-            ctx.delivered.fetch_add(delivered as u64, Ordering::Relaxed) as usize + delivered;
-        if let Some(progress) = &self.progress {
-            progress(&super::forward::PageProgress {
-                tenant: ctx.tenant.clone(),
-                page,
-                incidents,
-                delivered,
-                more,
-            });
-        }
-    }
-
-    fn page_failed(
-        &self,
-        ctx: &TenantCtx,
-        w: &IncidentWindow,
-        out: &mut Pulled,
-        e: &DefenderError,
-    ) -> bool {
-        tracing::warn!(error = %e, message = "A page of incidents failed; the watermark holds.");
-        ctx.tally.error(format!("reading incidents: {e}"));
-        out.hold_at(w.updated_from);
         false
     }
 
-    async fn fetch<F, Fut>(
-        &self,
-        ctx: &TenantCtx,
-        expand: bool,
-        f: F,
-    ) -> Result<IncidentPage, PageError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<IncidentPage, DefenderError>>,
-    {
-        match self.call(ctx, f).await {
-            Ok(p) => Ok(p),
-            Err(e) if expand && e.class() == ErrorClass::Transient && e.retry_after().is_none() => {
-                // The production stall other connectors hit: `$expand=alerts` 5xx on big incidents.
-                tracing::warn!(error = %e, message = "Listing with $expand=alerts failed; falling back to alerts_v2.");
-                ctx.expand.store(false, Ordering::Relaxed);
-                Err(PageError::Fallback)
+    /// How many incidents the window holds; `None` (the window held) when Graph cannot say.
+    async fn count(&mut self, w: &IncidentWindow) -> Option<u64> {
+        let cycle = self.delivery.cycle;
+        let count = self.delivery.defender.count_incidents(&cycle.tenant, w);
+        match self.flight.drive(count).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                cycle.tally.error(format!("counting incidents: {e}"));
+                self.flight.out.hold_at(w.updated_from);
+                None
             }
-            Err(e) => Err(PageError::Failed(e)),
         }
     }
 
+    /// Pages one window that holds at most 500 incidents, leaving its last batches in flight
+    /// and its last pages pending. Stops the pull (the window then holds the watermark) when a
+    /// page fails or a batch met an error that stops the cycle.
+    async fn page_through(&mut self, w: &IncidentWindow) -> Leaf {
+        let (defender, cycle) = (self.delivery.defender, self.delivery.cycle);
+        let expand = cycle.expand.load(Ordering::Relaxed);
+        let first = fetch(
+            cycle,
+            expand,
+            defender.list_incidents(&cycle.tenant, w, expand),
+        );
+        let mut page = match self.flight.drive(first).await {
+            Ok(p) => p,
+            Err(PageError::Fallback) => return Leaf::Again,
+            Err(PageError::Failed(e)) => return self.page_failed(w, &e),
+        };
+        loop {
+            self.take_page(w, &mut page).await;
+            // Whatever is still pending is held by `finish`.
+            if !self.flight.go_on {
+                return Leaf::Done;
+            }
+            let Some(link) = page.next_link.take() else {
+                return Leaf::Done;
+            };
+            if self.stopped_at_deadline() {
+                self.flight.go_on = false;
+                return Leaf::Done;
+            }
+            let next = fetch(cycle, expand, defender.next_page(&cycle.tenant, &link));
+            page = match self.flight.drive(next).await {
+                Ok(p) => p,
+                Err(e) => return self.next_page_failed(w, e).await,
+            };
+        }
+    }
+
+    /// A following page failed. What was read stays delivered. After a fallback the window is
+    /// read again once the batches in flight are done (so no incident is delivered twice at
+    /// once).
+    async fn next_page_failed(&mut self, w: &IncidentWindow, e: PageError) -> Leaf {
+        self.flight.hand_over(self.delivery, true);
+        match e {
+            PageError::Fallback => {
+                self.flight.wait_below(1).await;
+                if self.flight.go_on {
+                    Leaf::Again
+                } else {
+                    Leaf::Done
+                }
+            }
+            PageError::Failed(e) => self.page_failed(w, &e),
+        }
+    }
+
+    /// A page's incidents join the pending batch, handed over once it is full.
+    async fn take_page(&mut self, w: &IncidentWindow, page: &mut IncidentPage) {
+        self.delivery
+            .park_unmappable(w, std::mem::take(&mut page.unmappable))
+            .await;
+        self.flight.pending.add(&mut page.incidents, w.updated_from);
+        if self.flight.pending.full() || self.delivery.cycle.out_of_time() {
+            self.flight.hand_over(self.delivery, true);
+            self.flight.wait_below(BATCHES_IN_FLIGHT).await;
+        }
+    }
+
+    fn page_failed(&mut self, w: &IncidentWindow, e: &DefenderError) -> Leaf {
+        tracing::warn!(error = %e, message = "A page of incidents failed; the watermark holds.");
+        let cycle = self.delivery.cycle;
+        cycle.tally.error(format!("reading incidents: {e}"));
+        self.flight.out.hold_at(w.updated_from);
+        self.flight.go_on = false;
+        Leaf::Done
+    }
+}
+
+/// A page, or why it could not be read.
+async fn fetch(
+    cycle: &TenantCycle,
+    expand: bool,
+    page: impl std::future::Future<Output = Result<IncidentPage, DefenderError>>,
+) -> Result<IncidentPage, PageError> {
+    match page.await {
+        Ok(p) => Ok(p),
+        // A 5xx (not a 429) the client's retries did not get past: the production stall other
+        // connectors hit, `$expand=alerts` failing on big incidents.
+        Err(e @ DefenderError::Transient(_)) if expand => {
+            tracing::warn!(error = %e, message = "Listing with $expand=alerts failed; reading each incident with its alerts on its own.");
+            cycle.expand.store(false, Ordering::Relaxed);
+            Err(PageError::Fallback)
+        }
+        Err(e) => Err(PageError::Failed(e)),
+    }
+}
+
+impl Delivery<'_> {
     /// Items of a page that Graph listed but the adapter could not map. One with a usable id is
     /// parked in the retry set (the watermark passes it; each cycle's retry `get_incident`
     /// fails the same way, with backoff, until the payload is fixed). One without a usable id
     /// cannot be retried: it is logged and counted as failed, and does not hold the watermark
     /// either (it would come back every cycle and pin it: the stall of invariant 2).
-    async fn park_unmappable(
-        &self,
-        ctx: &TenantCtx,
-        w: &IncidentWindow,
-        items: Vec<(String, String)>,
-    ) {
-        Tally::add(&ctx.tally.seen, items.len() as u64);
+    async fn park_unmappable(&self, w: &IncidentWindow, items: Vec<(String, String)>) {
+        let tally = &self.cycle.tally;
+        Tally::add(&tally.seen, items.len() as u64);
         for (hint, error) in items {
             match DefenderIncidentId::parse(&hint) {
                 // Already in the retry set: retried (and re-parked) at the start of this cycle.
-                Ok(id) if ctx.parked.contains_key(id.as_str()) => {}
+                Ok(id) if self.parked.contains(&id) => {}
                 // Its lastUpdateDateTime is unknown: the window start is a lower bound of it.
                 Ok(id) => {
-                    self.park(
-                        ctx,
-                        &id,
-                        w.updated_from,
-                        format!("cannot be mapped: {error}"),
-                        None,
-                    )
-                    .await
+                    let error = format!("cannot be mapped: {error}");
+                    self.retries.park(&id, w.updated_from, error, None).await
                 }
                 Err(_) => {
                     tracing::error!(incident_id = %hint, error = %error, message = "A Defender incident without a usable id cannot be mapped nor retried.");
-                    Tally::add(&ctx.tally.failed, 1);
-                    ctx.tally.error(format!("incident {hint}: cannot be mapped and has no usable id, so it cannot be retried: {error}"));
+                    Tally::add(&tally.failed, 1);
+                    tally.error(format!("incident {hint}: cannot be mapped and has no usable id, so it cannot be retried: {error}"));
                 }
             }
         }
@@ -366,9 +369,8 @@ impl ForwardSync {
 
     /// Delivers the incidents of `pages` Graph pages as one batch; `go_on` false on an error
     /// that stops the tenant's cycle (credentials).
-    async fn deliver_page(
-        &self,
-        ctx: &TenantCtx,
+    async fn deliver(
+        self,
         incidents: Vec<DefenderIncident>,
         pages: u64,
         more: bool,
@@ -376,15 +378,16 @@ impl ForwardSync {
     ) -> PageDone {
         let count = incidents.len();
         let mut out = Pulled::default();
-        let go_on = self.deliver_incidents(ctx, incidents, &mut out).await;
+        let go_on = self.deliver_incidents(incidents, &mut out).await;
+        let delivered = out.delivered.len();
         tracing::info!(
             pages,
             incidents = count,
-            delivered = out.delivered.len(),
+            delivered,
             more,
             message = "Pages of incidents done."
         );
-        self.report_page(ctx, pages, count, out.delivered.len(), more);
+        self.cycle.batch_done(pages, count, delivered, more);
         PageDone {
             out,
             go_on,
@@ -392,45 +395,50 @@ impl ForwardSync {
         }
     }
 
-    async fn deliver_incidents(
+    /// Counts the incidents seen and takes out those already delivered (at the watermark) or
+    /// waiting in the retry set: they count as delivered. Returns the rest.
+    fn skip_done(
         &self,
-        ctx: &TenantCtx,
         incidents: Vec<DefenderIncident>,
         out: &mut Pulled,
-    ) -> bool {
-        Tally::add(&ctx.tally.seen, incidents.len() as u64);
+    ) -> Vec<DefenderIncident> {
+        let tally = &self.cycle.tally;
+        Tally::add(&tally.seen, incidents.len() as u64);
         let mut work = Vec::with_capacity(incidents.len());
         for i in incidents {
             let id = i.id.to_string();
-            let at_mark = ctx
+            let at_mark = self
                 .at_watermark
-                .as_ref()
                 .is_some_and(|c| c.watermark == i.last_update && c.ids_at_watermark.contains(&id));
             if at_mark {
-                Tally::add(&ctx.tally.unchanged, 1);
+                Tally::add(&tally.unchanged, 1);
             }
-            // A parked incident waits for its backoff, unless Defender changed it since it was
-            // parked: the change may well be the fix, so it is tried at once.
-            let parked_unchanged = ctx.parked.get(&id).is_some_and(|t| i.last_update <= *t);
-            if at_mark || parked_unchanged {
+            if at_mark || self.parked.waits(&i) {
                 out.delivered.push((i.last_update, id));
             } else {
                 work.push(i);
             }
         }
-        let outcomes = self.sync_batch(ctx, work, false).await;
+        work
+    }
+
+    /// Skips what is already delivered or waits in the retry set, syncs the rest, and records
+    /// each outcome; false when the cycle must stop.
+    async fn deliver_incidents(&self, incidents: Vec<DefenderIncident>, out: &mut Pulled) -> bool {
+        let tally = &self.cycle.tally;
+        let work = self.skip_done(incidents, out);
         let mut go_on = true;
-        for (id, t, outcome) in outcomes {
+        for (id, t, outcome) in self.incidents.sync_batch(work, false).await {
             match outcome {
                 Outcome::Written | Outcome::Unchanged => {
-                    if ctx.parked.contains_key(id.as_str()) {
-                        Tally::add(&ctx.tally.cleared, 1);
-                        self.unpark(ctx, &id).await;
+                    if self.parked.contains(&id) {
+                        Tally::add(&tally.cleared, 1);
+                        self.retries.unpark(&id).await;
                     }
                     out.delivered.push((t, id.to_string()));
                 }
                 Outcome::Parked(msg) => {
-                    self.park(ctx, &id, t, msg, None).await;
+                    self.retries.park(&id, t, msg, None).await;
                     out.delivered.push((t, id.to_string()));
                 }
                 Outcome::Held(_) => out.hold_at(t),

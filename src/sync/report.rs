@@ -65,7 +65,6 @@ pub(super) struct Tally {
     pub failed: AtomicU64,
     pub parked: AtomicU64,
     pub cleared: AtomicU64,
-    pub throttled: AtomicU64,
     pub cap: Mutex<Vec<String>>,
     pub errors: Mutex<Vec<String>>,
 }
@@ -94,6 +93,7 @@ impl Tally {
         tenant: &TenantId,
         completed: bool,
         lag: Option<Duration>,
+        throttled: u64,
     ) -> TenantReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TenantReport {
@@ -104,7 +104,7 @@ impl Tally {
             failed: get(&self.failed),
             parked: get(&self.parked),
             cleared: get(&self.cleared),
-            throttled: get(&self.throttled),
+            throttled,
             lag,
             comment_cap_reached: self.cap.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             errors: self

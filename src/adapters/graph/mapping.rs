@@ -38,13 +38,16 @@ pub(super) fn id_hint(raw: &RawValue) -> String {
 pub(super) fn incident(tenant: &TenantId, raw: &RawValue) -> Result<DefenderIncident, String> {
     let dto: IncidentDto =
         serde_json::from_str(raw.get()).map_err(|e| format!("incident does not parse: {e}"))?;
-    DefenderIncident::try_from((tenant, dto))
+    DefenderIncident::try_from(TenantIncident(tenant, dto))
 }
 
-impl TryFrom<(&TenantId, IncidentDto)> for DefenderIncident {
+/// A Graph incident with the tenant it came from.
+struct TenantIncident<'a>(&'a TenantId, IncidentDto);
+
+impl TryFrom<TenantIncident<'_>> for DefenderIncident {
     type Error = String;
 
-    fn try_from((tenant, dto): (&TenantId, IncidentDto)) -> Result<Self, String> {
+    fn try_from(TenantIncident(tenant, dto): TenantIncident<'_>) -> Result<Self, String> {
         let id = DefenderIncidentId::parse(dto.id.as_deref().unwrap_or_default())?;
         let status = dto.status.as_deref().ok_or("status is missing")?;
         let alerts = match dto.alerts {
@@ -106,13 +109,16 @@ pub(super) fn comment(dto: CommentDto) -> DefenderComment {
 pub(super) fn alert(raw: Box<RawValue>) -> Result<Alert, String> {
     let dto: AlertDto = serde_json::from_str(raw.get())
         .map_err(|e| format!("alert {} does not parse: {e}", id_hint(&raw)))?;
-    Alert::try_from((dto, raw))
+    Alert::try_from(RawAlert(dto, raw))
 }
 
-impl TryFrom<(AlertDto, Box<RawValue>)> for Alert {
+/// A Graph alert with its raw JSON (shipped as is).
+struct RawAlert(AlertDto, Box<RawValue>);
+
+impl TryFrom<RawAlert> for Alert {
     type Error = String;
 
-    fn try_from((dto, raw): (AlertDto, Box<RawValue>)) -> Result<Self, String> {
+    fn try_from(RawAlert(dto, raw): RawAlert) -> Result<Self, String> {
         let id = dto
             .id
             .filter(|s| !s.is_empty())

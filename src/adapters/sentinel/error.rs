@@ -1,37 +1,5 @@
 use crate::adapters::http::Failure;
-use crate::ports::{Classify, ErrorClass};
-use std::time::Duration;
-
-/// Errors from ARM (Microsoft.SecurityInsights), grouped by what the caller does next.
-#[derive(Debug, thiserror::Error)]
-pub enum SentinelError {
-    #[error(
-        "ARM refused our credentials ({status}): {message}. The identity needs the Microsoft Sentinel Contributor role on the workspace"
-    )]
-    Auth { status: u16, message: String },
-    #[error("not found in Sentinel")]
-    NotFound,
-    #[error("the Sentinel incident changed since it was read (stale etag): {0}")]
-    Conflict(String),
-    #[error("ARM throttled the request (retry after {retry_after:?})")]
-    Throttled { retry_after: Option<Duration> },
-    #[error("ARM unavailable: {0}")]
-    Transient(String),
-    #[error("ARM rejected the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
-}
-
-impl Classify for SentinelError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Self::Auth { .. } => ErrorClass::Auth,
-            Self::NotFound => ErrorClass::NotFound,
-            Self::Conflict(_) => ErrorClass::Conflict,
-            Self::Throttled { .. } | Self::Transient(_) => ErrorClass::Transient,
-            Self::Rejected { .. } => ErrorClass::Rejected,
-        }
-    }
-}
+pub use crate::ports::SentinelError;
 
 impl From<Failure> for SentinelError {
     fn from(f: Failure) -> Self {

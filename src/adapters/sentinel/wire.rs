@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Sentinel's description limit, in characters.
-pub(super) const MAX_DESCRIPTION_CHARS: usize = 5_000;
+pub(super) const MAX_DESCRIPTION_CHARS: usize = SENTINEL_DESCRIPTION_MAX_CHARS;
 
 /// A list page (`value`, `nextLink`).
 #[derive(Debug, Deserialize)]

@@ -2,8 +2,8 @@
 //! 100 operations on one partition, applied all or nothing).
 
 use super::TableError;
-use super::client::{IfMatch, error_body};
-use super::entity::{Entity, entity_path};
+use super::entity::{Entity, IfMatch, entity_path};
+use super::error::error_body;
 use std::collections::HashSet;
 
 /// The service's limits for one transaction.

@@ -2,7 +2,8 @@
 //! Entity-group transactions are in `batch.rs`.
 
 use super::auth::{Auth, decode_key, http_date};
-use super::entity::{Entity, encode, entity_path};
+use super::entity::{Entity, IfMatch, encode, entity_path};
+use super::error::error_body;
 use super::{TableError, batch};
 use crate::config::StorageConfig;
 use crate::credentials::TokenSource;
@@ -30,24 +31,6 @@ impl Default for TableClientOptions {
         Self {
             root_certificates: Vec::new(),
             timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Which ETag a write expects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
-    /// `If-Match: *`: the entity must exist, any version.
-    Any,
-    /// `If-Match: <etag>`: the entity must still carry this ETag.
-    ETag(String),
-}
-
-impl IfMatch {
-    pub(crate) fn header(&self) -> &str {
-        match self {
-            IfMatch::Any => "*",
-            IfMatch::ETag(e) => e,
         }
     }
 }
@@ -378,18 +361,6 @@ async fn send(req: RequestBuilder) -> Result<Response, TableError> {
         &message,
         retry_after,
     ))
-}
-
-/// Code and message from an OData JSON error body (`{"odata.error":{"code","message":{"value"}}}`).
-pub(crate) fn error_body(text: &str) -> (String, String) {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    let err = &v["odata.error"];
-    let code = err["code"].as_str().unwrap_or_default().to_owned();
-    let message = err["message"]["value"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| text.chars().take(300).collect());
-    (code, message.lines().next().unwrap_or_default().to_owned())
 }
 
 fn etag_of(h: &HeaderMap) -> Option<String> {

@@ -3,6 +3,24 @@
 use super::TableError;
 use serde_json::{Map, Value};
 
+/// Which ETag a write expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `If-Match: *`: the entity must exist, any version.
+    Any,
+    /// `If-Match: <etag>`: the entity must still carry this ETag.
+    ETag(String),
+}
+
+impl IfMatch {
+    pub(crate) fn header(&self) -> &str {
+        match self {
+            IfMatch::Any => "*",
+            IfMatch::ETag(e) => e,
+        }
+    }
+}
+
 /// One entity. `properties` holds everything but the keys, `Timestamp` and OData annotations.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entity {

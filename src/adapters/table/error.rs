@@ -68,6 +68,18 @@ impl From<reqwest::Error> for TableError {
     }
 }
 
+/// Code and message from an OData JSON error body (`{"odata.error":{"code","message":{"value"}}}`).
+pub(crate) fn error_body(text: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let err = &v["odata.error"];
+    let code = err["code"].as_str().unwrap_or_default().to_owned();
+    let message = err["message"]["value"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    (code, message.lines().next().unwrap_or_default().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

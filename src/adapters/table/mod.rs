@@ -14,6 +14,6 @@ mod entity;
 mod error;
 
 pub use batch::BatchOp;
-pub use client::{Continuation, IfMatch, Page, Query, TableClient, TableClientOptions};
-pub use entity::{Entity, quote};
+pub use client::{Continuation, Page, Query, TableClient, TableClientOptions};
+pub use entity::{Entity, IfMatch, quote};
 pub use error::{AUTH_HINT, REQUIRED_ROLE, TableError};

@@ -1,23 +1,15 @@
-//! What the sync engine needs from each upstream, as traits. The adapters in `adapters/`
-//! implement them over HTTP; tests may implement them in memory. Everything here speaks the
-//! domain model, never a wire format.
+//! What the sync engine needs from each upstream, as traits, with their value types and their
+//! error types. The adapters in `adapters/` implement them over HTTP; tests implement them in
+//! memory. Everything here speaks the domain model, never a wire format; the adapters depend on
+//! this module, never the other way.
 
 use crate::domain::*;
 use time::OffsetDateTime;
 
-pub use crate::adapters::graph::DefenderError;
-pub use crate::adapters::logs::LogsError;
-pub use crate::adapters::sentinel::SentinelError;
+mod error;
 
-/// A slice of Defender incidents by `lastUpdateDateTime` (`ge from` and `lt to`), optionally
-/// narrowed by `createdDateTime` (to split one instant shared by more than 500 incidents).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentWindow {
-    pub updated_from: OffsetDateTime,
-    pub updated_to: Option<OffsetDateTime>,
-    pub created_from: Option<OffsetDateTime>,
-    pub created_to: Option<OffsetDateTime>,
-}
+pub use crate::domain::{DefenderPatch, IncidentWindow};
+pub use error::{Classify, DefenderError, ErrorClass, LogsError, SentinelError};
 
 /// One page of incidents.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,26 +21,6 @@ pub struct IncidentPage {
     /// `(incident id or "?", error)`: the engine parks them in the retry set; the rest of the
     /// page is delivered normally.
     pub unmappable: Vec<(String, String)>,
-}
-
-/// Changes to push to a Defender incident (Graph PATCH): `None` = leave as is.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DefenderPatch {
-    pub status: Option<DefenderStatus>,
-    pub severity: Option<DefenderSeverity>,
-    pub classification: Option<DefenderClassification>,
-    pub determination: Option<Determination>,
-    pub resolving_comment: Option<String>,
-    /// `Some(None)` unassigns.
-    pub assigned_to: Option<Option<String>>,
-    pub custom_tags: Option<Vec<String>>,
-}
-
-impl DefenderPatch {
-    /// True when the patch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
 }
 
 /// Defender XDR through Microsoft Graph security.
@@ -110,9 +82,40 @@ pub struct SentinelPage {
     pub next_link: Option<String>,
 }
 
-/// Microsoft Sentinel incidents through ARM.
+/// How the incidents of a Sentinel target come to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioning {
+    /// The sync creates each one, with a PUT under a name derived from the Defender incident
+    /// (Sentinel through ARM).
+    BySync,
+    /// The service creates them from the alerts the sync ingests (the unified Defender portal's
+    /// correlation engine): the sync ships the alerts, waits for the incident to appear, then
+    /// updates it. It never creates one.
+    ByService,
+}
+
+/// The Sentinel side: where Defender incidents are mirrored (Microsoft Sentinel incidents
+/// through ARM today). The engine finds an incident by the Defender incident it mirrors
+/// ([`SentinelApi::find_mirror`]) and asks how incidents come to exist
+/// ([`SentinelApi::provisioning`]), so a target whose incidents the service creates is one
+/// more implementation of this trait.
 #[async_trait::async_trait]
 pub trait SentinelApi: Send + Sync {
+    /// How this target's incidents come to exist (default: the sync creates them).
+    fn provisioning(&self) -> Provisioning {
+        Provisioning::BySync
+    }
+    /// The incident mirroring Defender incident `id` of `tenant`, if it exists. The default
+    /// reads the name derived from them (ARM); a target whose incidents the service names finds
+    /// it another way (e.g. by the alerts it was made from).
+    async fn find_mirror(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<SentinelIncident>, SentinelError> {
+        self.get_incident(&SentinelIncidentName::for_defender(tenant, id))
+            .await
+    }
     async fn get_incident(
         &self,
         name: &SentinelIncidentName,
@@ -156,24 +159,4 @@ pub struct AlertRecord {
 pub trait LogsIngest: Send + Sync {
     /// Ships the alerts (and their evidence) in calls of at most 1,000,000 bytes. All or error.
     async fn ship_alerts(&self, alerts: &[AlertRecord]) -> Result<(), LogsError>;
-}
-
-/// What a caller does next with an upstream error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// 429, 5xx, dropped connection, deadline: retry later; holds a checkpoint.
-    Transient,
-    /// The request itself was refused (400, mapping failure): park this item, move on.
-    Rejected,
-    /// Credentials or permissions: an operator must act; stop the cycle.
-    Auth,
-    /// The object does not exist.
-    NotFound,
-    /// Optimistic concurrency lost: re-read and merge again.
-    Conflict,
-}
-
-/// Implemented by every adapter error.
-pub trait Classify {
-    fn class(&self) -> ErrorClass;
 }

@@ -2,7 +2,7 @@
 //! every write checks its precondition and returns a new ETag.
 
 use super::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// One process's state, behind a mutex (never held across an await).

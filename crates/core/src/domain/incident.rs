@@ -190,6 +190,10 @@ impl SentinelIncident {
     }
 }
 
+/// Sentinel's description limit, in characters (the planner cuts to it, the ARM adapter refuses
+/// more).
+pub const SENTINEL_DESCRIPTION_MAX_CHARS: usize = 5_000;
+
 /// Labels the connector owns; never treated as tags.
 pub const RESERVED_LABELS: [&str; 2] = ["Defender", "Redirected"];
 

@@ -2,10 +2,13 @@
 //! shapes, no HTTP. Each side's synced fields are kept in that side's own vocabulary
 //! (`docs/sync-model.md`), so the three-way merge compares like with like.
 
+mod changes;
 mod enums;
 mod ids;
 mod incident;
+pub mod records;
 
+pub use changes::*;
 pub use enums::*;
 pub use ids::*;
 pub use incident::*;

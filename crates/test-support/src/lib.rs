@@ -1,11 +1,14 @@
+//! Test doubles of defender-sentinel-sync's ports, shared by unit and integration tests (they
+//! depend on `dss-core` only, so the root crate's unit tests see one copy of every type).
+//!
 //! In-memory fakes of the three ports, realistic where the engine's correctness depends on it:
 //! the Sentinel fake enforces the etag (409), full-replace PUT, Closed-needs-classification,
 //! TP/BP-need-a-reason and the comment limits; the Defender fake pages windows 50 at a time,
 //! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
 //! can inject faults per operation.
 
-use crate::domain::*;
-use crate::ports::*;
+use dss_core::domain::*;
+use dss_core::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +24,17 @@ pub enum Fault {
     Auth,
 }
 
-/// Queued faults per operation name, call counters, and when each call came.
+/// Attempts of one call, as the adapters' HTTP layer makes them: a transient fault (5xx, 429)
+/// is retried in the fake until this many attempts failed; only then does the caller see it.
+pub const ATTEMPTS: u32 = 3;
+
+/// Queued faults per operation name, call counters, and when each call came. Like the real
+/// clients, a fake owns the retries of transient faults ([`ATTEMPTS`]) and counts every
+/// attempt and every 429 once.
 #[derive(Debug, Default)]
 pub struct Probe {
     faults: Mutex<HashMap<&'static str, VecDeque<Fault>>>,
+    throttled: std::sync::atomic::AtomicU64,
     calls: Mutex<HashMap<&'static str, u64>>,
     /// Per operation, a ticket of [`CALL_ORDER`] per call: orders calls across fakes.
     order: Mutex<HashMap<&'static str, Vec<u64>>>,
@@ -58,11 +68,30 @@ impl Probe {
         lock(&self.order).get(op).cloned().unwrap_or_default()
     }
 
+    /// 429s met so far (each attempt once), as the real clients' counters report them.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One call of `op`: its attempts, each taking the next queued fault; a transient one is
+    /// retried up to [`ATTEMPTS`] in all. Returns the fault the caller sees, if any.
     fn hit(&self, op: &'static str) -> Option<Fault> {
-        *lock(&self.calls).entry(op).or_default() += 1;
-        let ticket = CALL_ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        lock(&self.order).entry(op).or_default().push(ticket);
-        lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            *lock(&self.calls).entry(op).or_default() += 1;
+            let ticket = CALL_ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            lock(&self.order).entry(op).or_default().push(ticket);
+            let fault = lock(&self.faults).get_mut(op).and_then(VecDeque::pop_front);
+            if fault == Some(Fault::Throttled) {
+                self.throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            match fault {
+                Some(Fault::Transient | Fault::Throttled) if attempt < ATTEMPTS => continue,
+                f => return f,
+            }
+        }
     }
 }
 
@@ -347,7 +376,7 @@ impl DefenderApi for FakeDefender {
             .incidents
             .get_mut(&(tenant.clone(), id.clone()))
             .ok_or(DefenderError::NotFound)?;
-        let f = super::merge::apply_patch(&i.fields(), patch);
+        let f = patch.apply(&i.fields());
         (i.status, i.severity, i.classification, i.determination) =
             (f.status, f.severity, f.classification, f.determination);
         (i.resolving_comment, i.assigned_to, i.custom_tags) =
@@ -398,6 +427,8 @@ pub struct FakeSentinel {
     state: Mutex<SentinelState>,
     /// Delay of every incident PUT (to exercise deadlines and concurrency).
     pub put_delay: Mutex<Option<std::time::Duration>>,
+    /// Incidents are created by the service, never by a PUT (the unified portal's way).
+    service_created: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -439,7 +470,7 @@ fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
     }
     if i.description
         .as_ref()
-        .is_some_and(|d| d.chars().count() > 5_000)
+        .is_some_and(|d| d.chars().count() > SENTINEL_DESCRIPTION_MAX_CHARS)
     {
         return bad("description too long");
     }
@@ -447,6 +478,28 @@ fn validate(i: &SentinelIncident) -> Result<(), SentinelError> {
 }
 
 impl FakeSentinel {
+    /// From now on, incidents come to exist as the service creates them ([`Provisioning::ByService`]):
+    /// a PUT of one that does not exist is refused.
+    pub fn set_service_created(&self, on: bool) {
+        self.service_created.store(on, Ordering::Relaxed);
+    }
+
+    /// An incident the service creates (e.g. the correlation engine, from ingested alerts).
+    pub fn create_by_service(&self, i: SentinelIncident) -> SentinelIncident {
+        let mut st = lock(&self.state);
+        st.next += 1;
+        let now = OffsetDateTime::now_utc();
+        let stored = SentinelIncident {
+            etag: Some(st.bump()),
+            incident_number: Some(st.next as i64),
+            created: Some(now),
+            last_modified: Some(now),
+            ..i
+        };
+        st.incidents.insert(stored.name, stored.clone());
+        stored
+    }
+
     /// The incident as stored.
     pub fn incident(&self, name: &SentinelIncidentName) -> Option<SentinelIncident> {
         lock(&self.state).incidents.get(name).cloned()
@@ -455,6 +508,11 @@ impl FakeSentinel {
     /// Number of incidents stored.
     pub fn len(&self) -> usize {
         lock(&self.state).incidents.len()
+    }
+
+    /// True when Sentinel holds no incident.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Comments of an incident, in creation order.
@@ -511,6 +569,14 @@ impl FakeSentinel {
 
 #[async_trait::async_trait]
 impl SentinelApi for FakeSentinel {
+    fn provisioning(&self) -> Provisioning {
+        if self.service_created.load(Ordering::Relaxed) {
+            Provisioning::ByService
+        } else {
+            Provisioning::BySync
+        }
+    }
+
     async fn get_incident(
         &self,
         name: &SentinelIncidentName,
@@ -544,6 +610,12 @@ impl SentinelApi for FakeSentinel {
             }
         }
         let existing = st.incidents.get(&i.name).cloned();
+        if existing.is_none() && self.service_created.load(Ordering::Relaxed) {
+            return Err(SentinelError::Rejected {
+                status: 400,
+                message: "incidents are created by the service".into(),
+            });
+        }
         // An etag for an incident that is gone (deleted meanwhile): refused. What ARM answers
         // here is not documented; the engine starts over with a GET whatever the refusal.
         if existing.is_none() && i.etag.is_some() {
@@ -764,7 +836,7 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
 /// upstream writes and the state write).
 #[derive(Debug, Default)]
 pub struct FlakyStore {
-    pub inner: crate::state::memory::MemoryStateStore,
+    pub inner: dss_core::state::memory::MemoryStateStore,
     pub fail_incident_puts: std::sync::atomic::AtomicUsize,
     /// Another writer rewrites this incident's state just before the next batch write (so
     /// that transaction loses the race on it).
@@ -775,27 +847,27 @@ pub struct FlakyStore {
     pub states_read: std::sync::atomic::AtomicUsize,
     /// Another writer inserts this state just before the next incident write (single or
     /// batch): a writer that raced the engine to a new incident.
-    pub insert_before_next_write: std::sync::Mutex<Option<crate::state::IncidentState>>,
+    pub insert_before_next_write: std::sync::Mutex<Option<dss_core::state::IncidentState>>,
 }
 
 impl FlakyStore {
     /// Inserts the racing writer's state, if one is waiting.
-    async fn racing_insert(&self) -> Result<(), crate::state::StateError> {
+    async fn racing_insert(&self) -> Result<(), dss_core::state::StateError> {
         let racer = lock(&self.insert_before_next_write).take();
         if let Some(state) = racer {
-            use crate::state::StateStore;
+            use dss_core::state::StateStore;
             self.inner
-                .put_incident(&state, crate::state::Precondition::Absent)
+                .put_incident(&state, dss_core::state::Precondition::Absent)
                 .await?;
         }
         Ok(())
     }
     /// Consumes one injected failure of an incident write (single or batch), if any is left.
-    fn injected_crash(&self) -> Result<(), crate::state::StateError> {
+    fn injected_crash(&self) -> Result<(), dss_core::state::StateError> {
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
-            return Err(crate::state::StateError::Transient(
+            return Err(dss_core::state::StateError::Transient(
                 "injected: the process died here".into(),
             ));
         }
@@ -804,90 +876,94 @@ impl FlakyStore {
 }
 
 #[async_trait::async_trait]
-impl crate::state::StateStore for FlakyStore {
-    async fn ensure_ready(&self) -> Result<(), crate::state::StateError> {
+impl dss_core::state::StateStore for FlakyStore {
+    async fn ensure_ready(&self) -> Result<(), dss_core::state::StateError> {
         self.inner.ensure_ready().await
     }
     async fn checkpoint(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::Versioned<crate::state::Checkpoint>>, crate::state::StateError>
-    {
+    ) -> Result<
+        Option<dss_core::state::Versioned<dss_core::state::Checkpoint>>,
+        dss_core::state::StateError,
+    > {
         self.inner.checkpoint(t).await
     }
     async fn put_checkpoint(
         &self,
         t: &TenantId,
-        v: &crate::state::Checkpoint,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::Checkpoint,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_checkpoint(t, v, p).await
     }
     async fn state_horizon(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::Versioned<crate::state::StateHorizon>>, crate::state::StateError>
-    {
+    ) -> Result<
+        Option<dss_core::state::Versioned<dss_core::state::StateHorizon>>,
+        dss_core::state::StateError,
+    > {
         self.inner.state_horizon(t).await
     }
     async fn put_state_horizon(
         &self,
         t: &TenantId,
-        v: &crate::state::StateHorizon,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::StateHorizon,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_state_horizon(t, v, p).await
     }
     async fn retry_set(
         &self,
         t: &TenantId,
-    ) -> Result<Vec<crate::state::RetryEntry>, crate::state::StateError> {
+    ) -> Result<Vec<dss_core::state::RetryEntry>, dss_core::state::StateError> {
         self.inner.retry_set(t).await
     }
     async fn put_retry(
         &self,
         t: &TenantId,
-        e: &crate::state::RetryEntry,
-    ) -> Result<(), crate::state::StateError> {
+        e: &dss_core::state::RetryEntry,
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.put_retry(t, e).await
     }
     async fn remove_retry(
         &self,
         t: &TenantId,
         id: &DefenderIncidentId,
-    ) -> Result<(), crate::state::StateError> {
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.remove_retry(t, id).await
     }
     async fn sentinel_checkpoint(
         &self,
     ) -> Result<
-        Option<crate::state::Versioned<crate::state::SentinelCheckpoint>>,
-        crate::state::StateError,
+        Option<dss_core::state::Versioned<dss_core::state::SentinelCheckpoint>>,
+        dss_core::state::StateError,
     > {
         self.inner.sentinel_checkpoint().await
     }
     async fn put_sentinel_checkpoint(
         &self,
-        v: &crate::state::SentinelCheckpoint,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::SentinelCheckpoint,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.inner.put_sentinel_checkpoint(v, p).await
     }
     async fn incident(
         &self,
         n: &SentinelIncidentName,
     ) -> Result<
-        Option<crate::state::Versioned<crate::state::IncidentState>>,
-        crate::state::StateError,
+        Option<dss_core::state::Versioned<dss_core::state::IncidentState>>,
+        dss_core::state::StateError,
     > {
         self.states_read.fetch_add(1, Ordering::SeqCst);
         self.inner.incident(n).await
     }
     async fn put_incident(
         &self,
-        v: &crate::state::IncidentState,
-        p: crate::state::Precondition,
-    ) -> Result<crate::state::ETag, crate::state::StateError> {
+        v: &dss_core::state::IncidentState,
+        p: dss_core::state::Precondition,
+    ) -> Result<dss_core::state::ETag, dss_core::state::StateError> {
         self.injected_crash()?;
         self.racing_insert().await?;
         self.inner.put_incident(v, p).await
@@ -895,15 +971,18 @@ impl crate::state::StateStore for FlakyStore {
     async fn incidents(
         &self,
         names: &[SentinelIncidentName],
-    ) -> Result<crate::state::IncidentStates, crate::state::StateError> {
+    ) -> Result<dss_core::state::IncidentStates, dss_core::state::StateError> {
         self.states_read.fetch_add(names.len(), Ordering::SeqCst);
         self.inner.incidents(names).await
     }
     /// One injected failure fails the whole batch (the process died before the transaction).
     async fn put_incidents(
         &self,
-        items: &[(crate::state::IncidentState, crate::state::Precondition)],
-    ) -> Result<Vec<crate::state::ETag>, crate::state::StateError> {
+        items: &[(
+            dss_core::state::IncidentState,
+            dss_core::state::Precondition,
+        )],
+    ) -> Result<Vec<dss_core::state::ETag>, dss_core::state::StateError> {
         self.batch_writes.fetch_add(1, Ordering::SeqCst);
         self.racing_insert().await?;
         let racing = self
@@ -917,7 +996,7 @@ impl crate::state::StateStore for FlakyStore {
             let mut value = other.value;
             value.updated_at = Some(OffsetDateTime::now_utc());
             self.inner
-                .put_incident(&value, crate::state::Precondition::Matches(other.etag))
+                .put_incident(&value, dss_core::state::Precondition::Matches(other.etag))
                 .await?;
         }
         self.injected_crash()?;
@@ -926,20 +1005,20 @@ impl crate::state::StateStore for FlakyStore {
     async fn tenant_health(
         &self,
         t: &TenantId,
-    ) -> Result<Option<crate::state::TenantHealth>, crate::state::StateError> {
+    ) -> Result<Option<dss_core::state::TenantHealth>, dss_core::state::StateError> {
         self.inner.tenant_health(t).await
     }
     async fn put_tenant_health(
         &self,
         t: &TenantId,
-        v: &crate::state::TenantHealth,
-    ) -> Result<(), crate::state::StateError> {
+        v: &dss_core::state::TenantHealth,
+    ) -> Result<(), dss_core::state::StateError> {
         self.inner.put_tenant_health(t, v).await
     }
     async fn failed_incidents(
         &self,
         limit: usize,
-    ) -> Result<Vec<crate::state::IncidentState>, crate::state::StateError> {
+    ) -> Result<Vec<dss_core::state::IncidentState>, dss_core::state::StateError> {
         self.inner.failed_incidents(limit).await
     }
 }
