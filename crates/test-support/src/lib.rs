@@ -7,6 +7,9 @@
 //! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
 //! can inject faults per operation.
 
+mod fixtures;
+pub use fixtures::{fixture, fixtures_dir};
+
 use dss_core::domain::*;
 use dss_core::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

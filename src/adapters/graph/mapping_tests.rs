@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-use crate::adapters::test_support::fixture;
+use dss_test_support::fixture;
 
 // The mapping reads raw JSON text; these take parsed values for readable tests.
 fn raw(v: &Value) -> Box<RawValue> {

@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn comment_body_matches_fixture() {
-        let fixture = crate::adapters::test_support::fixture("graph-incident-comment.request.json");
+        let fixture = dss_test_support::fixture("graph-incident-comment.request.json");
         assert_eq!(comment_body("Demo for docs"), fixture);
     }
 }

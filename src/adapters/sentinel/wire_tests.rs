@@ -1,5 +1,5 @@
 use super::*;
-use crate::adapters::test_support::fixture;
+use dss_test_support::fixture;
 use serde_json::json;
 
 fn read(name: &str) -> SentinelIncident {

@@ -11,15 +11,7 @@ pub const GRAPH: &str = "https://graph.microsoft.com";
 pub const ARM: &str = "https://management.azure.com";
 pub const MONITOR: &str = "https://monitor.azure.com";
 
-/// A documented sample payload from the workspace's `tests/fixtures/` (two levels up).
-pub fn fixture(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
+pub use dss_test_support::fixture;
 
 pub struct Env {
     pub sims: Simulators,
