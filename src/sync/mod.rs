@@ -21,6 +21,7 @@ mod incident;
 mod pull;
 mod report;
 mod retry_set;
+pub mod reverse;
 
 pub use cycle::{PageProgress, ProgressFn};
 pub use fingerprint::{
@@ -30,6 +31,7 @@ pub use fingerprint::{
 pub use forward::{ForwardOptions, ForwardSync, ThrottleProbe};
 pub use merge::{MergeBase, MergeOutcome, MergePolicy};
 pub use report::{CycleReport, TenantReport};
+pub use reverse::{Applied, ReverseApply, ReverseError, ReverseOutcome, Unmanaged};
 
 #[cfg(test)]
 mod forward_tests;
