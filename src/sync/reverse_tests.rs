@@ -296,8 +296,7 @@ async fn a_native_sentinel_incident_is_left_alone() {
     let h = harness();
     h.synced(7).await;
     let mut native = h.s.incident(&name(7)).unwrap();
-    native.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000001")
-        .unwrap_or_else(|_| native.name.clone());
+    native.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000001").unwrap();
     assert_ne!(native.name, name(7), "a name no state has");
     native.status = SentinelStatus::Closed;
     let out = h.apply_with(&h.tenants).apply(&native).await.unwrap();
