@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::ClientLimits;
-use crate::sync::{ForwardOptions, ForwardSync};
+use crate::sync::{ForwardOptions, ForwardSync, ReverseOptions, ReverseReport};
 use dss_test_support::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -453,4 +453,185 @@ async fn a_graph_400_parks_the_incident() {
     assert!(h.defender(11).await.custom_tags.is_empty());
     assert!(matches!(h.reverse(11).await, ReverseOutcome::Applied(_)));
     assert_eq!(h.defender(11).await.custom_tags, vec!["x".to_string()]);
+}
+
+// ---- the poll in the cycle -------------------------------------------------------------------
+
+fn tenant2() -> TenantId {
+    TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap()
+}
+
+/// Forward sync of `tenants` with the Sentinel poll in every cycle.
+fn polling(tenants: Vec<TenantId>) -> Harness {
+    let mut h = harness();
+    let options = ForwardOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+        deadline_margin: Duration::ZERO,
+    };
+    h.sync = ForwardSync::new(
+        h.d.clone(),
+        h.s.clone(),
+        Some(Arc::new(FakeLogs::default())),
+        h.store.clone(),
+        tenants.clone(),
+        h.policy.clone(),
+        options,
+        ClientLimits::default(),
+    )
+    .with_reverse_poll(ReverseOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+    });
+    h.tenants = tenants;
+    h
+}
+
+impl Harness {
+    async fn cycle(&self) -> crate::sync::CycleReport {
+        self.sync
+            .run_cycle(tokio::time::Instant::now() + Duration::from_secs(60))
+            .await
+    }
+}
+
+fn rev(r: &crate::sync::CycleReport) -> ReverseReport {
+    r.reverse.clone().expect("the poll ran")
+}
+
+#[tokio::test]
+async fn a_cycle_brings_a_sentinel_close_and_comment_to_defender_and_the_next_is_idle() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    let r = h.cycle().await;
+    let p = rev(&r);
+    assert!(r.completed(), "{r:?}");
+    assert_eq!((p.seen, p.unchanged, p.defender_writes), (1, 1, 0), "{p:?}");
+    h.s.analyst_edit(&name(1), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::TruePositive);
+        i.classification_reason = Some(ClassificationReason::SuspiciousActivity);
+    });
+    h.s.put_comment(&name(1), uuid::Uuid::new_v4(), "contained")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!(
+        (p.defender_writes, p.comments, p.failed),
+        (1, 1, 0),
+        "{p:?}"
+    );
+    let d = h.defender(1).await;
+    assert_eq!(d.status, DefenderStatus::Resolved);
+    assert_eq!(d.comments.len(), 1);
+    // The next cycle writes nothing on either side.
+    let (patches, posts, puts) = (h.patches(), h.posts(), h.s.probe.calls("put_incident"));
+    let r = h.cycle().await;
+    assert_eq!(r.total(|t| t.written), 0, "{r:?}");
+    let p = rev(&r);
+    assert_eq!((p.defender_writes, p.comments), (0, 0), "{p:?}");
+    assert_eq!(
+        (h.patches(), h.posts(), h.s.probe.calls("put_incident")),
+        (patches, posts, puts)
+    );
+    assert_eq!(
+        h.s.incident(&name(1)).unwrap().status,
+        SentinelStatus::Closed
+    );
+}
+
+#[tokio::test]
+async fn the_poll_counts_a_native_incident_and_leaves_it_alone() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    let mut native = h.s.incident(&name(1)).unwrap();
+    native.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000001").unwrap();
+    native.status = SentinelStatus::Closed;
+    native.classification = Some(SentinelClassification::FalsePositive);
+    h.s.create_by_service(native.clone());
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.unmanaged, 1, "{p:?}");
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+    assert_eq!(
+        h.s.incident(&native.name).unwrap().status,
+        SentinelStatus::Closed
+    );
+    assert_eq!(h.defender(1).await.status, DefenderStatus::Active);
+}
+
+#[tokio::test]
+async fn two_defender_tenants_never_cross() {
+    let h = polling(vec![tenant(), tenant2()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant2(), 1, ago(30)));
+    h.cycle().await;
+    let other = SentinelIncidentName::for_defender(&tenant2(), &did(1));
+    assert_ne!(other, name(1));
+    h.s.analyst_edit(&other, |i| {
+        i.owner = Owner {
+            user_principal_name: Some("mssp-analyst@fabrikam.com".into()),
+            ..Owner::default()
+        };
+    });
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.defender_writes, 1, "{p:?}");
+    let t2 =
+        h.d.get_incident(&tenant2(), &did(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t2.assigned_to.as_deref(), Some("mssp-analyst@fabrikam.com"));
+    assert_eq!(
+        h.defender(1).await.assigned_to,
+        None,
+        "the other tenant is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_parked_incident_does_not_pin_the_checkpoint_and_is_applied_once_fixed() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| {
+        i.status = SentinelStatus::Unrecognized("Triaged".into())
+    });
+    h.s.analyst_edit(&name(2), |i| i.labels.push(user_label("later")));
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.parked, p.defender_writes, p.failed), (1, 1, 0), "{p:?}");
+    assert!(p.completed, "{p:?}");
+    let latest = h.s.incident(&name(2)).unwrap().last_modified.unwrap();
+    let cp = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    assert_eq!(cp.watermark, latest, "moved past the parked incident");
+    h.s.analyst_edit(&name(1), |i| i.status = SentinelStatus::Active);
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.parked, 0, "{p:?}");
+    assert_eq!(h.state(1).await.last_outcome, Some(Outcome::Synced));
+}
+
+#[tokio::test]
+async fn a_transient_failure_holds_the_checkpoint_at_the_failed_incident() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    let before = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    h.s.analyst_edit(&name(1), |i| i.labels.push(user_label("t")));
+    h.d.probe.fail(
+        "update_incident",
+        Fault::Transient,
+        dss_test_support::ATTEMPTS as usize,
+    );
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.failed, 1, "{p:?}");
+    assert!(!p.completed);
+    let held = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    let changed = h.s.incident(&name(1)).unwrap().last_modified.unwrap();
+    assert!(held.watermark <= changed && held.watermark >= before.watermark);
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.failed, p.defender_writes), (0, 1), "{p:?}");
+    assert_eq!(h.defender(1).await.custom_tags, vec!["t".to_string()]);
 }
