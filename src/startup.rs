@@ -13,7 +13,7 @@ use crate::runner::EngineRunner;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
-use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
+use crate::sync::{ForwardOptions, ForwardSync, MergePolicy, ReverseOptions};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -198,7 +198,11 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         },
         settings.limits.clone(),
     )
-    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
+    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()))
+    .with_reverse_poll(ReverseOptions {
+        lookback: settings.lookback,
+        ..ReverseOptions::default()
+    });
     Ok(EngineRunner {
         sync,
         graph,
