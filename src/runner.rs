@@ -105,7 +105,8 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
         json!({
             "seen": r.seen, "unmanaged": r.unmanaged, "unchanged": r.unchanged,
             "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
-            "parked": r.parked, "failed": r.failed, "errors": r.errors, "completed": r.completed,
+            "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
+            "errors": r.errors, "completed": r.completed,
         })
     });
     json!({

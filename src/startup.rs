@@ -13,7 +13,7 @@ use crate::runner::EngineRunner;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
-use crate::sync::{ForwardOptions, ForwardSync, MergePolicy, ReverseOptions};
+use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -198,11 +198,7 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         },
         settings.limits.clone(),
     )
-    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()))
-    .with_reverse_poll(ReverseOptions {
-        lookback: settings.lookback,
-        ..ReverseOptions::default()
-    });
+    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
     Ok(EngineRunner {
         sync,
         graph,

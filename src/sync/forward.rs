@@ -143,7 +143,12 @@ impl ForwardSync {
         }
         if let Some(opts) = &self.reverse {
             let span = tracing::info_span!("reverse_poll");
-            let r = self.run_reverse(opts, deadline).instrument(span).await;
+            let before = self.throttle_probe.as_ref().map(|p| p());
+            let mut r = self.run_reverse(opts, deadline).instrument(span).await;
+            r.throttled = match (&self.throttle_probe, before) {
+                (Some(p), Some(b)) => p().saturating_sub(b),
+                _ => 0,
+            };
             tracing::info!(
                 seen = r.seen,
                 unmanaged = r.unmanaged,

@@ -49,6 +49,8 @@ pub struct ReverseReport {
     pub parked: u64,
     /// Incidents that failed transiently; they hold the checkpoint.
     pub failed: u64,
+    /// Throttled upstream calls (429) during the poll (not in any tenant's figure).
+    pub throttled: u64,
     pub errors: Vec<String>,
     /// True when every page was read and the checkpoint moved as far as it may.
     pub completed: bool,
@@ -117,6 +119,10 @@ impl ReversePoll<'_> {
                 }
             };
             for s in &page.incidents {
+                if Instant::now() >= deadline {
+                    complete = false;
+                    break;
+                }
                 if !seen.insert(s.name) {
                     continue;
                 }
@@ -136,8 +142,8 @@ impl ReversePoll<'_> {
                 });
             }
             match page.next_link {
-                Some(l) => next = Some(l),
-                None => break,
+                Some(l) if complete => next = Some(l),
+                _ => break,
             }
         }
         if !complete {
