@@ -93,6 +93,12 @@ fn sync() -> ExitCode {
                 println!("  error: {e}");
             }
         }
+        if let Some(r) = &report.reverse {
+            println!("{}", runner::reverse_line(r));
+            for e in &r.errors {
+                println!("  error: {e}");
+            }
+        }
         println!("{}", runner.calls());
         anyhow::Ok(report.completed())
     });

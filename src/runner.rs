@@ -7,7 +7,7 @@ use crate::adapters::http::CallCounts;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
 use crate::host::plugins::{CycleReport as HostReport, SyncRunner};
-use crate::sync::{CycleReport, ForwardSync, PageProgress, TenantReport};
+use crate::sync::{CycleReport, ForwardSync, PageProgress, ReverseReport, TenantReport};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -68,6 +68,22 @@ pub fn progress_line(p: &PageProgress) -> String {
     )
 }
 
+/// The line of the reverse poll (Sentinel → Defender).
+pub fn reverse_line(r: &ReverseReport) -> String {
+    format!(
+        "sentinel poll: {} incidents seen, {} Defender writes, {} comments, {} conflicts, \
+         {} unmanaged, {} parked, {} failed{}",
+        r.seen,
+        r.defender_writes,
+        r.comments,
+        r.conflicts,
+        r.unmanaged,
+        r.parked,
+        r.failed,
+        if r.completed { "" } else { " (incomplete)" }
+    )
+}
+
 /// The report as JSON figures (the reply's `ReturnValue`).
 pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Value {
     let tenants: Vec<_> = report
@@ -85,7 +101,17 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
             })
         })
         .collect();
-    json!({ "completed": report.completed(), "tenants": tenants, "calls": calls })
+    let reverse = report.reverse.as_ref().map(|r| {
+        json!({
+            "seen": r.seen, "unmanaged": r.unmanaged, "unchanged": r.unchanged,
+            "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
+            "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
+            "errors": r.errors, "completed": r.completed,
+        })
+    });
+    json!({
+        "completed": report.completed(), "tenants": tenants, "reverse": reverse, "calls": calls
+    })
 }
 
 #[async_trait::async_trait]
@@ -93,6 +119,7 @@ impl SyncRunner for EngineRunner {
     async fn run_cycle(&self, deadline: tokio::time::Instant) -> HostReport {
         let report = self.sync.run_cycle(deadline).await;
         let mut logs: Vec<String> = report.tenants.iter().map(tenant_line).collect();
+        logs.extend(report.reverse.as_ref().map(reverse_line));
         logs.extend(
             report
                 .tenants
@@ -111,6 +138,36 @@ impl SyncRunner for EngineRunner {
 mod tests {
     use super::*;
     use crate::domain::TenantId;
+
+    #[test]
+    fn the_reverse_poll_has_its_line_and_its_figures() {
+        let r = ReverseReport {
+            seen: 4,
+            unmanaged: 1,
+            defender_writes: 2,
+            comments: 3,
+            conflicts: 1,
+            parked: 1,
+            completed: true,
+            ..ReverseReport::default()
+        };
+        let line = reverse_line(&r);
+        assert_eq!(
+            line,
+            "sentinel poll: 4 incidents seen, 2 Defender writes, 3 comments, 1 conflicts, \
+             1 unmanaged, 1 parked, 0 failed"
+        );
+        let report = CycleReport {
+            tenants: vec![],
+            reverse: Some(r),
+        };
+        let f = figures(&report, json!({}));
+        assert_eq!(f["reverse"]["defenderWrites"], 2);
+        assert_eq!(f["reverse"]["unmanaged"], 1);
+        assert_eq!(f["completed"], true);
+        let none = figures(&CycleReport::default(), json!({}));
+        assert!(none["reverse"].is_null());
+    }
 
     #[test]
     fn a_progress_line_names_the_tenant_the_page_and_the_counts() {

@@ -59,6 +59,8 @@ pub struct ForwardSync {
     progress: Option<ProgressFn>,
     /// Every 429 the upstream clients met so far (see [`ForwardSync::with_throttle_probe`]).
     throttle_probe: Option<ThrottleProbe>,
+    /// The Sentinel poll of reverse sync, run after the tenants when set.
+    reverse: Option<super::reverse_poll::ReverseOptions>,
 }
 
 /// Reads a running count of throttled (429) upstream responses.
@@ -90,6 +92,7 @@ impl ForwardSync {
             opts,
             progress: None,
             throttle_probe: None,
+            reverse: None,
         }
     }
 
@@ -105,6 +108,13 @@ impl ForwardSync {
     /// same process adds its own); without a probe it is 0.
     pub fn with_throttle_probe(mut self, probe: ThrottleProbe) -> Self {
         self.throttle_probe = Some(probe);
+        self
+    }
+
+    /// Runs the Sentinel poll of reverse sync in every cycle, after the tenants' forward
+    /// cycles (so a change Defender made this cycle is in Sentinel before the poll merges).
+    pub fn with_reverse_poll(mut self, opts: super::reverse_poll::ReverseOptions) -> Self {
+        self.reverse = Some(opts);
         self
     }
 
@@ -131,7 +141,54 @@ impl ForwardSync {
             );
             report.tenants.push(r);
         }
+        if let Some(opts) = &self.reverse {
+            let span = tracing::info_span!("reverse_poll");
+            let before = self.throttle_probe.as_ref().map(|p| p());
+            let mut r = self.run_reverse(opts, deadline).instrument(span).await;
+            r.throttled = match (&self.throttle_probe, before) {
+                (Some(p), Some(b)) => p().saturating_sub(b),
+                _ => 0,
+            };
+            tracing::info!(
+                seen = r.seen,
+                unmanaged = r.unmanaged,
+                defender_writes = r.defender_writes,
+                comments = r.comments,
+                conflicts = r.conflicts,
+                parked = r.parked,
+                failed = r.failed,
+                completed = r.completed,
+                message = "Reverse poll finished."
+            );
+            report.reverse = Some(r);
+        }
         report
+    }
+
+    /// The Sentinel poll: each changed incident applied to its own Defender tenant.
+    async fn run_reverse(
+        &self,
+        opts: &super::reverse_poll::ReverseOptions,
+        deadline: Instant,
+    ) -> super::reverse_poll::ReverseReport {
+        let deadline = deadline
+            .checked_sub(self.opts.deadline_margin)
+            .unwrap_or(deadline);
+        let apply = super::reverse::ReverseApply {
+            defender: self.ports.defender.as_ref(),
+            sentinel: self.ports.sentinel.as_ref(),
+            store: self.ports.state.as_ref(),
+            policy: &self.policy,
+            tenants: &self.tenants,
+        };
+        super::reverse_poll::ReversePoll {
+            apply,
+            sentinel: self.ports.sentinel.as_ref(),
+            store: self.ports.state.as_ref(),
+            opts,
+        }
+        .run(deadline)
+        .await
     }
 
     /// One tenant's cycle: the owners are built for it and dropped with it.

@@ -2,8 +2,9 @@
 //! keeps the last value seen or written on each side, in that side's own vocabulary; each side
 //! is compared with its own stored value, never through the lossy mapping.
 //!
-//! Defender writes are returned but not executed until reverse sync exists; meanwhile the
-//! Sentinel side of such a field's base is not advanced, so the change stays visible.
+//! Defender writes are returned, not executed: forward sync leaves them pending (the Sentinel
+//! side of such a field's base is not advanced, so the change stays visible) and reverse sync
+//! (`sync/reverse.rs`) executes them and advances the base once the PATCH succeeded.
 
 use super::mapping::{
     self, DefenderClassificationFields, MappingError, SentinelClassificationFields,

@@ -21,6 +21,8 @@ mod incident;
 mod pull;
 mod report;
 mod retry_set;
+pub mod reverse;
+pub mod reverse_poll;
 
 pub use cycle::{PageProgress, ProgressFn};
 pub use fingerprint::{
@@ -30,6 +32,8 @@ pub use fingerprint::{
 pub use forward::{ForwardOptions, ForwardSync, ThrottleProbe};
 pub use merge::{MergeBase, MergeOutcome, MergePolicy};
 pub use report::{CycleReport, TenantReport};
+pub use reverse::{Applied, ReverseApply, ReverseError, ReverseOutcome, Unmanaged};
+pub use reverse_poll::{ReverseOptions, ReverseReport};
 
 #[cfg(test)]
 mod forward_tests;

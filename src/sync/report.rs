@@ -39,12 +39,15 @@ pub struct TenantReport {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CycleReport {
     pub tenants: Vec<TenantReport>,
+    /// The Sentinel poll of reverse sync, when it ran.
+    pub reverse: Option<super::reverse_poll::ReverseReport>,
 }
 
 impl CycleReport {
-    /// True when every tenant's cycle completed.
+    /// True when every tenant's cycle (and the reverse poll, when it ran) completed.
     pub fn completed(&self) -> bool {
         self.tenants.iter().all(|t| t.completed)
+            && self.reverse.as_ref().is_none_or(|r| r.completed)
     }
 
     /// Sum of a figure over the tenants.

@@ -182,6 +182,10 @@ async fn list_filters_by_modification_time_and_follows_next_link() {
         reqs[0].query("$filter").as_deref(),
         Some("properties/lastModifiedTimeUtc ge 2024-05-01T00:00:00Z")
     );
+    assert_eq!(
+        reqs[0].query("$orderby").as_deref(),
+        Some("properties/lastModifiedTimeUtc asc")
+    );
     assert_eq!(reqs[0].query("$top").as_deref(), Some("1000"));
     assert_eq!(reqs[1].query("$skipToken").as_deref(), Some("p2"));
     let err = s

@@ -218,7 +218,15 @@ impl SentinelApi for SentinelClient {
                     .format(&Rfc3339)
                     .unwrap_or_default();
                 let filter = format!("properties/lastModifiedTimeUtc ge {since}");
-                http::with_query(self.url(&[]), &[("$filter", &filter), ("$top", LIST_TOP)])
+                // Oldest change first, so a poll cut short has read the earliest changes.
+                http::with_query(
+                    self.url(&[]),
+                    &[
+                        ("$filter", &filter),
+                        ("$orderby", "properties/lastModifiedTimeUtc asc"),
+                        ("$top", LIST_TOP),
+                    ],
+                )
             }
         };
         let page: ListDto<IncidentDto> = self

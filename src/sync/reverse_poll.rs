@@ -1,0 +1,247 @@
+//! The Sentinel poll of reverse sync (issue 12, part 2): lists the workspace's incidents changed
+//! since the Sentinel checkpoint (less an overlap), follows the pages, hands each incident once
+//! to [`ReverseApply`], and moves the checkpoint only past incidents that were applied, found
+//! unchanged or unmanaged, or parked. An incident that failed transiently holds it.
+
+use super::reverse::{ReverseApply, ReverseOutcome};
+use crate::domain::*;
+use crate::ports::*;
+use crate::state::{Precondition, SentinelCheckpoint, StateStore};
+use std::collections::HashSet;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+/// Tunables of the poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseOptions {
+    /// How far back the first poll looks.
+    pub lookback: Duration,
+    /// Each poll starts this long before the checkpoint (ARM writes can become visible late).
+    pub overlap: Duration,
+}
+
+impl Default for ReverseOptions {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Figures of one poll.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReverseReport {
+    /// Sentinel incidents listed (each once per poll).
+    pub seen: u64,
+    /// Incidents we do not manage (native, another connector's, a tenant not synced here).
+    pub unmanaged: u64,
+    /// Incidents already in agreement (our own writes seen again included).
+    pub unchanged: u64,
+    /// Defender PATCHes sent.
+    pub defender_writes: u64,
+    /// Comments posted to Defender (analyst comments and conflict notes).
+    pub comments: u64,
+    /// Conflicts decided by the policy.
+    pub conflicts: u64,
+    /// Incidents parked (unmappable, refused by Graph); they do not hold the checkpoint.
+    pub parked: u64,
+    /// Incidents that failed transiently; they hold the checkpoint.
+    pub failed: u64,
+    /// Throttled upstream calls (429) during the poll (not in any tenant's figure).
+    pub throttled: u64,
+    pub errors: Vec<String>,
+    /// True when every page was read and the checkpoint moved as far as it may.
+    pub completed: bool,
+}
+
+/// Where the checkpoint goes after a poll, PURE: never backwards; to the latest modification
+/// seen, unless an incident failed (then no further than the earliest failed one, which the
+/// next poll reads again since the filter is `ge`).
+pub fn advance_sentinel_checkpoint(
+    current: Option<OffsetDateTime>,
+    latest_done: Option<OffsetDateTime>,
+    earliest_failed: Option<OffsetDateTime>,
+) -> Option<OffsetDateTime> {
+    let target = match (latest_done, earliest_failed) {
+        (_, Some(f)) => Some(latest_done.map_or(f, |d| d.min(f))),
+        (d, None) => d,
+    };
+    match (current, target) {
+        (Some(c), Some(t)) => Some(c.max(t)),
+        (c, t) => c.or(t),
+    }
+}
+
+/// One poll of the workspace's changed incidents.
+pub struct ReversePoll<'a> {
+    pub apply: ReverseApply<'a>,
+    pub sentinel: &'a dyn SentinelApi,
+    pub store: &'a dyn StateStore,
+    pub opts: &'a ReverseOptions,
+}
+
+impl ReversePoll<'_> {
+    /// Polls once, stopping before `deadline` (the checkpoint then moves only past what was
+    /// done).
+    pub async fn run(&self, deadline: Instant) -> ReverseReport {
+        let mut r = ReverseReport::default();
+        let now = OffsetDateTime::now_utc();
+        let stored = match self.store.sentinel_checkpoint().await {
+            Ok(c) => c,
+            Err(e) => {
+                r.errors.push(format!("Sentinel checkpoint: {e}"));
+                return r;
+            }
+        };
+        let current = stored.as_ref().map(|c| c.value.watermark);
+        let since = current.map_or(now - self.opts.lookback, |w| w - self.opts.overlap);
+        let mut seen = HashSet::new();
+        let (mut latest_done, mut earliest_failed) = (None::<OffsetDateTime>, None);
+        let mut next: Option<String> = None;
+        let mut complete = true;
+        loop {
+            if Instant::now() >= deadline {
+                complete = false;
+                break;
+            }
+            let page = match self
+                .sentinel
+                .list_modified_since(since, next.as_deref())
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    r.errors.push(format!("Sentinel incident list: {e}"));
+                    complete = false;
+                    break;
+                }
+            };
+            for s in &page.incidents {
+                if Instant::now() >= deadline {
+                    complete = false;
+                    break;
+                }
+                if !seen.insert(s.name) {
+                    continue;
+                }
+                r.seen += 1;
+                let at = s.last_modified.unwrap_or(now);
+                let outcome = self.apply.apply(s).await;
+                let done = self.count(&mut r, s, outcome);
+                let slot = if done {
+                    &mut latest_done
+                } else {
+                    &mut earliest_failed
+                };
+                *slot = Some(match (done, *slot) {
+                    (true, Some(t)) => t.max(at),
+                    (false, Some(t)) => t.min(at),
+                    (_, None) => at,
+                });
+            }
+            match page.next_link {
+                Some(l) if complete => next = Some(l),
+                _ => break,
+            }
+        }
+        if !complete {
+            // Pages not read may hold older changes: hold the checkpoint where it is.
+            r.completed = false;
+            return r;
+        }
+        let to = advance_sentinel_checkpoint(current, latest_done, earliest_failed);
+        if let Some(w) = to.filter(|w| Some(*w) != current) {
+            let pre = stored.map_or(Precondition::Absent, |c| Precondition::Matches(c.etag));
+            if let Err(e) = self
+                .store
+                .put_sentinel_checkpoint(&SentinelCheckpoint { watermark: w }, pre)
+                .await
+            {
+                r.errors.push(format!("Sentinel checkpoint: {e}"));
+                return r;
+            }
+        }
+        r.completed = earliest_failed.is_none();
+        r
+    }
+
+    /// Counts one incident's outcome; true when it no longer holds the checkpoint.
+    fn count(
+        &self,
+        r: &mut ReverseReport,
+        s: &SentinelIncident,
+        outcome: Result<ReverseOutcome, super::reverse::ReverseError>,
+    ) -> bool {
+        match outcome {
+            Ok(ReverseOutcome::Unmanaged(_)) => r.unmanaged += 1,
+            Ok(ReverseOutcome::Unchanged) | Ok(ReverseOutcome::DefenderGone) => r.unchanged += 1,
+            Ok(ReverseOutcome::Applied(a)) => {
+                r.defender_writes += u64::from(a.patched);
+                r.comments += a.comments as u64;
+                r.conflicts += a.conflicts as u64;
+            }
+            Ok(ReverseOutcome::Parked(reason)) => {
+                r.parked += 1;
+                push_error(r, format!("{}: parked: {reason}", s.name));
+            }
+            Err(e) => {
+                r.failed += 1;
+                push_error(r, format!("{}: {e}", s.name));
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn push_error(r: &mut ReverseReport, e: String) {
+    if r.errors.len() < 20 {
+        r.errors.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dss_test_support::T0;
+
+    fn at(min: i64) -> OffsetDateTime {
+        T0 + time::Duration::minutes(min)
+    }
+
+    #[test]
+    fn the_checkpoint_moves_to_the_latest_done_and_never_back() {
+        assert_eq!(
+            advance_sentinel_checkpoint(None, Some(at(5)), None),
+            Some(at(5))
+        );
+        assert_eq!(
+            advance_sentinel_checkpoint(Some(at(9)), Some(at(5)), None),
+            Some(at(9))
+        );
+        assert_eq!(
+            advance_sentinel_checkpoint(Some(at(1)), None, None),
+            Some(at(1))
+        );
+        assert_eq!(advance_sentinel_checkpoint(None, None, None), None);
+    }
+
+    #[test]
+    fn a_failed_incident_holds_the_checkpoint_at_itself() {
+        assert_eq!(
+            advance_sentinel_checkpoint(Some(at(1)), Some(at(9)), Some(at(4))),
+            Some(at(4))
+        );
+        assert_eq!(
+            advance_sentinel_checkpoint(Some(at(6)), Some(at(9)), Some(at(4))),
+            Some(at(6)),
+            "never backwards"
+        );
+        assert_eq!(
+            advance_sentinel_checkpoint(None, None, Some(at(4))),
+            Some(at(4))
+        );
+    }
+}

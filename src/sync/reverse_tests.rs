@@ -1,0 +1,637 @@
+//! Reverse sync of one incident against the in-memory fakes: forward sync creates the
+//! Sentinel incident, an analyst acts in Sentinel, [`ReverseApply`] brings it to Defender.
+
+use super::*;
+use crate::config::ClientLimits;
+use crate::sync::{ForwardOptions, ForwardSync, ReverseOptions, ReverseReport};
+use dss_test_support::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+struct Harness {
+    d: Arc<FakeDefender>,
+    s: Arc<FakeSentinel>,
+    store: Arc<FlakyStore>,
+    sync: ForwardSync,
+    policy: MergePolicy,
+    tenants: Vec<TenantId>,
+}
+
+fn harness_with(conflict: ConflictPolicyName) -> Harness {
+    let (d, s, logs, store) = (
+        Arc::new(FakeDefender::default()),
+        Arc::new(FakeSentinel::default()),
+        Arc::new(FakeLogs::default()),
+        Arc::new(FlakyStore::default()),
+    );
+    let policy = MergePolicy {
+        conflict,
+        severity_to_defender: false,
+    };
+    let options = ForwardOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+        deadline_margin: Duration::ZERO,
+    };
+    let sync = ForwardSync::new(
+        d.clone(),
+        s.clone(),
+        Some(logs),
+        store.clone(),
+        vec![tenant()],
+        policy.clone(),
+        options,
+        ClientLimits::default(),
+    );
+    Harness {
+        d,
+        s,
+        store,
+        sync,
+        policy,
+        tenants: vec![tenant()],
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(ConflictPolicyName::LatestWins)
+}
+
+fn ago(minutes: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() - time::Duration::minutes(minutes)
+}
+
+fn name(id: u32) -> SentinelIncidentName {
+    SentinelIncidentName::for_defender(&tenant(), &did(id))
+}
+
+fn did(id: u32) -> DefenderIncidentId {
+    DefenderIncidentId::parse(&id.to_string()).unwrap()
+}
+
+impl Harness {
+    /// One forward cycle; returns the Sentinel PUTs it made.
+    async fn forward(&self) -> u64 {
+        let before = self.s.probe.calls("put_incident");
+        let r = self
+            .sync
+            .run_cycle(tokio::time::Instant::now() + Duration::from_secs(60))
+            .await;
+        assert!(r.tenants.iter().all(|t| t.completed), "{r:?}");
+        self.s.probe.calls("put_incident") - before
+    }
+
+    /// Forward-synced incident `id`, created `ago(30)`.
+    async fn synced(&self, id: u32) {
+        self.d.upsert(incident(&tenant(), id, ago(30)));
+        assert_eq!(self.forward().await, 1);
+    }
+
+    fn apply_with<'a>(&'a self, tenants: &'a [TenantId]) -> ReverseApply<'a> {
+        ReverseApply {
+            defender: self.d.as_ref(),
+            sentinel: self.s.as_ref(),
+            store: self.store.as_ref(),
+            policy: &self.policy,
+            tenants,
+        }
+    }
+
+    async fn reverse(&self, id: u32) -> ReverseOutcome {
+        let s = self.s.incident(&name(id)).expect("the Sentinel incident");
+        self.apply_with(&self.tenants).apply(&s).await.unwrap()
+    }
+
+    async fn defender(&self, id: u32) -> DefenderIncident {
+        self.d
+            .get_incident(&tenant(), &did(id))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn patches(&self) -> u64 {
+        self.d.probe.calls("update_incident")
+    }
+
+    fn posts(&self) -> u64 {
+        self.d.probe.calls("add_comment")
+    }
+
+    async fn state(&self, id: u32) -> IncidentState {
+        self.store.incident(&name(id)).await.unwrap().unwrap().value
+    }
+
+    /// After a change: the next reverse pass and the next forward cycle write nothing.
+    async fn assert_idle(&self, id: u32) {
+        let (p, c) = (self.patches(), self.posts());
+        assert_eq!(self.reverse(id).await, ReverseOutcome::Unchanged);
+        assert_eq!(self.forward().await, 0, "no Sentinel write after our PATCH");
+        assert_eq!(self.reverse(id).await, ReverseOutcome::Unchanged);
+        assert_eq!((self.patches(), self.posts()), (p, c), "no Defender write");
+    }
+}
+
+fn user_label(n: &str) -> Label {
+    Label {
+        name: n.into(),
+        kind: LabelKind::User,
+    }
+}
+
+#[tokio::test]
+async fn a_close_with_classification_reaches_defender_and_the_next_cycles_are_idle() {
+    let h = harness();
+    h.synced(1).await;
+    h.s.analyst_edit(&name(1), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::FalsePositive);
+        i.classification_reason = Some(ClassificationReason::IncorrectAlertLogic);
+        i.classification_comment = Some("noisy rule".into());
+    });
+    let out = h.reverse(1).await;
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { patched: true, .. })),
+        "{out:?}"
+    );
+    let d = h.defender(1).await;
+    assert_eq!(d.status, DefenderStatus::Resolved);
+    assert_eq!(
+        d.classification,
+        Some(DefenderClassification::FalsePositive)
+    );
+    assert_eq!(d.determination, Some(Determination::NotMalicious));
+    assert_eq!(d.resolving_comment.as_deref(), Some("noisy rule"));
+    assert_eq!(h.patches(), 1);
+    h.assert_idle(1).await;
+    let s = h.s.incident(&name(1)).unwrap();
+    assert_eq!(s.status, SentinelStatus::Closed, "forward did not undo it");
+}
+
+#[tokio::test]
+async fn an_assignment_and_tags_reach_defender_without_reserved_labels() {
+    let h = harness();
+    h.synced(2).await;
+    h.s.analyst_edit(&name(2), |i| {
+        i.owner = Owner {
+            user_principal_name: Some("analyst@contoso.com".into()),
+            ..Owner::default()
+        };
+        i.labels.push(user_label("phish-wave"));
+        i.labels.push(user_label("Redirected"));
+        i.labels.push(Label {
+            name: "auto".into(),
+            kind: LabelKind::AutoAssigned,
+        });
+    });
+    assert!(matches!(h.reverse(2).await, ReverseOutcome::Applied(_)));
+    let d = h.defender(2).await;
+    assert_eq!(d.assigned_to.as_deref(), Some("analyst@contoso.com"));
+    assert_eq!(d.custom_tags, vec!["phish-wave".to_string()]);
+    h.assert_idle(2).await;
+}
+
+#[tokio::test]
+async fn a_reopen_in_sentinel_reopens_defender() {
+    let h = harness();
+    h.synced(3).await;
+    h.s.analyst_edit(&name(3), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::TruePositive);
+        i.classification_reason = Some(ClassificationReason::SuspiciousActivity);
+    });
+    h.reverse(3).await;
+    assert_eq!(h.defender(3).await.status, DefenderStatus::Resolved);
+    h.assert_idle(3).await;
+    h.s.analyst_edit(&name(3), |i| i.status = SentinelStatus::Active);
+    assert!(matches!(h.reverse(3).await, ReverseOutcome::Applied(_)));
+    assert_eq!(h.defender(3).await.status, DefenderStatus::Active);
+    h.assert_idle(3).await;
+    assert_eq!(
+        h.s.incident(&name(3)).unwrap().status,
+        SentinelStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn our_forward_write_seen_again_writes_nothing_to_defender() {
+    let h = harness();
+    h.synced(4).await;
+    assert_eq!(h.reverse(4).await, ReverseOutcome::Unchanged);
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+    // A Defender change synced forward is also just an echo for reverse sync.
+    h.d.edit(&tenant(), "4", |i| {
+        i.severity = DefenderSeverity::Low;
+        i.assigned_to = Some("soc@contoso.com".into());
+        i.last_update = ago(1);
+    });
+    assert_eq!(h.forward().await, 1);
+    assert_eq!(h.reverse(4).await, ReverseOutcome::Unchanged);
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_analyst_comment_lands_once_marked_and_is_never_mirrored_back() {
+    let h = harness();
+    h.synced(5).await;
+    h.s.put_comment(&name(5), uuid::Uuid::new_v4(), "looked at the host")
+        .await
+        .unwrap();
+    let out = h.reverse(5).await;
+    assert!(
+        matches!(
+            out,
+            ReverseOutcome::Applied(Applied {
+                comments: 1,
+                patched: false,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    let d = h.defender(5).await;
+    assert_eq!(d.comments.len(), 1);
+    assert!(d.comments[0].text.starts_with(SENTINEL_MARKER));
+    assert!(d.comments[0].text.contains("looked at the host"));
+    h.assert_idle(5).await;
+    assert_eq!(
+        h.s.comments(&name(5)).len(),
+        1,
+        "not mirrored back to Sentinel"
+    );
+    assert_eq!(h.defender(5).await.comments.len(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_the_comment_post_and_the_state_write_does_not_post_twice() {
+    let h = harness();
+    h.synced(6).await;
+    h.s.put_comment(&name(6), uuid::Uuid::new_v4(), "escalated")
+        .await
+        .unwrap();
+    h.store.fail_incident_puts.store(1, Ordering::SeqCst);
+    let s = h.s.incident(&name(6)).unwrap();
+    let err = h.apply_with(&h.tenants).apply(&s).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(
+        h.defender(6).await.comments.len(),
+        1,
+        "posted before the crash"
+    );
+    let out = h.reverse(6).await;
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 0, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(6).await.comments.len(), 1, "not posted again");
+    assert_eq!(h.state(6).await.mirrored_comments.len(), 1);
+    h.assert_idle(6).await;
+}
+
+#[tokio::test]
+async fn a_native_sentinel_incident_is_left_alone() {
+    let h = harness();
+    h.synced(7).await;
+    let mut native = h.s.incident(&name(7)).unwrap();
+    native.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000001").unwrap();
+    assert_ne!(native.name, name(7), "a name no state has");
+    native.status = SentinelStatus::Closed;
+    let out = h.apply_with(&h.tenants).apply(&native).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+    assert_eq!(h.d.probe.calls("get_incident"), 0);
+}
+
+#[tokio::test]
+async fn an_incident_of_a_tenant_not_synced_here_is_never_written() {
+    let h = harness();
+    h.synced(8).await;
+    h.s.analyst_edit(&name(8), |i| i.status = SentinelStatus::Closed);
+    let s = h.s.incident(&name(8)).unwrap();
+    let other = [TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap()];
+    let out = h.apply_with(&other).apply(&s).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant));
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+    assert_eq!(h.defender(8).await.status, DefenderStatus::Active);
+}
+
+/// Both sides change the owner; returns Defender's owner, its comments, and the outcome.
+async fn conflicting_owner(
+    policy: ConflictPolicyName,
+) -> (Harness, DefenderIncident, ReverseOutcome) {
+    let h = harness_with(policy);
+    for (n, upn) in [
+        (1, "defender-analyst@contoso.com"),
+        (2, "sentinel-analyst@contoso.com"),
+    ] {
+        h.d.add_user(UserRef {
+            object_id: uuid::Uuid::from_u128(n),
+            user_principal_name: upn.into(),
+            mail: None,
+            display_name: None,
+        });
+    }
+    h.synced(9).await;
+    h.d.edit(&tenant(), "9", |i| {
+        i.assigned_to = Some("defender-analyst@contoso.com".into());
+        i.last_update = ago(2);
+    });
+    h.s.analyst_edit(&name(9), |i| {
+        i.owner = Owner {
+            user_principal_name: Some("sentinel-analyst@contoso.com".into()),
+            ..Owner::default()
+        };
+    });
+    let out = h.reverse(9).await;
+    let d = h.defender(9).await;
+    (h, d, out)
+}
+
+#[tokio::test]
+async fn sentinel_wins_overrides_defender_and_says_so_in_defender() {
+    let (h, d, out) = conflicting_owner(ConflictPolicyName::SentinelWins).await;
+    assert!(
+        matches!(
+            out,
+            ReverseOutcome::Applied(Applied {
+                patched: true,
+                conflicts: 1,
+                comments: 1
+            })
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.assigned_to.as_deref(),
+        Some("sentinel-analyst@contoso.com")
+    );
+    assert_eq!(d.comments.len(), 1);
+    assert!(d.comments[0].text.starts_with(SENTINEL_MARKER));
+    assert!(d.comments[0].text.contains("defender-analyst@contoso.com"));
+    h.assert_idle(9).await;
+}
+
+#[tokio::test]
+async fn latest_wins_takes_the_later_sentinel_change() {
+    let (h, d, out) = conflicting_owner(ConflictPolicyName::LatestWins).await;
+    assert!(matches!(out, ReverseOutcome::Applied(_)), "{out:?}");
+    assert_eq!(
+        d.assigned_to.as_deref(),
+        Some("sentinel-analyst@contoso.com")
+    );
+    h.assert_idle(9).await;
+}
+
+#[tokio::test]
+async fn defender_wins_writes_nothing_to_defender_and_leaves_the_field_to_forward_sync() {
+    let (h, d, out) = conflicting_owner(ConflictPolicyName::DefenderWins).await;
+    assert_eq!(h.patches(), 0, "{out:?}");
+    assert_eq!(
+        d.assigned_to.as_deref(),
+        Some("defender-analyst@contoso.com")
+    );
+    let st = h.state(9).await;
+    assert_eq!(
+        st.defender_base.and_then(|b| b.assigned_to),
+        None,
+        "the owner's base is kept so forward sync still sees Defender's change"
+    );
+    // Forward sync then writes Defender's owner to Sentinel (its PUT may first meet the
+    // analyst's newer etag and start over).
+    assert!(h.forward().await >= 1);
+    let s = h.s.incident(&name(9)).unwrap();
+    assert_eq!(
+        s.owner.user_principal_name.as_deref(),
+        Some("defender-analyst@contoso.com")
+    );
+    h.assert_idle(9).await;
+}
+
+#[tokio::test]
+async fn an_unmappable_incident_is_parked_with_its_reason_and_cleared_once_fixed() {
+    let h = harness();
+    h.synced(10).await;
+    h.s.analyst_edit(&name(10), |i| {
+        i.status = SentinelStatus::Unrecognized("Triaged".into());
+    });
+    let out = h.reverse(10).await;
+    assert!(
+        matches!(out, ReverseOutcome::Parked(ref r) if r.contains("Triaged")),
+        "{out:?}"
+    );
+    assert_eq!(h.patches(), 0);
+    let st = h.state(10).await;
+    assert_eq!(st.last_outcome, Some(Outcome::Parked));
+    assert!(st.last_error.unwrap_or_default().contains("Triaged"));
+    h.s.analyst_edit(&name(10), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::BenignPositive);
+        i.classification_reason = Some(ClassificationReason::SuspiciousButExpected);
+    });
+    assert!(matches!(h.reverse(10).await, ReverseOutcome::Applied(_)));
+    assert_eq!(h.defender(10).await.status, DefenderStatus::Resolved);
+    let st = h.state(10).await;
+    assert_eq!(
+        (st.last_outcome, st.last_error),
+        (Some(Outcome::Synced), None)
+    );
+    h.assert_idle(10).await;
+}
+
+#[tokio::test]
+async fn a_graph_400_parks_the_incident() {
+    let h = harness();
+    h.synced(11).await;
+    h.s.analyst_edit(&name(11), |i| i.labels.push(user_label("x")));
+    h.d.probe.fail("update_incident", Fault::Rejected, 1);
+    let out = h.reverse(11).await;
+    assert!(matches!(out, ReverseOutcome::Parked(_)), "{out:?}");
+    assert_eq!(h.state(11).await.last_outcome, Some(Outcome::Parked));
+    assert!(h.defender(11).await.custom_tags.is_empty());
+    assert!(matches!(h.reverse(11).await, ReverseOutcome::Applied(_)));
+    assert_eq!(h.defender(11).await.custom_tags, vec!["x".to_string()]);
+}
+
+// ---- the poll in the cycle -------------------------------------------------------------------
+
+fn tenant2() -> TenantId {
+    TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap()
+}
+
+/// Forward sync of `tenants` with the Sentinel poll in every cycle.
+fn polling(tenants: Vec<TenantId>) -> Harness {
+    let mut h = harness();
+    let options = ForwardOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+        deadline_margin: Duration::ZERO,
+    };
+    h.sync = ForwardSync::new(
+        h.d.clone(),
+        h.s.clone(),
+        Some(Arc::new(FakeLogs::default())),
+        h.store.clone(),
+        tenants.clone(),
+        h.policy.clone(),
+        options,
+        ClientLimits::default(),
+    )
+    .with_reverse_poll(ReverseOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::from_secs(5 * 60),
+    });
+    h.tenants = tenants;
+    h
+}
+
+impl Harness {
+    async fn cycle(&self) -> crate::sync::CycleReport {
+        self.sync
+            .run_cycle(tokio::time::Instant::now() + Duration::from_secs(60))
+            .await
+    }
+}
+
+fn rev(r: &crate::sync::CycleReport) -> ReverseReport {
+    r.reverse.clone().expect("the poll ran")
+}
+
+#[tokio::test]
+async fn a_cycle_brings_a_sentinel_close_and_comment_to_defender_and_the_next_is_idle() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    let r = h.cycle().await;
+    let p = rev(&r);
+    assert!(r.completed(), "{r:?}");
+    assert_eq!((p.seen, p.unchanged, p.defender_writes), (1, 1, 0), "{p:?}");
+    h.s.analyst_edit(&name(1), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::TruePositive);
+        i.classification_reason = Some(ClassificationReason::SuspiciousActivity);
+    });
+    h.s.put_comment(&name(1), uuid::Uuid::new_v4(), "contained")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!(
+        (p.defender_writes, p.comments, p.failed),
+        (1, 1, 0),
+        "{p:?}"
+    );
+    let d = h.defender(1).await;
+    assert_eq!(d.status, DefenderStatus::Resolved);
+    assert_eq!(d.comments.len(), 1);
+    // The next cycle writes nothing on either side.
+    let (patches, posts, puts) = (h.patches(), h.posts(), h.s.probe.calls("put_incident"));
+    let r = h.cycle().await;
+    assert_eq!(r.total(|t| t.written), 0, "{r:?}");
+    let p = rev(&r);
+    assert_eq!((p.defender_writes, p.comments), (0, 0), "{p:?}");
+    assert_eq!(
+        (h.patches(), h.posts(), h.s.probe.calls("put_incident")),
+        (patches, posts, puts)
+    );
+    assert_eq!(
+        h.s.incident(&name(1)).unwrap().status,
+        SentinelStatus::Closed
+    );
+}
+
+#[tokio::test]
+async fn the_poll_counts_a_native_incident_and_leaves_it_alone() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    let mut native = h.s.incident(&name(1)).unwrap();
+    native.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000001").unwrap();
+    native.status = SentinelStatus::Closed;
+    native.classification = Some(SentinelClassification::FalsePositive);
+    h.s.create_by_service(native.clone());
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.unmanaged, 1, "{p:?}");
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+    assert_eq!(
+        h.s.incident(&native.name).unwrap().status,
+        SentinelStatus::Closed
+    );
+    assert_eq!(h.defender(1).await.status, DefenderStatus::Active);
+}
+
+#[tokio::test]
+async fn two_defender_tenants_never_cross() {
+    let h = polling(vec![tenant(), tenant2()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant2(), 1, ago(30)));
+    h.cycle().await;
+    let other = SentinelIncidentName::for_defender(&tenant2(), &did(1));
+    assert_ne!(other, name(1));
+    h.s.analyst_edit(&other, |i| {
+        i.owner = Owner {
+            user_principal_name: Some("mssp-analyst@fabrikam.com".into()),
+            ..Owner::default()
+        };
+    });
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.defender_writes, 1, "{p:?}");
+    let t2 =
+        h.d.get_incident(&tenant2(), &did(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t2.assigned_to.as_deref(), Some("mssp-analyst@fabrikam.com"));
+    assert_eq!(
+        h.defender(1).await.assigned_to,
+        None,
+        "the other tenant is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_parked_incident_does_not_pin_the_checkpoint_and_is_applied_once_fixed() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| {
+        i.status = SentinelStatus::Unrecognized("Triaged".into())
+    });
+    h.s.analyst_edit(&name(2), |i| i.labels.push(user_label("later")));
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.parked, p.defender_writes, p.failed), (1, 1, 0), "{p:?}");
+    assert!(p.completed, "{p:?}");
+    let latest = h.s.incident(&name(2)).unwrap().last_modified.unwrap();
+    let cp = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    assert_eq!(cp.watermark, latest, "moved past the parked incident");
+    h.s.analyst_edit(&name(1), |i| i.status = SentinelStatus::Active);
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.parked, 0, "{p:?}");
+    assert_eq!(h.state(1).await.last_outcome, Some(Outcome::Synced));
+}
+
+#[tokio::test]
+async fn a_transient_failure_holds_the_checkpoint_at_the_failed_incident() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    let before = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    h.s.analyst_edit(&name(1), |i| i.labels.push(user_label("t")));
+    h.d.probe.fail(
+        "update_incident",
+        Fault::Transient,
+        dss_test_support::ATTEMPTS as usize,
+    );
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.failed, 1, "{p:?}");
+    assert!(!p.completed);
+    let held = h.store.sentinel_checkpoint().await.unwrap().unwrap().value;
+    let changed = h.s.incident(&name(1)).unwrap().last_modified.unwrap();
+    assert!(held.watermark <= changed && held.watermark >= before.watermark);
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.failed, p.defender_writes), (0, 1), "{p:?}");
+    assert_eq!(h.defender(1).await.custom_tags, vec!["t".to_string()]);
+}
