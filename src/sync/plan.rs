@@ -228,6 +228,28 @@ pub fn initial_window(
     }
 }
 
+/// What reading a whole window says about whether Graph served all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowRead {
+    /// Nothing says an incident is missing.
+    Complete,
+    /// Fewer items than `@odata.count` arrived (Graph stopped paging silently), or, with no
+    /// count, as many as a window may hold (paging stopped there on purpose): read the window
+    /// again in smaller windows; until they are read, it holds the watermark.
+    Short,
+}
+
+/// Judges a window read to its end: `count` as Graph counted it (`None`: no `@odata.count`),
+/// `read` the items its pages held (incidents and unmappable items alike).
+pub fn judge_window(count: Option<u64>, read: u64) -> WindowRead {
+    match count {
+        Some(n) if read < n => WindowRead::Short,
+        Some(_) => WindowRead::Complete,
+        None if read >= MAX_WINDOW_INCIDENTS => WindowRead::Short,
+        None => WindowRead::Complete,
+    }
+}
+
 /// The narrowest time range still split by halving; below it a window is split by creation time.
 const MIN_SPLIT: Duration = Duration::milliseconds(1);
 /// Earliest creation time considered when splitting by `createdDateTime`.

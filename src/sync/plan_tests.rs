@@ -212,3 +212,26 @@ fn a_group_owner_is_kept_while_defender_names_no_owner() {
         "a user owner is still unassigned"
     );
 }
+
+#[test]
+fn a_window_is_short_when_fewer_items_came_than_counted_or_an_uncounted_one_is_full() {
+    use super::{WindowRead::*, judge_window};
+    assert_eq!(judge_window(Some(300), 300), Complete);
+    assert_eq!(
+        judge_window(Some(300), 320),
+        Complete,
+        "incidents that moved into the window since it was counted"
+    );
+    assert_eq!(
+        judge_window(Some(300), 120),
+        Short,
+        "Graph stopped silently"
+    );
+    assert_eq!(judge_window(Some(0), 0), Complete);
+    assert_eq!(judge_window(None, 499), Complete, "nothing says it was cut");
+    assert_eq!(
+        judge_window(None, MAX_WINDOW_INCIDENTS),
+        Short,
+        "paging stopped where a window may end: read it in halves"
+    );
+}

@@ -1,6 +1,9 @@
 //! Pulling a tenant's incidents window by window and page by page: split windows holding more
 //! than 500 incidents, fall back from `$expand=alerts` on 5xx, deliver the pages' incidents in
-//! batches while the next pages are fetched, and say where the watermark must stop.
+//! batches while the next pages are fetched, and say where the watermark must stop. A window
+//! whose pages held fewer items than `@odata.count` (Graph has been seen to stop paging
+//! silently), or one without a count that reached 500, is read again in halves; one that cannot
+//! be split holds the watermark.
 
 use super::cycle::{Outcome, TenantCycle};
 use super::incident::IncidentSync;
@@ -13,6 +16,7 @@ use crate::ports::*;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
@@ -149,7 +153,16 @@ impl<'a> InFlight<'a> {
 pub(super) struct Puller<'a> {
     delivery: Delivery<'a>,
     flight: InFlight<'a>,
+    /// Items (incidents and unmappable ones) the pages of the current window held.
+    read: u64,
+    /// Incidents already delivered by this pull, as (`lastUpdateDateTime`, id): filled when a
+    /// short window is read again, so its halves do not deliver them (and ship their alert
+    /// rows) a second time. Empty, and never looked at, otherwise.
+    reread: HashSet<(OffsetDateTime, String)>,
 }
+
+/// Counting a window failed: it holds the watermark and the pull stops.
+struct CountFailed;
 
 impl<'a> Puller<'a> {
     pub fn new(delivery: Delivery<'a>) -> Self {
@@ -161,6 +174,8 @@ impl<'a> Puller<'a> {
                 pending: Pending::default(),
                 go_on: true,
             },
+            read: 0,
+            reread: HashSet::new(),
         }
     }
 
@@ -180,13 +195,13 @@ impl<'a> Puller<'a> {
                 self.flight.out.hold_at(w.updated_from);
                 break;
             }
-            let Some(count) = self.count(&w).await else {
+            let Ok(count) = self.count(&w).await else {
                 break;
             };
-            if count == 0 {
+            if count == Some(0) {
                 continue;
             }
-            if count > plan::MAX_WINDOW_INCIDENTS {
+            if count.is_some_and(|n| n > plan::MAX_WINDOW_INCIDENTS) {
                 if let Some((a, b)) = plan::split_window(&w) {
                     stack.push(b);
                     stack.push(a);
@@ -197,12 +212,45 @@ impl<'a> Puller<'a> {
                     message = "A window cannot be split further; paging it as far as Graph allows."
                 );
             }
-            while self.page_through(&w).await == Leaf::Again {}
+            while self.page_through(&w, count).await == Leaf::Again {}
             if !self.flight.go_on {
                 self.flight.out.hold_at(w.updated_from);
+            } else if let Some((a, b)) = self.short_window(&w, count).await {
+                stack.push(b);
+                stack.push(a);
             }
         }
         self.finish().await
+    }
+
+    /// Checks a window read to its end against its count (Graph has been seen to stop paging
+    /// silently). A short one comes back in halves to read again, once the batches in flight
+    /// are delivered (so no incident is delivered twice at once); one that cannot be split
+    /// holds the watermark.
+    async fn short_window(
+        &mut self,
+        w: &IncidentWindow,
+        count: Option<u64>,
+    ) -> Option<(IncidentWindow, IncidentWindow)> {
+        if plan::judge_window(count, self.read) == plan::WindowRead::Complete {
+            return None;
+        }
+        let read = self.read;
+        let Some(halves) = plan::split_window(w) else {
+            let counted = count.map_or("an unknown number".into(), |n| n.to_string());
+            let cycle = self.delivery.cycle;
+            cycle.tally.error(format!(
+                "Graph served {read} of {counted} incidents of one instant; the watermark holds"
+            ));
+            self.flight.out.hold_at(w.updated_from);
+            return None;
+        };
+        tracing::warn!(read, count = ?count, message = "A window came back short (or uncounted and full); reading it again in smaller windows.");
+        self.flight.hand_over(self.delivery, true);
+        self.flight.wait_below(1).await;
+        self.reread
+            .extend(self.flight.out.delivered.iter().cloned());
+        Some(halves)
     }
 
     /// The last batch: delivered, unless the pull stopped on an error that forbids it; then
@@ -230,25 +278,24 @@ impl<'a> Puller<'a> {
         false
     }
 
-    /// How many incidents the window holds; `None` (the window held) when Graph cannot say.
-    async fn count(&mut self, w: &IncidentWindow) -> Option<u64> {
+    /// How many incidents the window holds (`None`: Graph gave no count); a failed count holds
+    /// the window.
+    async fn count(&mut self, w: &IncidentWindow) -> Result<Option<u64>, CountFailed> {
         let cycle = self.delivery.cycle;
         let count = self.delivery.defender.count_incidents(&cycle.tenant, w);
-        match self.flight.drive(count).await {
-            Ok(n) => Some(n),
-            Err(e) => {
-                cycle.tally.error(format!("counting incidents: {e}"));
-                self.flight.out.hold_at(w.updated_from);
-                None
-            }
-        }
+        self.flight.drive(count).await.map_err(|e| {
+            cycle.tally.error(format!("counting incidents: {e}"));
+            self.flight.out.hold_at(w.updated_from);
+            CountFailed
+        })
     }
 
     /// Pages one window that holds at most 500 incidents, leaving its last batches in flight
     /// and its last pages pending. Stops the pull (the window then holds the watermark) when a
     /// page fails or a batch met an error that stops the cycle.
-    async fn page_through(&mut self, w: &IncidentWindow) -> Leaf {
+    async fn page_through(&mut self, w: &IncidentWindow, count: Option<u64>) -> Leaf {
         let (defender, cycle) = (self.delivery.defender, self.delivery.cycle);
+        self.read = 0;
         let expand = cycle.expand.load(Ordering::Relaxed);
         let first = fetch(
             cycle,
@@ -266,7 +313,10 @@ impl<'a> Puller<'a> {
             if !self.flight.go_on {
                 return Leaf::Done;
             }
-            let Some(link) = page.next_link.take() else {
+            // Uncounted: never page past what a window may hold (Graph refuses `$skip` beyond
+            // it); `short_window` reads such a window again in halves.
+            let full = count.is_none() && self.read >= plan::MAX_WINDOW_INCIDENTS;
+            let Some(link) = page.next_link.take().filter(|_| !full) else {
                 return Leaf::Done;
             };
             if self.stopped_at_deadline() {
@@ -301,6 +351,12 @@ impl<'a> Puller<'a> {
 
     /// A page's incidents join the pending batch, handed over once it is full.
     async fn take_page(&mut self, w: &IncidentWindow, page: &mut IncidentPage) {
+        self.read += (page.incidents.len() + page.unmappable.len()) as u64;
+        if !self.reread.is_empty() {
+            let seen = &self.reread;
+            page.incidents
+                .retain(|i| !seen.contains(&(i.last_update, i.id.to_string())));
+        }
         self.delivery
             .park_unmappable(w, std::mem::take(&mut page.unmappable))
             .await;

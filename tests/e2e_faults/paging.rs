@@ -125,3 +125,70 @@ async fn a_write_visible_late_inside_the_overlap_is_delivered() {
     assert_rows(&w, &[wellknown::TENANT_ID], false);
     assert_idle(&w).await;
 }
+
+/// Graph has been seen to stop paging silently past some offset: a 200 without
+/// `@odata.nextLink` while `@odata.count` still counts every incident. A window that delivered
+/// fewer than its count is read again in smaller windows, and the checkpoint never passes an
+/// incident that was not delivered.
+#[tokio::test]
+async fn a_window_graph_stops_paging_silently_is_read_again_in_smaller_windows() {
+    let w = unlimited_world().await;
+    w.sims.set_graph_config(GraphConfig {
+        silent_page_end_after: Some(120),
+        ..GraphConfig::default()
+    });
+    w.sims.seed_capped(wellknown::TENANT_ID, 300, 31, 1);
+
+    let reply = w.sync_ok().await.return_value;
+    assert_eq!(figure(&reply, "written"), 300, "{reply}");
+    let c = w.sims.counters();
+    assert!(
+        c.op("graph", "GET incidents").ok > 7,
+        "the short window was read again in smaller ones: {:?}",
+        c.by_api["graph"]
+    );
+
+    assert_converged(&w, &[wellknown::TENANT_ID]);
+    assert_rows(&w, &[wellknown::TENANT_ID], false);
+    assert_checkpoint(&w, wellknown::TENANT_ID).await;
+    assert_idle(&w).await;
+}
+
+/// Without `@odata.count` the pull still works: a window is paged up to what a window may
+/// hold (never past Graph's `$skip` cap), and one that reaches it is read again in halves.
+#[tokio::test]
+async fn without_odata_count_the_pull_reads_smaller_windows_and_delivers_everything() {
+    let w = unlimited_world().await;
+    w.sims.set_graph_config(GraphConfig {
+        omit_count: true,
+        ..GraphConfig::default()
+    });
+    w.sims.seed_capped(wellknown::TENANT_ID, 700, 32, 1);
+
+    let reply = w.sync_ok().await.return_value;
+    assert_eq!(figure(&reply, "failed"), 0, "{reply}");
+    let c = w.sims.counters();
+    assert_eq!(
+        c.op("graph", "GET incidents").client_errors,
+        0,
+        "never past $skip 500: {:?}",
+        c.by_api["graph"]
+    );
+
+    assert_converged(&w, &[wellknown::TENANT_ID]);
+    assert_rows(&w, &[wellknown::TENANT_ID], false);
+    assert_checkpoint(&w, wellknown::TENANT_ID).await;
+    assert_idle(&w).await;
+}
+
+/// One tenant, throttling and client limits off (pacing is not the point here).
+async fn unlimited_world() -> World {
+    let env = vec![("SYNC_BENCH_UNLIMITED".to_owned(), "true".to_owned())];
+    let w = World::start_with(WorldOptions {
+        env,
+        ..WorldOptions::default()
+    })
+    .await;
+    w.sims.set_throttle(ThrottleConfig::off());
+    w
+}

@@ -151,6 +151,15 @@ pub struct GraphConfig {
     /// Return determinations in the property spelling (`clean`, `compromisedUser`, …) instead of
     /// the PATCH spelling they were written in.
     pub legacy_determination_spelling: bool,
+    /// Observed fault: the incident list stops returning pages past this many items, silently
+    /// (a 200 without `@odata.nextLink`, while `@odata.count` still counts them all). Reported
+    /// by other connectors' users; Graph's docs promise neither behaviour. `None` = off.
+    #[serde(default)]
+    pub silent_page_end_after: Option<usize>,
+    /// Answer without `@odata.count` even when `$count=true` is asked (the docs list `$count`
+    /// as supported, but a client must not depend on it). `false` = off.
+    #[serde(default)]
+    pub omit_count: bool,
 }
 
 impl Default for GraphConfig {
@@ -161,6 +170,8 @@ impl Default for GraphConfig {
             max_skip: 500,
             expand_alerts_fail_above: None,
             legacy_determination_spelling: false,
+            silent_page_end_after: None,
+            omit_count: false,
         }
     }
 }

@@ -279,7 +279,7 @@ impl DefenderApi for FakeDefender {
         &self,
         tenant: &TenantId,
         w: &IncidentWindow,
-    ) -> Result<u64, DefenderError> {
+    ) -> Result<Option<u64>, DefenderError> {
         if let Some(f) = self.probe.hit("count") {
             return Err(d_err(f));
         }
@@ -289,7 +289,9 @@ impl DefenderApi for FakeDefender {
             .values()
             .filter(|i| &i.tenant == tenant && in_window(w, i))
             .count();
-        Ok((good + Self::unmappable_in(&st, tenant, w).len()) as u64)
+        Ok(Some(
+            (good + Self::unmappable_in(&st, tenant, w).len()) as u64,
+        ))
     }
 
     async fn list_incidents(

@@ -26,12 +26,13 @@ pub struct IncidentPage {
 /// Defender XDR through Microsoft Graph security.
 #[async_trait::async_trait]
 pub trait DefenderApi: Send + Sync {
-    /// How many incidents the window holds (`$count=true`).
+    /// How many incidents the window holds (`$count=true`); `None` when Graph answers without
+    /// `@odata.count` (the pull then reads smaller windows instead of trusting a count).
     async fn count_incidents(
         &self,
         tenant: &TenantId,
         window: &IncidentWindow,
-    ) -> Result<u64, DefenderError>;
+    ) -> Result<Option<u64>, DefenderError>;
     /// First page of a window, with `$expand=alerts` when `expand_alerts`.
     async fn list_incidents(
         &self,

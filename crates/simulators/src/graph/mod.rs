@@ -408,7 +408,13 @@ async fn list_incidents(
         None => hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id))),
     }
     let total = hits.len();
-    let page: Vec<&GraphIncident> = hits.into_iter().skip(skip).take(top).collect();
+    // The silent end: past it no items and no next link, and the count still says `total`.
+    let (served, omit_count) = {
+        let cfg = read(&s.graph_cfg);
+        let end = cfg.silent_page_end_after.map_or(total, |n| total.min(n));
+        (end, cfg.omit_count)
+    };
+    let page: Vec<&GraphIncident> = hits.into_iter().take(served).skip(skip).take(top).collect();
     if let Some(r) = expand_fault(&s, view, page.iter().map(|i| i.alerts.len())) {
         return r;
     }
@@ -417,9 +423,9 @@ async fn list_incidents(
         context: format!("{}/v1.0/$metadata#security/incidents", s.urls().graph),
         count: q
             .get("$count")
-            .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+            .is_some_and(|c| c.eq_ignore_ascii_case("true") && !omit_count)
             .then_some(total),
-        next_link: (skip + page.len() < total && top > 0)
+        next_link: (skip + page.len() < served && top > 0)
             .then(|| next_link(&s, "/v1.0/security/incidents", &q, skip + top)),
         value: page
             .into_iter()

@@ -76,6 +76,45 @@ async fn fixture_loads_as_is_and_expand_returns_alerts_with_evidence() {
     assert_eq!(r.body["error"]["code"], "NotFound");
 }
 
+/// On command the list stops paging silently (200, no next link, the count still whole) and
+/// leaves out `@odata.count`.
+#[tokio::test]
+async fn list_can_stop_paging_silently_and_leave_out_the_count() {
+    let env = start().await;
+    three(&env).await;
+    env.sims.set_graph_config(GraphConfig {
+        silent_page_end_after: Some(2),
+        ..GraphConfig::default()
+    });
+    let url = "/v1.0/security/incidents?$top=1&$count=true";
+    let r = env.graph(Method::GET, url, T1, None).await;
+    assert_eq!(
+        (ids(&r), r.body["@odata.count"].clone()),
+        (vec!["13".to_owned()], json!(3))
+    );
+    let next = r.body["@odata.nextLink"].as_str().unwrap().to_owned();
+    let r2 = env
+        .call(Method::GET, &next, Some(&env.token(GRAPH, T1)), None, &[])
+        .await;
+    assert_eq!(r2.status, StatusCode::OK);
+    assert_eq!(ids(&r2), ["12"]);
+    assert!(
+        r2.body.get("@odata.nextLink").is_none(),
+        "no next link past the silent end, though 3 are counted: {}",
+        r2.body
+    );
+    assert_eq!(r2.body["@odata.count"], 3);
+
+    env.sims.set_graph_config(GraphConfig {
+        omit_count: true,
+        ..GraphConfig::default()
+    });
+    let r = env.graph(Method::GET, url, T1, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.get("@odata.count").is_none(), "{}", r.body);
+    assert!(r.body.get("@odata.nextLink").is_some());
+}
+
 #[tokio::test]
 async fn list_filters_orders_counts_and_pages() {
     let env = start().await;
