@@ -4,8 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "adapters_upstreams/common.rs"]
 mod common;
-#[path = "support/fixtures.rs"]
-mod fixtures;
 #[path = "adapters_upstreams/graph.rs"]
 mod graph;
 #[path = "adapters_upstreams/logs.rs"]

@@ -162,7 +162,7 @@ pub fn fast_retries() -> RetryPolicy {
     }
 }
 
-pub use crate::fixtures::fixture;
+pub use dss_test_support::fixture;
 
 pub fn tenant(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()

@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::support::world::World;
 
-pub use crate::support::fixtures::fixture;
+pub use dss_test_support::fixture;
 
 /// The Sentinel incident name of a Defender incident (the stable UUIDv5).
 pub fn name_of(tenant: &str, id: &str) -> String {

@@ -4,7 +4,6 @@
 
 pub mod azurite;
 pub mod entra;
-pub mod fixtures;
 #[cfg(feature = "demo")]
 pub mod world;
 
