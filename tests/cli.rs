@@ -20,6 +20,7 @@ fn every_subcommand_has_help() {
         &["--help"][..],
         &["serve", "--help"],
         &["sync", "--help"],
+        &["check", "--help"],
         &["demo", "--help"],
     ] {
         let out = run(sub, None);
@@ -81,4 +82,115 @@ fn demo_in_a_build_without_it_says_so() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("this build has no demo"), "{stderr}");
+}
+
+/// `check` against the simulators: every line OK and exit 0; then each API refusing with 403
+/// (a missing grant, `Fault::Forbidden`) makes its line name the permission or role to grant,
+/// and the exit code non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_missing_permission_and_fails_until_all_pass() {
+    use dss_simulators::{Api, Fault, FaultPlan, SimConfig, Simulators};
+    let sims = Simulators::start(SimConfig::default())
+        .await
+        .expect("simulators start");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, sims.cert_pem()).unwrap();
+    let mut env = sims.handler_env(&ca.to_string_lossy());
+    env.extend(
+        [
+            ("SYNC_STATE_STORE", "memory"),
+            ("WEBHOOK_SECRET", "0123456789abcdef0123"),
+            ("DEFENDER_SYNC_SCHEDULE", "0 */5 * * * *"),
+            ("PATH", "/usr/bin:/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let run_check = |env: Vec<(String, String)>| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(support::handler_bin())
+                .arg("check")
+                .env_clear()
+                .envs(env)
+                .output()
+                .expect("runs")
+        })
+        .await
+        .unwrap()
+    };
+
+    let out = run_check(env.clone()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("tenant "))
+        .collect();
+    // Two Defender tenants, users, ARM, Logs, the (memory) state table.
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with("| OK")).count(),
+        5,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("skipped: SYNC_STATE_STORE=memory"),
+        "{stdout}"
+    );
+    for tenant in [
+        dss_simulators::wellknown::TENANT_ID,
+        dss_simulators::wellknown::TENANT_ID_2,
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!(
+                "tenant {tenant} | Microsoft Graph: Defender incidents | OK"
+            ))),
+            "{stdout}"
+        );
+    }
+
+    let cases = [
+        (
+            Api::Graph,
+            "/security/incidents",
+            "SecurityIncident.ReadWrite.All",
+            2,
+        ),
+        (Api::Graph, "/users/", "User.Read.All", 1),
+        (
+            Api::Arm,
+            "Microsoft.SecurityInsights",
+            "Microsoft Sentinel Contributor",
+            1,
+        ),
+        (
+            Api::Logs,
+            "dataCollectionRules",
+            "Monitoring Metrics Publisher",
+            1,
+        ),
+    ];
+    for (api, path, permission, count) in cases {
+        sims.set_faults(api, FaultPlan::rate(Fault::Forbidden, 1.0).for_path(path));
+        let out = run_check(env.clone()).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{permission}: {stdout}");
+        let missing: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains("| MISSING "))
+            .collect();
+        assert_eq!(missing.len(), count, "{permission}: {stdout}");
+        assert!(
+            missing
+                .iter()
+                .all(|l| l.contains(&format!("MISSING {permission} "))),
+            "{permission}: {stdout}"
+        );
+        sims.set_faults(api, FaultPlan::default());
+    }
+    sims.shutdown().await;
 }
