@@ -249,6 +249,11 @@ pub const ROLE_IDS: &[(&str, &str)] = &[
         "Key Vault Secrets User",
         "4633458b-17de-408a-b874-0445c86b69e6",
     ),
+    // Not the handler's: Sentinel's automation identity needs it to run the playbook.
+    (
+        "Microsoft Sentinel Automation Contributor",
+        "f4c81013-99ee-4d62-a7ee-b3f1f648599a",
+    ),
 ];
 
 /// The permissions to grant, per kind: the calls' permissions, without those a broader one
