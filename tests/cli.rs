@@ -84,13 +84,13 @@ fn demo_in_a_build_without_it_says_so() {
     assert!(stderr.contains("this build has no demo"), "{stderr}");
 }
 
-/// `check` against the simulators: every line OK and exit 0; then each API refusing with 403
-/// (a missing grant, `Fault::Forbidden`) makes its line name the permission or role to grant,
-/// and the exit code non-zero.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_names_each_missing_permission_and_fails_until_all_pass() {
-    use dss_simulators::{Api, Fault, FaultPlan, SimConfig, Simulators};
-    let sims = Simulators::start(SimConfig::default())
+/// The handler's environment against fresh simulators (state in memory).
+async fn sims_env() -> (
+    dss_simulators::Simulators,
+    tempfile::TempDir,
+    Vec<(String, String)>,
+) {
+    let sims = dss_simulators::Simulators::start(dss_simulators::SimConfig::default())
         .await
         .expect("simulators start");
     let dir = tempfile::tempdir().unwrap();
@@ -106,18 +106,85 @@ async fn check_names_each_missing_permission_and_fails_until_all_pass() {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let run_check = |env: Vec<(String, String)>| async move {
-        tokio::task::spawn_blocking(move || {
-            Command::new(support::handler_bin())
-                .arg("check")
-                .env_clear()
-                .envs(env)
-                .output()
-                .expect("runs")
+    (sims, dir, env)
+}
+
+async fn run_with(
+    args: &'static [&'static str],
+    env: Vec<(String, String)>,
+) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(support::handler_bin())
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// With `SYNC_LOG_FORMAT=json` (the default under the Functions host) every log line is one
+/// JSON object: the per-tenant line carries its tenant and its span, and the cycle's summary
+/// line carries the figures the saved queries in infra/ read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_fields_and_one_summary_line_per_cycle() {
+    let (sims, _dir, mut env) = sims_env().await;
+    sims.seed(dss_simulators::wellknown::TENANT_ID, 3, 7);
+    env.push(("SYNC_LOG_FORMAT".into(), "json".into()));
+    let out = run_with(&["sync"], env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let logs: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"level\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let summaries: Vec<_> = logs
+        .iter()
+        .filter(|l| l["message"] == "Cycle summary.")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{stdout}");
+    let s = summaries[0];
+    assert_eq!(s["level"], "INFO");
+    assert_eq!(s["seen"], 3, "{s}");
+    assert_eq!(s["written"], 3, "{s}");
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["parked"], 0);
+    assert_eq!(s["throttled"], 0);
+    assert_eq!(s["tenants"], 2);
+    assert_eq!(s["outcome"], "completed");
+    assert_eq!(s["direction"], "defender-to-sentinel");
+    assert!(s["lag_seconds"].is_u64(), "{s}");
+    let tenant_line = logs
+        .iter()
+        .find(|l| {
+            l["message"] == "Forward cycle finished."
+                && l["tenant"] == dss_simulators::wellknown::TENANT_ID
         })
-        .await
-        .unwrap()
-    };
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(tenant_line["seen"], 3);
+    // Lines inside the tenant's cycle carry its span (incidents' lines carry an `incident`
+    // span with `incident_id` the same way).
+    assert!(
+        logs.iter().any(|l| l["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "forward_cycle"
+                && s["tenant"] == dss_simulators::wellknown::TENANT_ID))),
+        "no line carries the forward_cycle span: {stdout}"
+    );
+    sims.shutdown().await;
+}
+
+/// `check` against the simulators: every line OK and exit 0; then each API refusing with 403
+/// (a missing grant, `Fault::Forbidden`) makes its line name the permission or role to grant,
+/// and the exit code non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_missing_permission_and_fails_until_all_pass() {
+    use dss_simulators::{Api, Fault, FaultPlan};
+    let (sims, _dir, env) = sims_env().await;
+    let run_check = |env: Vec<(String, String)>| run_with(&["check"], env);
 
     let out = run_check(env.clone()).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -133,18 +133,18 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = if (enableAle
 var queries = [
   {
     name: 'dss-cycle-summary'
-    displayName: 'Sync cycles: one summary line per cycle'
-    query: 'AppTraces\n| where Message has "\"message\":\"Cycle summary."\n| extend m = parse_json(Message)\n| project TimeGenerated, tenant = tostring(m.tenant), seen = toint(m.seen), written = toint(m.written), failed = toint(m.failed), parked = toint(m.parked), throttled = toint(m.throttled), lagSeconds = toint(m.lag_seconds), outcome = tostring(m.outcome)\n| order by TimeGenerated desc'
+    displayName: 'Sync cycles: the one summary line per cycle'
+    query: 'AppTraces\n| where Message has "\\"message\\":\\"Cycle summary."\n| extend m = parse_json(Message)\n| project TimeGenerated, direction = tostring(m.direction), tenants = toint(m.tenants), seen = toint(m.seen), written = toint(m.written), failed = toint(m.failed), parked = toint(m.parked), throttled = toint(m.throttled), lagSeconds = toint(m.lag_seconds), outcome = tostring(m.outcome)\n| order by TimeGenerated desc'
   }
   {
     name: 'dss-sync-health'
-    displayName: 'Sync health: failures, parked incidents and lag per tenant (last 24 h)'
-    query: 'AppTraces\n| where TimeGenerated > ago(24h) and Message has "\"message\":\"Cycle summary."\n| extend m = parse_json(Message)\n| summarize cycles = count(), notCompleted = countif(tostring(m.outcome) != "completed"), failed = sum(toint(m.failed)), parked = max(toint(m.parked)), throttled = sum(toint(m.throttled)), maxLagSeconds = max(toint(m.lag_seconds)), last = max(TimeGenerated) by tenant = tostring(m.tenant)'
+    displayName: 'Sync health per Defender tenant (last 24 h): cycles not completed, failures, parked, throttling, lag'
+    query: 'AppTraces\n| where TimeGenerated > ago(24h) and Message has "\\"message\\":\\"Forward cycle finished."\n| extend m = parse_json(Message)\n| summarize cycles = count(), notCompleted = countif(tobool(m.completed) == false), seen = sum(toint(m.seen)), written = sum(toint(m.written)), failed = sum(toint(m.failed)), parked = sum(toint(m.parked)), throttled = sum(toint(m.throttled)), lastCycle = max(TimeGenerated) by tenant = tostring(m.tenant)\n| extend minutesSinceLastCycle = datetime_diff("minute", now(), lastCycle)\n| order by notCompleted desc, failed desc'
   }
   {
     name: 'dss-errors'
-    displayName: 'Sync errors and missing permissions'
-    query: 'AppTraces\n| where SeverityLevel >= 3 or Message has_any ("\"level\":\"ERROR\"", "\"level\":\"WARN\"", "missing permission")\n| extend m = parse_json(Message)\n| project TimeGenerated, level = tostring(m.level), message = tostring(m.message), tenant = tostring(m.tenant), incident = tostring(m.incident_id), error = tostring(m.error), Message\n| order by TimeGenerated desc'
+    displayName: 'Sync warnings, errors and missing permissions (self-check)'
+    query: 'AppTraces\n| where Message has_any ("\\"level\\":\\"ERROR\\"", "\\"level\\":\\"WARN\\"")\n| extend m = parse_json(Message)\n| mv-apply s = m.spans on (summarize invocationId = take_anyif(tostring(s.invocation_id), isnotempty(s.invocation_id)), incidentId = take_anyif(tostring(s.incident_id), isnotempty(s.incident_id)), spanTenant = take_anyif(tostring(s.tenant), isnotempty(s.tenant)))\n| project TimeGenerated, level = tostring(m.level), message = tostring(m.message), tenant = coalesce(tostring(m.tenant), spanTenant), incidentId, invocationId, line = tostring(m.line), error = tostring(m.error), Message\n| order by TimeGenerated desc'
   }
   {
     name: 'dss-alerts'
