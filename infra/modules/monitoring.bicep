@@ -138,7 +138,7 @@ var queries = [
   }
   {
     name: 'dss-sync-health'
-    displayName: 'Sync health per Defender tenant (last 24 h): cycles not completed, failures, parked, throttling, lag'
+    displayName: 'Sync health per Defender tenant (last 24 h): cycles not completed, failures, parked, throttling (lag: see the cycle summary)'
     query: 'AppTraces\n| where TimeGenerated > ago(24h) and Message has "\\"message\\":\\"Forward cycle finished."\n| extend m = parse_json(Message)\n| summarize cycles = count(), notCompleted = countif(tobool(m.completed) == false), seen = sum(toint(m.seen)), written = sum(toint(m.written)), failed = sum(toint(m.failed)), parked = sum(toint(m.parked)), throttled = sum(toint(m.throttled)), lastCycle = max(TimeGenerated) by tenant = tostring(m.tenant)\n| extend minutesSinceLastCycle = datetime_diff("minute", now(), lastCycle)\n| order by notCompleted desc, failed desc'
   }
   {
