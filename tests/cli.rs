@@ -90,7 +90,17 @@ async fn sims_env() -> (
     tempfile::TempDir,
     Vec<(String, String)>,
 ) {
-    let sims = dss_simulators::Simulators::start(dss_simulators::SimConfig::default())
+    sims_env_with(dss_simulators::SimConfig::default()).await
+}
+
+async fn sims_env_with(
+    cfg: dss_simulators::SimConfig,
+) -> (
+    dss_simulators::Simulators,
+    tempfile::TempDir,
+    Vec<(String, String)>,
+) {
+    let sims = dss_simulators::Simulators::start(cfg)
         .await
         .expect("simulators start");
     let dir = tempfile::tempdir().unwrap();
@@ -259,5 +269,38 @@ async fn check_names_each_missing_permission_and_fails_until_all_pass() {
         );
         sims.set_faults(api, FaultPlan::default());
     }
+    sims.shutdown().await;
+}
+
+/// An MSSP app not consented in one of the Defender tenants: that tenant's line names the
+/// permission to consent there, with Entra's error; the other tenant is OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_defender_tenant_without_consent() {
+    use dss_simulators::wellknown::{TENANT_ID, TENANT_ID_2};
+    let mut cfg = dss_simulators::SimConfig::default();
+    cfg.apps[0].tenants.retain(|t| t != TENANT_ID_2);
+    let (sims, _dir, env) = sims_env_with(cfg).await;
+    let out = run_with(&["check"], env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = |tenant: &str| {
+        stdout
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "tenant {tenant} | Microsoft Graph: Defender incidents"
+                ))
+            })
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .to_owned()
+    };
+    assert!(line(TENANT_ID).ends_with("| OK"), "{stdout}");
+    let missing = line(TENANT_ID_2);
+    assert!(
+        missing
+            .contains("MISSING SecurityIncident.ReadWrite.All (grant it on each Defender tenant"),
+        "{missing}"
+    );
+    assert!(missing.contains("AADSTS700016"), "{missing}");
     sims.shutdown().await;
 }
