@@ -11,15 +11,19 @@
 //! | Logs Ingestion (when configured) | `logs.upload` of `[]` | `Monitoring Metrics Publisher` on the DCR |
 //! | state table | `table.create_table_if_missing`, `table.get` | `Storage Table Data Contributor` (identity-based connection) |
 //!
-//! A read proves the read half of a permission; the writes need the same grant (the table of
-//! `docs/permissions.md`), which is what the lines name.
+//! A read proves the read half of a permission. For Graph the write half is read from the
+//! token: an application token lists its application permissions in the `roles` claim, so a
+//! token without `SecurityIncident.ReadWrite.All` (say, with `SecurityIncident.Read.All` only)
+//! is reported as missing it even though the read passed; likewise `User.Read.All` (or a
+//! broader directory permission) for the user look-ups. A token without a `roles` claim says
+//! nothing either way.
 
 use crate::adapters::calls;
 use crate::adapters::graph::GraphClient;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
 use crate::config::{Settings, StorageConfig};
-use crate::credentials::{AzureTokenSource, TokenSource};
+use crate::credentials::{AzureTokenSource, TokenSource, scopes};
 use crate::domain::TenantId;
 use crate::ports::{
     DefenderApi, DefenderError, IncidentWindow, LogsError, SentinelApi, SentinelError,
@@ -153,6 +157,61 @@ fn table_outcome(op: &str, identity: bool, r: Result<(), StateError>) -> Outcome
     }
 }
 
+/// Application permissions that allow the user look-up (`GET /users/{upn}`).
+const USER_READERS: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
+/// The `roles` claim of a JWT access token (its payload is not verified: this is our own
+/// token, read for information). `None` when the token has no such claim or does not decode.
+pub fn token_roles(token: &str) -> Option<Vec<String>> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let roles = claims.get("roles")?.as_array()?;
+    Some(
+        roles
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// A passed read whose token lacks every one of `any_of`: the permission (`op`'s grant) is
+/// missing for the calls the read did not try.
+fn with_roles(outcome: Outcome, op: &str, roles: Option<&[String]>, any_of: &[&str]) -> Outcome {
+    match (outcome, roles) {
+        (Outcome::Ok, Some(roles)) if !roles.iter().any(|r| any_of.contains(&r.as_str())) => {
+            let held = if roles.is_empty() {
+                "none".to_owned()
+            } else {
+                roles.join(", ")
+            };
+            missing(
+                op,
+                format!("the read passed, but the token's application permissions are: {held}"),
+            )
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// The `roles` of the token the handler gets for Graph in `tenant`.
+async fn graph_roles(
+    tokens: &dyn TokenSource,
+    tenant: &TenantId,
+    graph: &url::Url,
+) -> Option<Vec<String>> {
+    let token = tokens.token(tenant, &scopes::of(graph)).await.ok()?;
+    token_roles(token.secret())
+}
+
 /// Runs every probe with the settings' identity.
 pub async fn run(settings: &Settings) -> anyhow::Result<CheckReport> {
     let tokens: Arc<dyn TokenSource> = Arc::new(AzureTokenSource::new(
@@ -175,18 +234,28 @@ pub async fn run(settings: &Settings) -> anyhow::Result<CheckReport> {
     };
     for tenant in &settings.defender_tenants {
         let r = graph.count_incidents(tenant, &window).await.map(|_| ());
-        lines.push(line(
-            tenant,
-            "Microsoft Graph: Defender incidents",
+        let roles = graph_roles(tokens.as_ref(), tenant, &settings.graph_endpoint).await;
+        let outcome = with_roles(
             graph_outcome("graph.count_incidents", r),
-        ));
+            "graph.update_incident",
+            roles.as_deref(),
+            &["SecurityIncident.ReadWrite.All"],
+        );
+        lines.push(line(tenant, "Microsoft Graph: Defender incidents", outcome));
     }
 
     let r = graph.resolve_user(PROBE_UPN).await.map(|_| ());
+    let roles = graph_roles(tokens.as_ref(), &home, &settings.graph_endpoint).await;
+    let outcome = with_roles(
+        graph_outcome("graph.resolve_user", r),
+        "graph.resolve_user",
+        roles.as_deref(),
+        USER_READERS,
+    );
     lines.push(line(
         &home,
         "Microsoft Graph: user look-ups (owners)",
-        graph_outcome("graph.resolve_user", r),
+        outcome,
     ));
 
     let r = sentinel
@@ -341,6 +410,57 @@ mod tests {
         ));
         assert_eq!(
             graph_outcome("graph.resolve_user", Err(DefenderError::NotFound)),
+            Outcome::Ok
+        );
+    }
+
+    #[test]
+    fn the_tokens_roles_decide_the_write_half_when_the_token_has_them() {
+        use base64::Engine;
+        let enc = |v: serde_json::Value| {
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("{}.{}.sig", b.encode("{}"), b.encode(v.to_string()))
+        };
+        let read_only = enc(serde_json::json!({"roles": ["SecurityIncident.Read.All"]}));
+        let roles = token_roles(&read_only);
+        assert_eq!(
+            roles.as_deref(),
+            Some(&["SecurityIncident.Read.All".to_owned()][..])
+        );
+        assert_eq!(token_roles(&enc(serde_json::json!({"aud": "x"}))), None);
+        assert_eq!(token_roles("not a token"), None);
+        let need = ["SecurityIncident.ReadWrite.All"];
+        let o = with_roles(
+            Outcome::Ok,
+            "graph.update_incident",
+            roles.as_deref(),
+            &need,
+        );
+        let Outcome::Missing {
+            permission, detail, ..
+        } = &o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!(*permission, "SecurityIncident.ReadWrite.All");
+        assert!(detail.contains("SecurityIncident.Read.All"), "{detail}");
+        let rw = vec!["SecurityIncident.ReadWrite.All".to_owned()];
+        assert_eq!(
+            with_roles(Outcome::Ok, "graph.update_incident", Some(&rw), &need),
+            Outcome::Ok
+        );
+        assert_eq!(
+            with_roles(Outcome::Ok, "graph.update_incident", None, &need),
+            Outcome::Ok
+        );
+        let failed = Outcome::Failed("x".into());
+        assert_eq!(
+            with_roles(failed.clone(), "graph.update_incident", Some(&[]), &need),
+            failed
+        );
+        let dir = vec!["Directory.Read.All".to_owned()];
+        assert_eq!(
+            with_roles(Outcome::Ok, "graph.resolve_user", Some(&dir), USER_READERS),
             Outcome::Ok
         );
     }

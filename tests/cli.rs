@@ -304,3 +304,58 @@ async fn check_names_a_defender_tenant_without_consent() {
     assert!(missing.contains("AADSTS700016"), "{missing}");
     sims.shutdown().await;
 }
+
+/// Consented with `SecurityIncident.Read.All` only (the token's `roles` claim): the reads pass,
+/// but the line names `SecurityIncident.ReadWrite.All` (writes would be refused) and the
+/// user look-ups name `User.Read.All`. With both granted, everything passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_application_permissions_from_the_token() {
+    let mut cfg = dss_simulators::SimConfig::default();
+    let app = cfg.apps[0].client_id.clone();
+    cfg.app_roles
+        .insert(app.clone(), vec!["SecurityIncident.Read.All".into()]);
+    let (sims, _dir, env) = sims_env_with(cfg).await;
+    let out = run_with(&["check"], env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let missing: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("| MISSING "))
+        .collect();
+    assert_eq!(missing.len(), 3, "{stdout}");
+    assert_eq!(
+        missing
+            .iter()
+            .filter(
+                |l| l.contains("Defender incidents | MISSING SecurityIncident.ReadWrite.All ")
+                    && l.contains("SecurityIncident.Read.All")
+            )
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        missing
+            .iter()
+            .any(|l| l.contains("user look-ups (owners) | MISSING User.Read.All ")),
+        "{stdout}"
+    );
+    sims.shutdown().await;
+
+    let mut cfg = dss_simulators::SimConfig::default();
+    cfg.app_roles.insert(
+        app,
+        vec![
+            "SecurityIncident.ReadWrite.All".into(),
+            "User.Read.All".into(),
+        ],
+    );
+    let (sims, _dir, env) = sims_env_with(cfg).await;
+    let out = run_with(&["check"], env).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    sims.shutdown().await;
+}
