@@ -135,6 +135,51 @@ async fn run_with(
     .unwrap()
 }
 
+/// Every request the simulators saw (but Entra's) is a call of `adapters::calls::CALLS`: same
+/// API, same method, and its path template ends with the simulator's route.
+fn assert_requests_are_listed(sims: &dss_simulators::Simulators) {
+    use defender_sentinel_sync::adapters::calls::{CALLS, Upstream};
+    let normalize = |p: &str| {
+        let p = p.split('?').next().unwrap_or(p);
+        let mut out = String::new();
+        let mut in_brace = false;
+        for c in p.chars() {
+            match c {
+                '{' => {
+                    in_brace = true;
+                    out.push_str("{}");
+                }
+                '}' => in_brace = false,
+                _ if !in_brace => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let counters = sims.counters();
+    let mut seen = 0;
+    for (api, ops) in &counters.by_api {
+        let upstream = match api.as_str() {
+            "graph" => Upstream::Graph,
+            "arm" => Upstream::Arm,
+            "logs" => Upstream::Logs,
+            _ => continue,
+        };
+        for op in ops.keys() {
+            seen += 1;
+            let (method, route) = op.split_once(' ').unwrap();
+            let route = normalize(route);
+            assert!(
+                CALLS.iter().any(|c| c.upstream == upstream
+                    && c.method == method
+                    && normalize(c.path).ends_with(&route)),
+                "{api} {op}: not in adapters::calls::CALLS"
+            );
+        }
+    }
+    assert!(seen >= 3, "{counters:?}");
+}
+
 /// With `SYNC_LOG_FORMAT=json` (the default under the Functions host) every log line is one
 /// JSON object: the per-tenant line carries its tenant and its span, and the cycle's summary
 /// line carries the figures the saved queries in infra/ read.
@@ -184,6 +229,7 @@ async fn json_logs_carry_the_fields_and_one_summary_line_per_cycle() {
                 && s["tenant"] == dss_simulators::wellknown::TENANT_ID))),
         "no line carries the forward_cycle span: {stdout}"
     );
+    assert_requests_are_listed(&sims);
     sims.shutdown().await;
 }
 
