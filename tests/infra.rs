@@ -309,6 +309,55 @@ fn the_automation_rules_run_on_created_and_on_updated_except_by_applications() {
     assert_eq!(c["propertyValues"], serde_json::json!(["Application"]));
 }
 
+/// The playbook posts the trigger body to SentinelWebhook's route (function-defs + host.json's
+/// route prefix) with the function key, and the secret header or a managed-identity token.
+#[test]
+fn the_playbook_posts_the_trigger_body_to_the_webhook_route() {
+    let repo = support::repo();
+    let def: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("function-defs/SentinelWebhook/function.json")).unwrap(),
+    )
+    .unwrap();
+    let host: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("host.json")).unwrap()).unwrap();
+    let route = format!(
+        "/{}/{}",
+        host["extensions"]["http"]["routePrefix"].as_str().unwrap(),
+        def["bindings"][0]["route"].as_str().unwrap()
+    );
+    let f = facts();
+    let url = f["webhook_url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://") && url.ends_with(&route),
+        "{url} vs {route}"
+    );
+    for mode in ["secret", "entra"] {
+        let post = &f["playbook_posts"][mode];
+        assert_eq!(post["method"], "POST", "{mode}");
+        assert_eq!(post["uri"], "webhookUrl", "{mode}");
+        assert_eq!(post["body"], "@triggerBody()", "{mode}");
+        assert!(
+            post["queries"]["code"]
+                .as_str()
+                .unwrap()
+                .contains("functionKey"),
+            "{mode}: the function key goes in ?code="
+        );
+    }
+    let secret = &f["playbook_posts"]["secret"];
+    assert!(
+        secret["headers"]["X-Sync-Secret"]
+            .as_str()
+            .unwrap()
+            .contains("Get_webhook_secret"),
+        "{secret}"
+    );
+    let entra = &f["playbook_posts"]["entra"];
+    assert_eq!(entra["authentication"]["type"], "ManagedServiceIdentity");
+    assert_eq!(entra["authentication"]["audience"], "webhookAudience");
+    assert!(entra["headers"].get("X-Sync-Secret").is_none());
+}
+
 #[test]
 fn the_permissions_doc_lists_every_call_with_its_permission() {
     let doc = std::fs::read_to_string(support::repo().join("docs/permissions.md")).unwrap();

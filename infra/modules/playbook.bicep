@@ -22,7 +22,8 @@ var roles = {
 }
 var webhookUrl = 'https://${appHostName}/api/sentinel/webhook'
 var secretUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/secrets/webhook-secret?api-version=7.4'
-var vaultAudience = 'https://${replace(environment().suffixes.keyvaultDns, '.', '')}'
+// keyvaultDns is '.vault.azure.net' (with its leading dot) in the public cloud.
+var vaultAudience = 'https://${substring(environment().suffixes.keyvaultDns, 1)}'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: workspaceName

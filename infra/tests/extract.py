@@ -159,6 +159,19 @@ def main():
         "table_columns": columns(table["properties"]["schema"]["columns"], mvars),
         "data_flow_stream_values": [literal(s, monitoring) for f in flows for s in f["streams"]],
         "role_assignments": assignments(access, "principalId") + assignments(playbook, None),
+        "webhook_url": playbook["variables"]["webhookUrl"]["value"],
+        "playbook_posts": {
+            mode: {
+                "uri": post["inputs"]["uri"],
+                "method": post["inputs"]["method"],
+                "queries": post["inputs"].get("queries", {}),
+                "headers": {unquote(k): v for k, v in post["inputs"].get("headers", {}).items()},
+                "body": post["inputs"]["body"],
+                "authentication": post["inputs"].get("authentication"),
+            }
+            for mode, var in (("secret", "postSecret"), ("entra", "postToken"))
+            for post in [playbook["variables"][var]["value"]["Post_to_SentinelWebhook"]]
+        },
         "automation_rules": [
             {
                 "resource": name,
