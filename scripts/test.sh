@@ -2,7 +2,9 @@
 # The one test command (README, .ci/run): prepares a fresh machine and runs the whole
 # workspace test suite.
 #   - rust target x86_64-unknown-linux-musl and musl-tools (the package test builds the zip);
-#   - Azurite's npm packages when tools/azurite/package-lock.json exists (state-store tests).
+#   - Azurite's npm packages when tools/azurite/package-lock.json exists (state-store tests);
+#   - .venv-infra/: a Python venv with pycep-parser and checkov, pinned in
+#     infra/tests/requirements.txt (tests/infra.rs parses and scans the Bicep templates).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +30,18 @@ if [ -f tools/azurite/package-lock.json ] && [ ! -d tools/azurite/node_modules ]
     command -v npm >/dev/null 2>&1 || { echo "test.sh: npm is missing (needed for Azurite); install Node.js 20+" >&2; exit 1; }
     echo "test.sh: installing Azurite (npm ci)"
     npm ci --prefix tools/azurite --no-audit --no-fund
+fi
+
+# The template tests' tools, installed once (a fresh clone has no venv). tests/infra.rs fails,
+# naming this step, when they are missing.
+REQS=infra/tests/requirements.txt
+if [ ! -x .venv-infra/bin/checkov ] || ! cmp -s "$REQS" .venv-infra/requirements.txt; then
+    command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is missing (needed for the template tests); install Python 3.9+ with venv" >&2; exit 1; }
+    echo "test.sh: installing pycep-parser and checkov into .venv-infra ($REQS)"
+    rm -rf .venv-infra
+    python3 -m venv .venv-infra
+    .venv-infra/bin/pip install --quiet --disable-pip-version-check -r "$REQS"
+    cp "$REQS" .venv-infra/requirements.txt
 fi
 
 cargo build --workspace --all-targets --locked

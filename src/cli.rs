@@ -1,4 +1,4 @@
-//! The command line (README, "How it runs"): `serve`, `sync`, `demo`, each with `--help`; with no
+//! The command line (README, "How it runs"): `serve`, `sync`, `check`, `demo`, each with `--help`; with no
 //! subcommand and `FUNCTIONS_CUSTOMHANDLER_PORT` set it serves (the host starts the handler
 //! with no arguments).
 
@@ -23,6 +23,9 @@ pub enum Command {
     /// Run one sync cycle from the command line with the same settings as `serve`; exit code 0
     /// only when the cycle completed.
     Sync,
+    /// Call each upstream once with the configured identity and print, per tenant and API, OK
+    /// or the missing permission or role by name; exit code 0 only when all pass.
+    Check,
     /// Run the forward sync on this machine against built-in simulators (no Azure needed); only
     /// in builds with the `demo` feature (the default; the deployed package has no demo).
     Demo(DemoArgs),
@@ -64,6 +67,7 @@ pub enum Action {
     /// Serve on this port, or report why the port is unknown (naming the setting).
     Serve(Result<u16, String>),
     Sync,
+    Check,
     Demo,
     /// No subcommand and no port from the host: print help.
     Help,
@@ -76,6 +80,7 @@ pub fn action(cli: &Cli, env_port: Option<&str>) -> Action {
         Some(Command::Serve(ServeArgs { port: Some(p) })) => Action::Serve(Ok(*p)),
         Some(Command::Serve(ServeArgs { port: None })) => Action::Serve(port_from_env(env_port)),
         Some(Command::Sync) => Action::Sync,
+        Some(Command::Check) => Action::Check,
         Some(Command::Demo(_)) => Action::Demo,
         None if env_port.is_some() => Action::Serve(port_from_env(env_port)),
         None => Action::Help,
@@ -131,6 +136,7 @@ mod tests {
     #[test]
     fn sync_and_demo_are_subcommands() {
         assert_eq!(action(&parse(&["sync"]), Some("1")), Action::Sync);
+        assert_eq!(action(&parse(&["check"]), Some("1")), Action::Check);
         assert_eq!(action(&parse(&["demo"]), None), Action::Demo);
         assert!(Cli::try_parse_from(["defender-sentinel-sync", "nope"]).is_err());
     }

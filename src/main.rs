@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     match cli::action(&cli, std::env::var(cli::PORT_VAR).ok().as_deref()) {
         Action::Serve(port) => serve(port),
         Action::Sync => sync(),
+        Action::Check => check(),
         Action::Demo => demo(&cli),
         Action::Help => {
             let _ = Cli::command().print_help();
@@ -87,6 +88,7 @@ fn sync() -> ExitCode {
         }
         let deadline = timeout::deadline(tokio::time::Instant::now(), settings.function_timeout);
         let report = runner.sync.run_cycle(deadline).await;
+        runner::log_summary(&report);
         for t in &report.tenants {
             println!("{}", runner::tenant_line(t));
             for e in &t.errors {
@@ -107,6 +109,36 @@ fn sync() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("defender-sentinel-sync sync: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `check`: one call per upstream; prints a line per tenant and API; exit code 0 only when
+/// every line passed.
+fn check() -> ExitCode {
+    telemetry::init();
+    let (_, settings, runtime) = match load(Ok(0)) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match runtime.block_on(defender_sentinel_sync::check::run(&settings)) {
+        Ok(report) => {
+            for line in &report.lines {
+                println!("{line}");
+            }
+            if report.passed() {
+                println!("All checks passed.");
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "Some checks did not pass: grant what is named above (docs/permissions.md)."
+                );
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("defender-sentinel-sync check: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -84,6 +84,75 @@ pub fn reverse_line(r: &ReverseReport) -> String {
     )
 }
 
+/// The figures of the cycle's one summary line: every tenant and the Sentinel poll together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CycleSummary {
+    pub tenants: usize,
+    pub seen: u64,
+    pub written: u64,
+    pub failed: u64,
+    pub parked: u64,
+    pub throttled: u64,
+    /// The largest lag of a tenant (now − watermark), in seconds.
+    pub lag_seconds: Option<u64>,
+    pub completed: bool,
+}
+
+/// Sums the report up: forward figures plus the Sentinel poll's (its Defender writes count
+/// as written).
+pub fn summary(report: &CycleReport) -> CycleSummary {
+    let mut s = CycleSummary {
+        tenants: report.tenants.len(),
+        completed: report.completed(),
+        ..CycleSummary::default()
+    };
+    for t in &report.tenants {
+        s.seen += t.seen;
+        s.written += t.written;
+        s.failed += t.failed;
+        s.parked += t.parked;
+        s.throttled += t.throttled;
+        if let Some(lag) = t.lag {
+            s.lag_seconds = Some(s.lag_seconds.unwrap_or(0).max(lag.as_secs()));
+        }
+    }
+    if let Some(r) = &report.reverse {
+        s.seen += r.seen;
+        s.written += r.defender_writes;
+        s.failed += r.failed;
+        s.parked += r.parked;
+        s.throttled += r.throttled;
+    }
+    s
+}
+
+/// Logs the cycle's one summary line (`Cycle summary.`; in JSON under the host, see
+/// `telemetry`), which the saved queries in `infra/` read.
+pub fn log_summary(report: &CycleReport) {
+    let s = summary(report);
+    let direction = if report.reverse.is_some() {
+        "both"
+    } else {
+        "defender-to-sentinel"
+    };
+    tracing::info!(
+        direction,
+        tenants = s.tenants,
+        seen = s.seen,
+        written = s.written,
+        failed = s.failed,
+        parked = s.parked,
+        throttled = s.throttled,
+        lag_seconds = s.lag_seconds,
+        outcome = if s.completed {
+            "completed"
+        } else {
+            "incomplete"
+        },
+        message = "Cycle summary."
+    );
+}
+
 /// The report as JSON figures (the reply's `ReturnValue`).
 pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Value {
     let tenants: Vec<_> = report
@@ -118,6 +187,7 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
 impl SyncRunner for EngineRunner {
     async fn run_cycle(&self, deadline: tokio::time::Instant) -> HostReport {
         let report = self.sync.run_cycle(deadline).await;
+        log_summary(&report);
         let mut logs: Vec<String> = report.tenants.iter().map(tenant_line).collect();
         logs.extend(report.reverse.as_ref().map(reverse_line));
         logs.extend(
@@ -167,6 +237,47 @@ mod tests {
         assert_eq!(f["completed"], true);
         let none = figures(&CycleReport::default(), json!({}));
         assert!(none["reverse"].is_null());
+    }
+
+    #[test]
+    fn the_summary_adds_up_the_tenants_and_the_poll_and_keeps_the_largest_lag() {
+        let t = |seen, lag: Option<u64>| TenantReport {
+            seen,
+            written: 1,
+            failed: 1,
+            parked: 2,
+            throttled: 3,
+            lag: lag.map(std::time::Duration::from_secs),
+            completed: true,
+            ..TenantReport::default()
+        };
+        let mut report = CycleReport {
+            tenants: vec![t(5, Some(30)), t(7, Some(90)), t(1, None)],
+            reverse: Some(ReverseReport {
+                seen: 4,
+                defender_writes: 2,
+                throttled: 1,
+                completed: true,
+                ..ReverseReport::default()
+            }),
+        };
+        let s = summary(&report);
+        assert_eq!(
+            s,
+            CycleSummary {
+                tenants: 3,
+                seen: 17,
+                written: 5,
+                failed: 3,
+                parked: 6,
+                throttled: 10,
+                lag_seconds: Some(90),
+                completed: true,
+            }
+        );
+        report.tenants[1].completed = false;
+        assert!(!summary(&report).completed);
+        assert_eq!(summary(&CycleReport::default()).lag_seconds, None);
     }
 
     #[test]

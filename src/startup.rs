@@ -126,6 +126,16 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// exists.
 pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
     let runner = Arc::new(build_engine(&settings).await?);
+    if settings.startup_check {
+        // The permission self-check (`check`), once, in the background; logged.
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match crate::check::run(&settings).await {
+                Ok(report) => crate::check::log(&report),
+                Err(e) => tracing::warn!(error = %e, message = "Self-check could not run."),
+            }
+        });
+    }
     let store = Some(runner.sync.state());
     Ok(Services {
         sync: Some(runner),

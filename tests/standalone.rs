@@ -47,7 +47,7 @@ fn files(root: &Path) -> Vec<PathBuf> {
             let path = entry.expect("dir entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if path.is_dir() {
-                if ![".git", "target", "node_modules", "dist"].contains(&name) {
+                if ![".git", "target", "node_modules", "dist", ".venv-infra"].contains(&name) {
                     dirs.push(path);
                 }
             } else {

@@ -75,6 +75,12 @@ impl Settings {
         );
         let schedule = r.get("DEFENDER_SYNC_SCHEDULE");
         r.parsed("DEFENDER_SYNC_SCHEDULE", schedule, check_schedule);
+        // Unset: on, except against a loopback Graph (the local simulators, whose call counts
+        // and injected faults tests compare).
+        let startup_check = match r.get("SYNC_STARTUP_CHECK") {
+            None => None,
+            Some(_) => r.flag("SYNC_STARTUP_CHECK"),
+        };
 
         let (
             Some(azure_tenant_id),
@@ -130,6 +136,7 @@ impl Settings {
         else {
             return Err(SettingsErrors(r.errors));
         };
+        let startup_check = startup_check.unwrap_or_else(|| !is_loopback(&graph_endpoint));
         Ok(Settings {
             azure_tenant_id,
             credential,
@@ -153,6 +160,7 @@ impl Settings {
             },
             retry_backoff,
             schedule: schedule.map(str::to_owned),
+            startup_check,
         })
     }
 }
@@ -458,3 +466,13 @@ fn webhook_auth(r: &mut Reader<'_>) -> Option<WebhookAuth> {
 #[cfg(test)]
 #[path = "env_tests.rs"]
 mod tests;
+
+/// True for a URL on a loopback host (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -349,3 +349,28 @@ fn the_logs_audience_follows_the_endpoints_cloud_unless_set() {
     ]));
     assert!(e.names("LOGS_INGESTION_AUDIENCE"), "{e}");
 }
+
+#[test]
+fn the_startup_check_is_on_unless_graph_is_loopback_or_it_is_switched() {
+    let s = Settings::from_env(&base(), None).expect("valid");
+    assert!(s.startup_check, "on by default against the real Graph");
+    let local = with(&[("GRAPH_ENDPOINT", "http://127.0.0.1:9/graph")]);
+    assert!(
+        !Settings::from_env(&local, None)
+            .expect("valid")
+            .startup_check
+    );
+    let forced = with(&[
+        ("GRAPH_ENDPOINT", "http://localhost:9/graph"),
+        ("SYNC_STARTUP_CHECK", "true"),
+    ]);
+    assert!(
+        Settings::from_env(&forced, None)
+            .expect("valid")
+            .startup_check
+    );
+    let off = with(&[("SYNC_STARTUP_CHECK", "false")]);
+    assert!(!Settings::from_env(&off, None).expect("valid").startup_check);
+    let e = errors(&with(&[("SYNC_STARTUP_CHECK", "sometimes")]));
+    assert!(e.names("SYNC_STARTUP_CHECK"), "{e:?}");
+}

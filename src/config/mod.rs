@@ -44,6 +44,9 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// `DEFENDER_SYNC_SCHEDULE` as given (the host evaluates it; kept for SyncHealth).
     pub schedule: Option<String>,
+    /// `SYNC_STARTUP_CHECK`: run the permission self-check (`check`) once after startup and log
+    /// it. Default on, except when `GRAPH_ENDPOINT` is a loopback host (local simulators).
+    pub startup_check: bool,
 }
 
 /// How the handler gets Entra tokens.

@@ -227,6 +227,11 @@ pub struct SimConfig {
     /// served origins).
     #[serde(default)]
     pub cloud: Cloud,
+    /// Application permissions consented per app (client id, or the managed identity's), put
+    /// in its tokens' `roles` claim as Entra does (what `check` reads). Not enforced by the
+    /// APIs (use `Fault::Forbidden` for a refusal). Empty: tokens carry no `roles` claim.
+    #[serde(default)]
+    pub app_roles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// An Azure cloud, for its token audiences (Microsoft Learn: "National cloud deployments" for
@@ -326,6 +331,7 @@ impl Default for SimConfig {
             token_lifetime_secs: 3599,
             fault_seed: 42,
             cloud: Cloud::Public,
+            app_roles: Default::default(),
         }
     }
 }

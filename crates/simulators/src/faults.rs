@@ -50,6 +50,10 @@ pub enum Fault {
     /// 400 before the request is applied: the service refuses this request (e.g. Sentinel
     /// refusing one incident's payload), a failure a retry does not cure.
     BadRequest,
+    /// 403 before the request is applied, with the service's body for a caller that lacks the
+    /// permission or role (Graph `Authorization_RequestDenied`, ARM `AuthorizationFailed`, Logs
+    /// `OperationFailed`): what a missing grant looks like, for `check` and its tests.
+    Forbidden,
 }
 
 /// Which requests a plan applies to.

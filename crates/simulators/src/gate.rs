@@ -104,6 +104,7 @@ fn pre_fault(api: Api, fault: Fault) -> Option<Response> {
         Fault::InternalError => Some(server_error(api, StatusCode::INTERNAL_SERVER_ERROR)),
         Fault::ServiceUnavailable => Some(server_error(api, StatusCode::SERVICE_UNAVAILABLE)),
         Fault::BadRequest => Some(bad_request(api)),
+        Fault::Forbidden => Some(forbidden(api)),
         _ => None,
     }
 }
@@ -115,6 +116,28 @@ fn bad_request(api: Api) -> Response {
         Api::Graph => graph_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
         Api::Arm => arm_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
         _ => azure_core_error(StatusCode::BAD_REQUEST, "BadRequest", msg),
+    }
+}
+
+/// The service's 403 body for a caller without the permission or role.
+fn forbidden(api: Api) -> Response {
+    match api {
+        Api::Graph => graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
+        Api::Arm => arm_error(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action \
+             'Microsoft.SecurityInsights/incidents/read' over scope '…' (injected fault).",
+        ),
+        _ => azure_core_error(
+            StatusCode::FORBIDDEN,
+            "OperationFailed",
+            "The authentication token provided does not have access to ingest data for the data collection rule (injected fault).",
+        ),
     }
 }
 

@@ -134,6 +134,11 @@ impl LogsClient {
         Ok(calls)
     }
 
+    /// Sends an empty batch (`[]`, no rows): the permission probe of `check`.
+    pub async fn probe(&self) -> Result<(), LogsError> {
+        self.upload(&[]).await.map(|_| ())
+    }
+
     /// One call; `Ok(false)` when the service answered 413 (too large) so the caller splits.
     async fn upload(&self, rows: &[Vec<u8>]) -> Result<bool, LogsError> {
         let body = batch::json_array(rows);

@@ -59,6 +59,9 @@ pub struct Claims {
     pub idtyp: String,
     #[serde(default)]
     pub ver: String,
+    /// Application permissions (app roles) of the caller: `SimConfig::app_roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl Claims {
@@ -77,6 +80,7 @@ impl Claims {
             sub: oid.to_owned(),
             idtyp: "app".into(),
             ver: "1.0".into(),
+            roles: None,
         }
     }
 }

@@ -38,6 +38,7 @@ pub fn mint(shared: &Shared, spec: &TokenSpec) -> anyhow::Result<String> {
         &spec.object_id,
         shared.cfg.token_lifetime_secs,
     );
+    c.roles = shared.cfg.app_roles.get(&spec.app_id).cloned();
     match spec.bad {
         None => {}
         Some(BadToken::Expired) => {
