@@ -635,3 +635,18 @@ async fn a_transient_failure_holds_the_checkpoint_at_the_failed_incident() {
     assert_eq!((p.failed, p.defender_writes), (0, 1), "{p:?}");
     assert_eq!(h.defender(1).await.custom_tags, vec!["t".to_string()]);
 }
+
+#[tokio::test]
+async fn a_comment_put_moves_the_sentinel_etag_and_modification_time_as_the_simulator_does() {
+    let h = harness();
+    h.synced(12).await;
+    let before = h.s.incident(&name(12)).unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    h.s.put_comment(&name(12), uuid::Uuid::new_v4(), "note")
+        .await
+        .unwrap();
+    let after = h.s.incident(&name(12)).unwrap();
+    assert_ne!(after.etag, before.etag);
+    assert!(after.last_modified > before.last_modified);
+    assert_eq!(after.fields(), before.fields());
+}

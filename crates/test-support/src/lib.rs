@@ -2,7 +2,8 @@
 //! depend on `dss-core` only, so the root crate's unit tests see one copy of every type).
 //!
 //! In-memory fakes of the three ports, realistic where the engine's correctness depends on it:
-//! the Sentinel fake enforces the etag (409), full-replace PUT, Closed-needs-classification,
+//! the Sentinel fake enforces the etag (409) and moves it on a comment PUT, full-replace PUT,
+//! Closed-needs-classification,
 //! TP/BP-need-a-reason and the comment limits; the Defender fake pages windows 50 at a time,
 //! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
 //! can inject faults per operation.
@@ -710,18 +711,28 @@ impl SentinelApi for FakeSentinel {
             author: Some("app".into()),
             created: Some(OffsetDateTime::now_utc()),
         };
-        if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
+        let answer = if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
             existing.message = message.into();
-            return Ok(existing.clone());
+            existing.clone()
+        } else {
+            if list.len() >= 100 {
+                return Err(SentinelError::Rejected {
+                    status: 400,
+                    message: "an incident holds at most 100 comments".into(),
+                });
+            }
+            list.push(c.clone());
+            c
+        };
+        // A comment PUT changes the incident itself, as the ARM simulator does (ARM documents
+        // no etag rule for comments; the simulator is the reference): new etag, new
+        // modification time.
+        let etag = st.bump();
+        if let Some(i) = st.incidents.get_mut(name) {
+            i.etag = Some(etag);
+            i.last_modified = Some(OffsetDateTime::now_utc());
         }
-        if list.len() >= 100 {
-            return Err(SentinelError::Rejected {
-                status: 400,
-                message: "an incident holds at most 100 comments".into(),
-            });
-        }
-        list.push(c.clone());
-        Ok(c)
+        Ok(answer)
     }
 }
 
