@@ -186,6 +186,7 @@ impl ForwardSync {
             sentinel: self.ports.sentinel.as_ref(),
             store: self.ports.state.as_ref(),
             opts,
+            concurrency: self.limits.sentinel_concurrency.max(1),
         }
         .run(deadline)
         .await

@@ -181,6 +181,7 @@ pub fn sentinel_incident(
         incident_number: current.and_then(|c| c.incident_number),
         created: current.and_then(|c| c.created),
         last_modified: current.and_then(|c| c.last_modified),
+        comments_count: current.and_then(|c| c.comments_count),
     }
 }
 

@@ -6,7 +6,9 @@
 use super::reverse::{ReverseApply, ReverseOutcome};
 use crate::domain::*;
 use crate::ports::*;
-use crate::state::{Precondition, SentinelCheckpoint, StateStore};
+use crate::state::{IncidentState, Precondition, SentinelCheckpoint, StateStore, Versioned};
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use std::collections::HashSet;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -52,6 +54,10 @@ pub struct ReverseReport {
     /// Throttled upstream calls (429) during the poll (not in any tenant's figure).
     pub throttled: u64,
     pub errors: Vec<String>,
+    /// Pages of the incident list read.
+    pub pages: u64,
+    /// Changed incidents not started because the deadline came (they hold the checkpoint).
+    pub out_of_time: u64,
     /// True when every page was read and the checkpoint moved as far as it may.
     pub completed: bool,
 }
@@ -80,11 +86,22 @@ pub struct ReversePoll<'a> {
     pub sentinel: &'a dyn SentinelApi,
     pub store: &'a dyn StateStore,
     pub opts: &'a ReverseOptions,
+    /// Incidents applied at once (as forward sync's `sentinel_concurrency`).
+    pub concurrency: usize,
+}
+
+/// How one listed incident ended in a poll.
+enum Polled {
+    Outcome(Result<ReverseOutcome, super::reverse::ReverseError>),
+    /// Not started: the deadline came first (holds the checkpoint).
+    OutOfTime,
 }
 
 impl ReversePoll<'_> {
     /// Polls once, stopping before `deadline` (the checkpoint then moves only past what was
-    /// done).
+    /// done). Each page's states are read in one call; an incident that did not change since
+    /// our last write or read of it (the pure [`super::reverse::triage`]) costs nothing more;
+    /// the others are applied `concurrency` at a time.
     pub async fn run(&self, deadline: Instant) -> ReverseReport {
         let mut r = ReverseReport::default();
         let now = OffsetDateTime::now_utc();
@@ -118,30 +135,33 @@ impl ReversePoll<'_> {
                     break;
                 }
             };
-            for s in &page.incidents {
-                if Instant::now() >= deadline {
-                    complete = false;
-                    break;
-                }
-                if !seen.insert(s.name) {
-                    continue;
-                }
-                r.seen += 1;
-                let at = s.last_modified.unwrap_or(now);
-                let outcome = self.apply.apply(s).await;
-                let done = self.count(&mut r, s, outcome);
-                let slot = if done {
+            r.pages += 1;
+            let next_link = page.next_link;
+            let fresh: Vec<SentinelIncident> = page
+                .incidents
+                .into_iter()
+                .filter(|s| seen.insert(s.name))
+                .collect();
+            r.seen += fresh.len() as u64;
+            let done = self.page(fresh, deadline, &mut r).await;
+            for (modified, ok) in done {
+                let at = modified.unwrap_or(now);
+                let slot = if ok {
                     &mut latest_done
                 } else {
+                    complete &= r.out_of_time == 0;
                     &mut earliest_failed
                 };
-                *slot = Some(match (done, *slot) {
+                *slot = Some(match (ok, *slot) {
                     (true, Some(t)) => t.max(at),
                     (false, Some(t)) => t.min(at),
                     (_, None) => at,
                 });
             }
-            match page.next_link {
+            if r.out_of_time > 0 {
+                complete = false;
+            }
+            match next_link {
                 Some(l) if complete => next = Some(l),
                 _ => break,
             }
@@ -165,6 +185,76 @@ impl ReversePoll<'_> {
         }
         r.completed = earliest_failed.is_none();
         r
+    }
+
+    /// One page: its states in one read, the unchanged and unmanaged ones decided from them,
+    /// the rest applied concurrently. Answers each incident with whether it no longer holds
+    /// the checkpoint.
+    async fn page(
+        &self,
+        page: Vec<SentinelIncident>,
+        deadline: Instant,
+        r: &mut ReverseReport,
+    ) -> Vec<(Option<OffsetDateTime>, bool)> {
+        let names: Vec<SentinelIncidentName> = page.iter().map(|s| s.name).collect();
+        let mut states = if names.is_empty() {
+            Some(Default::default())
+        } else {
+            match self.store.incidents(&names).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    push_error(r, format!("incident states: {e}"));
+                    None
+                }
+            }
+        };
+        let mut work = Vec::new();
+        let mut out = Vec::with_capacity(page.len());
+        for s in page {
+            let read = states.as_mut().map(|m| m.remove(&s.name));
+            let decided = read.as_ref().and_then(|v| {
+                super::reverse::triage(v.as_ref().map(|v| &v.value), &s, self.apply.tenants)
+            });
+            match decided {
+                Some(o) => {
+                    let ok = self.count(r, &s, Ok(o));
+                    out.push((s.last_modified, ok));
+                }
+                None => work.push((s, read)),
+            }
+        }
+        let applied: Vec<(SentinelIncident, Polled)> = futures::stream::iter(work)
+            .map(|(s, read)| self.one(s, read, deadline))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        for (s, p) in applied {
+            let ok = match p {
+                Polled::Outcome(o) => self.count(r, &s, o),
+                Polled::OutOfTime => {
+                    r.out_of_time += 1;
+                    false
+                }
+            };
+            out.push((s.last_modified, ok));
+        }
+        out
+    }
+
+    /// Applies one changed incident unless the deadline came first.
+    fn one(
+        &self,
+        s: SentinelIncident,
+        read: Option<Option<Versioned<IncidentState>>>,
+        deadline: Instant,
+    ) -> BoxFuture<'_, (SentinelIncident, Polled)> {
+        Box::pin(async move {
+            if Instant::now() >= deadline {
+                return (s, Polled::OutOfTime);
+            }
+            let o = self.apply.apply_read(&s, read).await;
+            (s, Polled::Outcome(o))
+        })
     }
 
     /// Counts one incident's outcome; true when it no longer holds the checkpoint.

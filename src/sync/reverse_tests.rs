@@ -650,3 +650,129 @@ async fn a_comment_put_moves_the_sentinel_etag_and_modification_time_as_the_simu
     assert!(after.last_modified > before.last_modified);
     assert_eq!(after.fields(), before.fields());
 }
+
+#[tokio::test]
+async fn our_own_writes_with_comments_cost_the_poll_nothing_beyond_the_list_page() {
+    let h = polling(vec![tenant()]);
+    let mut i = incident(&tenant(), 1, ago(30));
+    i.comments = vec![DefenderComment {
+        text: "from defender".into(),
+        author: Some("alice".into()),
+        created: Some(ago(31)),
+    }];
+    h.d.upsert(i);
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    let lists = h.s.probe.calls("list_comments");
+    let r = h.cycle().await;
+    assert_eq!(
+        h.s.probe.calls("list_comments"),
+        lists,
+        "a just-created incident holds no comment: mirroring needs no list"
+    );
+    assert_eq!(h.s.comments(&name(1)).len(), 1, "mirrored forward");
+    let p = rev(&r);
+    assert_eq!((p.seen, p.unchanged, p.pages), (2, 2, 1), "{p:?}");
+    assert_eq!(
+        (
+            h.d.probe.calls("get_incident"),
+            h.s.probe.calls("list_comments"),
+            h.s.probe.calls("get_incident"),
+        ),
+        (0, lists, 0),
+        "our own writes (the comment PUT moved the etag) cost no read"
+    );
+    // A later Defender comment, mirrored forward, is an echo too.
+    h.d.edit(&tenant(), "1", |i| {
+        i.comments.push(DefenderComment {
+            text: "second".into(),
+            author: Some("bob".into()),
+            created: Some(ago(1)),
+        });
+        i.last_update = ago(1);
+    });
+    let gets = h.d.probe.calls("get_incident");
+    let lists = h.s.probe.calls("list_comments");
+    let p = rev(&h.cycle().await);
+    assert_eq!(h.s.comments(&name(1)).len(), 2);
+    assert_eq!(
+        (p.unchanged, p.defender_writes, p.comments),
+        (2, 0, 0),
+        "{p:?}"
+    );
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "no Graph GET");
+    assert_eq!(
+        h.s.probe.calls("list_comments"),
+        lists + 1,
+        "only forward's own list"
+    );
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_analyst_comment_alone_is_seen_by_its_count_and_reaches_defender() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    h.s.put_comment(&name(1), uuid::Uuid::new_v4(), "analyst note")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.comments, p.unchanged), (1, 0), "{p:?}");
+    assert_eq!(h.defender(1).await.comments.len(), 1);
+    let gets = h.d.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.unchanged, p.comments), (1, 0), "{p:?}");
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "idle: no Graph GET");
+}
+
+#[tokio::test]
+async fn triage_tells_unmanaged_and_unchanged_from_the_state_alone() {
+    let h = harness();
+    h.synced(1).await;
+    let s = h.s.incident(&name(1)).unwrap();
+    let synced = h.state(1).await;
+    assert_eq!(
+        triage(Some(&synced), &s, &[tenant()]),
+        Some(ReverseOutcome::Unchanged),
+        "just synced"
+    );
+    assert_eq!(
+        triage(None, &s, &[tenant()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::NoState))
+    );
+    assert_eq!(
+        triage(Some(&synced), &s, &[tenant2()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant))
+    );
+    let mut st = synced.clone();
+    st.sentinel_base = None;
+    assert_eq!(
+        triage(Some(&st), &s, &[tenant()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced))
+    );
+    let mut st = synced.clone();
+    st.record_sentinel(Some("\"other\"".into()), None);
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "no snapshot");
+    let mut st = synced.clone();
+    st.sentinel_comments = None;
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "count unknown");
+    let mut moved = s.clone();
+    moved.etag = Some("\"e2\"".into());
+    assert_eq!(
+        triage(Some(&synced), &moved, &[tenant()]),
+        Some(ReverseOutcome::Unchanged),
+        "another etag alone is no change"
+    );
+    moved.comments_count = moved.comments_count.map(|n| n + 1);
+    assert_eq!(
+        triage(Some(&synced), &moved, &[tenant()]),
+        None,
+        "a new comment"
+    );
+    let mut edited = s.clone();
+    edited.severity = SentinelSeverity::Low;
+    assert_eq!(triage(Some(&synced), &edited, &[tenant()]), None, "an edit");
+    let mut st = synced.clone();
+    st.last_outcome = Some(Outcome::Parked);
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "parked");
+}

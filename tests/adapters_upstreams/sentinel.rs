@@ -149,6 +149,7 @@ fn s_incident() -> SentinelIncident {
         incident_number: Some(3177),
         created: None,
         last_modified: None,
+        comments_count: None,
     }
 }
 

@@ -448,6 +448,15 @@ struct SentinelState {
 }
 
 impl SentinelState {
+    /// The incident as the service answers it: `commentsCount` as it stands now.
+    fn answer(&self, i: &SentinelIncident) -> SentinelIncident {
+        let count = self.comments.get(&i.name).map_or(0, Vec::len);
+        SentinelIncident {
+            comments_count: Some(count as u32),
+            ..i.clone()
+        }
+    }
+
     fn bump(&mut self) -> String {
         self.next += 1;
         format!("\"etag-{}\"", self.next)
@@ -508,7 +517,8 @@ impl FakeSentinel {
 
     /// The incident as stored.
     pub fn incident(&self, name: &SentinelIncidentName) -> Option<SentinelIncident> {
-        lock(&self.state).incidents.get(name).cloned()
+        let st = lock(&self.state);
+        st.incidents.get(name).map(|i| st.answer(i))
     }
 
     /// Number of incidents stored.
@@ -651,7 +661,7 @@ impl SentinelApi for FakeSentinel {
         };
         st.incidents.insert(i.name, stored.clone());
         *st.puts_per_name.entry(i.name).or_default() += 1;
-        Ok(stored)
+        Ok(st.answer(&stored))
     }
 
     async fn list_modified_since(
@@ -667,7 +677,7 @@ impl SentinelApi for FakeSentinel {
             .incidents
             .values()
             .filter(|i| i.last_modified.is_some_and(|m| m >= since))
-            .cloned()
+            .map(|i| st.answer(i))
             .collect();
         Ok(SentinelPage {
             incidents,

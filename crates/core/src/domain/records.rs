@@ -120,6 +120,11 @@ pub struct IncidentState {
     /// unassigned and its description names this owner, on every later update too.
     #[serde(default)]
     pub unknown_owner: Option<String>,
+    /// How many comments the Sentinel incident holds after our last write or read, when known
+    /// exactly (ours included); `None` when unknown. With the snapshot, it lets the Sentinel
+    /// poll tell our own writes from an analyst's without reading anything.
+    #[serde(default)]
+    pub sentinel_comments: Option<u32>,
 }
 
 /// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
@@ -191,6 +196,7 @@ impl IncidentState {
             updated_at: None,
             sentinel_snapshot: None,
             unknown_owner: None,
+            sentinel_comments: None,
         }
     }
 
