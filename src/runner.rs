@@ -72,7 +72,7 @@ pub fn progress_line(p: &PageProgress) -> String {
 pub fn reverse_line(r: &ReverseReport) -> String {
     format!(
         "sentinel poll: {} incidents seen, {} Defender writes, {} comments, {} conflicts, \
-         {} unmanaged, {} parked, {} failed{}",
+         {} unmanaged, {} parked, {} failed, {} throttled, {} pages{}",
         r.seen,
         r.defender_writes,
         r.comments,
@@ -80,6 +80,8 @@ pub fn reverse_line(r: &ReverseReport) -> String {
         r.unmanaged,
         r.parked,
         r.failed,
+        r.throttled,
+        r.pages,
         if r.completed { "" } else { " (incomplete)" }
     )
 }
@@ -106,6 +108,7 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
             "seen": r.seen, "unmanaged": r.unmanaged, "unchanged": r.unchanged,
             "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
             "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
+            "pages": r.pages, "outOfTime": r.out_of_time,
             "errors": r.errors, "completed": r.completed,
         })
     });
@@ -148,6 +151,8 @@ mod tests {
             comments: 3,
             conflicts: 1,
             parked: 1,
+            throttled: 5,
+            pages: 2,
             completed: true,
             ..ReverseReport::default()
         };
@@ -155,7 +160,7 @@ mod tests {
         assert_eq!(
             line,
             "sentinel poll: 4 incidents seen, 2 Defender writes, 3 comments, 1 conflicts, \
-             1 unmanaged, 1 parked, 0 failed"
+             1 unmanaged, 1 parked, 0 failed, 5 throttled, 2 pages"
         );
         let report = CycleReport {
             tenants: vec![],
@@ -164,6 +169,8 @@ mod tests {
         let f = figures(&report, json!({}));
         assert_eq!(f["reverse"]["defenderWrites"], 2);
         assert_eq!(f["reverse"]["unmanaged"], 1);
+        assert_eq!(f["reverse"]["throttled"], 5);
+        assert_eq!(f["reverse"]["pages"], 2);
         assert_eq!(f["completed"], true);
         let none = figures(&CycleReport::default(), json!({}));
         assert!(none["reverse"].is_null());

@@ -118,16 +118,20 @@ pub fn triage(
 
 /// True when the listed Sentinel incident `s` holds what the state last saw, PURE: the same
 /// synced fields as the snapshot (not the same etag: Sentinel moves it on our comment PUTs
-/// too) and exactly the comments we know of. Unknown counts and parked incidents are never
+/// too), no Sentinel change still pending for Defender (the merge base's Sentinel side is what
+/// Sentinel holds: forward sync keeps the old base of a field only Defender can take), and
+/// exactly the comments we know of. Unknown counts and parked incidents are never
 /// "unchanged".
 pub fn unchanged_since_last_sync(st: &IncidentState, s: &SentinelIncident) -> bool {
     let Some(snap) = st.snapshot() else {
         return false;
     };
+    let fields = s.fields();
     st.last_outcome != Some(Outcome::Parked)
         && s.comments_count.is_some()
         && s.comments_count == st.sentinel_comments
-        && snap.fields == s.fields()
+        && snap.fields == fields
+        && st.sentinel_base.as_ref() == Some(&fields)
 }
 
 impl ReverseApply<'_> {

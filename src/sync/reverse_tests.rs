@@ -776,3 +776,40 @@ async fn triage_tells_unmanaged_and_unchanged_from_the_state_alone() {
     st.last_outcome = Some(Outcome::Parked);
     assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "parked");
 }
+
+#[tokio::test]
+async fn a_sentinel_change_forward_sync_merged_but_left_pending_reaches_defender_in_the_same_cycle()
+{
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| {
+        i.owner = Owner {
+            user_principal_name: Some("analyst@contoso.com".into()),
+            ..Owner::default()
+        };
+    });
+    h.d.edit(&tenant(), "1", |i| {
+        i.severity = DefenderSeverity::Low;
+        i.last_update = ago(1);
+    });
+    let r = h.cycle().await;
+    assert_eq!(
+        r.total(|t| t.written),
+        1,
+        "forward wrote the severity: {r:?}"
+    );
+    let p = rev(&r);
+    assert_eq!(p.defender_writes, 1, "{p:?}");
+    assert_eq!(
+        h.defender(1).await.assigned_to.as_deref(),
+        Some("analyst@contoso.com")
+    );
+    let (patches, puts) = (h.patches(), h.s.probe.calls("put_incident"));
+    let r = h.cycle().await;
+    assert_eq!((rev(&r).defender_writes, r.total(|t| t.written)), (0, 0));
+    assert_eq!(
+        (h.patches(), h.s.probe.calls("put_incident")),
+        (patches, puts)
+    );
+}
