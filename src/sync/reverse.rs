@@ -200,6 +200,9 @@ impl ReverseApply<'_> {
             Ok(o) => o,
             Err(e) => return self.park(st, etag, e.to_string()).await,
         };
+        if let Some(reason) = owner_defender_cannot_take(&outcome, s) {
+            return self.park(st, etag, reason).await;
+        }
         let mut applied = Applied {
             conflicts: outcome.conflicts.len(),
             ..Applied::default()
@@ -341,6 +344,24 @@ impl ReverseApply<'_> {
         }
         Ok(posted)
     }
+}
+
+/// Why the Sentinel owner cannot go to Defender, PURE: Defender's `assignedTo` takes a user
+/// principal name; a Sentinel owner known only by object id (a group, a user Sentinel shows
+/// without a UPN or email) would reach Defender as "unassigned". Such an incident is parked
+/// with this reason instead.
+pub fn owner_defender_cannot_take(outcome: &MergeOutcome, s: &SentinelIncident) -> Option<String> {
+    let unassigns = matches!(outcome.defender_writes.assigned_to, Some(None));
+    let owned = s.owner.object_id.is_some() && s.owner.upn_or_email().is_none();
+    (unassigns && owned).then(|| {
+        let who = s
+            .owner
+            .assigned_to
+            .clone()
+            .or_else(|| s.owner.object_id.map(|o| o.to_string()))
+            .unwrap_or_default();
+        format!("the Sentinel owner '{who}' has no user principal name Defender can assign")
+    })
 }
 
 fn carries_ref(d: &DefenderIncident, fp: &str) -> bool {

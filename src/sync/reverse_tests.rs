@@ -813,3 +813,62 @@ async fn a_sentinel_change_forward_sync_merged_but_left_pending_reaches_defender
         (patches, puts)
     );
 }
+
+#[tokio::test]
+async fn an_unknown_classification_reason_is_parked_not_guessed() {
+    let h = harness();
+    h.synced(13).await;
+    h.s.analyst_edit(&name(13), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::FalsePositive);
+        i.classification_reason = Some(ClassificationReason::Unrecognized("SomethingNewer".into()));
+    });
+    let out = h.reverse(13).await;
+    assert!(
+        matches!(out, ReverseOutcome::Parked(ref r) if r.contains("SomethingNewer")),
+        "{out:?}"
+    );
+    assert_eq!(h.patches(), 0, "nothing guessed into Defender");
+    let d = h.defender(13).await;
+    assert_eq!(d.status, DefenderStatus::Active);
+    assert_eq!(d.determination, None);
+    assert_eq!(h.state(13).await.last_outcome, Some(Outcome::Parked));
+}
+
+#[tokio::test]
+async fn an_owner_defender_cannot_take_is_parked_with_its_reason() {
+    let h = harness();
+    h.d.add_user(UserRef {
+        object_id: uuid::Uuid::from_u128(5),
+        user_principal_name: "soc@contoso.com".into(),
+        mail: None,
+        display_name: None,
+    });
+    h.d.upsert(DefenderIncident {
+        assigned_to: Some("soc@contoso.com".into()),
+        ..incident(&tenant(), 14, ago(30))
+    });
+    assert_eq!(h.forward().await, 1);
+    h.s.analyst_edit(&name(14), |i| {
+        i.owner = Owner {
+            object_id: Some(uuid::Uuid::from_u128(77)),
+            assigned_to: Some("SOC Tier 1".into()),
+            owner_type: Some(OwnerType::Group),
+            ..Owner::default()
+        };
+    });
+    let out = h.reverse(14).await;
+    assert!(
+        matches!(out, ReverseOutcome::Parked(ref r) if r.contains("SOC Tier 1")),
+        "{out:?}"
+    );
+    assert_eq!(h.patches(), 0);
+    assert_eq!(
+        h.defender(14).await.assigned_to.as_deref(),
+        Some("soc@contoso.com"),
+        "not unassigned"
+    );
+    let st = h.state(14).await;
+    assert_eq!(st.last_outcome, Some(Outcome::Parked));
+    assert!(st.last_error.unwrap_or_default().contains("SOC Tier 1"));
+}
