@@ -127,11 +127,26 @@ pub fn unchanged_since_last_sync(st: &IncidentState, s: &SentinelIncident) -> bo
         return false;
     };
     let fields = s.fields();
-    st.last_outcome != Some(Outcome::Parked)
+    st.sentinel_name == s.name
+        && st.last_outcome != Some(Outcome::Parked)
         && s.comments_count.is_some()
         && s.comments_count == st.sentinel_comments
         && snap.fields == fields
         && st.sentinel_base.as_ref() == Some(&fields)
+}
+
+/// The Defender incident a Sentinel incident without a state of its own may belong to, PURE:
+/// the portal link in its description (`…/incidents/{id}?tid={tenant}`), only for a tenant
+/// this deployment syncs and only when it names another incident than `s` (one the service
+/// created from our alerts, under its own name). The state found there must name the same
+/// tenant and id, so a link can never route to the wrong tenant.
+pub fn routed_by_link(
+    s: &SentinelIncident,
+    tenants: &[TenantId],
+) -> Option<(TenantId, DefenderIncidentId)> {
+    let (tenant, id) = super::plan::parse_portal_link(s.description.as_deref()?)?;
+    let derived = SentinelIncidentName::for_defender(&tenant, &id);
+    (tenants.contains(&tenant) && derived != s.name).then_some((tenant, id))
 }
 
 impl ReverseApply<'_> {
@@ -150,8 +165,12 @@ impl ReverseApply<'_> {
         let mut last = StateError::Conflict;
         for _ in 0..ATTEMPTS {
             let v = match read.take() {
-                Some(v) => v,
-                None => self.store.incident(&s.name).await?,
+                Some(Some(v)) => Some(v),
+                Some(None) => self.routed(s).await?,
+                None => match self.store.incident(&s.name).await? {
+                    Some(v) => Some(v),
+                    None => self.routed(s).await?,
+                },
             };
             match self.attempt(s, v).await {
                 Err(ReverseError::State(StateError::Conflict)) => last = StateError::Conflict,
@@ -159,6 +178,30 @@ impl ReverseApply<'_> {
             }
         }
         Err(last.into())
+    }
+
+    /// Where the service creates incidents (the unified portal), the Defender incident an
+    /// incident without a state of its own links to. Where the sync creates them, every
+    /// incident of ours has its own state: one without is never routed (a native incident
+    /// quoting a Defender link stays untouched).
+    pub fn route(&self, s: &SentinelIncident) -> Option<(TenantId, DefenderIncidentId)> {
+        (self.sentinel.provisioning() == Provisioning::ByService)
+            .then(|| routed_by_link(s, self.tenants))
+            .flatten()
+    }
+
+    /// The state of the Defender incident `s` links to (see [`ReverseApply::route`]), when it
+    /// is exactly that tenant's incident.
+    async fn routed(
+        &self,
+        s: &SentinelIncident,
+    ) -> Result<Option<Versioned<IncidentState>>, ReverseError> {
+        let Some((tenant, id)) = self.route(s) else {
+            return Ok(None);
+        };
+        let name = SentinelIncidentName::for_defender(&tenant, &id);
+        let v = self.store.incident(&name).await?;
+        Ok(v.filter(|v| v.value.tenant == tenant && v.value.defender_id == id))
     }
 
     async fn attempt(
@@ -240,11 +283,16 @@ impl ReverseApply<'_> {
         st.sentinel_base = Some(base.sentinel);
         // The incident as just read is Sentinel's truth at its etag: the next poll compares
         // with it, and forward sync can update from it without a read.
-        let seen_moved = st.sentinel_etag() != s.etag.as_deref()
-            || st.snapshot().is_none()
-            || st.sentinel_comments != count;
-        st.record_sentinel(s.etag.clone(), super::snapshot::take(s));
-        st.sentinel_comments = count;
+        // (Only for the incident the state is named after: one reached by its link is another.)
+        let own = st.sentinel_name == s.name;
+        let seen_moved = own
+            && (st.sentinel_etag() != s.etag.as_deref()
+                || st.snapshot().is_none()
+                || st.sentinel_comments != count);
+        if own {
+            st.record_sentinel(s.etag.clone(), super::snapshot::take(s));
+            st.sentinel_comments = count;
+        }
         if nothing && !recorded && st.last_outcome != Some(Outcome::Parked) {
             if seen_moved {
                 self.store

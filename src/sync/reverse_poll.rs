@@ -212,8 +212,13 @@ impl ReversePoll<'_> {
         let mut out = Vec::with_capacity(page.len());
         for s in page {
             let read = states.as_mut().map(|m| m.remove(&s.name));
+            // No state of its own but a link to one of our tenants' incidents: applied (the
+            // apply finds that incident's state).
             let decided = read.as_ref().and_then(|v| {
-                super::reverse::triage(v.as_ref().map(|v| &v.value), &s, self.apply.tenants)
+                let routed = v.is_none() && self.apply.route(&s).is_some();
+                let triage =
+                    super::reverse::triage(v.as_ref().map(|v| &v.value), &s, self.apply.tenants);
+                triage.filter(|_| !routed)
             });
             match decided {
                 Some(o) => {

@@ -872,3 +872,37 @@ async fn an_owner_defender_cannot_take_is_parked_with_its_reason() {
     assert_eq!(st.last_outcome, Some(Outcome::Parked));
     assert!(st.last_error.unwrap_or_default().contains("SOC Tier 1"));
 }
+
+#[tokio::test]
+async fn an_incident_the_service_created_is_routed_by_its_defender_link_never_to_another_tenant() {
+    let h = harness();
+    h.synced(15).await;
+    let ours = h.s.incident(&name(15)).unwrap();
+    let mut service = ours.clone();
+    service.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000015").unwrap();
+    service.status = SentinelStatus::Closed;
+    service.classification = Some(SentinelClassification::FalsePositive);
+    service.classification_reason = Some(ClassificationReason::IncorrectAlertLogic);
+    let service = h.s.create_by_service(service);
+    assert_eq!(
+        routed_by_link(&service, &h.tenants),
+        Some((tenant(), did(15)))
+    );
+    // Where the sync creates the incidents, one without a state is never ours.
+    let out = h.apply_with(&h.tenants).apply(&service).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    h.s.set_service_created(true);
+    // A tenant not synced here: never routed.
+    assert_eq!(routed_by_link(&service, &[tenant2()]), None);
+    let out = h.apply_with(&[tenant2()]).apply(&service).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    assert_eq!(h.patches(), 0);
+    let out = h.apply_with(&h.tenants).apply(&service).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { patched: true, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(15).await.status, DefenderStatus::Resolved);
+    // Our own incident (the link's derived name) is never routed to itself.
+    assert_eq!(routed_by_link(&ours, &h.tenants), None);
+}
