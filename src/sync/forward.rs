@@ -160,9 +160,29 @@ impl ForwardSync {
                 completed = r.completed,
                 message = "Reverse poll finished."
             );
+            self.save_reverse_figures(&r).await;
             report.reverse = Some(r);
         }
         report
+    }
+
+    /// Each tenant's share of the poll, added to its health figures (for SyncHealth).
+    async fn save_reverse_figures(&self, r: &super::reverse_poll::ReverseReport) {
+        let state = &*self.ports.state;
+        for tenant in &self.tenants {
+            let figures = r.per_tenant.get(tenant).cloned().unwrap_or_default();
+            let mut health = match state.tenant_health(tenant).await {
+                Ok(h) => h.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, message = "Tenant health not read.");
+                    continue;
+                }
+            };
+            health.reverse = Some(figures);
+            if let Err(e) = state.put_tenant_health(tenant, &health).await {
+                tracing::warn!(error = %e, message = "Tenant health not saved.");
+            }
+        }
     }
 
     /// The Sentinel poll: each changed incident applied to its own Defender tenant.
@@ -326,6 +346,8 @@ impl ForwardSync {
             throttled_calls: report.throttled,
             comment_cap_reached: report.comment_cap_reached.clone(),
             last_errors: report.errors.clone(),
+            // Added by the Sentinel poll after the tenants (`save_reverse_figures`).
+            reverse: None,
         };
         if let Err(e) = self
             .ports

@@ -4,12 +4,13 @@
 //! unchanged or unmanaged, or parked. An incident that failed transiently holds it.
 
 use super::reverse::{ReverseApply, ReverseOutcome};
+use crate::domain::records::ReverseFigures;
 use crate::domain::*;
 use crate::ports::*;
 use crate::state::{IncidentState, Precondition, SentinelCheckpoint, StateStore, Versioned};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -60,6 +61,8 @@ pub struct ReverseReport {
     pub out_of_time: u64,
     /// True when every page was read and the checkpoint moved as far as it may.
     pub completed: bool,
+    /// Each Defender tenant's share (incidents of ours only: not the unmanaged ones).
+    pub per_tenant: BTreeMap<TenantId, ReverseFigures>,
 }
 
 /// Where the checkpoint goes after a poll, PURE: never backwards; to the latest modification
@@ -210,8 +213,17 @@ impl ReversePoll<'_> {
         };
         let mut work = Vec::new();
         let mut out = Vec::with_capacity(page.len());
+        // Whose incident each one is (for the per-tenant figures): ours only.
+        let mut owner = HashMap::new();
         for s in page {
             let read = states.as_mut().map(|m| m.remove(&s.name));
+            let tenant = match read.as_ref().and_then(Option::as_ref) {
+                Some(v) => Some(v.value.tenant.clone()),
+                None => self.apply.route(&s).map(|(t, _)| t),
+            };
+            if let Some(t) = tenant.filter(|t| self.apply.tenants.contains(t)) {
+                owner.insert(s.name, t);
+            }
             // No state of its own but a link to one of our tenants' incidents: applied (the
             // apply finds that incident's state).
             let decided = read.as_ref().and_then(|v| {
@@ -222,7 +234,7 @@ impl ReversePoll<'_> {
             });
             match decided {
                 Some(o) => {
-                    let ok = self.count(r, &s, Ok(o));
+                    let ok = self.count(r, &s, owner.get(&s.name), Ok(o));
                     out.push((s.last_modified, ok));
                 }
                 None => work.push((s, read)),
@@ -235,9 +247,12 @@ impl ReversePoll<'_> {
             .await;
         for (s, p) in applied {
             let ok = match p {
-                Polled::Outcome(o) => self.count(r, &s, o),
+                Polled::Outcome(o) => self.count(r, &s, owner.get(&s.name), o),
                 Polled::OutOfTime => {
                     r.out_of_time += 1;
+                    if let Some(t) = owner.get(&s.name) {
+                        r.per_tenant.entry(t.clone()).or_default().seen += 1;
+                    }
                     false
                 }
             };
@@ -267,27 +282,55 @@ impl ReversePoll<'_> {
         &self,
         r: &mut ReverseReport,
         s: &SentinelIncident,
+        tenant: Option<&TenantId>,
         outcome: Result<ReverseOutcome, super::reverse::ReverseError>,
     ) -> bool {
-        match outcome {
-            Ok(ReverseOutcome::Unmanaged(_)) => r.unmanaged += 1,
-            Ok(ReverseOutcome::Unchanged) | Ok(ReverseOutcome::DefenderGone) => r.unchanged += 1,
+        let mut t = ReverseFigures {
+            seen: 1,
+            ..ReverseFigures::default()
+        };
+        let done = match outcome {
+            Ok(ReverseOutcome::Unmanaged(_)) => {
+                r.unmanaged += 1;
+                // Not ours: in no tenant's figures.
+                return true;
+            }
+            Ok(ReverseOutcome::Unchanged) | Ok(ReverseOutcome::DefenderGone) => {
+                r.unchanged += 1;
+                true
+            }
             Ok(ReverseOutcome::Applied(a)) => {
-                r.defender_writes += u64::from(a.patched);
-                r.comments += a.comments as u64;
-                r.conflicts += a.conflicts as u64;
+                t.defender_writes = u64::from(a.patched);
+                t.comments = a.comments as u64;
+                t.conflicts = a.conflicts as u64;
+                r.defender_writes += t.defender_writes;
+                r.comments += t.comments;
+                r.conflicts += t.conflicts;
+                true
             }
             Ok(ReverseOutcome::Parked(reason)) => {
                 r.parked += 1;
+                t.parked = 1;
                 push_error(r, format!("{}: parked: {reason}", s.name));
+                true
             }
             Err(e) => {
                 r.failed += 1;
+                t.failed = 1;
                 push_error(r, format!("{}: {e}", s.name));
-                return false;
+                false
             }
+        };
+        if let Some(tenant) = tenant {
+            let f = r.per_tenant.entry(tenant.clone()).or_default();
+            f.seen += t.seen;
+            f.defender_writes += t.defender_writes;
+            f.comments += t.comments;
+            f.conflicts += t.conflicts;
+            f.parked += t.parked;
+            f.failed += t.failed;
         }
-        true
+        done
     }
 }
 

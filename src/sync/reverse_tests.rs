@@ -906,3 +906,27 @@ async fn an_incident_the_service_created_is_routed_by_its_defender_link_never_to
     // Our own incident (the link's derived name) is never routed to itself.
     assert_eq!(routed_by_link(&ours, &h.tenants), None);
 }
+
+#[tokio::test]
+async fn sync_health_gets_each_tenants_share_of_the_poll() {
+    let h = polling(vec![tenant(), tenant2()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant2(), 1, ago(30)));
+    h.cycle().await;
+    let other = SentinelIncidentName::for_defender(&tenant2(), &did(1));
+    h.s.analyst_edit(&other, |i| i.labels.push(user_label("t2")));
+    h.s.put_comment(&other, uuid::Uuid::new_v4(), "t2 note")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.per_tenant[&tenant2()].defender_writes, 1, "{p:?}");
+    assert_eq!(p.per_tenant[&tenant2()].comments, 1, "{p:?}");
+    let health = |t: TenantId| {
+        let store = h.store.clone();
+        async move { store.tenant_health(&t).await.unwrap().unwrap().reverse }
+    };
+    let two = health(tenant2()).await.expect("tenant two's poll figures");
+    assert_eq!((two.defender_writes, two.comments, two.parked), (1, 1, 0));
+    let one = health(tenant()).await.expect("tenant one's poll figures");
+    assert_eq!((one.defender_writes, one.comments), (0, 0));
+}

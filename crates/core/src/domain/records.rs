@@ -235,4 +235,20 @@ pub struct TenantHealth {
     pub throttled_calls: u64,
     pub comment_cap_reached: Vec<String>,
     pub last_errors: Vec<String>,
+    /// The tenant's share of the last Sentinel poll (reverse sync); absent before it ran.
+    #[serde(default)]
+    pub reverse: Option<ReverseFigures>,
+}
+
+/// One tenant's figures of a Sentinel poll (reverse sync): its incidents listed as changed,
+/// Defender PATCHes, comments posted to Defender, conflicts decided, incidents parked and
+/// incidents that failed transiently.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReverseFigures {
+    pub seen: u64,
+    pub defender_writes: u64,
+    pub comments: u64,
+    pub conflicts: u64,
+    pub parked: u64,
+    pub failed: u64,
 }
