@@ -108,7 +108,7 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
             "seen": r.seen, "unmanaged": r.unmanaged, "unchanged": r.unchanged,
             "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
             "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
-            "pages": r.pages, "outOfTime": r.out_of_time,
+            "pages": r.pages, "outOfTime": r.out_of_time, "cleared": r.cleared,
             "errors": r.errors, "completed": r.completed,
         })
     });

@@ -201,6 +201,7 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
     .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()))
     .with_reverse_poll(ReverseOptions {
         lookback: settings.lookback,
+        park_backoff: settings.retry_backoff,
         ..ReverseOptions::default()
     });
     Ok(EngineRunner {

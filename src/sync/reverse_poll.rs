@@ -7,7 +7,9 @@ use super::reverse::{ReverseApply, ReverseOutcome};
 use crate::domain::records::ReverseFigures;
 use crate::domain::*;
 use crate::ports::*;
-use crate::state::{IncidentState, Precondition, SentinelCheckpoint, StateStore, Versioned};
+use crate::state::{
+    IncidentState, Precondition, RetryEntry, SentinelCheckpoint, StateStore, Versioned,
+};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,6 +24,9 @@ pub struct ReverseOptions {
     pub lookback: Duration,
     /// Each poll starts this long before the checkpoint (ARM writes can become visible late).
     pub overlap: Duration,
+    /// First delay before a parked incident is retried (doubled per attempt), and its cap.
+    pub park_backoff: Duration,
+    pub park_backoff_max: Duration,
 }
 
 impl Default for ReverseOptions {
@@ -29,6 +34,8 @@ impl Default for ReverseOptions {
         Self {
             lookback: Duration::from_secs(24 * 3600),
             overlap: Duration::from_secs(5 * 60),
+            park_backoff: Duration::from_secs(60),
+            park_backoff_max: Duration::from_secs(3600),
         }
     }
 }
@@ -61,6 +68,8 @@ pub struct ReverseReport {
     pub out_of_time: u64,
     /// True when every page was read and the checkpoint moved as far as it may.
     pub completed: bool,
+    /// Parked incidents that left the retry set.
+    pub cleared: u64,
     /// Each Defender tenant's share (incidents of ours only: not the unmanaged ones).
     pub per_tenant: BTreeMap<TenantId, ReverseFigures>,
 }
@@ -107,12 +116,145 @@ impl ReversePoll<'_> {
     /// the others are applied `concurrency` at a time.
     pub async fn run(&self, deadline: Instant) -> ReverseReport {
         let mut r = ReverseReport::default();
+        let parked = self.parked(&mut r).await;
+        let mut settle = Vec::new();
+        self.poll(deadline, &mut r, &mut settle).await;
+        self.retry_due(&parked, deadline, &mut r, &mut settle).await;
+        self.settle(&parked, settle, &mut r).await;
+        r
+    }
+
+    /// The reverse entries of every tenant's retry set.
+    async fn parked(&self, r: &mut ReverseReport) -> HashMap<IncidentKey, RetryEntry> {
+        let mut out = HashMap::new();
+        for tenant in self.apply.tenants {
+            match self.store.retry_set(tenant).await {
+                Ok(entries) => out.extend(
+                    entries
+                        .into_iter()
+                        .filter(|e| e.reverse)
+                        .map(|e| ((tenant.clone(), e.incident_id.clone()), e)),
+                ),
+                Err(e) => push_error(r, format!("retry set of {tenant}: {e}")),
+            }
+        }
+        out
+    }
+
+    /// Retries the parked incidents due that this poll did not list: each read from Sentinel
+    /// and applied again.
+    async fn retry_due(
+        &self,
+        parked: &HashMap<IncidentKey, RetryEntry>,
+        deadline: Instant,
+        r: &mut ReverseReport,
+        settle: &mut Vec<(IncidentKey, Settle)>,
+    ) {
+        let now = OffsetDateTime::now_utc();
+        let done: HashSet<IncidentKey> = settle.iter().map(|(k, _)| k.clone()).collect();
+        for (key, e) in parked {
+            if e.next_attempt > now || done.contains(key) || Instant::now() >= deadline {
+                continue;
+            }
+            let s = match self.sentinel.find_mirror(&key.0, &key.1).await {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    settle.push((key.clone(), Settle::Cleared));
+                    continue;
+                }
+                Err(err) => {
+                    push_error(r, format!("retrying {}: {err}", key.1));
+                    continue;
+                }
+            };
+            r.seen += 1;
+            let outcome = self.apply.apply_read(&s, None).await;
+            let parked = match &outcome {
+                Ok(ReverseOutcome::Parked(reason)) => Some(reason.clone()),
+                _ => None,
+            };
+            let ok = outcome.is_ok();
+            self.count(r, &s, Some(&key.0), outcome);
+            if ok {
+                settle.push((key.clone(), parked.map_or(Settle::Cleared, Settle::Parked)));
+            }
+        }
+    }
+
+    /// Parks (with backoff) and clears the incidents this poll settled. An entry forward sync
+    /// owns is left to it.
+    async fn settle(
+        &self,
+        parked: &HashMap<IncidentKey, RetryEntry>,
+        settle: Vec<(IncidentKey, Settle)>,
+        r: &mut ReverseReport,
+    ) {
+        let now = OffsetDateTime::now_utc();
+        for ((tenant, id), what) in settle {
+            let prev = parked.get(&(tenant.clone(), id.clone()));
+            let result = match what {
+                Settle::Cleared if prev.is_some() => {
+                    r.cleared += 1;
+                    self.store.remove_retry(&tenant, &id).await
+                }
+                Settle::Cleared => Ok(()),
+                Settle::Parked(reason) => {
+                    let attempts = prev.map_or(1, |p| p.attempts.saturating_add(1));
+                    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+                    let delay = self
+                        .opts
+                        .park_backoff
+                        .saturating_mul(factor)
+                        .min(self.opts.park_backoff_max);
+                    let entry = RetryEntry {
+                        incident_id: id.clone(),
+                        last_update: now,
+                        attempts,
+                        last_error: format!("reverse sync: {reason}"),
+                        next_attempt: now
+                            + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX),
+                        reverse: true,
+                    };
+                    self.put_unless_forwards(&tenant, &entry).await
+                }
+            };
+            if let Err(e) = result {
+                push_error(r, format!("retry set, incident {id}: {e}"));
+            }
+        }
+    }
+
+    /// Puts a reverse entry unless forward sync parked the incident itself (its entry wins).
+    async fn put_unless_forwards(
+        &self,
+        tenant: &TenantId,
+        entry: &RetryEntry,
+    ) -> Result<(), crate::state::StateError> {
+        let forwards = self
+            .store
+            .retry_set(tenant)
+            .await?
+            .iter()
+            .any(|e| e.incident_id == entry.incident_id && !e.reverse);
+        if forwards {
+            return Ok(());
+        }
+        self.store.put_retry(tenant, entry).await
+    }
+
+    /// The pages of changed incidents, and the checkpoint.
+    async fn poll(
+        &self,
+        deadline: Instant,
+        r: &mut ReverseReport,
+        settle: &mut Vec<(IncidentKey, Settle)>,
+    ) {
         let now = OffsetDateTime::now_utc();
         let stored = match self.store.sentinel_checkpoint().await {
             Ok(c) => c,
             Err(e) => {
                 r.errors.push(format!("Sentinel checkpoint: {e}"));
-                return r;
+                return;
             }
         };
         let current = stored.as_ref().map(|c| c.value.watermark);
@@ -146,7 +288,7 @@ impl ReversePoll<'_> {
                 .filter(|s| seen.insert(s.name))
                 .collect();
             r.seen += fresh.len() as u64;
-            let done = self.page(fresh, deadline, &mut r).await;
+            let done = self.page(fresh, deadline, r, settle).await;
             for (modified, ok) in done {
                 let at = modified.unwrap_or(now);
                 let slot = if ok {
@@ -172,7 +314,7 @@ impl ReversePoll<'_> {
         if !complete {
             // Pages not read may hold older changes: hold the checkpoint where it is.
             r.completed = false;
-            return r;
+            return;
         }
         let to = advance_sentinel_checkpoint(current, latest_done, earliest_failed);
         if let Some(w) = to.filter(|w| Some(*w) != current) {
@@ -183,11 +325,10 @@ impl ReversePoll<'_> {
                 .await
             {
                 r.errors.push(format!("Sentinel checkpoint: {e}"));
-                return r;
+                return;
             }
         }
         r.completed = earliest_failed.is_none();
-        r
     }
 
     /// One page: its states in one read, the unchanged and unmanaged ones decided from them,
@@ -198,6 +339,7 @@ impl ReversePoll<'_> {
         page: Vec<SentinelIncident>,
         deadline: Instant,
         r: &mut ReverseReport,
+        settle: &mut Vec<(IncidentKey, Settle)>,
     ) -> Vec<(Option<OffsetDateTime>, bool)> {
         let names: Vec<SentinelIncidentName> = page.iter().map(|s| s.name).collect();
         let mut states = if names.is_empty() {
@@ -217,12 +359,12 @@ impl ReversePoll<'_> {
         let mut owner = HashMap::new();
         for s in page {
             let read = states.as_mut().map(|m| m.remove(&s.name));
-            let tenant = match read.as_ref().and_then(Option::as_ref) {
-                Some(v) => Some(v.value.tenant.clone()),
-                None => self.apply.route(&s).map(|(t, _)| t),
+            let key = match read.as_ref().and_then(Option::as_ref) {
+                Some(v) => Some((v.value.tenant.clone(), v.value.defender_id.clone())),
+                None => self.apply.route(&s),
             };
-            if let Some(t) = tenant.filter(|t| self.apply.tenants.contains(t)) {
-                owner.insert(s.name, t);
+            if let Some(k) = key.filter(|(t, _)| self.apply.tenants.contains(t)) {
+                owner.insert(s.name, k);
             }
             // No state of its own but a link to one of our tenants' incidents: applied (the
             // apply finds that incident's state).
@@ -234,7 +376,8 @@ impl ReversePoll<'_> {
             });
             match decided {
                 Some(o) => {
-                    let ok = self.count(r, &s, owner.get(&s.name), Ok(o));
+                    note(settle, owner.get(&s.name), &Ok(o.clone()));
+                    let ok = self.count(r, &s, owner.get(&s.name).map(|k| &k.0), Ok(o));
                     out.push((s.last_modified, ok));
                 }
                 None => work.push((s, read)),
@@ -247,10 +390,13 @@ impl ReversePoll<'_> {
             .await;
         for (s, p) in applied {
             let ok = match p {
-                Polled::Outcome(o) => self.count(r, &s, owner.get(&s.name), o),
+                Polled::Outcome(o) => {
+                    note(settle, owner.get(&s.name), &o);
+                    self.count(r, &s, owner.get(&s.name).map(|k| &k.0), o)
+                }
                 Polled::OutOfTime => {
                     r.out_of_time += 1;
-                    if let Some(t) = owner.get(&s.name) {
+                    if let Some((t, _)) = owner.get(&s.name) {
                         r.per_tenant.entry(t.clone()).or_default().seen += 1;
                     }
                     false
@@ -331,6 +477,33 @@ impl ReversePoll<'_> {
             f.failed += t.failed;
         }
         done
+    }
+}
+
+/// A Defender incident of a tenant (the retry set's key).
+type IncidentKey = (TenantId, DefenderIncidentId);
+
+/// What the retry set learns from an incident of ours this poll.
+enum Settle {
+    /// Parked (with its reason): into the retry set, with backoff.
+    Parked(String),
+    /// Done (applied, unchanged, gone, no longer ours): out of the retry set.
+    Cleared,
+}
+
+/// Notes an outcome for the retry set (a transient failure leaves it as it is).
+fn note(
+    settle: &mut Vec<(IncidentKey, Settle)>,
+    key: Option<&IncidentKey>,
+    outcome: &Result<ReverseOutcome, super::reverse::ReverseError>,
+) {
+    let Some(key) = key else { return };
+    match outcome {
+        Ok(ReverseOutcome::Parked(reason)) => {
+            settle.push((key.clone(), Settle::Parked(reason.clone())))
+        }
+        Ok(_) => settle.push((key.clone(), Settle::Cleared)),
+        Err(_) => {}
     }
 }
 

@@ -484,6 +484,8 @@ fn polling(tenants: Vec<TenantId>) -> Harness {
     .with_reverse_poll(ReverseOptions {
         lookback: Duration::from_secs(7 * 24 * 3600),
         overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
     });
     h.tenants = tenants;
     h
@@ -929,4 +931,50 @@ async fn sync_health_gets_each_tenants_share_of_the_poll() {
     assert_eq!((two.defender_writes, two.comments, two.parked), (1, 1, 0));
     let one = health(tenant()).await.expect("tenant one's poll figures");
     assert_eq!((one.defender_writes, one.comments), (0, 0));
+}
+
+#[tokio::test]
+async fn a_parked_incident_waits_in_the_retry_set_and_the_poll_retries_it_without_a_new_change() {
+    let mut h = polling(vec![tenant()]);
+    h.sync = h.sync.with_reverse_poll(ReverseOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::ZERO,
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+    });
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| i.labels.push(user_label("refused")));
+    h.d.probe.fail("update_incident", Fault::Rejected, 2);
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.parked, 1, "{p:?}");
+    let entries = h.store.retry_set(&tenant()).await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].reverse && entries[0].incident_id == did(1));
+    // A later change elsewhere moves the checkpoint past incident 1 (listed once more at the
+    // checkpoint's instant, refused again; incident 2 needs no PATCH, so the refusal is 1's).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.s.put_comment(&name(2), uuid::Uuid::new_v4(), "other")
+        .await
+        .unwrap();
+    let r = h.cycle().await;
+    assert_eq!(rev(&r).parked, 1, "{r:?}");
+    assert_eq!(
+        r.total(|t| t.cleared),
+        0,
+        "forward sync leaves it to the poll: {r:?}"
+    );
+    // Now only the retry set brings it back: read from Sentinel and applied.
+    let gets = h.s.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.cleared, p.parked, p.failed), (1, 0, 0), "{p:?}");
+    assert_eq!(
+        h.s.probe.calls("get_incident"),
+        gets + 1,
+        "read by the retry"
+    );
+    assert_eq!(h.defender(1).await.custom_tags, vec!["refused".to_string()]);
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert_eq!(h.state(1).await.last_outcome, Some(Outcome::Synced));
 }

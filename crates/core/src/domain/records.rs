@@ -70,6 +70,10 @@ pub struct RetryEntry {
     pub last_error: String,
     #[serde(with = "time::serde::rfc3339")]
     pub next_attempt: OffsetDateTime,
+    /// Parked by reverse sync (a Sentinel change Defender refused or cannot take): retried by
+    /// the Sentinel poll, never by forward sync, which keeps syncing the incident meanwhile.
+    #[serde(default)]
+    pub reverse: bool,
 }
 
 /// Checkpoint of the Sentinel polling path (changes no webhook delivered).
