@@ -68,6 +68,15 @@ pub fn progress_line(p: &PageProgress) -> String {
     )
 }
 
+/// The `sync` subcommand's line for a page of the Sentinel poll (printed on a terminal only).
+pub fn poll_progress_line(p: &crate::sync::PollProgress) -> String {
+    let next = if p.more { ", more to come" } else { "" };
+    format!(
+        "sentinel poll: page {} done ({} incidents; {} seen, {} Defender writes so far{next})",
+        p.page, p.incidents, p.seen, p.defender_writes
+    )
+}
+
 /// The line of the reverse poll (Sentinel → Defender).
 pub fn reverse_line(r: &ReverseReport) -> String {
     format!(
@@ -174,6 +183,21 @@ mod tests {
         assert_eq!(f["completed"], true);
         let none = figures(&CycleReport::default(), json!({}));
         assert!(none["reverse"].is_null());
+    }
+
+    #[test]
+    fn a_poll_progress_line_names_the_page_and_the_counts() {
+        let p = crate::sync::PollProgress {
+            page: 2,
+            incidents: 40,
+            seen: 1040,
+            defender_writes: 3,
+            more: true,
+        };
+        assert_eq!(
+            poll_progress_line(&p),
+            "sentinel poll: page 2 done (40 incidents; 1040 seen, 3 Defender writes so far, more to come)"
+        );
     }
 
     #[test]

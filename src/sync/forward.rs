@@ -61,6 +61,8 @@ pub struct ForwardSync {
     throttle_probe: Option<ThrottleProbe>,
     /// The Sentinel poll of reverse sync, run after the tenants when set.
     reverse: Option<super::reverse_poll::ReverseOptions>,
+    /// Told after every page of the Sentinel poll.
+    reverse_progress: Option<super::reverse_poll::PollProgressFn>,
 }
 
 /// Reads a running count of throttled (429) upstream responses.
@@ -93,7 +95,13 @@ impl ForwardSync {
             progress: None,
             throttle_probe: None,
             reverse: None,
+            reverse_progress: None,
         }
+    }
+
+    /// Reports every page of the Sentinel poll to `progress`.
+    pub fn set_reverse_progress(&mut self, progress: super::reverse_poll::PollProgressFn) {
+        self.reverse_progress = Some(progress);
     }
 
     /// Reports every batch of pages of incidents to `progress`.
@@ -207,6 +215,7 @@ impl ForwardSync {
             store: self.ports.state.as_ref(),
             opts,
             concurrency: self.limits.sentinel_concurrency.max(1),
+            progress: self.reverse_progress.clone(),
         }
         .run(deadline)
         .await

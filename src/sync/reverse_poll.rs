@@ -92,6 +92,23 @@ pub fn advance_sentinel_checkpoint(
     }
 }
 
+/// A page of the Sentinel poll done (for the `sync` subcommand's progress lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollProgress {
+    /// Pages done in this poll, from 1.
+    pub page: u64,
+    /// Incidents of the page (each once per poll).
+    pub incidents: usize,
+    /// Incidents seen so far in this poll, and of those, the ones written to Defender.
+    pub seen: u64,
+    pub defender_writes: u64,
+    /// True when another page follows.
+    pub more: bool,
+}
+
+/// Receives [`PollProgress`] reports.
+pub type PollProgressFn = std::sync::Arc<dyn Fn(&PollProgress) + Send + Sync>;
+
 /// One poll of the workspace's changed incidents.
 pub struct ReversePoll<'a> {
     pub apply: ReverseApply<'a>,
@@ -100,6 +117,8 @@ pub struct ReversePoll<'a> {
     pub opts: &'a ReverseOptions,
     /// Incidents applied at once (as forward sync's `sentinel_concurrency`).
     pub concurrency: usize,
+    /// Told after every page.
+    pub progress: Option<PollProgressFn>,
 }
 
 /// How one listed incident ended in a poll.
@@ -288,7 +307,17 @@ impl ReversePoll<'_> {
                 .filter(|s| seen.insert(s.name))
                 .collect();
             r.seen += fresh.len() as u64;
+            let incidents = fresh.len();
             let done = self.page(fresh, deadline, r, settle).await;
+            if let Some(progress) = &self.progress {
+                progress(&PollProgress {
+                    page: r.pages,
+                    incidents,
+                    seen: r.seen,
+                    defender_writes: r.defender_writes,
+                    more: next_link.is_some(),
+                });
+            }
             for (modified, ok) in done {
                 let at = modified.unwrap_or(now);
                 let slot = if ok {

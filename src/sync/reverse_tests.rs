@@ -978,3 +978,22 @@ async fn a_parked_incident_waits_in_the_retry_set_and_the_poll_retries_it_withou
     assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
     assert_eq!(h.state(1).await.last_outcome, Some(Outcome::Synced));
 }
+
+#[tokio::test]
+async fn the_poll_reports_each_page_as_progress() {
+    let mut h = polling(vec![tenant()]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    h.sync.set_reverse_progress(Arc::new(move |p| {
+        sink.lock().unwrap().push(p.clone());
+    }));
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    let pages = seen.lock().unwrap().clone();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(
+        (pages[0].page, pages[0].incidents, pages[0].more),
+        (1, 2, false)
+    );
+}
