@@ -41,7 +41,7 @@ async fn an_incident_graph_refuses_is_parked_with_its_reason_and_cleared_once_ta
         Api::Graph,
         FaultPlan::rate(Fault::BadRequest, 1.0)
             .scoped(FaultScope::Writes)
-            .for_path(&format!("incidents/{}", ids[0])),
+            .for_path(format!("incidents/{}", ids[0])),
     );
     let reply = world.sync_ok().await.return_value;
     let p = poll(&reply);
