@@ -114,6 +114,13 @@ async fn two_defender_tenants_never_cross() {
     let reply = world.sync_ok().await.return_value;
     let p = poll(&reply);
     assert_eq!((n(p, "defenderWrites"), n(p, "comments")), (1, 1), "{p}");
+    // SyncHealth: each tenant's share of the poll.
+    let health = world.health().await;
+    let share = |t: &str| health["perTenant"][t]["reverse"].clone();
+    assert_eq!(share(t2)["defender_writes"], 1, "{health}");
+    assert_eq!(share(t2)["comments"], 0, "{health}");
+    assert_eq!(share(t1)["defender_writes"], 0, "{health}");
+    assert_eq!(share(t1)["comments"], 1, "{health}");
     assert_eq!(
         defender_of(&world, t2, &b[0])["assignedTo"],
         wellknown::ANALYST_UPN
