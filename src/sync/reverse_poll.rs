@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Tunables of the poll.
 #[derive(Debug, Clone, PartialEq)]
@@ -447,7 +448,8 @@ impl ReversePoll<'_> {
             if Instant::now() >= deadline {
                 return (s, Polled::OutOfTime);
             }
-            let o = self.apply.apply_read(&s, read).await;
+            let span = tracing::info_span!("reverse_incident", sentinel_incident = %s.name);
+            let o = self.apply.apply_read(&s, read).instrument(span).await;
             (s, Polled::Outcome(o))
         })
     }
