@@ -85,6 +85,9 @@ fn sync() -> ExitCode {
             runner.sync.set_progress(std::sync::Arc::new(|p| {
                 println!("{}", runner::progress_line(p))
             }));
+            runner.sync.set_reverse_progress(std::sync::Arc::new(|p| {
+                println!("{}", runner::poll_progress_line(p))
+            }));
         }
         let deadline = timeout::deadline(tokio::time::Instant::now(), settings.function_timeout);
         let report = runner.sync.run_cycle(deadline).await;

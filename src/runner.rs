@@ -68,11 +68,20 @@ pub fn progress_line(p: &PageProgress) -> String {
     )
 }
 
+/// The `sync` subcommand's line for a page of the Sentinel poll (printed on a terminal only).
+pub fn poll_progress_line(p: &crate::sync::PollProgress) -> String {
+    let next = if p.more { ", more to come" } else { "" };
+    format!(
+        "sentinel poll: page {} done ({} incidents; {} seen, {} Defender writes so far{next})",
+        p.page, p.incidents, p.seen, p.defender_writes
+    )
+}
+
 /// The line of the reverse poll (Sentinel → Defender).
 pub fn reverse_line(r: &ReverseReport) -> String {
     format!(
         "sentinel poll: {} incidents seen, {} Defender writes, {} comments, {} conflicts, \
-         {} unmanaged, {} parked, {} failed{}",
+         {} unmanaged, {} parked, {} failed, {} throttled, {} pages{}",
         r.seen,
         r.defender_writes,
         r.comments,
@@ -80,6 +89,8 @@ pub fn reverse_line(r: &ReverseReport) -> String {
         r.unmanaged,
         r.parked,
         r.failed,
+        r.throttled,
+        r.pages,
         if r.completed { "" } else { " (incomplete)" }
     )
 }
@@ -175,6 +186,7 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
             "seen": r.seen, "unmanaged": r.unmanaged, "unchanged": r.unchanged,
             "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
             "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
+            "pages": r.pages, "outOfTime": r.out_of_time, "cleared": r.cleared,
             "errors": r.errors, "completed": r.completed,
         })
     });
@@ -218,6 +230,8 @@ mod tests {
             comments: 3,
             conflicts: 1,
             parked: 1,
+            throttled: 5,
+            pages: 2,
             completed: true,
             ..ReverseReport::default()
         };
@@ -225,7 +239,7 @@ mod tests {
         assert_eq!(
             line,
             "sentinel poll: 4 incidents seen, 2 Defender writes, 3 comments, 1 conflicts, \
-             1 unmanaged, 1 parked, 0 failed"
+             1 unmanaged, 1 parked, 0 failed, 5 throttled, 2 pages"
         );
         let report = CycleReport {
             tenants: vec![],
@@ -234,6 +248,8 @@ mod tests {
         let f = figures(&report, json!({}));
         assert_eq!(f["reverse"]["defenderWrites"], 2);
         assert_eq!(f["reverse"]["unmanaged"], 1);
+        assert_eq!(f["reverse"]["throttled"], 5);
+        assert_eq!(f["reverse"]["pages"], 2);
         assert_eq!(f["completed"], true);
         let none = figures(&CycleReport::default(), json!({}));
         assert!(none["reverse"].is_null());
@@ -278,6 +294,21 @@ mod tests {
         report.tenants[1].completed = false;
         assert!(!summary(&report).completed);
         assert_eq!(summary(&CycleReport::default()).lag_seconds, None);
+    }
+
+    #[test]
+    fn a_poll_progress_line_names_the_page_and_the_counts() {
+        let p = crate::sync::PollProgress {
+            page: 2,
+            incidents: 40,
+            seen: 1040,
+            defender_writes: 3,
+            more: true,
+        };
+        assert_eq!(
+            poll_progress_line(&p),
+            "sentinel poll: page 2 done (40 incidents; 1040 seen, 3 Defender writes so far, more to come)"
+        );
     }
 
     #[test]

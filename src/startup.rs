@@ -13,7 +13,7 @@ use crate::runner::EngineRunner;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStateStore;
 use crate::state::table::TableStateStore;
-use crate::sync::{ForwardOptions, ForwardSync, MergePolicy};
+use crate::sync::{ForwardOptions, ForwardSync, MergePolicy, ReverseOptions};
 use anyhow::Context;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -122,8 +122,8 @@ fn announce(settings: &Settings) {
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The services: credential, state store (Table Storage, or memory when configured so),
-/// the upstream adapters and the forward sync engine. Reverse sync is plugged in here when it
-/// exists.
+/// the upstream adapters and the sync engine (forward cycles, then the Sentinel poll of
+/// reverse sync).
 pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
     let runner = Arc::new(build_engine(&settings).await?);
     if settings.startup_check {
@@ -208,7 +208,12 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         },
         settings.limits.clone(),
     )
-    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()));
+    .with_throttle_probe(throttle_probe(&graph, &sentinel, logs.as_ref()))
+    .with_reverse_poll(ReverseOptions {
+        lookback: settings.lookback,
+        park_backoff: settings.retry_backoff,
+        ..ReverseOptions::default()
+    });
     Ok(EngineRunner {
         sync,
         graph,

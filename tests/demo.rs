@@ -24,10 +24,19 @@ fn demo_with_six_incidents_propagates_every_action_and_ends_in_agreement() {
         stdout.contains("All synced fields agree on both sides (6 incidents)."),
         "{stdout}"
     );
-    // Seven Defender actions, each seen in Sentinel.
+    // Seven Defender actions, each seen in Sentinel; five Sentinel actions, each seen in
+    // Defender; one conflict, decided by the policy on both sides.
     assert_eq!(
         stdout.lines().filter(|l| l.ends_with(" ✓")).count(),
-        7,
+        13,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Sentinel analysts (reverse sync)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("latest-wins kept the later (Sentinel) tags → both sides from-sentinel"),
         "{stdout}"
     );
     assert!(!stdout.contains('✗'), "{stdout}");

@@ -358,6 +358,7 @@ async fn checkpoints_retries_and_health_round_trip() {
         attempts,
         last_error: "400 bad".into(),
         next_attempt: datetime!(2026-11-01 09:05:00 UTC),
+        reverse: false,
     };
     s.put_retry(&t, &entry("7", 1)).await.unwrap();
     s.put_retry(&t, &entry("8", 1)).await.unwrap();

@@ -114,6 +114,10 @@ pub struct ClientLimits {
     /// ARM write burst (200) and refill per second (10).
     pub arm_write_burst: u32,
     pub arm_writes_per_second: f64,
+    /// ARM read burst (250) and refill per second (25): the Sentinel poll's list pages and
+    /// every incident and comment read.
+    pub arm_read_burst: u32,
+    pub arm_reads_per_second: f64,
     /// Concurrent Sentinel incident writes.
     pub sentinel_concurrency: usize,
 }
@@ -126,6 +130,8 @@ impl ClientLimits {
             graph_per_minute: 1_000_000,
             arm_write_burst: 1_000_000,
             arm_writes_per_second: 1_000_000.0,
+            arm_read_burst: 1_000_000,
+            arm_reads_per_second: 1_000_000.0,
             sentinel_concurrency: 64,
         }
     }
@@ -137,6 +143,8 @@ impl Default for ClientLimits {
             graph_per_minute: 150,
             arm_write_burst: 200,
             arm_writes_per_second: 10.0,
+            arm_read_burst: 250,
+            arm_reads_per_second: 25.0,
             sentinel_concurrency: 8,
         }
     }

@@ -142,6 +142,19 @@ pub fn disagreements(p: &Pair, directory_knows: &dyn Fn(&str) -> bool) -> Vec<St
         format!("{} comment(s)", d.comments.len()),
         format!("{missing} missing"),
     );
+    // And the other way: every Sentinel analyst comment is in Defender.
+    let missing_in_defender = p
+        .sentinel_comments
+        .iter()
+        .filter(|m| !is_mirrored(m))
+        .filter(|m| !d.comments.iter().any(|c| c.text.contains(m.as_str())))
+        .count();
+    differ(
+        missing_in_defender == 0,
+        "Sentinel comments",
+        format!("{missing_in_defender} missing"),
+        format!("{} comment(s)", p.sentinel_comments.len()),
+    );
     if let (true, Some(into)) = (redirected, &d.redirect_incident_id) {
         let named = p
             .sentinel_comments

@@ -47,15 +47,34 @@ impl Cycle {
         )
     }
 
+    /// The Sentinel poll's figures of this cycle (reverse sync), when it ran.
+    pub fn poll_line(&self) -> Option<String> {
+        let p = self.reply["figures"]["reverse"].as_object()?;
+        let n = |k: &str| p.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Some(format!(
+            "sentinel poll: {} seen, {} Defender writes, {} comments, {} conflicts, {} parked",
+            n("seen"),
+            n("defenderWrites"),
+            n("comments"),
+            n("conflicts"),
+            n("parked")
+        ))
+    }
+
     /// Error lines the handler reported.
     pub fn errors(&self) -> Vec<String> {
         let tenants = self.reply["figures"]["tenants"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        let poll = self.reply["figures"]["reverse"]["errors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         tenants
             .iter()
             .flat_map(|t| t["errors"].as_array().cloned().unwrap_or_default())
+            .chain(poll)
             .filter_map(|e| e.as_str().map(str::to_owned))
             .collect()
     }

@@ -1,15 +1,15 @@
-//! `defender-sentinel-sync demo`: the whole forward sync on this machine with no Azure account.
-//! Simulators in this process, Azurite for the state (memory when it is not installed), and
-//! this binary spawned as the custom handler by the fake Functions host. It seeds two Defender
-//! tenants, runs `DefenderSync` cycles, plays Defender analysts, and prints both sides, each
-//! action's propagation and the figures. Exit code 0 only when every synced field agrees.
-//!
-//! Sentinel-side actions need reverse sync, which is not built yet: the demo leaves them out
-//! rather than faking their propagation.
+//! `defender-sentinel-sync demo`: the whole sync, both ways, on this machine with no Azure
+//! account. Simulators in this process, Azurite for the state (memory when it is not
+//! installed), and this binary spawned as the custom handler by the fake Functions host. It
+//! seeds two Defender tenants, runs `DefenderSync` cycles (forward sync, then the Sentinel
+//! poll of reverse sync), plays Defender analysts and Sentinel analysts, lets both sides change
+//! one field for the conflict policy to decide, and prints both sides, each action's
+//! propagation and the figures. Exit code 0 only when every synced field agrees, both ways.
 
 mod check;
 mod figures;
 mod script;
+mod sentinel_script;
 pub mod setup;
 mod view;
 
@@ -61,9 +61,7 @@ fn heading(text: &str) {
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
-    println!(
-        "defender-sentinel-sync demo: forward sync Defender XDR → Sentinel, all on this machine"
-    );
+    println!("defender-sentinel-sync demo: Defender XDR ⇄ Sentinel sync, all on this machine");
     let repo = setup::repo_root(args.app_root.as_deref())?;
     let dir = std::env::temp_dir().join(format!("dss-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -99,6 +97,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         let _ = std::io::stdin().read_line(&mut line);
     }
     Ok(agree)
+}
+
+/// `  what → text ✓`, on two lines when wider than 100 columns.
+fn print_outcome(what: &str, text: &str, ok: bool) {
+    let mark = if ok { "✓" } else { "✗" };
+    let line = format!("  {what} → {text} {mark}");
+    if line.chars().count() <= 100 {
+        println!("{line}");
+    } else {
+        println!("  {what}\n      → {text} {mark}");
+    }
 }
 
 fn print_setup(sys: &System) {
@@ -175,11 +184,13 @@ impl Demo {
         for (name, steps) in script::batches(&before) {
             self.batch(name, &steps).await?;
         }
+        self.sentinel_batch(&sentinel_script::sentinel_batch(&before))
+            .await?;
+        if let Some(c) = sentinel_script::conflict(&before) {
+            self.conflict(&c).await?;
+        }
         let after = self.snapshot()?;
         println!("\n{}", view::table("AFTER the analyst actions", &after));
-        println!(
-            "  Sentinel-side analyst actions (Sentinel → Defender): (reverse sync not built yet)"
-        );
         self.report(&after).await
     }
 
@@ -203,6 +214,9 @@ impl Demo {
             reply: reply.return_value,
         };
         println!("  {}", c.line());
+        if let Some(poll) = c.poll_line() {
+            println!("    {poll}");
+        }
         for e in c.errors() {
             println!("    error: {e}");
         }
@@ -248,6 +262,92 @@ impl Demo {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Performs the Sentinel analysts' actions, runs a cycle, shows how each reached Defender.
+    async fn sentinel_batch(
+        &mut self,
+        steps: &[sentinel_script::SentinelStep],
+    ) -> anyhow::Result<()> {
+        heading("Sentinel analysts (reverse sync)");
+        for s in steps {
+            self.sys
+                .sims
+                .sentinel_action(&s.name, s.action.clone())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", s.what))?;
+            println!("  {}", s.what);
+        }
+        self.cycle(&format!("cycle {} (after Sentinel)", self.cycles.len() + 1))
+            .await?;
+        let pairs = self.snapshot()?;
+        for s in steps {
+            let pair = pairs
+                .iter()
+                .find(|p| p.tenant_no == s.tenant_no && p.defender.id.as_str() == s.id);
+            let (text, ok) = pair
+                .and_then(|p| sentinel_script::sentinel_outcome(s, p))
+                .unwrap_or(("not in Sentinel".into(), false));
+            print_outcome(&s.what, &text, ok);
+        }
+        Ok(())
+    }
+
+    /// Both sides change the same field between two cycles; the conflict policy decides.
+    async fn conflict(&mut self, c: &sentinel_script::Conflict) -> anyhow::Result<()> {
+        heading(&format!(
+            "A conflict: both sides change the tags of D{} #{}",
+            c.tenant_no, c.id
+        ));
+        let d_what = format!("Defender: tag D{} #{} from-defender", c.tenant_no, c.id);
+        self.sys
+            .sims
+            .defender_action(c.tenant.as_str(), &c.id, c.defender.clone())
+            .map_err(|e| anyhow::anyhow!("{d_what}: {e}"))?;
+        println!("  {d_what}");
+        // The Sentinel change is the later one (latest-wins, the default policy, keeps it).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let s_what = format!(
+            "Sentinel: tag S of D{} #{} from-sentinel",
+            c.tenant_no, c.id
+        );
+        self.sys
+            .sims
+            .sentinel_action(&c.name, c.sentinel.clone())
+            .map_err(|e| anyhow::anyhow!("{s_what}: {e}"))?;
+        println!("  {s_what}");
+        self.cycle(&format!("cycle {} (conflict)", self.cycles.len() + 1))
+            .await?;
+        let pairs = self.snapshot()?;
+        let pair = pairs
+            .iter()
+            .find(|p| p.tenant_no == c.tenant_no && p.defender.id.as_str() == c.id);
+        let (text, ok) = match pair {
+            Some(p) => {
+                let s_tags = p
+                    .sentinel
+                    .as_ref()
+                    .map(|s| s.user_tags())
+                    .unwrap_or_default();
+                let noted = p
+                    .sentinel_comments
+                    .iter()
+                    .any(|m| m.contains("conflict") && m.contains("from-defender"));
+                let ok = crate::sync::mapping::tags_same(&p.defender.custom_tags, &c.winner)
+                    && crate::sync::mapping::tags_same(&s_tags, &c.winner)
+                    && noted;
+                let note = if noted { "noted" } else { "NOT noted" };
+                (
+                    format!(
+                        "both sides {}, {note} in Sentinel",
+                        p.defender.custom_tags.join(",")
+                    ),
+                    ok,
+                )
+            }
+            None => ("not in Sentinel".into(), false),
+        };
+        print_outcome("latest-wins kept the later (Sentinel) tags", &text, ok);
         Ok(())
     }
 

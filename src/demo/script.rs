@@ -274,6 +274,7 @@ mod tests {
             incident_number: Some(12),
             created: None,
             last_modified: None,
+            comments_count: None,
         };
         let with = |s: &crate::domain::SentinelIncident| Pair {
             sentinel: Some(s.clone()),

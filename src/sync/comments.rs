@@ -15,6 +15,9 @@ pub(super) struct Extras {
     /// Set when the incident must be retried later (e.g. the survivor of a merge is not in
     /// Sentinel yet).
     pub parked: Option<String>,
+    /// Comments the Sentinel incident holds now, when known exactly (never more than it holds:
+    /// a count too high could hide an analyst's comment from the Sentinel poll).
+    pub comments: Option<u32>,
 }
 
 /// Mirrors what Defender says into the Sentinel incident's comments: Defender's comments
@@ -35,19 +38,32 @@ impl CommentMirror<'_> {
         outcome: &MergeOutcome,
         st: &mut IncidentState,
     ) -> Result<Extras, Step> {
-        let mut wrote = self.mirror_comments(d, &written.name, st).await?;
-        wrote |= self.conflict_comments(d, &written.name, outcome).await;
+        let (mut wrote, mut comments) = self.mirror_comments(d, written, st).await?;
+        let noted = self.conflict_comments(d, &written.name, outcome).await;
         let (redirect_wrote, parked) = self.redirect_comments(d, &written.name, st).await?;
-        wrote |= redirect_wrote;
-        Ok(Extras { wrote, parked })
+        if noted || redirect_wrote {
+            // Their ids are stable, so a retry may have edited rather than added one: the
+            // count is no longer known exactly.
+            comments = None;
+        }
+        wrote |= noted || redirect_wrote;
+        Ok(Extras {
+            wrote,
+            parked,
+            comments,
+        })
     }
 
+    /// Mirrors the Defender comments not mirrored yet; answers whether it wrote and how many
+    /// comments the incident holds after it (when known). An incident Sentinel says holds no
+    /// comment (one just created, typically) is not listed first.
     async fn mirror_comments(
         &self,
         d: &DefenderIncident,
-        name: &SentinelIncidentName,
+        written: &SentinelIncident,
         st: &mut IncidentState,
-    ) -> Result<bool, Step> {
+    ) -> Result<(bool, Option<u32>), Step> {
+        let name = &written.name;
         let pending: Vec<(String, Vec<String>)> = d
             .comments
             .iter()
@@ -57,14 +73,17 @@ impl CommentMirror<'_> {
             .map(|(fp, c)| (fp, comment_messages(c)))
             .collect();
         if pending.is_empty() {
-            return Ok(false);
+            return Ok((false, written.comments_count));
         }
         // Ids already there (a crash after the PUT, before the state write) are not posted again.
-        let existing = self
-            .sentinel
-            .list_comments(name)
-            .await
-            .map_err(Step::from)?;
+        let existing = match written.comments_count {
+            Some(0) => Vec::new(),
+            _ => self
+                .sentinel
+                .list_comments(name)
+                .await
+                .map_err(Step::from)?,
+        };
         let ids: HashSet<String> = existing.iter().map(|c| c.id.to_ascii_lowercase()).collect();
         let mut posted = Posted {
             ids,
@@ -80,7 +99,7 @@ impl CommentMirror<'_> {
             }
             st.mirrored_comments.insert(fp);
         }
-        Ok(posted.wrote)
+        Ok((posted.wrote, u32::try_from(posted.count).ok()))
     }
 
     /// Posts the parts of one Defender comment not there yet; false when the cap stopped it.

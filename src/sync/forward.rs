@@ -61,6 +61,8 @@ pub struct ForwardSync {
     throttle_probe: Option<ThrottleProbe>,
     /// The Sentinel poll of reverse sync, run after the tenants when set.
     reverse: Option<super::reverse_poll::ReverseOptions>,
+    /// Told after every page of the Sentinel poll.
+    reverse_progress: Option<super::reverse_poll::PollProgressFn>,
 }
 
 /// Reads a running count of throttled (429) upstream responses.
@@ -93,7 +95,13 @@ impl ForwardSync {
             progress: None,
             throttle_probe: None,
             reverse: None,
+            reverse_progress: None,
         }
+    }
+
+    /// Reports every page of the Sentinel poll to `progress`.
+    pub fn set_reverse_progress(&mut self, progress: super::reverse_poll::PollProgressFn) {
+        self.reverse_progress = Some(progress);
     }
 
     /// Reports every batch of pages of incidents to `progress`.
@@ -160,9 +168,29 @@ impl ForwardSync {
                 completed = r.completed,
                 message = "Reverse poll finished."
             );
+            self.save_reverse_figures(&r).await;
             report.reverse = Some(r);
         }
         report
+    }
+
+    /// Each tenant's share of the poll, added to its health figures (for SyncHealth).
+    async fn save_reverse_figures(&self, r: &super::reverse_poll::ReverseReport) {
+        let state = &*self.ports.state;
+        for tenant in &self.tenants {
+            let figures = r.per_tenant.get(tenant).cloned().unwrap_or_default();
+            let mut health = match state.tenant_health(tenant).await {
+                Ok(h) => h.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, message = "Tenant health not read.");
+                    continue;
+                }
+            };
+            health.reverse = Some(figures);
+            if let Err(e) = state.put_tenant_health(tenant, &health).await {
+                tracing::warn!(error = %e, message = "Tenant health not saved.");
+            }
+        }
     }
 
     /// The Sentinel poll: each changed incident applied to its own Defender tenant.
@@ -186,6 +214,8 @@ impl ForwardSync {
             sentinel: self.ports.sentinel.as_ref(),
             store: self.ports.state.as_ref(),
             opts,
+            concurrency: self.limits.sentinel_concurrency.max(1),
+            progress: self.reverse_progress.clone(),
         }
         .run(deadline)
         .await
@@ -325,6 +355,8 @@ impl ForwardSync {
             throttled_calls: report.throttled,
             comment_cap_reached: report.comment_cap_reached.clone(),
             last_errors: report.errors.clone(),
+            // Added by the Sentinel poll after the tenants (`save_reverse_figures`).
+            reverse: None,
         };
         if let Err(e) = self
             .ports

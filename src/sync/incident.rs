@@ -299,6 +299,7 @@ impl IncidentSync<'_> {
         let comments = self.comments();
         let extras = comments.after_put(d, &written, &outcome, &mut st).await?;
         let wrote = wrote || extras.wrote;
+        st.sentinel_comments = extras.comments;
         Ok(self.finish(d, st, pre, outcome, &written, wrote, extras.parked))
     }
 

@@ -208,6 +208,24 @@ pub fn classification_to_defender(
     }
 }
 
+/// A Sentinel classification or reason no mapping covers (a value newer than this code): it
+/// parks the incident instead of reaching Defender as a guess.
+pub fn check_sentinel_classification(s: &SentinelClassificationFields) -> Result<(), MappingError> {
+    if let Some(SentinelClassification::Unrecognized(v)) = &s.0 {
+        return Err(MappingError {
+            field: "classification",
+            value: v.clone(),
+        });
+    }
+    if let Some(ClassificationReason::Unrecognized(v)) = &s.1 {
+        return Err(MappingError {
+            field: "classificationReason",
+            value: v.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Sentinel's classification fields → Defender's (classificationComment → resolvingComment).
 pub fn classification_fields_to_defender(
     s: &SentinelClassificationFields,

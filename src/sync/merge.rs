@@ -340,6 +340,7 @@ impl Merger<'_> {
         let to_s =
             |d: &DefenderClassificationFields| Ok(mapping::classification_fields_to_sentinel(d));
         let to_d = |s: &SentinelClassificationFields| {
+            mapping::check_sentinel_classification(s)?;
             Ok(mapping::classification_fields_to_defender_keeping(
                 s, &current,
             ))

@@ -33,7 +33,7 @@ pub use forward::{ForwardOptions, ForwardSync, ThrottleProbe};
 pub use merge::{MergeBase, MergeOutcome, MergePolicy};
 pub use report::{CycleReport, TenantReport};
 pub use reverse::{Applied, ReverseApply, ReverseError, ReverseOutcome, Unmanaged};
-pub use reverse_poll::{ReverseOptions, ReverseReport};
+pub use reverse_poll::{PollProgress, PollProgressFn, ReverseOptions, ReverseReport};
 
 #[cfg(test)]
 mod forward_tests;

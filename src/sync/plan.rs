@@ -24,6 +24,22 @@ pub fn portal_link(tenant: &TenantId, id: &DefenderIncidentId) -> String {
     format!("https://security.microsoft.com/incidents/{id}?tid={tenant}")
 }
 
+/// The Defender incident a text's portal link names (the first [`portal_link`] in it), PURE:
+/// `None` without one, or when its id or tenant does not parse.
+pub fn parse_portal_link(text: &str) -> Option<(TenantId, DefenderIncidentId)> {
+    const PREFIX: &str = "https://security.microsoft.com/incidents/";
+    let rest = &text[text.find(PREFIX)? + PREFIX.len()..];
+    let (id, rest) = rest.split_once("?tid=")?;
+    let tenant: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    Some((
+        TenantId::parse(&tenant).ok()?,
+        DefenderIncidentId::parse(id).ok()?,
+    ))
+}
+
 /// The Sentinel title: names the Defender incident, so analysts can find it.
 pub fn title(d: &DefenderIncident) -> String {
     format!("[Defender #{}] {}", d.id, d.display_name)
@@ -181,6 +197,7 @@ pub fn sentinel_incident(
         incident_number: current.and_then(|c| c.incident_number),
         created: current.and_then(|c| c.created),
         last_modified: current.and_then(|c| c.last_modified),
+        comments_count: current.and_then(|c| c.comments_count),
     }
 }
 

@@ -235,3 +235,19 @@ fn a_window_is_short_when_fewer_items_came_than_counted_or_an_uncounted_one_is_f
         "paging stopped where a window may end: read it in halves"
     );
 }
+
+#[test]
+fn a_portal_link_is_parsed_back_to_its_tenant_and_incident() {
+    let t = tenant();
+    let id = DefenderIncidentId::parse("42").unwrap();
+    let text = format!(
+        "Some text.\n\nDefender incident: {}\nmore",
+        portal_link(&t, &id)
+    );
+    assert_eq!(parse_portal_link(&text), Some((t.clone(), id)));
+    assert_eq!(parse_portal_link("no link here"), None);
+    assert_eq!(
+        parse_portal_link("https://security.microsoft.com/incidents/42?tid=not-a-tenant"),
+        None
+    );
+}

@@ -59,8 +59,11 @@ impl RetrySet<'_> {
             }
         };
         let now = OffsetDateTime::now_utc();
-        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) =
-            entries.into_iter().partition(|e| e.next_attempt <= now);
+        // Reverse sync's entries are the Sentinel poll's to retry; forward sync goes on.
+        let (due, later): (Vec<RetryEntry>, Vec<RetryEntry>) = entries
+            .into_iter()
+            .filter(|e| !e.reverse)
+            .partition(|e| e.next_attempt <= now);
         let mut still: HashMap<String, OffsetDateTime> = later
             .iter()
             .map(|e| (e.incident_id.to_string(), e.last_update))
@@ -152,6 +155,7 @@ impl RetrySet<'_> {
             attempts,
             last_error: error.clone(),
             next_attempt: OffsetDateTime::now_utc() + to_time(delay),
+            reverse: false,
         };
         tracing::warn!(incident_id = %id, attempts, error = %error, message = "Incident parked in the retry set.");
         Tally::add(&self.cycle.tally.parked, 1);

@@ -15,7 +15,7 @@ use super::fingerprint::{SENTINEL_MARKER, is_mirrored};
 use super::merge::{self, Conflict, MergeBase, MergeInput, MergeOutcome, MergePolicy, Side};
 use crate::domain::*;
 use crate::ports::*;
-use crate::state::{IncidentState, Outcome, Precondition, StateError, StateStore};
+use crate::state::{IncidentState, Outcome, Precondition, StateError, StateStore, Versioned};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -94,12 +94,85 @@ pub struct ReverseApply<'a> {
     pub tenants: &'a [TenantId],
 }
 
+/// What reverse sync can tell about a Sentinel incident from its state alone, PURE: not ours
+/// (no state, a tenant not synced here, not synced yet), or nothing changed since our last
+/// write or read of it (its synced fields equal the state's snapshot and it holds the comments
+/// we know of: our own writes seen again, an analyst's edit undone). `None`: it must be applied.
+/// This is what keeps an unchanged incident at zero calls beyond the list page.
+pub fn triage(
+    st: Option<&IncidentState>,
+    s: &SentinelIncident,
+    tenants: &[TenantId],
+) -> Option<ReverseOutcome> {
+    let Some(st) = st else {
+        return Some(ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    };
+    if !tenants.contains(&st.tenant) {
+        return Some(ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant));
+    }
+    if st.defender_base.is_none() || st.sentinel_base.is_none() {
+        return Some(ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced));
+    }
+    unchanged_since_last_sync(st, s).then_some(ReverseOutcome::Unchanged)
+}
+
+/// True when the listed Sentinel incident `s` holds what the state last saw, PURE: the same
+/// synced fields as the snapshot (not the same etag: Sentinel moves it on our comment PUTs
+/// too), no Sentinel change still pending for Defender (the merge base's Sentinel side is what
+/// Sentinel holds: forward sync keeps the old base of a field only Defender can take), and
+/// exactly the comments we know of. Unknown counts and parked incidents are never
+/// "unchanged".
+pub fn unchanged_since_last_sync(st: &IncidentState, s: &SentinelIncident) -> bool {
+    let Some(snap) = st.snapshot() else {
+        return false;
+    };
+    let fields = s.fields();
+    st.sentinel_name == s.name
+        && st.last_outcome != Some(Outcome::Parked)
+        && s.comments_count.is_some()
+        && s.comments_count == st.sentinel_comments
+        && snap.fields == fields
+        && st.sentinel_base.as_ref() == Some(&fields)
+}
+
+/// The Defender incident a Sentinel incident without a state of its own may belong to, PURE:
+/// the portal link in its description (`…/incidents/{id}?tid={tenant}`), only for a tenant
+/// this deployment syncs and only when it names another incident than `s` (one the service
+/// created from our alerts, under its own name). The state found there must name the same
+/// tenant and id, so a link can never route to the wrong tenant.
+pub fn routed_by_link(
+    s: &SentinelIncident,
+    tenants: &[TenantId],
+) -> Option<(TenantId, DefenderIncidentId)> {
+    let (tenant, id) = super::plan::parse_portal_link(s.description.as_deref()?)?;
+    let derived = SentinelIncidentName::for_defender(&tenant, &id);
+    (tenants.contains(&tenant) && derived != s.name).then_some((tenant, id))
+}
+
 impl ReverseApply<'_> {
     /// Applies the Sentinel incident `s` (as just read) to its Defender incident.
     pub async fn apply(&self, s: &SentinelIncident) -> Result<ReverseOutcome, ReverseError> {
+        self.apply_read(s, None).await
+    }
+
+    /// As [`ReverseApply::apply`], with the incident's state as already read (`Some(None)`: it
+    /// has none); a state conflict reads it again.
+    pub async fn apply_read(
+        &self,
+        s: &SentinelIncident,
+        mut read: Option<Option<Versioned<IncidentState>>>,
+    ) -> Result<ReverseOutcome, ReverseError> {
         let mut last = StateError::Conflict;
         for _ in 0..ATTEMPTS {
-            match self.attempt(s).await {
+            let v = match read.take() {
+                Some(Some(v)) => Some(v),
+                Some(None) => self.routed(s).await?,
+                None => match self.store.incident(&s.name).await? {
+                    Some(v) => Some(v),
+                    None => self.routed(s).await?,
+                },
+            };
+            match self.attempt(s, v).await {
                 Err(ReverseError::State(StateError::Conflict)) => last = StateError::Conflict,
                 other => return other,
             }
@@ -107,14 +180,42 @@ impl ReverseApply<'_> {
         Err(last.into())
     }
 
-    async fn attempt(&self, s: &SentinelIncident) -> Result<ReverseOutcome, ReverseError> {
-        let Some(v) = self.store.incident(&s.name).await? else {
+    /// Where the service creates incidents (the unified portal), the Defender incident an
+    /// incident without a state of its own links to. Where the sync creates them, every
+    /// incident of ours has its own state: one without is never routed (a native incident
+    /// quoting a Defender link stays untouched).
+    pub fn route(&self, s: &SentinelIncident) -> Option<(TenantId, DefenderIncidentId)> {
+        (self.sentinel.provisioning() == Provisioning::ByService)
+            .then(|| routed_by_link(s, self.tenants))
+            .flatten()
+    }
+
+    /// The state of the Defender incident `s` links to (see [`ReverseApply::route`]), when it
+    /// is exactly that tenant's incident.
+    async fn routed(
+        &self,
+        s: &SentinelIncident,
+    ) -> Result<Option<Versioned<IncidentState>>, ReverseError> {
+        let Some((tenant, id)) = self.route(s) else {
+            return Ok(None);
+        };
+        let name = SentinelIncidentName::for_defender(&tenant, &id);
+        let v = self.store.incident(&name).await?;
+        Ok(v.filter(|v| v.value.tenant == tenant && v.value.defender_id == id))
+    }
+
+    async fn attempt(
+        &self,
+        s: &SentinelIncident,
+        v: Option<Versioned<IncidentState>>,
+    ) -> Result<ReverseOutcome, ReverseError> {
+        if let Some(out) = triage(v.as_ref().map(|v| &v.value), s, self.tenants) {
+            return Ok(out);
+        }
+        let Some(v) = v else {
             return Ok(ReverseOutcome::Unmanaged(Unmanaged::NoState));
         };
         let (mut st, etag) = (v.value, v.etag);
-        if !self.tenants.contains(&st.tenant) {
-            return Ok(ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant));
-        }
         let (Some(bd), Some(bs)) = (st.defender_base.clone(), st.sentinel_base.clone()) else {
             return Ok(ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced));
         };
@@ -142,6 +243,9 @@ impl ReverseApply<'_> {
             Ok(o) => o,
             Err(e) => return self.park(st, etag, e.to_string()).await,
         };
+        if let Some(reason) = owner_defender_cannot_take(&outcome, s) {
+            return self.park(st, etag, reason).await;
+        }
         let mut applied = Applied {
             conflicts: outcome.conflicts.len(),
             ..Applied::default()
@@ -163,7 +267,8 @@ impl ReverseApply<'_> {
             applied.patched = true;
         }
         let recorded = st.mirrored_comments.len();
-        applied.comments += self.mirror_comments(s, &mut st, &after).await?;
+        let (posted, count) = self.mirror_comments(s, &mut st, &after).await?;
+        applied.comments += posted;
         applied.comments += self.conflict_notes(&outcome, &mut st, &after).await?;
 
         let base = advanced_base(&old, &outcome, &after.fields(), &sf);
@@ -176,12 +281,24 @@ impl ReverseApply<'_> {
         }
         st.defender_base = Some(base.defender);
         st.sentinel_base = Some(base.sentinel);
-        if st.sentinel_etag() != s.etag.as_deref() {
-            // Sentinel moved since our last write: forward sync re-reads it instead of trusting
-            // a snapshot of another etag.
-            st.record_sentinel(s.etag.clone(), None);
+        // The incident as just read is Sentinel's truth at its etag: the next poll compares
+        // with it, and forward sync can update from it without a read.
+        // (Only for the incident the state is named after: one reached by its link is another.)
+        let own = st.sentinel_name == s.name;
+        let seen_moved = own
+            && (st.sentinel_etag() != s.etag.as_deref()
+                || st.snapshot().is_none()
+                || st.sentinel_comments != count);
+        if own {
+            st.record_sentinel(s.etag.clone(), super::snapshot::take(s));
+            st.sentinel_comments = count;
         }
         if nothing && !recorded && st.last_outcome != Some(Outcome::Parked) {
+            if seen_moved {
+                self.store
+                    .put_incident(&st, Precondition::Matches(etag))
+                    .await?;
+            }
             return Ok(ReverseOutcome::Unchanged);
         }
         st.last_outcome = Some(Outcome::Synced);
@@ -222,8 +339,13 @@ impl ReverseApply<'_> {
         s: &SentinelIncident,
         st: &mut IncidentState,
         d: &DefenderIncident,
-    ) -> Result<usize, ReverseError> {
-        let comments = self.sentinel.list_comments(&s.name).await?;
+    ) -> Result<(usize, Option<u32>), ReverseError> {
+        // An incident Sentinel says holds no comment is not listed.
+        let comments = match s.comments_count {
+            Some(0) => Vec::new(),
+            _ => self.sentinel.list_comments(&s.name).await?,
+        };
+        let count = u32::try_from(comments.len()).ok();
         let mut posted = 0;
         for c in comments.iter().filter(|c| !is_mirrored(&c.message)) {
             let fp = sentinel_comment_fingerprint(c);
@@ -238,7 +360,7 @@ impl ReverseApply<'_> {
             }
             st.mirrored_comments.insert(fp);
         }
-        Ok(posted)
+        Ok((posted, count))
     }
 
     /// One Defender comment per conflict Sentinel won (Defender's change was overridden).
@@ -270,6 +392,24 @@ impl ReverseApply<'_> {
         }
         Ok(posted)
     }
+}
+
+/// Why the Sentinel owner cannot go to Defender, PURE: Defender's `assignedTo` takes a user
+/// principal name; a Sentinel owner known only by object id (a group, a user Sentinel shows
+/// without a UPN or email) would reach Defender as "unassigned". Such an incident is parked
+/// with this reason instead.
+pub fn owner_defender_cannot_take(outcome: &MergeOutcome, s: &SentinelIncident) -> Option<String> {
+    let unassigns = matches!(outcome.defender_writes.assigned_to, Some(None));
+    let owned = s.owner.object_id.is_some() && s.owner.upn_or_email().is_none();
+    (unassigns && owned).then(|| {
+        let who = s
+            .owner
+            .assigned_to
+            .clone()
+            .or_else(|| s.owner.object_id.map(|o| o.to_string()))
+            .unwrap_or_default();
+        format!("the Sentinel owner '{who}' has no user principal name Defender can assign")
+    })
 }
 
 fn carries_ref(d: &DefenderIncident, fp: &str) -> bool {

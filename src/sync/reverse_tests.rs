@@ -484,6 +484,8 @@ fn polling(tenants: Vec<TenantId>) -> Harness {
     .with_reverse_poll(ReverseOptions {
         lookback: Duration::from_secs(7 * 24 * 3600),
         overlap: Duration::from_secs(5 * 60),
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
     });
     h.tenants = tenants;
     h
@@ -634,4 +636,364 @@ async fn a_transient_failure_holds_the_checkpoint_at_the_failed_incident() {
     let p = rev(&h.cycle().await);
     assert_eq!((p.failed, p.defender_writes), (0, 1), "{p:?}");
     assert_eq!(h.defender(1).await.custom_tags, vec!["t".to_string()]);
+}
+
+#[tokio::test]
+async fn a_comment_put_moves_the_sentinel_etag_and_modification_time_as_the_simulator_does() {
+    let h = harness();
+    h.synced(12).await;
+    let before = h.s.incident(&name(12)).unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    h.s.put_comment(&name(12), uuid::Uuid::new_v4(), "note")
+        .await
+        .unwrap();
+    let after = h.s.incident(&name(12)).unwrap();
+    assert_ne!(after.etag, before.etag);
+    assert!(after.last_modified > before.last_modified);
+    assert_eq!(after.fields(), before.fields());
+}
+
+#[tokio::test]
+async fn our_own_writes_with_comments_cost_the_poll_nothing_beyond_the_list_page() {
+    let h = polling(vec![tenant()]);
+    let mut i = incident(&tenant(), 1, ago(30));
+    i.comments = vec![DefenderComment {
+        text: "from defender".into(),
+        author: Some("alice".into()),
+        created: Some(ago(31)),
+    }];
+    h.d.upsert(i);
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    let lists = h.s.probe.calls("list_comments");
+    let r = h.cycle().await;
+    assert_eq!(
+        h.s.probe.calls("list_comments"),
+        lists,
+        "a just-created incident holds no comment: mirroring needs no list"
+    );
+    assert_eq!(h.s.comments(&name(1)).len(), 1, "mirrored forward");
+    let p = rev(&r);
+    assert_eq!((p.seen, p.unchanged, p.pages), (2, 2, 1), "{p:?}");
+    assert_eq!(
+        (
+            h.d.probe.calls("get_incident"),
+            h.s.probe.calls("list_comments"),
+            h.s.probe.calls("get_incident"),
+        ),
+        (0, lists, 0),
+        "our own writes (the comment PUT moved the etag) cost no read"
+    );
+    // A later Defender comment, mirrored forward, is an echo too.
+    h.d.edit(&tenant(), "1", |i| {
+        i.comments.push(DefenderComment {
+            text: "second".into(),
+            author: Some("bob".into()),
+            created: Some(ago(1)),
+        });
+        i.last_update = ago(1);
+    });
+    let gets = h.d.probe.calls("get_incident");
+    let lists = h.s.probe.calls("list_comments");
+    let p = rev(&h.cycle().await);
+    assert_eq!(h.s.comments(&name(1)).len(), 2);
+    assert_eq!(
+        (p.unchanged, p.defender_writes, p.comments),
+        (2, 0, 0),
+        "{p:?}"
+    );
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "no Graph GET");
+    assert_eq!(
+        h.s.probe.calls("list_comments"),
+        lists + 1,
+        "only forward's own list"
+    );
+    assert_eq!((h.patches(), h.posts()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_analyst_comment_alone_is_seen_by_its_count_and_reaches_defender() {
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    h.s.put_comment(&name(1), uuid::Uuid::new_v4(), "analyst note")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.comments, p.unchanged), (1, 0), "{p:?}");
+    assert_eq!(h.defender(1).await.comments.len(), 1);
+    let gets = h.d.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.unchanged, p.comments), (1, 0), "{p:?}");
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "idle: no Graph GET");
+}
+
+#[tokio::test]
+async fn triage_tells_unmanaged_and_unchanged_from_the_state_alone() {
+    let h = harness();
+    h.synced(1).await;
+    let s = h.s.incident(&name(1)).unwrap();
+    let synced = h.state(1).await;
+    assert_eq!(
+        triage(Some(&synced), &s, &[tenant()]),
+        Some(ReverseOutcome::Unchanged),
+        "just synced"
+    );
+    assert_eq!(
+        triage(None, &s, &[tenant()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::NoState))
+    );
+    assert_eq!(
+        triage(Some(&synced), &s, &[tenant2()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant))
+    );
+    let mut st = synced.clone();
+    st.sentinel_base = None;
+    assert_eq!(
+        triage(Some(&st), &s, &[tenant()]),
+        Some(ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced))
+    );
+    let mut st = synced.clone();
+    st.record_sentinel(Some("\"other\"".into()), None);
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "no snapshot");
+    let mut st = synced.clone();
+    st.sentinel_comments = None;
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "count unknown");
+    let mut moved = s.clone();
+    moved.etag = Some("\"e2\"".into());
+    assert_eq!(
+        triage(Some(&synced), &moved, &[tenant()]),
+        Some(ReverseOutcome::Unchanged),
+        "another etag alone is no change"
+    );
+    moved.comments_count = moved.comments_count.map(|n| n + 1);
+    assert_eq!(
+        triage(Some(&synced), &moved, &[tenant()]),
+        None,
+        "a new comment"
+    );
+    let mut edited = s.clone();
+    edited.severity = SentinelSeverity::Low;
+    assert_eq!(triage(Some(&synced), &edited, &[tenant()]), None, "an edit");
+    let mut st = synced.clone();
+    st.last_outcome = Some(Outcome::Parked);
+    assert_eq!(triage(Some(&st), &s, &[tenant()]), None, "parked");
+}
+
+#[tokio::test]
+async fn a_sentinel_change_forward_sync_merged_but_left_pending_reaches_defender_in_the_same_cycle()
+{
+    let h = polling(vec![tenant()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| {
+        i.owner = Owner {
+            user_principal_name: Some("analyst@contoso.com".into()),
+            ..Owner::default()
+        };
+    });
+    h.d.edit(&tenant(), "1", |i| {
+        i.severity = DefenderSeverity::Low;
+        i.last_update = ago(1);
+    });
+    let r = h.cycle().await;
+    assert_eq!(
+        r.total(|t| t.written),
+        1,
+        "forward wrote the severity: {r:?}"
+    );
+    let p = rev(&r);
+    assert_eq!(p.defender_writes, 1, "{p:?}");
+    assert_eq!(
+        h.defender(1).await.assigned_to.as_deref(),
+        Some("analyst@contoso.com")
+    );
+    let (patches, puts) = (h.patches(), h.s.probe.calls("put_incident"));
+    let r = h.cycle().await;
+    assert_eq!((rev(&r).defender_writes, r.total(|t| t.written)), (0, 0));
+    assert_eq!(
+        (h.patches(), h.s.probe.calls("put_incident")),
+        (patches, puts)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_classification_reason_is_parked_not_guessed() {
+    let h = harness();
+    h.synced(13).await;
+    h.s.analyst_edit(&name(13), |i| {
+        i.status = SentinelStatus::Closed;
+        i.classification = Some(SentinelClassification::FalsePositive);
+        i.classification_reason = Some(ClassificationReason::Unrecognized("SomethingNewer".into()));
+    });
+    let out = h.reverse(13).await;
+    assert!(
+        matches!(out, ReverseOutcome::Parked(ref r) if r.contains("SomethingNewer")),
+        "{out:?}"
+    );
+    assert_eq!(h.patches(), 0, "nothing guessed into Defender");
+    let d = h.defender(13).await;
+    assert_eq!(d.status, DefenderStatus::Active);
+    assert_eq!(d.determination, None);
+    assert_eq!(h.state(13).await.last_outcome, Some(Outcome::Parked));
+}
+
+#[tokio::test]
+async fn an_owner_defender_cannot_take_is_parked_with_its_reason() {
+    let h = harness();
+    h.d.add_user(UserRef {
+        object_id: uuid::Uuid::from_u128(5),
+        user_principal_name: "soc@contoso.com".into(),
+        mail: None,
+        display_name: None,
+    });
+    h.d.upsert(DefenderIncident {
+        assigned_to: Some("soc@contoso.com".into()),
+        ..incident(&tenant(), 14, ago(30))
+    });
+    assert_eq!(h.forward().await, 1);
+    h.s.analyst_edit(&name(14), |i| {
+        i.owner = Owner {
+            object_id: Some(uuid::Uuid::from_u128(77)),
+            assigned_to: Some("SOC Tier 1".into()),
+            owner_type: Some(OwnerType::Group),
+            ..Owner::default()
+        };
+    });
+    let out = h.reverse(14).await;
+    assert!(
+        matches!(out, ReverseOutcome::Parked(ref r) if r.contains("SOC Tier 1")),
+        "{out:?}"
+    );
+    assert_eq!(h.patches(), 0);
+    assert_eq!(
+        h.defender(14).await.assigned_to.as_deref(),
+        Some("soc@contoso.com"),
+        "not unassigned"
+    );
+    let st = h.state(14).await;
+    assert_eq!(st.last_outcome, Some(Outcome::Parked));
+    assert!(st.last_error.unwrap_or_default().contains("SOC Tier 1"));
+}
+
+#[tokio::test]
+async fn an_incident_the_service_created_is_routed_by_its_defender_link_never_to_another_tenant() {
+    let h = harness();
+    h.synced(15).await;
+    let ours = h.s.incident(&name(15)).unwrap();
+    let mut service = ours.clone();
+    service.name = SentinelIncidentName::parse("3f1c6a9e-1111-4a5b-9c7d-000000000015").unwrap();
+    service.status = SentinelStatus::Closed;
+    service.classification = Some(SentinelClassification::FalsePositive);
+    service.classification_reason = Some(ClassificationReason::IncorrectAlertLogic);
+    let service = h.s.create_by_service(service);
+    assert_eq!(
+        routed_by_link(&service, &h.tenants),
+        Some((tenant(), did(15)))
+    );
+    // Where the sync creates the incidents, one without a state is never ours.
+    let out = h.apply_with(&h.tenants).apply(&service).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    h.s.set_service_created(true);
+    // A tenant not synced here: never routed.
+    assert_eq!(routed_by_link(&service, &[tenant2()]), None);
+    let out = h.apply_with(&[tenant2()]).apply(&service).await.unwrap();
+    assert_eq!(out, ReverseOutcome::Unmanaged(Unmanaged::NoState));
+    assert_eq!(h.patches(), 0);
+    let out = h.apply_with(&h.tenants).apply(&service).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { patched: true, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(15).await.status, DefenderStatus::Resolved);
+    // Our own incident (the link's derived name) is never routed to itself.
+    assert_eq!(routed_by_link(&ours, &h.tenants), None);
+}
+
+#[tokio::test]
+async fn sync_health_gets_each_tenants_share_of_the_poll() {
+    let h = polling(vec![tenant(), tenant2()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant2(), 1, ago(30)));
+    h.cycle().await;
+    let other = SentinelIncidentName::for_defender(&tenant2(), &did(1));
+    h.s.analyst_edit(&other, |i| i.labels.push(user_label("t2")));
+    h.s.put_comment(&other, uuid::Uuid::new_v4(), "t2 note")
+        .await
+        .unwrap();
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.per_tenant[&tenant2()].defender_writes, 1, "{p:?}");
+    assert_eq!(p.per_tenant[&tenant2()].comments, 1, "{p:?}");
+    let health = |t: TenantId| {
+        let store = h.store.clone();
+        async move { store.tenant_health(&t).await.unwrap().unwrap().reverse }
+    };
+    let two = health(tenant2()).await.expect("tenant two's poll figures");
+    assert_eq!((two.defender_writes, two.comments, two.parked), (1, 1, 0));
+    let one = health(tenant()).await.expect("tenant one's poll figures");
+    assert_eq!((one.defender_writes, one.comments), (0, 0));
+}
+
+#[tokio::test]
+async fn a_parked_incident_waits_in_the_retry_set_and_the_poll_retries_it_without_a_new_change() {
+    let mut h = polling(vec![tenant()]);
+    h.sync = h.sync.with_reverse_poll(ReverseOptions {
+        lookback: Duration::from_secs(7 * 24 * 3600),
+        overlap: Duration::ZERO,
+        park_backoff: Duration::ZERO,
+        park_backoff_max: Duration::ZERO,
+    });
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    h.s.analyst_edit(&name(1), |i| i.labels.push(user_label("refused")));
+    h.d.probe.fail("update_incident", Fault::Rejected, 2);
+    let p = rev(&h.cycle().await);
+    assert_eq!(p.parked, 1, "{p:?}");
+    let entries = h.store.retry_set(&tenant()).await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].reverse && entries[0].incident_id == did(1));
+    // A later change elsewhere moves the checkpoint past incident 1 (listed once more at the
+    // checkpoint's instant, refused again; incident 2 needs no PATCH, so the refusal is 1's).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.s.put_comment(&name(2), uuid::Uuid::new_v4(), "other")
+        .await
+        .unwrap();
+    let r = h.cycle().await;
+    assert_eq!(rev(&r).parked, 1, "{r:?}");
+    assert_eq!(
+        r.total(|t| t.cleared),
+        0,
+        "forward sync leaves it to the poll: {r:?}"
+    );
+    // Now only the retry set brings it back: read from Sentinel and applied.
+    let gets = h.s.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.cleared, p.parked, p.failed), (1, 0, 0), "{p:?}");
+    assert_eq!(
+        h.s.probe.calls("get_incident"),
+        gets + 1,
+        "read by the retry"
+    );
+    assert_eq!(h.defender(1).await.custom_tags, vec!["refused".to_string()]);
+    assert!(h.store.retry_set(&tenant()).await.unwrap().is_empty());
+    assert_eq!(h.state(1).await.last_outcome, Some(Outcome::Synced));
+}
+
+#[tokio::test]
+async fn the_poll_reports_each_page_as_progress() {
+    let mut h = polling(vec![tenant()]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    h.sync.set_reverse_progress(Arc::new(move |p| {
+        sink.lock().unwrap().push(p.clone());
+    }));
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant(), 2, ago(30)));
+    h.cycle().await;
+    let pages = seen.lock().unwrap().clone();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(
+        (pages[0].page, pages[0].incidents, pages[0].more),
+        (1, 2, false)
+    );
 }

@@ -108,6 +108,7 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
         incident_number: snap.incident_number,
         created: snap.created,
         last_modified: snap.last_modified,
+        comments_count: st.sentinel_comments,
     })
 }
 
@@ -149,6 +150,7 @@ mod tests {
             incident_number: Some(42),
             created: Some(T0),
             last_modified: Some(T0),
+            comments_count: None,
         }
     }
 

@@ -149,6 +149,7 @@ fn s_incident() -> SentinelIncident {
         incident_number: Some(3177),
         created: None,
         last_modified: None,
+        comments_count: None,
     }
 }
 
@@ -291,4 +292,40 @@ async fn writes_are_paced_by_the_client_bucket_not_the_server() {
         "reads are not paced by the write bucket"
     );
     assert_eq!(mock.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn reads_are_paced_by_their_own_bucket() {
+    let mock =
+        Mock::start(|_, _| Reply::json(200, fixture("sentinel-get-incident.response.json"))).await;
+    let ws = SentinelWorkspace {
+        subscription_id: "sub-1".into(),
+        resource_group: "rg-1".into(),
+        workspace_name: "ws-1".into(),
+    };
+    let limits = ClientLimits {
+        arm_read_burst: 2,
+        arm_reads_per_second: 10.0,
+        ..ClientLimits::default()
+    };
+    let s = SentinelClient::new(
+        mock.base.clone(),
+        ws,
+        tenant(T),
+        Arc::new(StaticTokens::default()),
+        &limits,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        s.get_incident(&name()).await.unwrap();
+    }
+    // Burst of 2, then one read per 100 ms: the 3rd and 4th wait ~200 ms in all.
+    assert!(
+        started.elapsed() >= Duration::from_millis(180),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(mock.requests().len(), 4);
 }

@@ -219,7 +219,28 @@ pub async fn assert_idle(w: &World) {
         assert_eq!(t["parked"], 0, "idle cycle parked: {t}");
         assert_eq!(t["failed"], 0, "idle cycle failed: {t}");
     }
+    let poll = &reply.return_value["figures"]["reverse"];
+    assert_eq!(
+        poll["completed"], true,
+        "the Sentinel poll ran and completed: {poll}"
+    );
+    assert_eq!(poll["defenderWrites"], 0, "idle poll wrote: {poll}");
+    assert_eq!(poll["comments"], 0, "idle poll commented: {poll}");
     let c = w.sims.counters();
+    let graph_writes: u64 = c
+        .by_api
+        .get("graph")
+        .into_iter()
+        .flatten()
+        .filter(|(op, _)| !op.starts_with("GET"))
+        .map(|(_, n)| n.calls)
+        .sum();
+    assert_eq!(
+        graph_writes,
+        0,
+        "no Defender writes when idle: {:?}",
+        c.by_api.get("graph")
+    );
     let arm_writes: u64 = c
         .by_api
         .get("arm")

@@ -2,7 +2,8 @@
 //! depend on `dss-core` only, so the root crate's unit tests see one copy of every type).
 //!
 //! In-memory fakes of the three ports, realistic where the engine's correctness depends on it:
-//! the Sentinel fake enforces the etag (409), full-replace PUT, Closed-needs-classification,
+//! the Sentinel fake enforces the etag (409) and moves it on a comment PUT, full-replace PUT,
+//! Closed-needs-classification,
 //! TP/BP-need-a-reason and the comment limits; the Defender fake pages windows 50 at a time,
 //! refuses `$skip` above 500, counts, and can fail `$expand`. Every fake counts its calls and
 //! can inject faults per operation.
@@ -447,6 +448,15 @@ struct SentinelState {
 }
 
 impl SentinelState {
+    /// The incident as the service answers it: `commentsCount` as it stands now.
+    fn answer(&self, i: &SentinelIncident) -> SentinelIncident {
+        let count = self.comments.get(&i.name).map_or(0, Vec::len);
+        SentinelIncident {
+            comments_count: Some(count as u32),
+            ..i.clone()
+        }
+    }
+
     fn bump(&mut self) -> String {
         self.next += 1;
         format!("\"etag-{}\"", self.next)
@@ -507,7 +517,8 @@ impl FakeSentinel {
 
     /// The incident as stored.
     pub fn incident(&self, name: &SentinelIncidentName) -> Option<SentinelIncident> {
-        lock(&self.state).incidents.get(name).cloned()
+        let st = lock(&self.state);
+        st.incidents.get(name).map(|i| st.answer(i))
     }
 
     /// Number of incidents stored.
@@ -650,7 +661,7 @@ impl SentinelApi for FakeSentinel {
         };
         st.incidents.insert(i.name, stored.clone());
         *st.puts_per_name.entry(i.name).or_default() += 1;
-        Ok(stored)
+        Ok(st.answer(&stored))
     }
 
     async fn list_modified_since(
@@ -666,7 +677,7 @@ impl SentinelApi for FakeSentinel {
             .incidents
             .values()
             .filter(|i| i.last_modified.is_some_and(|m| m >= since))
-            .cloned()
+            .map(|i| st.answer(i))
             .collect();
         Ok(SentinelPage {
             incidents,
@@ -710,18 +721,28 @@ impl SentinelApi for FakeSentinel {
             author: Some("app".into()),
             created: Some(OffsetDateTime::now_utc()),
         };
-        if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
+        let answer = if let Some(existing) = list.iter_mut().find(|c| c.id == id.to_string()) {
             existing.message = message.into();
-            return Ok(existing.clone());
+            existing.clone()
+        } else {
+            if list.len() >= 100 {
+                return Err(SentinelError::Rejected {
+                    status: 400,
+                    message: "an incident holds at most 100 comments".into(),
+                });
+            }
+            list.push(c.clone());
+            c
+        };
+        // A comment PUT changes the incident itself, as the ARM simulator does (ARM documents
+        // no etag rule for comments; the simulator is the reference): new etag, new
+        // modification time.
+        let etag = st.bump();
+        if let Some(i) = st.incidents.get_mut(name) {
+            i.etag = Some(etag);
+            i.last_modified = Some(OffsetDateTime::now_utc());
         }
-        if list.len() >= 100 {
-            return Err(SentinelError::Rejected {
-                status: 400,
-                message: "an incident holds at most 100 comments".into(),
-            });
-        }
-        list.push(c.clone());
-        Ok(c)
+        Ok(answer)
     }
 }
 

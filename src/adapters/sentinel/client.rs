@@ -30,12 +30,15 @@ pub struct SentinelClient {
     tenant: TenantId,
     http: HttpClient,
     writes: Arc<BucketLimiter>,
+    /// ARM reads of the subscription (burst 250, refill 25/s): list pages, GETs, comment lists.
+    reads: Arc<BucketLimiter>,
 }
 
 impl SentinelClient {
     /// `endpoint` is the ARM root (`https://management.azure.com`, `https://management.usgovcloudapi.net`,
     /// … or a simulator's URL); tokens for its own audience (`{endpoint}/.default`) are asked in `tenant` (the workspace's, `AZURE_TENANT_ID`). Writes are paced at
-    /// `limits.arm_write_burst` / `limits.arm_writes_per_second`.
+    /// `limits.arm_write_burst` / `limits.arm_writes_per_second`, reads at `limits.arm_read_burst` /
+    /// `limits.arm_reads_per_second`.
     pub fn new(
         endpoint: Url,
         workspace: SentinelWorkspace,
@@ -56,6 +59,10 @@ impl SentinelClient {
             limits.arm_write_burst,
             limits.arm_writes_per_second,
         ));
+        let reads = Arc::new(http::token_bucket(
+            limits.arm_read_burst,
+            limits.arm_reads_per_second,
+        ));
         Ok(Self {
             scope: scopes::of(&endpoint),
             endpoint,
@@ -63,6 +70,7 @@ impl SentinelClient {
             tenant,
             http,
             writes,
+            reads,
         })
     }
 
@@ -125,7 +133,7 @@ impl SentinelClient {
         let limit = if write {
             Limit::Bucket(&self.writes)
         } else {
-            Limit::None
+            Limit::Bucket(&self.reads)
         };
         // GET and PUT (with a client-chosen name) are idempotent.
         let call = Call {

@@ -42,6 +42,14 @@ pub(super) struct PropsDto {
     pub created_time_utc: Option<String>,
     pub last_modified_time_utc: Option<String>,
     pub incident_number: Option<i64>,
+    pub additional_data: Option<AdditionalDataDto>,
+}
+
+/// `additionalData` as read (only what the sync uses).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AdditionalDataDto {
+    pub comments_count: Option<u32>,
 }
 
 /// Incident owner (read and written; Sentinel fills the rest from `objectId`).
@@ -190,6 +198,7 @@ impl TryFrom<IncidentDto> for SentinelIncident {
             incident_number: p.incident_number,
             created: parse_time(p.created_time_utc.as_deref()),
             last_modified: parse_time(p.last_modified_time_utc.as_deref()),
+            comments_count: p.additional_data.and_then(|a| a.comments_count),
         })
     }
 }

@@ -32,6 +32,7 @@ fn get_fixture_maps() {
     );
     assert_eq!(i.incident_number, Some(3177));
     assert!(i.first_activity.is_some() && i.last_modified.is_some());
+    assert_eq!(i.comments_count, Some(3), "additionalData.commentsCount");
 }
 
 #[test]

@@ -162,6 +162,9 @@ pub struct SentinelIncident {
     pub incident_number: Option<i64>,
     pub created: Option<OffsetDateTime>,
     pub last_modified: Option<OffsetDateTime>,
+    /// Comments on the incident (`additionalData.commentsCount`, read-only), when the service
+    /// said; never written.
+    pub comments_count: Option<u32>,
 }
 
 impl SentinelIncident {

@@ -70,6 +70,10 @@ pub struct RetryEntry {
     pub last_error: String,
     #[serde(with = "time::serde::rfc3339")]
     pub next_attempt: OffsetDateTime,
+    /// Parked by reverse sync (a Sentinel change Defender refused or cannot take): retried by
+    /// the Sentinel poll, never by forward sync, which keeps syncing the incident meanwhile.
+    #[serde(default)]
+    pub reverse: bool,
 }
 
 /// Checkpoint of the Sentinel polling path (changes no webhook delivered).
@@ -120,6 +124,11 @@ pub struct IncidentState {
     /// unassigned and its description names this owner, on every later update too.
     #[serde(default)]
     pub unknown_owner: Option<String>,
+    /// How many comments the Sentinel incident holds after our last write or read, when known
+    /// exactly (ours included); `None` when unknown. With the snapshot, it lets the Sentinel
+    /// poll tell our own writes from an analyst's without reading anything.
+    #[serde(default)]
+    pub sentinel_comments: Option<u32>,
 }
 
 /// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
@@ -191,6 +200,7 @@ impl IncidentState {
             updated_at: None,
             sentinel_snapshot: None,
             unknown_owner: None,
+            sentinel_comments: None,
         }
     }
 
@@ -229,4 +239,20 @@ pub struct TenantHealth {
     pub throttled_calls: u64,
     pub comment_cap_reached: Vec<String>,
     pub last_errors: Vec<String>,
+    /// The tenant's share of the last Sentinel poll (reverse sync); absent before it ran.
+    #[serde(default)]
+    pub reverse: Option<ReverseFigures>,
+}
+
+/// One tenant's figures of a Sentinel poll (reverse sync): its incidents listed as changed,
+/// Defender PATCHes, comments posted to Defender, conflicts decided, incidents parked and
+/// incidents that failed transiently.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReverseFigures {
+    pub seen: u64,
+    pub defender_writes: u64,
+    pub comments: u64,
+    pub conflicts: u64,
+    pub parked: u64,
+    pub failed: u64,
 }

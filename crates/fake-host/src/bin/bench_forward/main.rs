@@ -5,6 +5,7 @@
 //!     cargo build --release -p defender-sentinel-sync -p dss-simulators -p dss-fake-host
 //!     target/release/bench_forward overhead --incidents 1000     # A: limits off, 3 alerts × 5 evidence
 //!     target/release/bench_forward limit --incidents 3000        # B: ARM writes throttled as in Azure
+//!     target/release/bench_forward reverse --incidents 1000      # C: 10% changed in Sentinel, limits off
 //!
 //! Options: `--handler <bin>` (default target/release/defender-sentinel-sync), `--sims <bin>`
 //! (target/release/dss-simulators), `--repo <dir>` (host.json, function-defs, tools/azurite; default .).
@@ -46,15 +47,15 @@ fn args() -> anyhow::Result<Args> {
             "--handler" => a.handler = val()?.into(),
             "--sims" => a.sims = val()?.into(),
             "--repo" => a.repo = val()?.into(),
-            "overhead" | "limit" => a.mode = x,
+            "overhead" | "limit" | "reverse" => a.mode = x,
             other => anyhow::bail!(
-                "unknown argument {other}; usage: bench_forward overhead|limit [--incidents N]"
+                "unknown argument {other}; usage: bench_forward overhead|limit|reverse [--incidents N]"
             ),
         }
     }
     if a.mode.is_empty() {
         anyhow::bail!(
-            "usage: bench_forward overhead|limit [--incidents N] [--handler BIN] [--sims BIN] [--repo DIR]"
+            "usage: bench_forward overhead|limit|reverse [--incidents N] [--handler BIN] [--sims BIN] [--repo DIR]"
         );
     }
     a.handler = std::fs::canonicalize(&a.handler)
@@ -90,10 +91,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     );
     println!("load average before: {}", loadavg());
-    let r = if limit {
-        run_limit(&bench, a.incidents).await
-    } else {
-        run_overhead(&bench, a.incidents).await
+    let r = match a.mode.as_str() {
+        "limit" => run_limit(&bench, a.incidents).await,
+        "reverse" => run_reverse(&bench, a.incidents).await,
+        _ => run_overhead(&bench, a.incidents).await,
     };
     println!(
         "load average after: {} (other processes share the cores: figures are lower bounds)",
@@ -333,6 +334,120 @@ async fn run_overhead(b: &Bench, n: usize) -> anyhow::Result<()> {
         hwm as f64 / 1024.0
     );
     Ok(())
+}
+
+fn poll_fig(reply: &Value, k: &str) -> u64 {
+    reply["figures"]["reverse"][k].as_u64().unwrap_or(0)
+}
+
+fn print_poll(c: &Cycle) {
+    let r = &c.reply;
+    println!(
+        "  sentinel poll: pages {} seen {} unchanged {} unmanaged {} Defender writes {} comments {} \
+         conflicts {} parked {} failed {} throttled {} completed {}",
+        poll_fig(r, "pages"),
+        poll_fig(r, "seen"),
+        poll_fig(r, "unchanged"),
+        poll_fig(r, "unmanaged"),
+        poll_fig(r, "defenderWrites"),
+        poll_fig(r, "comments"),
+        poll_fig(r, "conflicts"),
+        poll_fig(r, "parked"),
+        poll_fig(r, "failed"),
+        poll_fig(r, "throttled"),
+        r["figures"]["reverse"]["completed"]
+    );
+}
+
+/// C: `n` managed incidents, 10% changed in Sentinel between two cycles (half of them a label,
+/// half a comment); the cycle after applies them through the Sentinel poll.
+async fn run_reverse(b: &Bench, n: usize) -> anyhow::Result<()> {
+    let pid = b.host.pid().unwrap_or(0);
+    let c1 = b.cycle().await?;
+    print_cycle(&format!("cycle 1: first sync, {n} new incidents"), &c1, n);
+    print_poll(&c1);
+    let c2 = b.cycle().await?;
+    print_cycle("cycle 2: nothing changed", &c2, n);
+    print_poll(&c2);
+    println!(
+        "  writes for unchanged incidents: Graph {} ARM {} (target 0 and 0)",
+        c2.counters.writes("graph"),
+        c2.counters.arm_writes()
+    );
+    let t = Instant::now();
+    let changed = change_in_sentinel(b, n / 10).await?;
+    println!(
+        "--- changed {changed} incidents in Sentinel (label or comment) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let c3 = b.cycle().await?;
+    print_cycle(&format!("cycle 3: {changed} changed in Sentinel"), &c3, n);
+    print_poll(&c3);
+    let c4 = b.cycle().await?;
+    print_cycle("cycle 4: nothing changed since", &c4, n);
+    print_poll(&c4);
+    let hwm = vm_hwm_kb(pid)?;
+    let k = &c3.counters;
+    let graph_arm = k.total("graph") - k.matching("graph", "users") + k.total("arm");
+    let per = changed.max(1) as f64;
+    let applied = poll_fig(&c3.reply, "defenderWrites") + poll_fig(&c3.reply, "comments");
+    println!("=== summary ({n} managed incidents, {changed} changed in Sentinel)");
+    println!(
+        "  Graph+ARM calls per changed incident: {:.3} (absolute {graph_arm}; the cycle's forward \
+         part included)",
+        graph_arm as f64 / per
+    );
+    println!(
+        "  poll pages: {} | Defender writes + comments: {applied} for {changed} changed",
+        poll_fig(&c3.reply, "pages")
+    );
+    println!(
+        "  writes for unchanged incidents: cycle 2 Graph {} ARM {}, cycle 4 Graph {} ARM {} (target 0)",
+        c2.counters.writes("graph"),
+        c2.counters.arm_writes(),
+        c4.counters.writes("graph"),
+        c4.counters.arm_writes()
+    );
+    println!(
+        "  poll-and-apply cycle: {:.0} listed incidents/s, {:.0} changed incidents/s (limiters off)",
+        poll_fig(&c3.reply, "seen") as f64 / c3.wall.as_secs_f64(),
+        changed as f64 / c3.wall.as_secs_f64()
+    );
+    println!(
+        "  handler VmHWM: {:.1} MB (target < 100 MB)",
+        hwm as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Changes `m` Sentinel incidents as analysts would (every other one a label, the rest a
+/// comment), 16 control calls at a time; answers how many changed.
+async fn change_in_sentinel(b: &Bench, m: usize) -> anyhow::Result<usize> {
+    use futures::StreamExt;
+    let list = b.sims.get("/control/sentinel/incidents").await?;
+    let names: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .take(m)
+        .collect();
+    let results: Vec<anyhow::Result<Value>> = futures::stream::iter(names.iter().enumerate())
+        .map(|(i, name)| async move {
+            let body = if i % 2 == 0 {
+                json!({"action": "set_labels", "labels": ["Defender", "bench-reverse"]})
+            } else {
+                json!({"action": "comment", "message": format!("bench note {i}")})
+            };
+            b.sims
+                .post(&format!("/control/sentinel/incidents/{name}"), &body)
+                .await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(names.len())
 }
 
 /// Changes every incident in Defender (a custom tag), 16 control calls at a time.

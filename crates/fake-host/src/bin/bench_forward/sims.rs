@@ -152,6 +152,11 @@ impl Counters {
         self.sum("arm", Self::is_write, "calls")
     }
 
+    /// Write calls of an API (every outcome).
+    pub fn writes(&self, api: &str) -> u64 {
+        self.sum(api, Self::is_write, "calls")
+    }
+
     /// ARM write calls that succeeded.
     pub fn arm_writes_ok(&self) -> u64 {
         self.sum("arm", Self::is_write, "ok")
