@@ -17,6 +17,7 @@ pub mod startup;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 /// The domain model and the ports (traits, values, errors) live in `dss-core`, below every
 /// other layer; see `docs/architecture.md`.

@@ -34,6 +34,11 @@ pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// The host may POST up to 100 MB (its HTTP request limit); axum's default is 2 MB.
 const BODY_LIMIT: usize = 100 * 1024 * 1024;
 
+/// A `SentinelWebhook` envelope larger than this is not kept: the caller's body (at most 1 MiB
+/// is accepted) sits in it as an escaped JSON string, which even heavily escaped text does not
+/// grow past this. The rest of a larger envelope is read and dropped, never buffered.
+pub const WEBHOOK_ENVELOPE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Static facts about this handler, shown by SyncHealth (no secrets).
 #[derive(Debug, Clone)]
 pub struct HandlerInfo {
@@ -131,7 +136,7 @@ async fn invoke(
     State(state): State<HostState>,
     Path(function): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let invocation_id = headers
         .get(INVOCATION_ID_HEADER)
@@ -143,6 +148,19 @@ async fn invoke(
     async move {
         let started = tokio::time::Instant::now();
         let timeout = state.info.function_timeout;
+        let limit = if function == "SentinelWebhook" {
+            WEBHOOK_ENVELOPE_LIMIT
+        } else {
+            BODY_LIMIT
+        };
+        let body = match read_bounded(body, limit).await {
+            Bounded::Whole(b) => b,
+            Bounded::TooLarge(n) if function == "SentinelWebhook" => {
+                return functions::webhook_too_large(n).into_response();
+            }
+            Bounded::TooLarge(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            Bounded::Failed(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        };
         let reply = match function.as_str() {
             "DefenderSync" => {
                 functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await
@@ -162,6 +180,43 @@ async fn invoke(
     }
     .instrument(span)
     .await
+}
+
+/// A request body read with a bound.
+enum Bounded {
+    Whole(bytes::Bytes),
+    /// Over the bound: this many bytes were read (and dropped).
+    TooLarge(usize),
+    Failed(String),
+}
+
+/// Reads `body`, keeping at most `limit` bytes: past it the rest is read and dropped (so the
+/// caller still gets an answer) up to the host's own limit, where reading stops.
+async fn read_bounded(body: axum::body::Body, limit: usize) -> Bounded {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return Bounded::Failed(format!("cannot read the request body: {e}")),
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen > BODY_LIMIT {
+            return Bounded::TooLarge(seen);
+        }
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if !kept.is_empty() {
+            kept = bytes::BytesMut::new();
+        }
+    }
+    if seen > limit {
+        Bounded::TooLarge(seen)
+    } else {
+        Bounded::Whole(kept.freeze())
+    }
 }
 
 /// The host never calls a function it does not know; a caller that does gets a JSON 404.
