@@ -238,7 +238,7 @@ pub fn validate_token(
         return Err(TokenError::Audience);
     }
     let iss = c.iss.unwrap_or_default();
-    if !rules.issuers.iter().any(|i| *i == iss) {
+    if !rules.issuers.contains(&iss) {
         return Err(TokenError::Issuer);
     }
     let app_id = c.appid.or(c.azp);
