@@ -4,14 +4,15 @@
 //! tenants, runs `DefenderSync` cycles, plays Defender analysts, and prints both sides, each
 //! action's propagation and the figures. Exit code 0 only when every synced field agrees.
 //!
-//! Sentinel-side actions need reverse sync, which is not built yet: the demo leaves them out
-//! rather than faking their propagation.
+//! Sentinel-side: one analyst close reaches Defender through SentinelWebhook (`webhook.rs`),
+//! and hostile calls are refused.
 
 mod check;
 mod figures;
 mod script;
 pub mod setup;
 mod view;
+mod webhook;
 
 use crate::cli::DemoArgs;
 use crate::domain::TenantId;
@@ -177,10 +178,10 @@ impl Demo {
         }
         let after = self.snapshot()?;
         println!("\n{}", view::table("AFTER the analyst actions", &after));
-        println!(
-            "  Sentinel-side analyst actions (Sentinel → Defender): (reverse sync not built yet)"
-        );
-        self.report(&after).await
+        heading("Sentinel analyst → Defender through SentinelWebhook");
+        let webhook_ok = webhook::run(&self.sys, &self.tenants, &after).await?;
+        let after = self.snapshot()?;
+        Ok(self.report(&after).await? && webhook_ok)
     }
 
     fn snapshot(&self) -> anyhow::Result<Vec<Pair>> {
