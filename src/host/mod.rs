@@ -35,9 +35,10 @@ pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 const BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// A `SentinelWebhook` envelope larger than this is not kept: the caller's body (at most 1 MiB
-/// is accepted) sits in it as an escaped JSON string, which even heavily escaped text does not
-/// grow past this. The rest of a larger envelope is read and dropped, never buffered.
-pub const WEBHOOK_ENVELOPE_LIMIT: usize = 4 * 1024 * 1024;
+/// is accepted) sits in it as an escaped JSON string next to a few KB of request metadata, so
+/// twice the body limit leaves room for escaping (every `"` of a JSON body doubles). The rest of
+/// a larger envelope is read and dropped, never buffered: a call's memory stays bounded by this.
+pub const WEBHOOK_ENVELOPE_LIMIT: usize = 2 * 1024 * 1024 + 64 * 1024;
 
 /// Static facts about this handler, shown by SyncHealth (no secrets).
 #[derive(Debug, Clone)]

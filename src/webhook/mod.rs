@@ -187,7 +187,16 @@ impl WebhookService {
     }
 
     /// One call, answered by [`HttpReply`] (its `logs` hold the one line saying what happened).
+    /// A JSON reply body also carries `elapsed_ms` (the whole call) and `upstream_ms` (the part
+    /// spent waiting on Graph, ARM and Table Storage), for the benchmark.
     pub async fn call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
+        let started = Instant::now();
+        let (reply, upstream) =
+            crate::adapters::upstream_time::measure(self.checked_call(req, deadline)).await;
+        reply.with_timing(started.elapsed(), upstream)
+    }
+
+    async fn checked_call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
         let body = req.body.as_deref().unwrap_or("");
         if body.len() > trigger::MAX_BODY_BYTES {
             return reject(
@@ -218,7 +227,6 @@ impl WebhookService {
             Err(r) => return reject(r.status(), &r.to_string()),
         };
         let span = tracing::info_span!("incident", sentinel = %name);
-        let started = Instant::now();
         let work = async {
             let _turn = self.lock_for(&name).lock().await;
             self.apply(&name, &trigger).await
@@ -232,7 +240,6 @@ impl WebhookService {
                 Some(decide::TRANSIENT_WAIT),
             ),
         }
-        .with_elapsed(started.elapsed())
     }
 
     async fn apply(&self, name: &SentinelIncidentName, trigger: &trigger::Trigger) -> HttpReply {
@@ -269,15 +276,17 @@ impl WebhookService {
     }
 }
 
-trait WithElapsed {
-    fn with_elapsed(self, d: Duration) -> Self;
+trait WithTiming {
+    fn with_timing(self, elapsed: Duration, upstream: Duration) -> Self;
 }
 
-impl WithElapsed for HttpReply {
-    /// Adds the time spent after the checks to the JSON body of a reply.
-    fn with_elapsed(mut self, d: Duration) -> Self {
+impl WithTiming for HttpReply {
+    /// Adds the call's time and its upstream part to a JSON object body.
+    fn with_timing(mut self, elapsed: Duration, upstream: Duration) -> Self {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&self.body) {
-            m.insert("elapsed_ms".into(), json!(d.as_millis() as u64));
+            m.insert("elapsed_ms".into(), json!(ms(elapsed)));
+            m.insert("upstream_ms".into(), json!(ms(upstream)));
             self.body = serde_json::Value::Object(m).to_string();
         }
         self
