@@ -98,8 +98,8 @@ pub fn outcome_status(o: &ReverseOutcome) -> (u16, &'static str) {
         ReverseOutcome::Unchanged => (200, "unchanged"),
         ReverseOutcome::Unmanaged(Unmanaged::NoState) => (404, "not-managed"),
         ReverseOutcome::Unmanaged(Unmanaged::ForeignTenant) => (403, "foreign-tenant"),
-        // The timer's next cycle creates the base; the change is then applied by its poll.
-        ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced) => (202, "not-yet-synced"),
+        // Forward sync is creating the incident's merge base (a cycle in flight): come back.
+        ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced) => (503, "not-yet-synced"),
         ReverseOutcome::Parked(_) => (422, "parked"),
         ReverseOutcome::DefenderGone => (410, "defender-incident-gone"),
     }
@@ -217,5 +217,10 @@ mod tests {
             403
         );
         assert_eq!(outcome_status(&ReverseOutcome::Parked("x".into())).0, 422);
+        assert_eq!(
+            outcome_status(&ReverseOutcome::Unmanaged(Unmanaged::NotYetSynced)).0,
+            503,
+            "retried by the playbook once forward sync has stored the base"
+        );
     }
 }

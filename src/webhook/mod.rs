@@ -344,7 +344,12 @@ fn answered(name: &SentinelIncidentName, o: &ReverseOutcome, stale: bool) -> Htt
             ""
         }
     );
-    HttpReply::json(status, &body).with_log(line)
+    let mut reply = HttpReply::json(status, &body).with_log(line);
+    if status == 503 {
+        let secs = decide::TRANSIENT_WAIT.as_secs().to_string();
+        reply.headers.insert("Retry-After".into(), secs);
+    }
+    reply
 }
 
 #[async_trait::async_trait]
