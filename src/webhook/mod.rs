@@ -358,3 +358,7 @@ impl WebhookHandler for WebhookService {
         self.call(&request, deadline).await
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
