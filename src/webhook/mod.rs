@@ -270,7 +270,7 @@ impl WebhookService {
             tenants: &self.tenants,
         };
         match apply.apply(&incident).await {
-            Ok(outcome) => answered(name, &outcome, stale),
+            Ok(outcome) => answered(name, &outcome, stale, trigger),
             Err(e) => failed(name, &e),
         }
     }
@@ -312,7 +312,12 @@ fn failed(name: &SentinelIncidentName, e: &ReverseError) -> HttpReply {
     ))
 }
 
-fn answered(name: &SentinelIncidentName, o: &ReverseOutcome, stale: bool) -> HttpReply {
+fn answered(
+    name: &SentinelIncidentName,
+    o: &ReverseOutcome,
+    stale: bool,
+    trigger: &trigger::Trigger,
+) -> HttpReply {
     let (status, result) = decide::outcome_status(o);
     let mut body = json!({ "result": result, "incident": name.to_string() });
     let detail = match o {
@@ -336,8 +341,19 @@ fn answered(name: &SentinelIncidentName, o: &ReverseOutcome, stale: bool) -> Htt
     if stale {
         body["stale_body"] = json!(true);
     }
+    // What the body said about itself (caller-chosen text: shortened, printable only).
+    let short = |s: &Option<String>| -> String {
+        s.as_deref()
+            .unwrap_or("?")
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(24)
+            .collect()
+    };
     let line = format!(
-        "SentinelWebhook: incident {name}: {detail}{}",
+        "SentinelWebhook: incident {name} ({} by {}): {detail}{}",
+        short(&trigger.event),
+        short(&trigger.updated_by_source),
         if stale {
             " (the body was older than the incident)"
         } else {

@@ -162,3 +162,51 @@ async fn hmac_with_public_key(world: &World, good: &str) -> String {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn with_an_allow_list_only_the_listed_apps_tokens_are_accepted() {
+    let world = World::start_with(WorldOptions {
+        unset: vec!["WEBHOOK_AUTH".into()],
+        env: vec![
+            ("WEBHOOK_AUDIENCE".into(), AUDIENCE.into()),
+            (
+                "WEBHOOK_ALLOWED_APP_IDS".into(),
+                wellknown::MI_CLIENT_ID.into(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (id, name) = one_synced(&world, 100).await;
+    let body = analyst_closes(&world, &name).to_string();
+    let other_app = world
+        .sims
+        .mint_token(&TokenSpec {
+            app_id: wellknown::CLIENT_ID.into(),
+            object_id: wellknown::CLIENT_OBJECT_ID.into(),
+            ..spec(None)
+        })
+        .unwrap();
+    let res = post(
+        &world,
+        &body,
+        &[("Authorization", &format!("Bearer {other_app}"))],
+    )
+    .await;
+    assert_eq!(res.status, 401, "{}", res.body);
+    assert!(res.body.contains("WEBHOOK_ALLOWED_APP_IDS"), "{}", res.body);
+    assert_eq!(defender_status(&world, &id), "active");
+    // Without WEBHOOK_SECRET, a secret header is no credential at all.
+    let res = post(&world, &body, &[("X-Sync-Secret", SECRET)]).await;
+    assert_eq!(res.status, 401, "{}", res.body);
+
+    let playbook = world.sims.mint_token(&spec(None)).unwrap();
+    let res = post(
+        &world,
+        &body,
+        &[("Authorization", &format!("Bearer {playbook}"))],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(defender_status(&world, &id), "resolved");
+}
