@@ -34,11 +34,19 @@ pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// The host may POST up to 100 MB (its HTTP request limit); axum's default is 2 MB.
 const BODY_LIMIT: usize = 100 * 1024 * 1024;
 
-/// A `SentinelWebhook` envelope larger than this is not kept: the caller's body (at most 1 MiB
-/// is accepted) sits in it as an escaped JSON string next to a few KB of request metadata, so
-/// twice the body limit leaves room for escaping (every `"` of a JSON body doubles). The rest of
-/// a larger envelope is read and dropped, never buffered: a call's memory stays bounded by this.
-pub const WEBHOOK_ENVELOPE_LIMIT: usize = 2 * 1024 * 1024 + 64 * 1024;
+/// A `SentinelWebhook` envelope larger than this is not kept. The caller's body (at most 1 MiB
+/// is accepted) is in it twice: as an escaped JSON string (`Data.req.Body`) and, for a JSON
+/// object body, as its top-level properties in `Metadata`; this leaves room for both and for
+/// escaping. The rest of a larger envelope is read and dropped, never buffered.
+pub const WEBHOOK_ENVELOPE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Envelopes up to this size are read without asking the budget below.
+const SMALL_ENVELOPE: usize = 256 * 1024;
+
+/// Memory all webhook envelopes larger than [`SMALL_ENVELOPE`] may hold at once, in KiB: such an
+/// envelope takes its worst case ([`WEBHOOK_ENVELOPE_LIMIT`]) from it before it grows, so a flood
+/// of large calls waits instead of growing the process (8 at a time).
+const LARGE_ENVELOPE_BUDGET_KIB: usize = 8 * WEBHOOK_ENVELOPE_LIMIT / 1024;
 
 /// Static facts about this handler, shown by SyncHealth (no secrets).
 #[derive(Debug, Clone)]
@@ -72,6 +80,8 @@ impl HandlerInfo {
 pub struct HostState {
     info: Arc<HandlerInfo>,
     setup: watch::Receiver<Setup>,
+    /// The memory budget of large webhook envelopes, in KiB.
+    large_envelopes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Completes startup: hands the built services (or the failure) to the router.
@@ -98,6 +108,7 @@ impl HostState {
             Self {
                 info: Arc::new(info),
                 setup: rx,
+                large_envelopes: Arc::new(tokio::sync::Semaphore::new(LARGE_ENVELOPE_BUDGET_KIB)),
             },
             SetupHandle(tx),
         )
@@ -149,13 +160,14 @@ async fn invoke(
     async move {
         let started = tokio::time::Instant::now();
         let timeout = state.info.function_timeout;
-        let limit = if function == "SentinelWebhook" {
-            WEBHOOK_ENVELOPE_LIMIT
+        let (limit, budget) = if function == "SentinelWebhook" {
+            (WEBHOOK_ENVELOPE_LIMIT, Some(state.large_envelopes.clone()))
         } else {
-            BODY_LIMIT
+            (BODY_LIMIT, None)
         };
-        let body = match read_bounded(body, limit).await {
-            Bounded::Whole(b) => b,
+        // `_permit` holds the envelope's share of the budget until the reply is sent.
+        let (body, _permit) = match read_bounded(body, limit, budget).await {
+            Bounded::Whole(b, permit) => (b, permit),
             Bounded::TooLarge(n) if function == "SentinelWebhook" => {
                 return functions::webhook_too_large(n).into_response();
             }
@@ -185,19 +197,27 @@ async fn invoke(
 
 /// A request body read with a bound.
 enum Bounded {
-    Whole(bytes::Bytes),
+    /// The body, with its share of the budget when it took one.
+    Whole(bytes::Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Over the bound: this many bytes were read (and dropped).
     TooLarge(usize),
     Failed(String),
 }
 
 /// Reads `body`, keeping at most `limit` bytes: past it the rest is read and dropped (so the
-/// caller still gets an answer) up to the host's own limit, where reading stops.
-async fn read_bounded(body: axum::body::Body, limit: usize) -> Bounded {
+/// caller still gets an answer) up to the host's own limit, where reading stops. With a
+/// `budget` (KiB), a body growing past [`SMALL_ENVELOPE`] first takes `limit` from it, all at
+/// once (so no reader holds part of the budget while waiting for more).
+async fn read_bounded(
+    body: axum::body::Body,
+    limit: usize,
+    budget: Option<Arc<tokio::sync::Semaphore>>,
+) -> Bounded {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut kept = bytes::BytesMut::new();
     let mut seen = 0usize;
+    let mut permit = None;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -208,6 +228,13 @@ async fn read_bounded(body: axum::body::Body, limit: usize) -> Bounded {
             return Bounded::TooLarge(seen);
         }
         if seen <= limit {
+            if seen > SMALL_ENVELOPE
+                && permit.is_none()
+                && let Some(b) = &budget
+            {
+                let kib = u32::try_from(limit.div_ceil(1024)).unwrap_or(u32::MAX);
+                permit = b.clone().acquire_many_owned(kib).await.ok();
+            }
             kept.extend_from_slice(&chunk);
         } else if !kept.is_empty() {
             kept = bytes::BytesMut::new();
@@ -216,7 +243,7 @@ async fn read_bounded(body: axum::body::Body, limit: usize) -> Bounded {
     if seen > limit {
         Bounded::TooLarge(seen)
     } else {
-        Bounded::Whole(kept.freeze())
+        Bounded::Whole(kept.freeze(), permit)
     }
 }
 
