@@ -1,6 +1,6 @@
 //! defender-sentinel-sync: an Azure Functions custom handler that syncs Microsoft Defender XDR
-//! incidents into Microsoft Sentinel (forward sync; reverse sync is not built yet) and ships
-//! their alerts and evidence to Log Analytics.
+//! incidents into Microsoft Sentinel (forward sync; reverse sync through `SentinelWebhook`, the
+//! timer's poll not switched on yet) and ships their alerts and evidence to Log Analytics.
 //!
 //! Cargo feature `demo` (default): the `demo` subcommand, with the simulated upstreams and the
 //! fake Functions host compiled in. The deployed package is built without it.
@@ -18,6 +18,7 @@ pub mod startup;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 /// The domain model and the ports (traits, values, errors) live in `dss-core`, below every
 /// other layer; see `docs/architecture.md`.

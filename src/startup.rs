@@ -137,11 +137,38 @@ pub async fn build_services(settings: Settings) -> anyhow::Result<Services> {
         });
     }
     let store = Some(runner.sync.state());
+    let webhook = build_webhook(&settings, &runner)?;
     Ok(Services {
         sync: Some(runner),
-        webhook: None,
+        webhook: Some(Arc::new(webhook)),
         store,
     })
+}
+
+/// SentinelWebhook on the engine's ports (same clients, budgets and state store).
+pub fn build_webhook(
+    settings: &Settings,
+    runner: &EngineRunner,
+) -> anyhow::Result<crate::webhook::WebhookService> {
+    use crate::webhook::{Authenticator, WebhookPorts, WebhookService};
+    let client = crate::adapters::http::build_client(std::time::Duration::from_secs(10))
+        .context("cannot build the HTTP client for the authority's signing keys")?;
+    let ports = WebhookPorts {
+        defender: runner.graph.clone(),
+        sentinel: runner.sentinel.clone(),
+        store: runner.sync.state(),
+    };
+    let policy = MergePolicy {
+        conflict: settings.conflict_policy.clone(),
+        severity_to_defender: settings.severity_to_defender,
+    };
+    Ok(WebhookService::new(
+        ports,
+        policy,
+        settings.defender_tenants.clone(),
+        settings.workspace.clone(),
+        Authenticator::from_settings(settings, client),
+    ))
 }
 
 /// The 429s met so far by the Graph, ARM and Logs clients together.

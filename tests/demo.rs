@@ -44,6 +44,22 @@ fn demo_with_six_incidents_propagates_every_action_and_ends_in_agreement() {
         stdout.contains("→ S #") && stdout.contains("Closed TruePositive/SuspiciousActivity ✓"),
         "{stdout}"
     );
+    // A Sentinel analyst's close reaches Defender through SentinelWebhook; hostile calls are
+    // refused and write nothing.
+    assert!(
+        stdout.contains("playbook → SentinelWebhook: HTTP 200 applied in "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("is now resolved / truePositive"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wrong X-Sync-Secret: HTTP 401"), "{stdout}");
+    assert!(stdout.contains("5 MB body: HTTP 413"), "{stdout}");
+    assert!(
+        stdout.contains("Defender writes by the replay and the hostile calls: 0"),
+        "{stdout}"
+    );
     // Handler logs go to a file, not to the terminal.
     assert!(!stdout.contains("Forward cycle finished"), "{stdout}");
     let log = stdout

@@ -72,7 +72,7 @@ async fn a_failed_cycle_is_a_successful_invocation_with_its_outcome_in_logs_and_
 }
 
 #[tokio::test]
-async fn the_webhook_answers_501_for_both_query_forms_with_or_without_a_body() {
+async fn the_webhook_answers_through_res_for_both_query_forms_with_or_without_a_body() {
     let app = support::staged_app();
     let host = FakeHost::start(support::spec(app.path()))
         .await
@@ -80,20 +80,35 @@ async fn the_webhook_answers_501_for_both_query_forms_with_or_without_a_body() {
     let base = HttpCall::new("POST")
         .query("code", "function-key")
         .header("Content-Type", "application/json")
+        .header("X-Sync-Secret", support::WEBHOOK_SECRET)
         .body(r#"{"object":{}}"#);
-    for call in [
-        base.clone(),
-        base.clone().query_form(QueryForm::JsonString),
-        HttpCall {
-            caller_chunked: true,
-            ..base.clone()
-        },
+    for (call, reason) in [
+        (base.clone(), "`object.id`"),
+        (
+            base.clone().query_form(QueryForm::JsonString),
+            "`object.id`",
+        ),
+        (
+            HttpCall {
+                caller_chunked: true,
+                ..base.clone()
+            },
+            "empty",
+        ),
+        (
+            HttpCall {
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                ..base.clone()
+            },
+            "no credentials",
+        ),
     ] {
         let res = host
             .invoke_http("SentinelWebhook", &call)
             .await
             .expect("valid reply");
-        assert_eq!(res.status, 501, "{res:?}");
+        let status = if reason == "no credentials" { 401 } else { 400 };
+        assert_eq!(res.status, status, "{res:?}");
         assert_eq!(
             res.headers.get("Content-Type").map(String::as_str),
             Some("application/json")
@@ -102,13 +117,18 @@ async fn the_webhook_answers_501_for_both_query_forms_with_or_without_a_body() {
             res.json().expect("json")["error"]
                 .as_str()
                 .expect("error")
-                .contains("not built")
+                .contains(reason),
+            "{res:?}"
         );
     }
     let out = host.output().stdout.join("\n");
     assert!(
         !out.contains("function-key"),
         "the function key must never be logged"
+    );
+    assert!(
+        !out.contains(support::WEBHOOK_SECRET),
+        "the webhook secret must never be logged"
     );
 }
 

@@ -297,6 +297,16 @@ impl HttpClient {
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
+        let started = std::time::Instant::now();
+        let result = self.attempts(call, make).await;
+        super::upstream_time::add(started.elapsed());
+        result
+    }
+
+    async fn attempts<F>(&self, call: Call<'_>, make: F) -> Result<reqwest::Response, SendError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
         let mut failed = 0u32;
         loop {
             call.limit.wait().await;

@@ -7,3 +7,4 @@ pub mod http;
 pub mod logs;
 pub mod sentinel;
 pub mod table;
+pub mod upstream_time;

@@ -67,6 +67,11 @@ impl Settings {
             )
         });
         let webhook_auth = webhook_auth(&mut r);
+        let webhook_allowed_app_ids = r.parsed(
+            "WEBHOOK_ALLOWED_APP_IDS",
+            Some(r.get("WEBHOOK_ALLOWED_APP_IDS").unwrap_or("")),
+            app_id_list,
+        );
         let unlimited = r.flag("SYNC_BENCH_UNLIMITED");
         let retry_backoff = r.parsed(
             "SYNC_RETRY_BACKOFF_SECONDS",
@@ -124,6 +129,7 @@ impl Settings {
             Some(webhook_auth),
             Some(unlimited),
             Some(retry_backoff),
+            Some(webhook_allowed_app_ids),
             true,
         ) = (
             severity_to_defender,
@@ -131,6 +137,7 @@ impl Settings {
             webhook_auth,
             unlimited,
             retry_backoff,
+            webhook_allowed_app_ids,
             r.errors.is_empty(),
         )
         else {
@@ -153,6 +160,7 @@ impl Settings {
             severity_to_defender,
             function_timeout,
             webhook_auth,
+            webhook_allowed_app_ids,
             limits: if unlimited {
                 ClientLimits::unlimited()
             } else {
@@ -430,6 +438,19 @@ fn check_schedule(v: &str) -> Result<(), String> {
             "'{v}' is not an NCRONTAB expression (6 fields, e.g. '0 */5 * * * *')"
         ))
     }
+}
+
+/// `WEBHOOK_ALLOWED_APP_IDS`: comma-separated app (client) ids; empty = any.
+fn app_id_list(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            uuid::Uuid::parse_str(s)
+                .map(|u| u.to_string())
+                .map_err(|_| format!("'{s}' is not an app (client) id (a GUID)"))
+        })
+        .collect()
 }
 
 fn webhook_auth(r: &mut Reader<'_>) -> Option<WebhookAuth> {

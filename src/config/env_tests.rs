@@ -238,6 +238,35 @@ fn webhook_authentication_follows_the_contract() {
 }
 
 #[test]
+fn the_webhook_app_allow_list_is_optional_and_holds_app_ids() {
+    assert!(
+        Settings::from_env(&base(), None)
+            .expect("valid")
+            .webhook_allowed_app_ids
+            .is_empty()
+    );
+    let s = Settings::from_env(
+        &with(&[(
+            "WEBHOOK_ALLOWED_APP_IDS",
+            " 7D9E3B1A-2C4F-4A6B-8D0E-1F2A3B4C5D6E , 4f1c6a52-7d43-4d8e-9b0f-0d1b2c3e4f50,",
+        )]),
+        None,
+    )
+    .expect("valid");
+    assert_eq!(
+        s.webhook_allowed_app_ids,
+        [
+            "7d9e3b1a-2c4f-4a6b-8d0e-1f2a3b4c5d6e",
+            "4f1c6a52-7d43-4d8e-9b0f-0d1b2c3e4f50"
+        ]
+    );
+    assert!(
+        errors(&with(&[("WEBHOOK_ALLOWED_APP_IDS", "my-playbook")]))
+            .names("WEBHOOK_ALLOWED_APP_IDS")
+    );
+}
+
+#[test]
 fn storage_is_required_unless_state_is_kept_in_memory() {
     let mut env = base();
     env.remove("SYNC_STATE_STORE");

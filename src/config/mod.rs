@@ -38,6 +38,9 @@ pub struct Settings {
     /// The host's `functionTimeout`; work stops with a margin before it.
     pub function_timeout: Duration,
     pub webhook_auth: WebhookAuth,
+    /// `WEBHOOK_ALLOWED_APP_IDS`: the app ids a webhook bearer token may come from (`appid` /
+    /// `azp`); empty = any app of the tenant. Not in the fixed contract.
+    pub webhook_allowed_app_ids: Vec<String>,
     pub limits: ClientLimits,
     /// First delay before a parked incident is retried (doubled per attempt, capped at an hour):
     /// `SYNC_RETRY_BACKOFF_SECONDS`, default 60. Tests and demos shorten it.

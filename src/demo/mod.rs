@@ -5,6 +5,9 @@
 //! poll of reverse sync), plays Defender analysts and Sentinel analysts, lets both sides change
 //! one field for the conflict policy to decide, and prints both sides, each action's
 //! propagation and the figures. Exit code 0 only when every synced field agrees, both ways.
+//!
+//! Sentinel-side: one analyst close also reaches Defender through SentinelWebhook (`webhook.rs`),
+//! and hostile calls are refused.
 
 mod check;
 mod figures;
@@ -12,6 +15,7 @@ mod script;
 mod sentinel_script;
 pub mod setup;
 mod view;
+mod webhook;
 
 use crate::cli::DemoArgs;
 use crate::domain::TenantId;
@@ -191,7 +195,10 @@ impl Demo {
         }
         let after = self.snapshot()?;
         println!("\n{}", view::table("AFTER the analyst actions", &after));
-        self.report(&after).await
+        heading("Sentinel analyst → Defender through SentinelWebhook");
+        let webhook_ok = webhook::run(&self.sys, &self.tenants, &after).await?;
+        let after = self.snapshot()?;
+        Ok(self.report(&after).await? && webhook_ok)
     }
 
     fn snapshot(&self) -> anyhow::Result<Vec<Pair>> {

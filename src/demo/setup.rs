@@ -24,6 +24,8 @@ pub struct System {
     pub store: Store,
     /// Temp dir with the CA, the staged app and the handler log.
     pub dir: PathBuf,
+    /// The handler's `WEBHOOK_SECRET` (random per run; the demo's playbook calls send it).
+    pub webhook_secret: String,
 }
 
 /// The repository root (or an app folder with `tools/azurite` beside it): `--app-root`, else
@@ -119,7 +121,12 @@ impl System {
             Store::Azurite(a) => ("AzureWebJobsStorage", a.connection_string()),
             Store::Memory(_) => ("SYNC_STATE_STORE", "memory".to_owned()),
         };
-        let spec = handler_spec(exe, &app, &sims, &ca, storage);
+        let mut spec = handler_spec(exe, &app, &sims, &ca, storage);
+        // The demo's webhook is authenticated (the shared secret), so its hostile call is real.
+        let webhook_secret = format!("demo-{}", uuid::Uuid::new_v4().simple());
+        spec.env.remove("WEBHOOK_AUTH");
+        spec.env
+            .insert("WEBHOOK_SECRET".into(), webhook_secret.clone());
         let host = FakeHost::start(spec)
             .await
             .context("the handler did not start under the fake host")?;
@@ -128,6 +135,7 @@ impl System {
             host,
             store,
             dir: dir.to_path_buf(),
+            webhook_secret,
         })
     }
 

@@ -135,6 +135,23 @@ pub(super) async fn sentinel_webhook(
     InvocationReply::http(reply)
 }
 
+/// `SentinelWebhook` with an envelope over [`super::WEBHOOK_ENVELOPE_LIMIT`]: the caller's body
+/// is surely over the 1 MiB accepted, so it is answered 413 unparsed.
+pub(super) fn webhook_too_large(envelope_bytes: usize) -> InvocationReply {
+    let line = format!(
+        "SentinelWebhook call rejected (413): the invocation carries {envelope_bytes} bytes; a body of at most {} bytes is accepted",
+        crate::webhook::trigger::MAX_BODY_BYTES
+    );
+    tracing::info!(message = %line);
+    InvocationReply::http(
+        HttpReply::json(
+            413,
+            &json!({ "error": format!("the body is larger than {} bytes", crate::webhook::trigger::MAX_BODY_BYTES) }),
+        )
+        .with_log(line),
+    )
+}
+
 /// `SyncHealth`: the handler's facts and the sync figures, as JSON to the caller.
 pub(super) async fn sync_health(state: &HostState, body: &[u8]) -> InvocationReply {
     if let Err(e) = parse::<HttpRequestData>(body, HTTP_BINDING) {

@@ -34,6 +34,20 @@ pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// The host may POST up to 100 MB (its HTTP request limit); axum's default is 2 MB.
 const BODY_LIMIT: usize = 100 * 1024 * 1024;
 
+/// A `SentinelWebhook` envelope larger than this is not kept. The caller's body (at most 1 MiB
+/// is accepted) is in it twice: as an escaped JSON string (`Data.req.Body`) and, for a JSON
+/// object body, as its top-level properties in `Metadata`; this leaves room for both and for
+/// escaping. The rest of a larger envelope is read and dropped, never buffered.
+pub const WEBHOOK_ENVELOPE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Envelopes up to this size are read without asking the budget below.
+const SMALL_ENVELOPE: usize = 256 * 1024;
+
+/// Memory all webhook envelopes larger than [`SMALL_ENVELOPE`] may hold at once, in KiB: such an
+/// envelope takes its worst case ([`WEBHOOK_ENVELOPE_LIMIT`]) from it before it grows, so a flood
+/// of large calls waits instead of growing the process (8 at a time).
+const LARGE_ENVELOPE_BUDGET_KIB: usize = 8 * WEBHOOK_ENVELOPE_LIMIT / 1024;
+
 /// Static facts about this handler, shown by SyncHealth (no secrets).
 #[derive(Debug, Clone)]
 pub struct HandlerInfo {
@@ -66,6 +80,8 @@ impl HandlerInfo {
 pub struct HostState {
     info: Arc<HandlerInfo>,
     setup: watch::Receiver<Setup>,
+    /// The memory budget of large webhook envelopes, in KiB.
+    large_envelopes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Completes startup: hands the built services (or the failure) to the router.
@@ -92,6 +108,7 @@ impl HostState {
             Self {
                 info: Arc::new(info),
                 setup: rx,
+                large_envelopes: Arc::new(tokio::sync::Semaphore::new(LARGE_ENVELOPE_BUDGET_KIB)),
             },
             SetupHandle(tx),
         )
@@ -131,7 +148,7 @@ async fn invoke(
     State(state): State<HostState>,
     Path(function): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let invocation_id = headers
         .get(INVOCATION_ID_HEADER)
@@ -143,6 +160,20 @@ async fn invoke(
     async move {
         let started = tokio::time::Instant::now();
         let timeout = state.info.function_timeout;
+        let (limit, budget) = if function == "SentinelWebhook" {
+            (WEBHOOK_ENVELOPE_LIMIT, Some(state.large_envelopes.clone()))
+        } else {
+            (BODY_LIMIT, None)
+        };
+        // `_permit` holds the envelope's share of the budget until the reply is sent.
+        let (body, _permit) = match read_bounded(body, limit, budget).await {
+            Bounded::Whole(b, permit) => (b, permit),
+            Bounded::TooLarge(n) if function == "SentinelWebhook" => {
+                return functions::webhook_too_large(n).into_response();
+            }
+            Bounded::TooLarge(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            Bounded::Failed(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        };
         let reply = match function.as_str() {
             "DefenderSync" => {
                 functions::defender_sync(&state, &body, timeout::deadline(started, timeout)).await
@@ -162,6 +193,58 @@ async fn invoke(
     }
     .instrument(span)
     .await
+}
+
+/// A request body read with a bound.
+enum Bounded {
+    /// The body, with its share of the budget when it took one.
+    Whole(bytes::Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// Over the bound: this many bytes were read (and dropped).
+    TooLarge(usize),
+    Failed(String),
+}
+
+/// Reads `body`, keeping at most `limit` bytes: past it the rest is read and dropped (so the
+/// caller still gets an answer) up to the host's own limit, where reading stops. With a
+/// `budget` (KiB), a body growing past [`SMALL_ENVELOPE`] first takes `limit` from it, all at
+/// once (so no reader holds part of the budget while waiting for more).
+async fn read_bounded(
+    body: axum::body::Body,
+    limit: usize,
+    budget: Option<Arc<tokio::sync::Semaphore>>,
+) -> Bounded {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let mut permit = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return Bounded::Failed(format!("cannot read the request body: {e}")),
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen > BODY_LIMIT {
+            return Bounded::TooLarge(seen);
+        }
+        if seen <= limit {
+            if seen > SMALL_ENVELOPE
+                && permit.is_none()
+                && let Some(b) = &budget
+            {
+                let kib = u32::try_from(limit.div_ceil(1024)).unwrap_or(u32::MAX);
+                permit = b.clone().acquire_many_owned(kib).await.ok();
+            }
+            kept.extend_from_slice(&chunk);
+        } else if !kept.is_empty() {
+            kept = bytes::BytesMut::new();
+        }
+    }
+    if seen > limit {
+        Bounded::TooLarge(seen)
+    } else {
+        Bounded::Whole(kept.freeze(), permit)
+    }
 }
 
 /// The host never calls a function it does not know; a caller that does gets a JSON 404.

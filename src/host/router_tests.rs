@@ -257,3 +257,81 @@ async fn invocations_wait_for_setup_and_report_its_failure() {
         "{body}"
     );
 }
+
+/// A handler that must never be reached.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl WebhookHandler for Unreachable {
+    async fn handle(
+        &self,
+        _request: payload::HttpRequestData,
+        _deadline: tokio::time::Instant,
+    ) -> HttpReply {
+        HttpReply::json(500, &json!({"error": "the handler was called"}))
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_envelope_is_answered_413_unparsed_and_other_functions_keep_the_host_limit()
+ {
+    let services = || Services {
+        webhook: Some(Arc::new(Unreachable)),
+        ..Default::default()
+    };
+    let mut req = http_req("POST");
+    req["Data"]["req"]["Body"] = json!("x".repeat(WEBHOOK_ENVELOPE_LIMIT));
+    let (status, body) = post(ready(services()), "/SentinelWebhook", req.clone()).await;
+    assert_eq!(status, StatusCode::OK, "answered through Outputs.res");
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 413, "{body}");
+    assert!(body["Logs"][0].as_str().expect("log").contains("413"));
+    // The same envelope is within the host's limit for another function (SyncHealth ignores it).
+    let (status, _) = post(ready(services()), "/SyncHealth", req).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bounded_reads_keep_at_most_the_limit_and_drain_the_rest() {
+    let chunks = |n: usize| {
+        futures::stream::iter(
+            (0..n).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 1000]))),
+        )
+    };
+    let body = Body::from_stream(chunks(10));
+    assert!(matches!(
+        read_bounded(body, 10_000, None).await,
+        Bounded::Whole(b, None) if b.len() == 10_000
+    ));
+    let body = Body::from_stream(chunks(10));
+    assert!(matches!(
+        read_bounded(body, 9_999, None).await,
+        Bounded::TooLarge(10_000)
+    ));
+
+    // Large bodies share a budget: with room for one, a second waits until the first is done.
+    let limit = 1000 * 1000;
+    let budget = Arc::new(tokio::sync::Semaphore::new(limit / 1024 + 1));
+    let first = read_bounded(Body::from_stream(chunks(400)), limit, Some(budget.clone())).await;
+    let Bounded::Whole(b, Some(permit)) = first else {
+        panic!("a large body takes a share of the budget");
+    };
+    assert_eq!(b.len(), 400_000);
+    let second = tokio::spawn(read_bounded(
+        Body::from_stream(chunks(400)),
+        limit,
+        Some(budget.clone()),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !second.is_finished(),
+        "the second large body waits for the budget"
+    );
+    drop(permit);
+    assert!(matches!(
+        second.await.expect("join"),
+        Bounded::Whole(b, Some(_)) if b.len() == 400_000
+    ));
+    // A small body never asks.
+    let small = read_bounded(Body::from_stream(chunks(10)), limit, Some(budget)).await;
+    assert!(matches!(small, Bounded::Whole(_, None)));
+}

@@ -330,7 +330,10 @@ fn validate_table_name(t: &str) -> Result<(), TableError> {
 
 /// Sends a request and turns any non-2xx status into a typed error.
 async fn send(req: RequestBuilder) -> Result<Response, TableError> {
-    let resp = req.send().await?;
+    let started = std::time::Instant::now();
+    let resp = req.send().await;
+    crate::adapters::upstream_time::add(started.elapsed());
+    let resp = resp?;
     if resp.status().is_success() {
         return Ok(resp);
     }
