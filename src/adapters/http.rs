@@ -185,6 +185,60 @@ impl Limit<'_> {
             Self::Bucket(l) => l.until_ready().await,
         }
     }
+
+    /// The budget this limit draws on, as a key of [`Holds`] (None: no shared budget).
+    fn budget(&self) -> Option<BudgetKey> {
+        match self {
+            Self::None => None,
+            Self::Tenant(l, t) => Some((std::ptr::from_ref(*l) as usize, Some((*t).clone()))),
+            Self::Bucket(l) => Some((std::ptr::from_ref(*l) as usize, None)),
+        }
+    }
+}
+
+/// A budget: the address of its limiter (limiters live as long as their adapter) and, for a
+/// per-tenant limiter, the tenant.
+type BudgetKey = (usize, Option<TenantId>);
+
+/// Until when each budget is held after a 429: the service throttles the budget (ARM per
+/// subscription, Graph per tenant), not the one request, so every call drawing on it waits out
+/// the `Retry-After`, not only the call that met it. Without this, concurrent calls each find
+/// out for themselves and meet about one 429 per success under a tight service bucket.
+#[derive(Debug, Default)]
+struct Holds(std::sync::Mutex<std::collections::HashMap<BudgetKey, tokio::time::Instant>>);
+
+impl Holds {
+    /// Holds `key` for at least `d` from now.
+    fn hold(&self, key: BudgetKey, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = m.entry(key).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// Waits until `key` is no longer held.
+    async fn wait(&self, key: &BudgetKey) {
+        loop {
+            let until = {
+                let mut m = self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match m.get(key) {
+                    Some(u) if *u > tokio::time::Instant::now() => *u,
+                    Some(_) => {
+                        m.remove(key);
+                        return;
+                    }
+                    None => return,
+                }
+            };
+            tokio::time::sleep_until(until).await;
+        }
+    }
 }
 
 /// Counters an adapter exposes for health and benchmarks.
@@ -248,6 +302,7 @@ pub struct HttpClient {
     tokens: Arc<dyn TokenSource>,
     policy: RetryPolicy,
     stats: Arc<CallStats>,
+    holds: Arc<Holds>,
     /// The correlation header each request carries a fresh UUID in.
     request_id_header: &'static str,
 }
@@ -269,6 +324,7 @@ impl HttpClient {
             tokens,
             policy,
             stats: Arc::default(),
+            holds: Arc::default(),
             request_id_header: AZURE_REQUEST_ID,
         })
     }
@@ -308,8 +364,12 @@ impl HttpClient {
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
         let mut failed = 0u32;
+        let budget = call.limit.budget();
         loop {
             call.limit.wait().await;
+            if let Some(b) = &budget {
+                self.holds.wait(b).await;
+            }
             let token = self.tokens.token(call.tenant, call.scope).await?;
             let request = make(&self.client)
                 .bearer_auth(token.secret())
@@ -318,7 +378,16 @@ impl HttpClient {
             failed += 1;
             let (reason, hint) = match self.step(&call, failed, request.send().await)? {
                 Step::Done(resp) => return Ok(resp),
-                Step::Again { reason, hint } => (reason, hint),
+                Step::Again {
+                    reason,
+                    hint,
+                    throttled,
+                } => {
+                    if let (true, Some(b), Some(d)) = (throttled, &budget, hint) {
+                        self.holds.hold(b.clone(), d);
+                    }
+                    (reason, hint)
+                }
             };
             let delay = self.policy.delay(failed, hint, rand::random::<f64>());
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +430,7 @@ impl HttpClient {
                 Ok(Step::Again {
                     reason: format!("status {}", resp.status().as_u16()),
                     hint,
+                    throttled,
                 })
             }
             Err(e) => {
@@ -372,6 +442,7 @@ impl HttpClient {
                 Ok(Step::Again {
                     reason: transport_message(&e),
                     hint: None,
+                    throttled: false,
                 })
             }
         }
@@ -384,6 +455,8 @@ enum Step {
     Again {
         reason: String,
         hint: Option<Duration>,
+        /// A 429: its hint holds the whole budget.
+        throttled: bool,
     },
 }
 

@@ -203,3 +203,32 @@ async fn token_bucket_allows_the_burst_then_paces() {
     assert!(t.check_key(&a).is_err());
     assert!(t.check_key(&b).is_ok(), "each tenant has its own budget");
 }
+
+#[tokio::test]
+async fn a_429_holds_its_whole_budget_until_the_retry_after_and_no_other() {
+    let holds = Holds::default();
+    let graph = per_tenant_per_minute(150);
+    let a = TenantId::parse("11111111-1111-1111-1111-111111111111").unwrap();
+    let b = TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap();
+    let key_a = Limit::Tenant(&graph, &a).budget().unwrap();
+    let key_b = Limit::Tenant(&graph, &b).budget().unwrap();
+    assert!(Limit::None.budget().is_none());
+    holds.hold(key_a.clone(), Duration::from_millis(300));
+    // A shorter hint met later by another call does not shorten the hold.
+    holds.hold(key_a.clone(), Duration::from_millis(50));
+    let t0 = tokio::time::Instant::now();
+    holds.wait(&key_b).await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(50),
+        "another tenant's budget is not held"
+    );
+    holds.wait(&key_a).await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    let t1 = tokio::time::Instant::now();
+    holds.wait(&key_a).await;
+    assert!(t1.elapsed() < Duration::from_millis(50), "the hold ends");
+}
