@@ -59,6 +59,18 @@ impl Settings {
             Some(r.get("SYNC_CONFLICT_POLICY").unwrap_or("latest-wins")),
             conflict_policy,
         );
+        let sentinel_target = r.parsed(
+            "SENTINEL_TARGET",
+            Some(r.get("SENTINEL_TARGET").unwrap_or("arm")),
+            SentinelTarget::parse,
+        );
+        if sentinel_target == Some(SentinelTarget::Unified) && matches!(logs, Some(None)) {
+            r.error(
+                "SENTINEL_TARGET",
+                "'unified' needs alert ingestion (LOGS_INGESTION_ENDPOINT and LOGS_DCR_IMMUTABLE_ID): \
+                 the platform creates the incidents from the alerts the sync ingests",
+            );
+        }
         let severity_to_defender = r.flag("SYNC_SEVERITY_TO_DEFENDER");
         let function_timeout = r.parsed("AzureFunctionsJobHost__functionTimeout", Some(""), |_| {
             timeout::function_timeout(
@@ -118,6 +130,7 @@ impl Settings {
             Some(webhook_auth),
             Some(unlimited),
             Some(retry_backoff),
+            Some(sentinel_target),
             true,
         ) = (
             severity_to_defender,
@@ -125,6 +138,7 @@ impl Settings {
             webhook_auth,
             unlimited,
             retry_backoff,
+            sentinel_target,
             r.errors.is_empty(),
         )
         else {
@@ -138,6 +152,7 @@ impl Settings {
             graph_endpoint,
             arm_endpoint,
             workspace,
+            sentinel_target,
             logs,
             storage,
             state_table,
