@@ -6,3 +6,4 @@ pub mod http;
 pub mod logs;
 pub mod sentinel;
 pub mod table;
+pub mod unified;

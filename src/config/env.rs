@@ -71,6 +71,17 @@ impl Settings {
                  the platform creates the incidents from the alerts the sync ingests",
             );
         }
+        if sentinel_target == Some(SentinelTarget::Unified)
+            && let (Some(ts), Some(t)) = (&defender_tenants, &tenant)
+            && ts.contains(t)
+        {
+            r.error(
+                "DEFENDER_TENANT_IDS",
+                "with SENTINEL_TARGET=unified it must list only customer tenants, not AZURE_TENANT_ID: \
+                 the workspace tenant's own Defender incidents are in the unified portal already, and \
+                 the incidents the platform creates there would be pulled again",
+            );
+        }
         let severity_to_defender = r.flag("SYNC_SEVERITY_TO_DEFENDER");
         let function_timeout = r.parsed("AzureFunctionsJobHost__functionTimeout", Some(""), |_| {
             timeout::function_timeout(

@@ -364,6 +364,9 @@ fn sentinel_target_is_arm_or_unified_and_nothing_else() {
             ("SENTINEL_TARGET", raw),
             ("LOGS_INGESTION_ENDPOINT", "https://dce.example.com"),
             ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
+            ("DEFENDER_TENANT_IDS", OTHER),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
         ]);
         let s = Settings::from_env(&env, None).expect("valid");
         assert_eq!(s.sentinel_target, want, "{raw}");
@@ -376,4 +379,15 @@ fn sentinel_target_is_arm_or_unified_and_nothing_else() {
     let e = errors(&with(&[("SENTINEL_TARGET", "unified")]));
     assert!(e.names("SENTINEL_TARGET"), "{e}");
     assert!(e.to_string().contains("LOGS_INGESTION_ENDPOINT"), "{e}");
+    // The workspace tenant's own incidents are in the unified portal already: never a source.
+    let e = errors(&with(&[
+        ("SENTINEL_TARGET", "unified"),
+        ("LOGS_INGESTION_ENDPOINT", "https://dce.example.com"),
+        ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
+        ("DEFENDER_TENANT_IDS", &format!("{OTHER},{TENANT}")),
+        ("AZURE_CLIENT_ID", "app"),
+        ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+    ]));
+    assert!(e.names("DEFENDER_TENANT_IDS"), "{e}");
+    assert_eq!(e.0.len(), 1, "{e}");
 }

@@ -1,0 +1,331 @@
+//! The unified Defender portal as the Sentinel side (`SENTINEL_TARGET=unified`): the platform
+//! creates the incidents from the alerts the sync ingests (the analytics rule of
+//! `infra/modules/unified-analytics-rule.bicep`); this adapter finds them through Graph in the
+//! WORKSPACE tenant (`alerts_v2`, by the rule's custom details), updates them with Graph
+//! `PATCH /security/incidents/{id}` and comments through Graph incident comments. It reuses the
+//! Graph client's plumbing (tokens, pacing, retries); its wire types are its own ([`wire`]).
+//!
+//! Names: the engine keys everything by the derived name of the source incident
+//! (`SentinelIncidentName::for_defender`); this adapter maps that name to the platform incident
+//! it found (an index rebuilt from `alerts_v2` when a name is unknown) and writes the platform id
+//! into the etag it hands out, which the state keeps with the snapshot.
+
+mod mapping;
+mod wire;
+
+use crate::adapters::graph::GraphClient;
+use crate::domain::*;
+use crate::ports::{
+    DefenderApi, DefenderError, IncidentWindow, Provisioning, SentinelApi, SentinelError,
+    SentinelPage,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use time::OffsetDateTime;
+use wire::AlertPageDto;
+
+pub use mapping::{SOURCE_INCIDENT_KEY, SOURCE_TENANT_KEY};
+
+/// How far back the first alert scan looks (the rule's grouping lookback).
+const FIRST_SCAN: time::Duration = time::Duration::days(7);
+/// Overlap of later scans: alerts can become visible a while after their `createdDateTime`.
+const SCAN_OVERLAP: time::Duration = time::Duration::minutes(15);
+/// Redirects followed from one incident (a merge of a merge …).
+const MAX_REDIRECTS: usize = 4;
+
+/// What the adapter knows between calls.
+#[derive(Debug, Default)]
+struct Index {
+    /// Source incident (by its derived name) → platform incident id.
+    platform: HashMap<SentinelIncidentName, DefenderIncidentId>,
+    /// `createdDateTime` of the newest platform alert scanned.
+    scanned_until: Option<OffsetDateTime>,
+    /// Per platform incident, what the engine last asked to write (see [`mapping::to_sentinel`]).
+    asked: HashMap<DefenderIncidentId, SentinelIncident>,
+}
+
+/// `SentinelApi` over Graph incidents in the workspace's tenant.
+pub struct UnifiedClient {
+    graph: Arc<GraphClient>,
+    workspace: TenantId,
+    index: Mutex<Index>,
+}
+
+impl std::fmt::Debug for UnifiedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnifiedClient")
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_sentinel_error(e: DefenderError) -> SentinelError {
+    match e {
+        DefenderError::Auth { status, message }
+        | DefenderError::UserLookupDenied { status, message } => SentinelError::Auth {
+            status,
+            message: format!(
+                "Graph in the workspace tenant: {message} (the app needs SecurityIncident.ReadWrite.All and SecurityAlert.Read.All there)"
+            ),
+        },
+        DefenderError::NotFound => SentinelError::NotFound,
+        DefenderError::Throttled { retry_after } => SentinelError::Throttled { retry_after },
+        DefenderError::Transient(m) => SentinelError::Transient(format!("Graph: {m}")),
+        DefenderError::Rejected { status, message } => SentinelError::Rejected {
+            status,
+            message: format!("Graph: {message}"),
+        },
+    }
+}
+
+impl UnifiedClient {
+    /// `graph` is the handler's Graph client; `workspace` the tenant of the workspace
+    /// (`AZURE_TENANT_ID`), where the platform's incidents live.
+    pub fn new(graph: Arc<GraphClient>, workspace: TenantId) -> Self {
+        Self {
+            graph,
+            workspace,
+            index: Mutex::default(),
+        }
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding it leaves only caches behind: keep using them.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the rule's alerts created since the last scan and records which platform incident
+    /// holds each source incident (the first one found stays: a later split is not followed).
+    async fn scan(&self) -> Result<(), SentinelError> {
+        let since = {
+            let ix = self.index();
+            ix.scanned_until.map_or_else(
+                || OffsetDateTime::now_utc() - FIRST_SCAN,
+                |t| t - SCAN_OVERLAP,
+            )
+        };
+        let since = since
+            .to_offset(time::UtcOffset::UTC)
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| SentinelError::Transient(format!("time format: {e}")))?;
+        let filter = format!("serviceSource eq 'microsoftSentinel' and createdDateTime ge {since}");
+        let mut page: AlertPageDto = self
+            .graph
+            .get_security(
+                &self.workspace,
+                &["alerts_v2"],
+                &[("$filter", filter.as_str()), ("$top", "50")],
+                "unified.scan_alerts",
+            )
+            .await
+            .map_err(to_sentinel_error)?;
+        loop {
+            {
+                let mut ix = self.index();
+                for a in &page.value {
+                    let (Some(data), Some(incident)) = (&a.additional_data, &a.incident_id) else {
+                        continue;
+                    };
+                    let (Some((tenant, id)), Ok(pid)) = (
+                        mapping::source_of(data),
+                        DefenderIncidentId::parse(incident),
+                    ) else {
+                        continue;
+                    };
+                    let name = SentinelIncidentName::for_defender(&tenant, &id);
+                    ix.platform.entry(name).or_insert(pid);
+                    if let Some(t) = mapping::parse_time(a.created_date_time.as_deref()) {
+                        ix.scanned_until = Some(ix.scanned_until.map_or(t, |u| u.max(t)));
+                    }
+                }
+            }
+            let Some(link) = page.next_link.take() else {
+                break;
+            };
+            page = self
+                .graph
+                .get_next(&self.workspace, &link, "unified.scan_alerts")
+                .await
+                .map_err(to_sentinel_error)?;
+        }
+        Ok(())
+    }
+
+    /// The platform incident mirroring `name`, following redirects (a merge moves the pair to
+    /// the survivor); `None` when none is known even after a scan.
+    async fn platform_incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<DefenderIncident>, SentinelError> {
+        let known = self.index().platform.get(name).cloned();
+        let mut id = match known {
+            Some(id) => id,
+            None => {
+                self.scan().await?;
+                match self.index().platform.get(name).cloned() {
+                    Some(id) => id,
+                    None => return Ok(None),
+                }
+            }
+        };
+        for _ in 0..MAX_REDIRECTS {
+            let Some(p) = self
+                .graph
+                .get_incident(&self.workspace, &id)
+                .await
+                .map_err(to_sentinel_error)?
+            else {
+                self.index().platform.remove(name);
+                return Ok(None);
+            };
+            match (&p.status, &p.redirect_incident_id) {
+                (DefenderStatus::Redirected, Some(to)) => {
+                    tracing::info!(message = "Platform incident merged: the pair moves to the survivor.", sentinel_name = %name, from = %id, to = %to);
+                    id = to.clone();
+                    self.index().platform.insert(*name, id.clone());
+                }
+                _ => return Ok(Some(p)),
+            }
+        }
+        Err(SentinelError::Rejected {
+            status: 200,
+            message: format!("platform incident {id}: more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    fn as_sentinel(&self, name: SentinelIncidentName, p: &DefenderIncident) -> SentinelIncident {
+        let ix = self.index();
+        mapping::to_sentinel(name, p, ix.asked.get(&p.id))
+    }
+}
+
+#[async_trait::async_trait]
+impl SentinelApi for UnifiedClient {
+    fn provisioning(&self) -> Provisioning {
+        Provisioning::ByService
+    }
+
+    async fn get_incident(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Option<SentinelIncident>, SentinelError> {
+        Ok(self
+            .platform_incident(name)
+            .await?
+            .map(|p| self.as_sentinel(*name, &p)))
+    }
+
+    /// PATCHes the synced fields that differ (status, classification, determination,
+    /// assignedTo, customTags). The platform owns title, description and severity: they are
+    /// not written, and reported back as asked.
+    async fn put_incident(
+        &self,
+        incident: &SentinelIncident,
+    ) -> Result<SentinelIncident, SentinelError> {
+        // After a restart the index is empty: the etag the state kept names the platform id.
+        if let Some(id) = incident.etag.as_deref().and_then(mapping::id_from_etag) {
+            self.index().platform.entry(incident.name).or_insert(id);
+        }
+        let Some(p) = self.platform_incident(&incident.name).await? else {
+            // The platform creates incidents; the engine only writes one it found.
+            return Err(SentinelError::NotFound);
+        };
+        let patch = mapping::patch_for(&p, incident)
+            .map_err(|message| SentinelError::Rejected { status: 0, message })?;
+        let after = if mapping::is_empty(&patch) {
+            p
+        } else {
+            self.graph
+                .update_incident(&self.workspace, &p.id, &patch)
+                .await
+                .map_err(to_sentinel_error)?
+        };
+        self.index()
+            .asked
+            .insert(after.id.clone(), incident.clone());
+        Ok(self.as_sentinel(incident.name, &after))
+    }
+
+    async fn list_modified_since(
+        &self,
+        since: OffsetDateTime,
+        next_link: Option<&str>,
+    ) -> Result<SentinelPage, SentinelError> {
+        let page = match next_link {
+            Some(link) => self.graph.next_page(&self.workspace, link).await,
+            None => {
+                let window = IncidentWindow {
+                    updated_from: since,
+                    updated_to: None,
+                    created_from: None,
+                    created_to: None,
+                };
+                self.graph
+                    .list_incidents(&self.workspace, &window, true)
+                    .await
+            }
+        }
+        .map_err(to_sentinel_error)?;
+        let mut incidents = Vec::with_capacity(page.incidents.len());
+        for p in &page.incidents {
+            // Redirected ones are gone: their survivor changed too and is listed.
+            if p.status == DefenderStatus::Redirected {
+                continue;
+            }
+            let Some((tenant, id)) = mapping::source_of_incident(p) else {
+                continue; // not made by the rule: not ours
+            };
+            let name = SentinelIncidentName::for_defender(&tenant, &id);
+            self.index().platform.entry(name).or_insert(p.id.clone());
+            incidents.push(self.as_sentinel(name, p));
+        }
+        Ok(SentinelPage {
+            incidents,
+            next_link: page.next_link,
+        })
+    }
+
+    async fn list_comments(
+        &self,
+        name: &SentinelIncidentName,
+    ) -> Result<Vec<SentinelComment>, SentinelError> {
+        Ok(self
+            .platform_incident(name)
+            .await?
+            .map(|p| mapping::comments(&p))
+            .unwrap_or_default())
+    }
+
+    /// Graph comments have no client id: a retry first looks for the same text and does not
+    /// add it twice.
+    async fn put_comment(
+        &self,
+        name: &SentinelIncidentName,
+        comment_id: uuid::Uuid,
+        message: &str,
+    ) -> Result<SentinelComment, SentinelError> {
+        let Some(p) = self.platform_incident(name).await? else {
+            return Err(SentinelError::NotFound);
+        };
+        let existing = mapping::comments(&p);
+        if let Some(c) = existing.iter().find(|c| c.message == message) {
+            return Ok(c.clone());
+        }
+        let all = self
+            .graph
+            .add_comment(&self.workspace, &p.id, message)
+            .await
+            .map_err(to_sentinel_error)?;
+        let created = all
+            .iter()
+            .rev()
+            .find(|c| c.text == message)
+            .and_then(|c| c.created);
+        Ok(SentinelComment {
+            id: comment_id.to_string(),
+            message: message.to_owned(),
+            author: None,
+            created,
+        })
+    }
+}
