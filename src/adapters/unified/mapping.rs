@@ -29,11 +29,12 @@ pub fn source_of(data: &Map<String, Value>) -> Option<(TenantId, DefenderInciden
     Some((tenant, id))
 }
 
-/// The source incident of a platform incident: that of its oldest alert carrying the custom
-/// details (after a merge the survivor may hold several; the oldest is the one it was made for).
+/// The source incident of a platform incident: that of the alert carrying the custom details
+/// created closest to the incident (the alert it was made from). After a merge the survivor
+/// holds alerts of several sources, and a merged-in alert may well be older than the survivor.
 pub fn source_of_incident(p: &DefenderIncident) -> Option<(TenantId, DefenderIncidentId)> {
     let mut alerts: Vec<&Alert> = p.alerts.as_deref().unwrap_or_default().iter().collect();
-    alerts.sort_by_key(|a| a.created);
+    alerts.sort_by_key(|a| a.created.map(|c| (c - p.created).abs()));
     alerts.into_iter().find_map(|a| {
         let v = a.raw.to_value();
         source_of(v.get("additionalData")?.as_object()?)

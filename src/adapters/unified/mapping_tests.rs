@@ -26,20 +26,22 @@ fn alert(id: &str, created: &str, tenant: &str, incident: &str) -> serde_json::V
 }
 
 #[test]
-fn custom_details_are_read_as_arrays_or_strings_and_name_the_oldest_alerts_source() {
+fn custom_details_are_read_as_arrays_or_strings_and_name_the_source_the_incident_was_made_for() {
     let data = json!({"SourceTenantId": [SRC], "SourceIncidentId": "42"});
     let (t, i) = source_of(data.as_object().unwrap()).unwrap();
     assert_eq!((t.as_str(), i.as_str()), (SRC, "42"));
     assert!(source_of(json!({"SourceTenantId": [SRC]}).as_object().unwrap()).is_none());
+    // The incident was created at 00:00; a merge brought in an older alert of another source.
     let p = platform(vec![
         alert("b", "2026-01-01T00:02:00Z", SRC, "8"),
-        alert("a", "2026-01-01T00:01:00Z", SRC, "7"),
+        alert("m", "2025-12-31T23:00:00Z", SRC, "9"),
+        alert("a", "2026-01-01T00:00:00Z", SRC, "7"),
     ]);
     let (_, id) = source_of_incident(&p).unwrap();
     assert_eq!(
         id.as_str(),
         "7",
-        "the oldest alert names the incident's source"
+        "the alert the incident was made from names its source"
     );
 }
 

@@ -16,10 +16,10 @@ mod wire;
 use crate::adapters::graph::GraphClient;
 use crate::domain::*;
 use crate::ports::{
-    DefenderApi, DefenderError, IncidentWindow, Provisioning, SentinelApi, SentinelError,
-    SentinelPage,
+    DefenderApi, DefenderError, DefenderPatch, IncidentWindow, Provisioning, SentinelApi,
+    SentinelError, SentinelPage,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 use wire::AlertPageDto;
@@ -40,8 +40,12 @@ struct Index {
     platform: HashMap<SentinelIncidentName, DefenderIncidentId>,
     /// `createdDateTime` of the newest platform alert scanned.
     scanned_until: Option<OffsetDateTime>,
-    /// Per platform incident, what the engine last asked to write (see [`mapping::to_sentinel`]).
-    asked: HashMap<DefenderIncidentId, SentinelIncident>,
+    /// Per platform incident and source, what the engine last asked to write (see
+    /// [`mapping::to_sentinel`]).
+    asked: HashMap<(DefenderIncidentId, SentinelIncidentName), SentinelIncident>,
+    /// Sources whose pair moved to another platform incident by a merge (they are not what
+    /// the survivor was made for).
+    moved: HashSet<SentinelIncidentName>,
 }
 
 /// `SentinelApi` over Graph incidents in the workspace's tenant.
@@ -182,7 +186,9 @@ impl UnifiedClient {
                 (DefenderStatus::Redirected, Some(to)) => {
                     tracing::info!(message = "Platform incident merged: the pair moves to the survivor.", sentinel_name = %name, from = %id, to = %to);
                     id = to.clone();
-                    self.index().platform.insert(*name, id.clone());
+                    let mut ix = self.index();
+                    ix.platform.insert(*name, id.clone());
+                    ix.moved.insert(*name);
                 }
                 _ => return Ok(Some(p)),
             }
@@ -193,10 +199,34 @@ impl UnifiedClient {
         })
     }
 
+    /// The platform incident as the mirror of source `name`. After a platform merge the
+    /// survivor holds several sources' alerts; it follows the one it was made for (its oldest
+    /// alert's, [`mapping::source_of_incident`]). For the other sources it is shown as they last
+    /// wrote it, so a merged source neither overwrites the survivor nor takes its values.
     fn as_sentinel(&self, name: SentinelIncidentName, p: &DefenderIncident) -> SentinelIncident {
         let ix = self.index();
-        mapping::to_sentinel(name, p, ix.asked.get(&p.id))
+        let asked = ix.asked.get(&(p.id.clone(), name));
+        match asked {
+            Some(a) if !is_primary(&ix, name, p) => {
+                let mut s = a.clone();
+                s.etag = Some(mapping::etag(p));
+                s.comments_count = u32::try_from(p.comments.len()).ok();
+                s.last_modified = Some(p.last_update);
+                s
+            }
+            _ => mapping::to_sentinel(name, p, asked),
+        }
     }
+}
+
+/// Whether platform incident `p` was made for source `name`: not when a merge moved the pair
+/// there, else when it is the source of the alert the incident was made from
+/// ([`mapping::source_of_incident`]); an incident without custom details counts as made for
+/// whoever found it.
+fn is_primary(ix: &Index, name: SentinelIncidentName, p: &DefenderIncident) -> bool {
+    !ix.moved.contains(&name)
+        && mapping::source_of_incident(p)
+            .is_none_or(|(t, id)| SentinelIncidentName::for_defender(&t, &id) == name)
 }
 
 #[async_trait::async_trait]
@@ -230,8 +260,13 @@ impl SentinelApi for UnifiedClient {
             // The platform creates incidents; the engine only writes one it found.
             return Err(SentinelError::NotFound);
         };
-        let patch = mapping::patch_for(&p, incident)
-            .map_err(|message| SentinelError::Rejected { status: 0, message })?;
+        let primary = is_primary(&self.index(), incident.name, &p);
+        let patch = if primary {
+            mapping::patch_for(&p, incident)
+                .map_err(|message| SentinelError::Rejected { status: 0, message })?
+        } else {
+            DefenderPatch::default()
+        };
         let after = if mapping::is_empty(&patch) {
             p
         } else {
@@ -242,7 +277,7 @@ impl SentinelApi for UnifiedClient {
         };
         self.index()
             .asked
-            .insert(after.id.clone(), incident.clone());
+            .insert((after.id.clone(), incident.name), incident.clone());
         Ok(self.as_sentinel(incident.name, &after))
     }
 
