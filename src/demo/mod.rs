@@ -11,6 +11,7 @@ mod figures;
 mod script;
 mod sentinel_script;
 pub mod setup;
+mod unified;
 mod view;
 
 use crate::cli::DemoArgs;
@@ -35,7 +36,13 @@ pub fn run(args: &DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(demo(args)) {
+    let run = async {
+        match args.target {
+            crate::cli::DemoTarget::Arm => demo(args).await,
+            crate::cli::DemoTarget::Unified => unified::demo(args).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -52,7 +59,7 @@ struct Demo {
     cycles: Vec<Cycle>,
 }
 
-fn heading(text: &str) {
+pub(crate) fn heading(text: &str) {
     println!(
         "\n── {text} {}",
         "─".repeat(96usize.saturating_sub(text.chars().count()))

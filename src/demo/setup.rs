@@ -104,7 +104,17 @@ fn start_store(repo: &Path) -> Store {
 impl System {
     /// Starts everything; `dir` must exist (a temp dir the caller owns).
     pub async fn start(repo: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let sims = Simulators::start(sim_config())
+        Self::start_with(repo, dir, sim_config(), &[]).await
+    }
+
+    /// As [`System::start`], with these simulators and extra handler settings.
+    pub async fn start_with(
+        repo: &Path,
+        dir: &Path,
+        cfg: SimConfig,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let sims = Simulators::start(cfg)
             .await
             .context("the simulators did not start")?;
         let ca = dir.join("sim-ca.pem");
@@ -119,7 +129,10 @@ impl System {
             Store::Azurite(a) => ("AzureWebJobsStorage", a.connection_string()),
             Store::Memory(_) => ("SYNC_STATE_STORE", "memory".to_owned()),
         };
-        let spec = handler_spec(exe, &app, &sims, &ca, storage);
+        let mut spec = handler_spec(exe, &app, &sims, &ca, storage);
+        for (k, v) in env {
+            spec.env.insert((*k).to_owned(), (*v).to_owned());
+        }
         let host = FakeHost::start(spec)
             .await
             .context("the handler did not start under the fake host")?;
