@@ -22,6 +22,10 @@ const T2: &str = wellknown::TENANT_ID_2;
 const WS: &str = "5a7d0c3e-9a1b-4c2d-8e3f-0123456789ab";
 
 async fn unified_world() -> World {
+    unified_world_with_delay(0).await
+}
+
+async fn unified_world_with_delay(delay_ms: u64) -> World {
     let world = World::start_with(WorldOptions {
         env: vec![
             ("SENTINEL_TARGET".into(), "unified".into()),
@@ -32,7 +36,7 @@ async fn unified_world() -> World {
     })
     .await;
     world.sims.set_unified(Some(UnifiedConfig {
-        delay_ms: 0,
+        delay_ms,
         ..UnifiedConfig::default()
     }));
     world
@@ -251,4 +255,57 @@ async fn a_platform_merge_moves_the_pair_to_the_survivor_and_customers_never_mer
     }
     let p2 = platform_of(&world, T2, &b[0]);
     assert_eq!(sources(&p2).len(), 1);
+}
+
+/// The platform's batching (documented 5–10 minutes, scaled down here): the sync ships the
+/// alerts, finds nothing while the platform has not made the incident, keeps the source incident
+/// in its retry set, and updates the incident in the first cycle after it appears, with what
+/// changed in Defender meanwhile. Prints the measured latency.
+#[tokio::test]
+async fn the_sync_waits_for_the_platform_and_then_catches_up() {
+    let delay = std::time::Duration::from_millis(1200);
+    let world = unified_world_with_delay(delay.as_millis() as u64).await;
+    let a = seed(&world, T1, 1, 161);
+    let shipped = std::time::Instant::now();
+    world.sync_ok().await;
+    assert!(open_platform(&world).is_empty(), "nothing before the delay");
+    assert!(world.sims.unified_pending() > 0);
+    // A Defender change while the platform is still working.
+    let owner = Some(wellknown::ANALYST_UPN.to_owned());
+    act(
+        &world,
+        T1,
+        &a[0],
+        DefenderAction::Assign { assigned_to: owner },
+    );
+    let reply = world.sync_ok().await.return_value;
+    assert!(open_platform(&world).is_empty(), "still nothing: {reply}");
+    assert_eq!(world.arm_writes(), 0);
+
+    let mut cycles = 2;
+    let found = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        world.sync_ok().await;
+        cycles += 1;
+        let p = open_platform(&world);
+        if let Some(p) = p
+            .first()
+            .filter(|p| p["assignedTo"] == wellknown::ANALYST_UPN)
+        {
+            break p.clone();
+        }
+        assert!(cycles < 12, "the platform incident never caught up: {p:#?}");
+    };
+    let took = shipped.elapsed();
+    println!(
+        "unified latency: platform delay {} ms, alerts shipped → incident in sync {} ms, {cycles} cycles",
+        delay.as_millis(),
+        took.as_millis()
+    );
+    assert!(took >= delay, "not before the platform made it");
+    assert_eq!(
+        sources(&found),
+        BTreeSet::from([(T1.to_owned(), a[0].clone())])
+    );
+    assert_eq!(open_platform(&world).len(), 1, "made once, found once");
 }

@@ -90,8 +90,22 @@ pub fn materialize(s: &Shared) -> usize {
         u.pending = later;
         due.into_iter().map(|(_, r)| r).collect()
     };
-    let n = due.len();
+    // The platform batches: of the rows of one alert that became due together, only the
+    // latest counts (intermediate states are dropped).
+    let mut latest: Vec<Value> = Vec::with_capacity(due.len());
     for row in due {
+        let key = |r: &Value| {
+            (
+                field(r, "SourceTenantId").to_owned(),
+                field(r, "AlertId").to_owned(),
+            )
+        };
+        let k = key(&row);
+        latest.retain(|r| key(r) != k);
+        latest.push(row);
+    }
+    let n = latest.len();
+    for row in latest {
         raise(s, &cfg, &row);
     }
     n

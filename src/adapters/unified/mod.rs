@@ -16,13 +16,13 @@ mod wire;
 use crate::adapters::graph::GraphClient;
 use crate::domain::*;
 use crate::ports::{
-    DefenderApi, DefenderError, DefenderPatch, IncidentWindow, Provisioning, SentinelApi,
-    SentinelError, SentinelPage,
+    DefenderApi, DefenderError, DefenderPatch, Provisioning, SentinelApi, SentinelError,
+    SentinelPage,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
-use wire::AlertPageDto;
+use wire::{AlertPageDto, IncidentPageDto};
 
 pub use mapping::{SOURCE_INCIDENT_KEY, SOURCE_TENANT_KEY};
 
@@ -286,21 +286,55 @@ impl SentinelApi for UnifiedClient {
         since: OffsetDateTime,
         next_link: Option<&str>,
     ) -> Result<SentinelPage, SentinelError> {
-        let page = match next_link {
-            Some(link) => self.graph.next_page(&self.workspace, link).await,
-            None => {
-                let window = IncidentWindow {
-                    updated_from: since,
-                    updated_to: None,
-                    created_from: None,
-                    created_to: None,
-                };
+        // Oldest change first (as the ARM target lists them), alerts expanded for the custom
+        // details.
+        let page: IncidentPageDto = match next_link {
+            Some(link) => {
                 self.graph
-                    .list_incidents(&self.workspace, &window, true)
+                    .get_next(&self.workspace, link, "unified.list_modified")
+                    .await
+            }
+            None => {
+                let since = since
+                    .to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|e| SentinelError::Transient(format!("time format: {e}")))?;
+                let filter = format!("lastUpdateDateTime ge {since}");
+                self.graph
+                    .get_security(
+                        &self.workspace,
+                        &["incidents"],
+                        &[
+                            ("$filter", filter.as_str()),
+                            ("$orderby", "lastUpdateDateTime asc"),
+                            ("$expand", "alerts"),
+                            ("$top", "50"),
+                        ],
+                        "unified.list_modified",
+                    )
                     .await
             }
         }
         .map_err(to_sentinel_error)?;
+        let mut platform = Vec::with_capacity(page.value.len());
+        for raw in page.value {
+            let v: serde_json::Value =
+                serde_json::from_str(raw.get()).map_err(|e| SentinelError::Rejected {
+                    status: 200,
+                    message: format!("platform incident does not parse: {e}"),
+                })?;
+            match crate::adapters::graph::incident_from_json(&self.workspace, v) {
+                Ok(p) => platform.push(p),
+                Err(error) => {
+                    tracing::warn!(message = "Platform incident cannot be mapped; skipped.", %error);
+                }
+            }
+        }
+        let page = crate::ports::IncidentPage {
+            incidents: platform,
+            next_link: page.next_link,
+            unmappable: Vec::new(),
+        };
         let mut incidents = Vec::with_capacity(page.incidents.len());
         for p in &page.incidents {
             // Redirected ones are gone: their survivor changed too and is listed.

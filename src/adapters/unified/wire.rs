@@ -1,6 +1,7 @@
 //! Graph `alerts_v2` as the unified target reads it: only what finds an incident (private).
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// One page of `/security/alerts_v2`.
@@ -22,4 +23,13 @@ pub(super) struct AlertDto {
     pub created_date_time: Option<String>,
     #[serde(default)]
     pub additional_data: Option<Map<String, Value>>,
+}
+
+/// One page of `/security/incidents` (items mapped by the Graph adapter's own mapping).
+#[derive(Debug, Deserialize)]
+pub(super) struct IncidentPageDto {
+    #[serde(default)]
+    pub value: Vec<Box<RawValue>>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
 }

@@ -191,3 +191,24 @@ async fn a_closed_incident_is_not_reopened_and_a_merge_redirects_the_loser() {
     let incs = workspace_incidents(&env).await;
     assert_eq!(incs.len(), 3);
 }
+
+#[tokio::test]
+async fn rows_of_one_alert_within_one_delay_count_once_with_the_latest_state() {
+    let env = start_unified(300).await;
+    let mut first = row(CUST_A, "3", "a1", "alert");
+    first["AlertTitle"] = json!("first state");
+    let mut second = row(CUST_A, "3", "a1", "alert");
+    second["AlertTitle"] = json!("latest state");
+    ingest(&env, &[first]).await;
+    ingest(&env, &[second]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let incs = workspace_incidents(&env).await;
+    assert_eq!(incs.len(), 1);
+    let alerts = incs[0]["alerts"].as_array().unwrap();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "intermediate states are dropped: {alerts:#?}"
+    );
+    assert_eq!(alerts[0]["title"], "latest state");
+}
