@@ -190,6 +190,29 @@ async fn each_customer_incident_becomes_its_own_platform_incident_and_changes_fl
     );
     // Still exactly two platform incidents: nothing was created twice.
     assert_eq!(open_platform(&world).len(), 2);
+    // No echo: the next cycle writes nothing anywhere (Graph of any tenant, ARM).
+    world.sims.reset_counters();
+    let reply = world.sync_ok().await.return_value;
+    assert_eq!(
+        graph_writes(&world),
+        0,
+        "no write without a change: {reply}"
+    );
+    assert_eq!(world.arm_writes(), 0);
+}
+
+/// Graph calls other than reads since the last counter reset (any tenant).
+fn graph_writes(world: &World) -> u64 {
+    world
+        .sims
+        .counters()
+        .by_api
+        .get("graph")
+        .into_iter()
+        .flatten()
+        .filter(|(op, _)| !op.starts_with("GET"))
+        .map(|(_, c)| c.calls)
+        .sum()
 }
 
 #[tokio::test]
