@@ -26,6 +26,14 @@ async fn unified_world() -> World {
 }
 
 async fn unified_world_with_delay(delay_ms: u64) -> World {
+    unified_world_with(UnifiedConfig {
+        delay_ms,
+        ..UnifiedConfig::default()
+    })
+    .await
+}
+
+async fn unified_world_with(platform: UnifiedConfig) -> World {
     let world = World::start_with(WorldOptions {
         env: vec![
             ("SENTINEL_TARGET".into(), "unified".into()),
@@ -35,10 +43,7 @@ async fn unified_world_with_delay(delay_ms: u64) -> World {
         ..WorldOptions::default()
     })
     .await;
-    world.sims.set_unified(Some(UnifiedConfig {
-        delay_ms,
-        ..UnifiedConfig::default()
-    }));
+    world.sims.set_unified(Some(platform));
     world
 }
 
@@ -331,4 +336,44 @@ async fn the_sync_waits_for_the_platform_and_then_catches_up() {
         BTreeSet::from([(T1.to_owned(), a[0].clone())])
     );
     assert_eq!(open_platform(&world).len(), 1, "made once, found once");
+}
+
+/// A split: an alert of the source incident arriving after the rule's grouping lookback makes a
+/// second platform incident. The sync keeps the first as the pair, closes the extra one with a
+/// comment pointing to it, and never applies that close to the customer's incident.
+#[tokio::test]
+async fn a_platform_split_is_closed_with_a_pointer_and_the_source_stays_open() {
+    let world = unified_world_with(UnifiedConfig {
+        delay_ms: 0,
+        lookback_secs: 1,
+    })
+    .await;
+    let a = seed(&world, T1, 1, 171);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    let first = pid(&platform_of(&world, T1, &a[0]));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    act(&world, T1, &a[0], DefenderAction::AddAlert { alert: None });
+    world.sync_ok().await; // ships the new alert: the platform makes a second incident
+    world.sync_ok().await; // the poll finds it
+    let reply = world.sync_ok().await.return_value;
+    let all = world.sims.defender_incidents(WS);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let extra = all.iter().find(|p| pid(p) != first).unwrap();
+    assert_eq!(extra["status"], "resolved", "{extra}\n{reply}");
+    let notes: Vec<&str> = extra["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["comment"].as_str())
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains(&first), "{notes:?}");
+    let kept = world.sims.defender_incident(WS, &first).unwrap();
+    assert_eq!(kept["status"], "active", "{kept}");
+    let d = defender_of(&world, T1, &a[0]);
+    assert_eq!(
+        d["status"], "active",
+        "the extra's close never reaches the customer: {d}"
+    );
 }

@@ -16,8 +16,8 @@
 //   does (the tenant id is part of the key).
 // - lookbackDuration = P7D (the longest the portal offers, "limit the group to alerts created within
 //   the selected time frame", up to 7 days): an alert of a source incident that arrives later than
-//   that starts a second platform incident, which the sync treats like a split (it maps to the
-//   first one found and reports the extra one).
+//   that starts a second platform incident (a split): the sync keeps the first one as the pair and
+//   closes the extra one with a comment pointing to it.
 // - reopenClosedIncident = false: a platform incident an analyst closed stays closed; a reopen flows
 //   from Defender through the sync, not by the rule.
 // - description starts with #DONT_CORR#: Defender XDR's "exclude analytics rules from correlation"

@@ -197,6 +197,16 @@ fn determination_in(comment: Option<&str>) -> Option<Determination> {
     }
 }
 
+/// The comment on an extra platform incident of a split, pointing to the source's own one.
+pub fn split_note(primary: &DefenderIncidentId) -> String {
+    format!(
+        "[defender-sentinel-sync] Closed: these alerts belong to the source incident of incident {}, \
+         which the sync keeps in sync; the platform made this one because they arrived after the \
+         analytics rule's grouping window.",
+        primary.as_str()
+    )
+}
+
 /// Whether a patch changes nothing.
 pub fn is_empty(p: &DefenderPatch) -> bool {
     *p == DefenderPatch::default()

@@ -46,6 +46,51 @@ struct Index {
     /// Sources whose pair moved to another platform incident by a merge (they are not what
     /// the survivor was made for).
     moved: HashSet<SentinelIncidentName>,
+    /// Further platform incidents holding a source's alerts (a split: alerts that arrived after
+    /// the rule's grouping lookback made a new incident).
+    extras: HashMap<SentinelIncidentName, HashSet<DefenderIncidentId>>,
+    /// Extra platform incidents already closed with a pointer to the source's own one.
+    settled: HashSet<DefenderIncidentId>,
+}
+
+impl Index {
+    /// Records that platform incident `pid` holds alerts of source `name`. The oldest one
+    /// (Graph incident ids grow) is the source's pair, unless a merge moved the pair; any
+    /// other is an extra, closed by [`UnifiedClient::settle_extras`].
+    fn record(&mut self, name: SentinelIncidentName, pid: DefenderIncidentId) {
+        let Some(existing) = self.platform.get(&name).cloned() else {
+            self.platform.insert(name, pid);
+            return;
+        };
+        if existing == pid {
+            return;
+        }
+        let older = match (
+            pid.as_str().parse::<u64>(),
+            existing.as_str().parse::<u64>(),
+        ) {
+            (Ok(new), Ok(old)) => new < old,
+            _ => false,
+        };
+        let extra = if older && !self.moved.contains(&name) {
+            self.platform.insert(name, pid);
+            existing
+        } else {
+            pid
+        };
+        self.extras.entry(name).or_default().insert(extra);
+    }
+
+    /// Extras of `name` not closed yet.
+    fn unsettled(&self, name: &SentinelIncidentName) -> Vec<DefenderIncidentId> {
+        self.extras
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|id| !self.settled.contains(*id))
+            .cloned()
+            .collect()
+    }
 }
 
 /// `SentinelApi` over Graph incidents in the workspace's tenant.
@@ -137,7 +182,7 @@ impl UnifiedClient {
                         continue;
                     };
                     let name = SentinelIncidentName::for_defender(&tenant, &id);
-                    ix.platform.entry(name).or_insert(pid);
+                    ix.record(name, pid);
                     if let Some(t) = mapping::parse_time(a.created_date_time.as_deref()) {
                         ix.scanned_until = Some(ix.scanned_until.map_or(t, |u| u.max(t)));
                     }
@@ -203,6 +248,51 @@ impl UnifiedClient {
     /// survivor holds several sources' alerts; it follows the one it was made for (its oldest
     /// alert's, [`mapping::source_of_incident`]). For the other sources it is shown as they last
     /// wrote it, so a merged source neither overwrites the survivor nor takes its values.
+    /// Closes the extra platform incidents of source `name` (a split), each with a comment
+    /// pointing to `primary`, once. A failure is logged and retried on the next occasion.
+    async fn settle_extras(&self, name: SentinelIncidentName, primary: &DefenderIncidentId) {
+        let extras = self.index().unsettled(&name);
+        for id in extras {
+            match self.close_extra(&id, primary).await {
+                Ok(()) => {
+                    self.index().settled.insert(id);
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Extra platform incident of a split not closed yet.", platform_incident = %id, %error);
+                }
+            }
+        }
+    }
+
+    async fn close_extra(
+        &self,
+        id: &DefenderIncidentId,
+        primary: &DefenderIncidentId,
+    ) -> Result<(), DefenderError> {
+        let Some(p) = self.graph.get_incident(&self.workspace, id).await? else {
+            return Ok(());
+        };
+        if matches!(
+            p.status,
+            DefenderStatus::Redirected | DefenderStatus::Resolved
+        ) {
+            return Ok(());
+        }
+        let note = mapping::split_note(primary);
+        if !p.comments.iter().any(|c| c.text == note) {
+            self.graph.add_comment(&self.workspace, id, &note).await?;
+        }
+        let patch = DefenderPatch {
+            status: Some(DefenderStatus::Resolved),
+            ..DefenderPatch::default()
+        };
+        self.graph
+            .update_incident(&self.workspace, id, &patch)
+            .await?;
+        tracing::info!(message = "Extra platform incident of a split closed.", platform_incident = %id, primary = %primary);
+        Ok(())
+    }
+
     fn as_sentinel(&self, name: SentinelIncidentName, p: &DefenderIncident) -> SentinelIncident {
         let ix = self.index();
         let asked = ix.asked.get(&(p.id.clone(), name));
@@ -278,6 +368,9 @@ impl SentinelApi for UnifiedClient {
         self.index()
             .asked
             .insert((after.id.clone(), incident.name), incident.clone());
+        if primary {
+            self.settle_extras(incident.name, &after.id).await;
+        }
         Ok(self.as_sentinel(incident.name, &after))
     }
 
@@ -336,6 +429,7 @@ impl SentinelApi for UnifiedClient {
             unmappable: Vec::new(),
         };
         let mut incidents = Vec::with_capacity(page.incidents.len());
+        let mut split = HashSet::new();
         for p in &page.incidents {
             // Redirected ones are gone: their survivor changed too and is listed.
             if p.status == DefenderStatus::Redirected {
@@ -345,8 +439,23 @@ impl SentinelApi for UnifiedClient {
                 continue; // not made by the rule: not ours
             };
             let name = SentinelIncidentName::for_defender(&tenant, &id);
-            self.index().platform.entry(name).or_insert(p.id.clone());
+            let pair = {
+                let mut ix = self.index();
+                ix.record(name, p.id.clone());
+                ix.platform.get(&name).cloned()
+            };
+            if pair.as_ref() != Some(&p.id) {
+                // An extra incident of a split: closed below, never applied to the source.
+                split.insert(name);
+                continue;
+            }
             incidents.push(self.as_sentinel(name, p));
+        }
+        for name in split {
+            let primary = self.index().platform.get(&name).cloned();
+            if let Some(primary) = primary {
+                self.settle_extras(name, &primary).await;
+            }
         }
         Ok(SentinelPage {
             incidents,
@@ -396,5 +505,39 @@ impl SentinelApi for UnifiedClient {
             author: None,
             created,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: u8) -> SentinelIncidentName {
+        SentinelIncidentName::for_defender(
+            &TenantId::parse("b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c").unwrap(),
+            &DefenderIncidentId::parse(&n.to_string()).unwrap(),
+        )
+    }
+
+    fn id(s: &str) -> DefenderIncidentId {
+        DefenderIncidentId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_oldest_platform_incident_is_the_pair_and_the_others_are_extras() {
+        let mut ix = Index::default();
+        // Found newest first (alerts_v2 lists newest first): the older one still wins.
+        ix.record(name(1), id("1009"));
+        ix.record(name(1), id("1003"));
+        ix.record(name(1), id("1003"));
+        assert_eq!(ix.platform[&name(1)], id("1003"));
+        assert_eq!(ix.unsettled(&name(1)), vec![id("1009")]);
+        ix.settled.insert(id("1009"));
+        assert!(ix.unsettled(&name(1)).is_empty());
+        // A pair a merge moved stays on the survivor, whatever its id.
+        ix.record(name(2), id("1020"));
+        ix.moved.insert(name(2));
+        ix.record(name(2), id("1004"));
+        assert_eq!(ix.platform[&name(2)], id("1020"));
     }
 }
