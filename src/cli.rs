@@ -51,6 +51,18 @@ pub struct DemoArgs {
     /// Keep everything running at the end until Enter is pressed (to inspect the simulators).
     #[arg(long)]
     pub keep: bool,
+    /// The Sentinel-side target to demonstrate (`SENTINEL_TARGET`): `arm` (the sync creates
+    /// Sentinel incidents through ARM) or `unified` (the platform creates them from the
+    /// ingested alerts; the sync updates them through Graph in the workspace's tenant).
+    #[arg(long, value_enum, default_value_t = DemoTarget::Arm)]
+    pub target: DemoTarget,
+}
+
+/// `demo --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoTarget {
+    Arm,
+    Unified,
 }
 
 /// Options of `serve`.

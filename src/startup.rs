@@ -5,6 +5,8 @@
 use crate::adapters::graph::GraphClient;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
+use crate::adapters::unified::UnifiedClient;
+use crate::config::SentinelTarget;
 use crate::config::{Settings, WebhookAuth};
 use crate::credentials::{AzureTokenSource, TokenSource};
 use crate::host::plugins::Services;
@@ -221,9 +223,20 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         conflict: settings.conflict_policy.clone(),
         severity_to_defender: settings.severity_to_defender,
     };
+    let sentinel_side: Arc<dyn crate::ports::SentinelApi> = match settings.sentinel_target {
+        SentinelTarget::Arm => sentinel.clone(),
+        SentinelTarget::Unified => Arc::new(UnifiedClient::new(
+            graph.clone(),
+            settings.azure_tenant_id.clone(),
+        )),
+    };
+    tracing::info!(
+        message = "Sentinel side chosen.",
+        target = settings.sentinel_target.as_str()
+    );
     let sync = ForwardSync::new(
         graph.clone(),
-        sentinel.clone(),
+        sentinel_side,
         logs.clone().map(|l| l as Arc<dyn crate::ports::LogsIngest>),
         store,
         settings.defender_tenants.clone(),

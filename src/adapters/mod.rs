@@ -7,4 +7,5 @@ pub mod http;
 pub mod logs;
 pub mod sentinel;
 pub mod table;
+pub mod unified;
 pub mod upstream_time;

@@ -59,6 +59,29 @@ impl Settings {
             Some(r.get("SYNC_CONFLICT_POLICY").unwrap_or("latest-wins")),
             conflict_policy,
         );
+        let sentinel_target = r.parsed(
+            "SENTINEL_TARGET",
+            Some(r.get("SENTINEL_TARGET").unwrap_or("arm")),
+            SentinelTarget::parse,
+        );
+        if sentinel_target == Some(SentinelTarget::Unified) && matches!(logs, Some(None)) {
+            r.error(
+                "SENTINEL_TARGET",
+                "'unified' needs alert ingestion (LOGS_INGESTION_ENDPOINT and LOGS_DCR_IMMUTABLE_ID): \
+                 the platform creates the incidents from the alerts the sync ingests",
+            );
+        }
+        if sentinel_target == Some(SentinelTarget::Unified)
+            && let (Some(ts), Some(t)) = (&defender_tenants, &tenant)
+            && ts.contains(t)
+        {
+            r.error(
+                "DEFENDER_TENANT_IDS",
+                "with SENTINEL_TARGET=unified it must list only customer tenants, not AZURE_TENANT_ID: \
+                 the workspace tenant's own Defender incidents are in the unified portal already, and \
+                 the incidents the platform creates there would be pulled again",
+            );
+        }
         let severity_to_defender = r.flag("SYNC_SEVERITY_TO_DEFENDER");
         let function_timeout = r.parsed("AzureFunctionsJobHost__functionTimeout", Some(""), |_| {
             timeout::function_timeout(
@@ -130,6 +153,7 @@ impl Settings {
             Some(unlimited),
             Some(retry_backoff),
             Some(webhook_allowed_app_ids),
+            Some(sentinel_target),
             true,
         ) = (
             severity_to_defender,
@@ -138,6 +162,7 @@ impl Settings {
             unlimited,
             retry_backoff,
             webhook_allowed_app_ids,
+            sentinel_target,
             r.errors.is_empty(),
         )
         else {
@@ -152,6 +177,7 @@ impl Settings {
             graph_endpoint,
             arm_endpoint,
             workspace,
+            sentinel_target,
             logs,
             storage,
             state_table,

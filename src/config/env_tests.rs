@@ -57,6 +57,7 @@ fn minimal_settings_parse_with_the_documented_defaults() {
     assert_eq!(s.state_table, "DefenderSentinelSync");
     assert_eq!(s.lookback, Duration::from_secs(24 * 3600));
     assert_eq!(s.conflict_policy, ConflictPolicyName::LatestWins);
+    assert_eq!(s.sentinel_target, SentinelTarget::Arm);
     assert!(!s.severity_to_defender);
     assert_eq!(s.function_timeout, Duration::from_secs(300));
     assert!(matches!(s.webhook_auth, WebhookAuth::SharedSecret(_)));
@@ -102,6 +103,7 @@ fn malformed_values_are_reported_each_naming_the_setting() {
         ("SYNC_STATE_TABLE", "no-dashes"),
         ("AzureFunctionsJobHost__functionTimeout", "ten minutes"),
         ("DEFENDER_SYNC_SCHEDULE", "every minute"),
+        ("SENTINEL_TARGET", "portal"),
     ]));
     for name in [
         "SYNC_LOOKBACK_HOURS",
@@ -111,10 +113,11 @@ fn malformed_values_are_reported_each_naming_the_setting() {
         "SYNC_STATE_TABLE",
         "AzureFunctionsJobHost__functionTimeout",
         "DEFENDER_SYNC_SCHEDULE",
+        "SENTINEL_TARGET",
     ] {
         assert!(e.names(name), "{name} not reported in:\n{e}");
     }
-    assert_eq!(e.0.len(), 7, "{e}");
+    assert_eq!(e.0.len(), 8, "{e}");
 }
 
 #[test]
@@ -402,4 +405,43 @@ fn the_startup_check_is_on_unless_graph_is_loopback_or_it_is_switched() {
     assert!(!Settings::from_env(&off, None).expect("valid").startup_check);
     let e = errors(&with(&[("SYNC_STARTUP_CHECK", "sometimes")]));
     assert!(e.names("SYNC_STARTUP_CHECK"), "{e:?}");
+}
+
+#[test]
+fn sentinel_target_is_arm_or_unified_and_nothing_else() {
+    for (raw, want) in [
+        ("arm", SentinelTarget::Arm),
+        ("unified", SentinelTarget::Unified),
+        ("Unified", SentinelTarget::Unified),
+    ] {
+        let env = with(&[
+            ("SENTINEL_TARGET", raw),
+            ("LOGS_INGESTION_ENDPOINT", "https://dce.example.com"),
+            ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
+            ("DEFENDER_TENANT_IDS", OTHER),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+        ]);
+        let s = Settings::from_env(&env, None).expect("valid");
+        assert_eq!(s.sentinel_target, want, "{raw}");
+    }
+    let e = errors(&with(&[("SENTINEL_TARGET", "graph")]));
+    assert!(e.names("SENTINEL_TARGET"), "{e}");
+    assert!(e.to_string().contains("arm, unified"), "{e}");
+    assert_eq!(e.0.len(), 1, "{e}");
+    // Without alert ingestion the platform has nothing to make incidents from.
+    let e = errors(&with(&[("SENTINEL_TARGET", "unified")]));
+    assert!(e.names("SENTINEL_TARGET"), "{e}");
+    assert!(e.to_string().contains("LOGS_INGESTION_ENDPOINT"), "{e}");
+    // The workspace tenant's own incidents are in the unified portal already: never a source.
+    let e = errors(&with(&[
+        ("SENTINEL_TARGET", "unified"),
+        ("LOGS_INGESTION_ENDPOINT", "https://dce.example.com"),
+        ("LOGS_DCR_IMMUTABLE_ID", "dcr-0123456789abcdef"),
+        ("DEFENDER_TENANT_IDS", &format!("{OTHER},{TENANT}")),
+        ("AZURE_CLIENT_ID", "app"),
+        ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+    ]));
+    assert!(e.names("DEFENDER_TENANT_IDS"), "{e}");
+    assert_eq!(e.0.len(), 1, "{e}");
 }

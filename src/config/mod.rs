@@ -26,6 +26,8 @@ pub struct Settings {
     pub graph_endpoint: Url,
     pub arm_endpoint: Url,
     pub workspace: SentinelWorkspace,
+    /// `SENTINEL_TARGET`: where the Sentinel-side incidents live (default ARM).
+    pub sentinel_target: SentinelTarget,
     /// `None` = alert ingestion off.
     pub logs: Option<LogsSettings>,
     /// The state table's connection; `None` only with `SYNC_STATE_STORE=memory` (state kept in
@@ -68,6 +70,37 @@ pub struct SentinelWorkspace {
     pub subscription_id: String,
     pub resource_group: String,
     pub workspace_name: String,
+}
+
+/// `SENTINEL_TARGET`: which Sentinel-side adapter the handler uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SentinelTarget {
+    /// `arm` (default): the sync creates Sentinel incidents through ARM (shown in the Azure
+    /// portal).
+    #[default]
+    Arm,
+    /// `unified`: an analytics rule over the ingested alerts makes the platform create the
+    /// incidents; the sync finds and updates them through Graph in the workspace's tenant
+    /// (shown in the unified Defender portal).
+    Unified,
+}
+
+impl SentinelTarget {
+    /// The setting's value: `arm` or `unified` (case-insensitive).
+    pub fn parse(v: &str) -> Result<Self, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "arm" => Ok(Self::Arm),
+            "unified" => Ok(Self::Unified),
+            _ => Err(format!("'{v}' is not one of arm, unified")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Arm => "arm",
+            Self::Unified => "unified",
+        }
+    }
 }
 
 /// Logs Ingestion target.

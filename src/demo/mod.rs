@@ -14,6 +14,7 @@ mod figures;
 mod script;
 mod sentinel_script;
 pub mod setup;
+mod unified;
 mod view;
 mod webhook;
 
@@ -39,7 +40,13 @@ pub fn run(args: &DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(demo(args)) {
+    let run = async {
+        match args.target {
+            crate::cli::DemoTarget::Arm => demo(args).await,
+            crate::cli::DemoTarget::Unified => unified::demo(args).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -56,7 +63,7 @@ struct Demo {
     cycles: Vec<Cycle>,
 }
 
-fn heading(text: &str) {
+pub(crate) fn heading(text: &str) {
     println!(
         "\n── {text} {}",
         "─".repeat(96usize.saturating_sub(text.chars().count()))

@@ -106,7 +106,17 @@ fn start_store(repo: &Path) -> Store {
 impl System {
     /// Starts everything; `dir` must exist (a temp dir the caller owns).
     pub async fn start(repo: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let sims = Simulators::start(sim_config())
+        Self::start_with(repo, dir, sim_config(), &[]).await
+    }
+
+    /// As [`System::start`], with these simulators and extra handler settings.
+    pub async fn start_with(
+        repo: &Path,
+        dir: &Path,
+        cfg: SimConfig,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let sims = Simulators::start(cfg)
             .await
             .context("the simulators did not start")?;
         let ca = dir.join("sim-ca.pem");
@@ -122,6 +132,9 @@ impl System {
             Store::Memory(_) => ("SYNC_STATE_STORE", "memory".to_owned()),
         };
         let mut spec = handler_spec(exe, &app, &sims, &ca, storage);
+        for (k, v) in env {
+            spec.env.insert((*k).to_owned(), (*v).to_owned());
+        }
         // The demo's webhook is authenticated (the shared secret), so its hostile call is real.
         let webhook_secret = format!("demo-{}", uuid::Uuid::new_v4().simple());
         spec.env.remove("WEBHOOK_AUTH");

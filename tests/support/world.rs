@@ -18,6 +18,9 @@ pub struct WorldOptions {
     pub unset: Vec<String>,
     /// The Azure cloud the simulators play (token audiences); `None` = public.
     pub cloud: Option<dss_simulators::Cloud>,
+    /// A workspace tenant (`AZURE_TENANT_ID`) other than the Defender tenants (the unified
+    /// target: customers' tenants are the sources, the workspace's holds the platform's incidents).
+    pub workspace_tenant: Option<String>,
 }
 
 /// A running system. Dropping it stops the handler and Azurite.
@@ -42,6 +45,12 @@ impl World {
         let mut cfg = sim_config();
         if let Some(cloud) = opts.cloud {
             cfg.cloud = cloud;
+        }
+        if let Some(ws) = &opts.workspace_tenant {
+            cfg.tenant_id = ws.clone();
+            for app in &mut cfg.apps {
+                app.tenants.push(ws.clone());
+            }
         }
         let sims = Simulators::start(cfg).await.expect("simulators start");
         let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,10 @@ pub struct GraphConfig {
     /// as supported, but a client must not depend on it). `false` = off.
     #[serde(default)]
     pub omit_count: bool,
+    /// Unified-platform mode: ingested alert rows become platform alerts and incidents in the
+    /// workspace tenant's Graph ([`crate::unified`]). `None` = off.
+    #[serde(default)]
+    pub unified: Option<crate::unified::UnifiedConfig>,
 }
 
 impl Default for GraphConfig {
@@ -172,6 +176,7 @@ impl Default for GraphConfig {
             legacy_determination_spelling: false,
             silent_page_end_after: None,
             omit_count: false,
+            unified: None,
         }
     }
 }

@@ -38,6 +38,7 @@ mod server;
 mod sims_data;
 pub mod state;
 mod throttle;
+pub mod unified;
 pub mod util;
 
 pub use config::{
@@ -49,6 +50,7 @@ pub use counters::{Counters, OpCount};
 pub use entra::{BadToken, TokenSpec};
 pub use faults::{Api, Fault, FaultPlan, FaultScope};
 pub use state::Urls;
+pub use unified::UnifiedConfig;
 
 use axum::Router;
 use faults::Faults;
@@ -91,6 +93,7 @@ impl Simulators {
             graph: Mutex::default(),
             arm: Mutex::default(),
             logs: Mutex::default(),
+            unified: Mutex::default(),
             directory: RwLock::new(Directory::new(cfg.users.clone(), cfg.groups.clone())),
             counters: Mutex::default(),
             faults: Mutex::new(Faults::new(cfg.fault_seed)),
@@ -236,6 +239,23 @@ impl Simulators {
     /// Replaces the Graph quirks (e.g. turn on the `$expand=alerts` 500 fault).
     pub fn set_graph_config(&self, cfg: GraphConfig) {
         *write(&self.shared.graph_cfg) = cfg;
+    }
+
+    /// Turns the unified-platform mode on (`Some`) or off: from now on, ingested alert rows
+    /// become platform alerts and incidents in the workspace tenant's Graph after the delay.
+    pub fn set_unified(&self, cfg: Option<UnifiedConfig>) {
+        write(&self.shared.graph_cfg).unified = cfg;
+    }
+
+    /// Applies the ingested rows whose delay has passed now (Graph requests do it too);
+    /// returns how many platform alerts were raised.
+    pub fn unified_materialize(&self) -> usize {
+        unified::materialize(&self.shared)
+    }
+
+    /// Ingested alert rows still waiting for the platform.
+    pub fn unified_pending(&self) -> usize {
+        lock(&self.shared.unified).pending()
     }
 
     /// Current Graph quirks.

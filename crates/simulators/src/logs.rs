@@ -2,7 +2,7 @@
 
 pub mod store;
 
-use crate::state::{Shared, lock};
+use crate::state::{Shared, lock, read};
 use crate::util::{azure_core_error, query_map};
 use axum::Router;
 use axum::body::Bytes;
@@ -115,8 +115,31 @@ async fn upload(
         Ok(Ok(Err(m))) => return bad("InvalidPayload", &m),
         Ok(Err(e)) => return bad("InvalidPayload", &format!("Malformed JSON: {e}")),
     }
+    if read(&s.graph_cfg).unified.is_some() {
+        crate::unified::on_ingest(&s, &parse_rows(&body, gz));
+    }
     lock(&s.logs).accept(stream, body, gz);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The rows of an accepted body (unified-platform mode only: nothing else parses on arrival).
+fn parse_rows(body: &[u8], gz: bool) -> Vec<serde_json::Value> {
+    let mut raw = Vec::new();
+    let bytes: &[u8] = if gz {
+        if flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut raw)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        &raw
+    } else {
+        body
+    };
+    match serde_json::from_slice(bytes) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        _ => Vec::new(),
+    }
 }
 
 /// The checks of an upload without building its rows: `Err` when the body is not JSON (the

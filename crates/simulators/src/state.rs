@@ -75,6 +75,8 @@ pub struct Shared {
     pub graph: Mutex<GraphStore>,
     pub arm: Mutex<ArmStore>,
     pub logs: Mutex<LogsStore>,
+    /// Unified-platform mode: alert rows waiting for the analytics rule.
+    pub unified: Mutex<crate::unified::UnifiedStore>,
     pub directory: RwLock<Directory>,
     pub counters: Mutex<Counters>,
     pub faults: Mutex<Faults>,

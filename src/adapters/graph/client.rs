@@ -192,6 +192,30 @@ impl GraphClient {
         })
     }
 
+    /// `GET /v1.0/security/{segments}?{query}` in `tenant`, paced and retried like every
+    /// `/security` call, parsed as `T` (for the unified target's own wire types).
+    pub(crate) async fn get_security<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        op: &'static str,
+    ) -> Result<T, DefenderError> {
+        let url = http::with_query(self.security_url(segments), query);
+        self.call(tenant, op, true, |c| c.get(url.clone())).await
+    }
+
+    /// `GET` of an `@odata.nextLink` (only on the configured Graph host), parsed as `T`.
+    pub(crate) async fn get_next<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        op: &'static str,
+    ) -> Result<T, DefenderError> {
+        let url = self.checked_link(link)?;
+        self.call(tenant, op, true, |c| c.get(url.clone())).await
+    }
+
     fn window_url(&self, window: &IncidentWindow, extra: &[(&str, &str)]) -> Url {
         let filter = request::window_filter(window);
         let mut pairs = vec![("$filter", filter.as_str())];

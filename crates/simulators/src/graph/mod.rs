@@ -79,7 +79,22 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1.0/security/alerts_v2", get(alerts::list_alerts))
         .route("/v1.0/security/alerts_v2/{id}", get(alerts::get_alert))
         .route("/v1.0/users/{id}", get(alerts::get_user))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            unified_tick,
+        ))
         .with_state(shared)
+}
+
+/// Unified-platform mode: what the analytics rule raised since the last request is visible
+/// before this one is served.
+async fn unified_tick(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    crate::unified::materialize(&s);
+    next.run(req).await
 }
 
 /// How to render: which optional pieces a request asked for.

@@ -8,3 +8,4 @@ mod entra;
 mod graph;
 mod logs;
 mod throttle_faults;
+mod unified;

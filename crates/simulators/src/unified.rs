@@ -1,0 +1,214 @@
+//! Unified-platform mode (`GraphConfig::unified`): what the unified Defender portal does with
+//! the alert rows the sync ingests when the analytics rule of
+//! `infra/modules/unified-analytics-rule.bicep` runs over them. Each accepted `alert` row becomes,
+//! after [`UnifiedConfig::delay_ms`], a platform alert in the WORKSPACE tenant's Graph
+//! (`/security/alerts_v2`) carrying the rule's custom details, and joins the incident grouped by
+//! those custom details (one source incident's alerts → one incident; never across source
+//! tenants: the rule is excluded from correlation with `#DONT_CORR#`). The guesses are listed in
+//! the crate README ("Unified-platform mode").
+
+use crate::graph::store::GraphIncident;
+use crate::state::{Shared, lock, read};
+use crate::util::{fmt_time, now};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// The rule the platform alerts come from (`detectorId` of every platform alert).
+pub const RULE_ID: &str = "6d3f2c8e-5a41-4c1b-9e7d-2b8f0a4c9d11";
+/// Custom detail keys the rule defines (the Bicep module's `customDetails`).
+pub const SOURCE_TENANT_KEY: &str = "SourceTenantId";
+pub const SOURCE_INCIDENT_KEY: &str = "SourceIncidentId";
+pub const SOURCE_ALERT_KEY: &str = "SourceAlertId";
+
+/// The unified-platform mode's knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnifiedConfig {
+    /// From ingestion to the platform alert and incident (docs: 5–10 minutes; tests scale it
+    /// down). Rows that arrive within one delay are applied together.
+    pub delay_ms: u64,
+    /// The rule's grouping lookback: an alert of a source incident whose incident was created
+    /// longer ago than this starts a new incident (the rule: `lookbackDuration` P7D).
+    #[serde(default = "default_lookback")]
+    pub lookback_secs: u64,
+}
+
+fn default_lookback() -> u64 {
+    7 * 24 * 3600
+}
+
+impl Default for UnifiedConfig {
+    fn default() -> Self {
+        Self {
+            delay_ms: 0,
+            lookback_secs: default_lookback(),
+        }
+    }
+}
+
+/// Alert rows waiting for the platform.
+#[derive(Debug, Default)]
+pub struct UnifiedStore {
+    pending: Vec<(Instant, Value)>,
+    /// Platform alerts raised (for ids).
+    raised: u64,
+}
+
+impl UnifiedStore {
+    /// How many rows wait for the platform.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Called on every accepted upload: queues its `alert` rows when the mode is on.
+pub fn on_ingest(s: &Shared, rows: &[Value]) {
+    let Some(cfg) = read(&s.graph_cfg).unified.clone() else {
+        return;
+    };
+    let due = Instant::now() + Duration::from_millis(cfg.delay_ms);
+    let mut u = lock(&s.unified);
+    for r in rows {
+        if r.get("RowKind").and_then(Value::as_str) == Some("alert") {
+            u.pending.push((due, r.clone()));
+        }
+    }
+}
+
+/// Applies every row whose delay has passed (called before each Graph request and by the
+/// control API). Returns how many platform alerts were raised.
+pub fn materialize(s: &Shared) -> usize {
+    let Some(cfg) = read(&s.graph_cfg).unified.clone() else {
+        return 0;
+    };
+    let due: Vec<Value> = {
+        let mut u = lock(&s.unified);
+        let t = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut u.pending)
+            .into_iter()
+            .partition(|(at, _)| *at <= t);
+        u.pending = later;
+        due.into_iter().map(|(_, r)| r).collect()
+    };
+    // The platform batches: of the rows of one alert that became due together, only the
+    // latest counts (intermediate states are dropped).
+    let mut latest: Vec<Value> = Vec::with_capacity(due.len());
+    for row in due {
+        let key = |r: &Value| {
+            (
+                field(r, "SourceTenantId").to_owned(),
+                field(r, "AlertId").to_owned(),
+            )
+        };
+        let k = key(&row);
+        latest.retain(|r| key(r) != k);
+        latest.push(row);
+    }
+    let n = latest.len();
+    for row in latest {
+        raise(s, &cfg, &row);
+    }
+    n
+}
+
+fn field<'a>(row: &'a Value, k: &str) -> &'a str {
+    row.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The custom details of a platform alert, as the platform shows them: each key with the
+/// values of its column (Sentinel keeps custom details as arrays of strings).
+fn custom_detail<'a>(alert: &'a Value, key: &str) -> Option<&'a str> {
+    alert
+        .get("additionalData")?
+        .get(key)?
+        .as_array()?
+        .first()?
+        .as_str()
+}
+
+/// One rule hit: a platform alert, grouped into its incident.
+fn raise(s: &Shared, cfg: &UnifiedConfig, row: &Value) {
+    let workspace = s.cfg.tenant_id.as_str();
+    let (src_tenant, src_incident, src_alert) = (
+        field(row, "SourceTenantId"),
+        field(row, "DefenderIncidentId"),
+        field(row, "AlertId"),
+    );
+    let t = now();
+    let lookback = time::Duration::seconds(i64::try_from(cfg.lookback_secs).unwrap_or(i64::MAX));
+    let mut g = lock(&s.graph);
+    // Grouping: the newest open incident of this rule whose alerts carry the same custom
+    // details, created within the lookback. Closed ones are not reopened
+    // (reopenClosedIncident = false); redirected ones are gone.
+    let target = g
+        .list(workspace)
+        .filter(|i| {
+            matches!(
+                i.str_field("status"),
+                Some("active" | "inProgress" | "awaitingAction")
+            ) && t - i.created <= lookback
+                && i.alerts.iter().any(|a| {
+                    a["detectorId"] == RULE_ID
+                        && custom_detail(a, SOURCE_TENANT_KEY) == Some(src_tenant)
+                        && custom_detail(a, SOURCE_INCIDENT_KEY) == Some(src_incident)
+                })
+        })
+        .max_by_key(|i| i.created)
+        .map(|i| i.id);
+    let raised = {
+        let mut u = lock(&s.unified);
+        u.raised += 1;
+        u.raised
+    };
+    let aid = format!("sn{:012}-{}", raised, uuid::Uuid::new_v4().simple());
+    let title = field(row, "AlertTitle");
+    let severity = match field(row, "AlertSeverity") {
+        v @ ("informational" | "low" | "medium" | "high") => v,
+        _ => "medium",
+    };
+    let mut alert = json!({
+        "@odata.type": "#microsoft.graph.security.alert",
+        "id": aid, "providerAlertId": uuid::Uuid::new_v4().to_string(),
+        "status": "new", "severity": severity,
+        "classification": "unknown", "determination": "unknown",
+        "serviceSource": "microsoftSentinel", "detectionSource": "nrtAlerts",
+        "productName": "Microsoft Sentinel", "detectorId": RULE_ID, "tenantId": workspace,
+        "title": title, "description": "", "category": field(row, "Category"),
+        "assignedTo": null, "mitreTechniques": row.get("MitreTechniques").cloned().unwrap_or(json!([])),
+        "createdDateTime": fmt_time(t), "lastUpdateDateTime": fmt_time(t),
+        "firstActivityDateTime": row.get("FirstActivityTime").cloned().unwrap_or(Value::Null),
+        "lastActivityDateTime": row.get("LastActivityTime").cloned().unwrap_or(Value::Null),
+        "comments": [], "systemTags": [], "evidence": [],
+        "additionalData": {
+            SOURCE_TENANT_KEY: [src_tenant],
+            SOURCE_INCIDENT_KEY: [src_incident],
+            SOURCE_ALERT_KEY: [src_alert],
+        },
+    });
+    match target.and_then(|id| g.get_mut(workspace, id)) {
+        Some(inc) => {
+            alert["incidentId"] = json!(inc.id.to_string());
+            inc.alerts.push(alert);
+            inc.touch("Microsoft Sentinel");
+        }
+        None => {
+            let id = g.allocate_id();
+            alert["incidentId"] = json!(id.to_string());
+            let body = json!({
+                "@odata.type": "#microsoft.graph.security.incident",
+                "id": id.to_string(),
+                "incidentWebUrl": format!("https://security.microsoft.com/incidents/{id}?tid={workspace}"),
+                "redirectIncidentId": null, "tenantId": workspace, "displayName": title,
+                "createdDateTime": fmt_time(t), "lastUpdateDateTime": fmt_time(t),
+                "assignedTo": null, "classification": "unknown", "determination": "unknown",
+                "status": "active", "severity": severity, "customTags": [], "systemTags": [],
+                "comments": [], "description": "", "summary": null,
+                "lastModifiedBy": "Microsoft Sentinel", "resolvingComment": null,
+                "alerts": [alert],
+            });
+            if let Some(inc) = GraphIncident::from_json(body) {
+                g.upsert(workspace, inc);
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The unified Defender portal target end to end (issue 14): the built handler under the fake
+//! Functions host with `SENTINEL_TARGET=unified`, against the simulators in unified-platform
+//! mode (ingested alert rows → the analytics rule → incidents in the WORKSPACE tenant's Graph),
+//! with its state in Azurite. Two customer tenants are the sources; the workspace is a third.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+#[path = "e2e_forward/common.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use common::*;
+use dss_simulators::{DefenderAction, UnifiedConfig, wellknown};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use support::world::{World, WorldOptions};
+
+const T1: &str = wellknown::TENANT_ID;
+const T2: &str = wellknown::TENANT_ID_2;
+/// The workspace's tenant: where the platform creates its incidents.
+const WS: &str = "5a7d0c3e-9a1b-4c2d-8e3f-0123456789ab";
+
+async fn unified_world() -> World {
+    unified_world_with_delay(0).await
+}
+
+async fn unified_world_with_delay(delay_ms: u64) -> World {
+    unified_world_with(UnifiedConfig {
+        delay_ms,
+        ..UnifiedConfig::default()
+    })
+    .await
+}
+
+async fn unified_world_with(platform: UnifiedConfig) -> World {
+    let world = World::start_with(WorldOptions {
+        env: vec![
+            ("SENTINEL_TARGET".into(), "unified".into()),
+            ("SYNC_RETRY_BACKOFF_SECONDS".into(), "0".into()),
+        ],
+        workspace_tenant: Some(WS.into()),
+        ..WorldOptions::default()
+    })
+    .await;
+    world.sims.set_unified(Some(platform));
+    world
+}
+
+/// Incidents seeded in `tenant`, made active, unassigned and untagged.
+fn seed(world: &World, tenant: &str, n: usize, seed: u64) -> Vec<String> {
+    let ids = world.sims.seed_capped(tenant, n, seed, 2);
+    for id in &ids {
+        let status = "active".to_owned();
+        act(world, tenant, id, DefenderAction::SetStatus { status });
+        act(
+            world,
+            tenant,
+            id,
+            DefenderAction::Assign { assigned_to: None },
+        );
+        let custom_tags = Vec::new();
+        act(world, tenant, id, DefenderAction::Tag { custom_tags });
+    }
+    ids
+}
+
+/// The source (tenant, incident id) of every alert of a platform incident.
+fn sources(p: &Value) -> BTreeSet<(String, String)> {
+    p["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let d = &a["additionalData"];
+            (
+                d["SourceTenantId"][0].as_str().unwrap().to_owned(),
+                d["SourceIncidentId"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The workspace tenant's incidents that are not redirected.
+fn open_platform(world: &World) -> Vec<Value> {
+    world
+        .sims
+        .defender_incidents(WS)
+        .into_iter()
+        .filter(|p| p["status"] != "redirected")
+        .collect()
+}
+
+/// The platform incident holding source incident `tenant`/`id`'s alerts.
+fn platform_of(world: &World, tenant: &str, id: &str) -> Value {
+    let key = (tenant.to_owned(), id.to_owned());
+    open_platform(world)
+        .into_iter()
+        .find(|p| sources(p).contains(&key))
+        .unwrap_or_else(|| panic!("no platform incident for {tenant}/{id}"))
+}
+
+fn pid(p: &Value) -> String {
+    p["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn each_customer_incident_becomes_its_own_platform_incident_and_changes_flow_both_ways() {
+    let world = unified_world().await;
+    let a = seed(&world, T1, 1, 141);
+    let b = seed(&world, T2, 1, 142);
+
+    // First cycle: the alerts are shipped; the platform makes the incidents from them.
+    world.sync_ok().await;
+    // The sync never creates a Sentinel incident in this mode.
+    assert!(world.sims.sentinel_incidents().is_empty());
+    assert_eq!(world.arm_writes(), 0);
+    // The next cycle finds them by the custom details and keeps them in sync.
+    let reply = world.sync_ok().await.return_value;
+    let incs = open_platform(&world);
+    assert_eq!(incs.len(), 2, "{incs:#?}\n{reply}");
+    let mut all: Vec<BTreeSet<(String, String)>> = incs.iter().map(sources).collect();
+    all.sort();
+    let mut want = vec![
+        BTreeSet::from([(T1.to_owned(), a[0].clone())]),
+        BTreeSet::from([(T2.to_owned(), b[0].clone())]),
+    ];
+    want.sort();
+    assert_eq!(
+        all, want,
+        "one platform incident per source incident, never across tenants"
+    );
+    // The customers' own tenants got no incident from the platform.
+    assert!(
+        world
+            .sims
+            .defender_incidents(T1)
+            .iter()
+            .all(|i| i["id"] == a[0].as_str())
+    );
+
+    // Defender → platform: an analyst in customer 1 assigns and tags.
+    let owner = Some(wellknown::ANALYST_UPN.to_owned());
+    act(
+        &world,
+        T1,
+        &a[0],
+        DefenderAction::Assign { assigned_to: owner },
+    );
+    let custom_tags = vec!["wave-1".to_owned()];
+    act(&world, T1, &a[0], DefenderAction::Tag { custom_tags });
+    let reply = world.sync_ok().await.return_value;
+    let p1 = platform_of(&world, T1, &a[0]);
+    assert_eq!(p1["assignedTo"], wellknown::ANALYST_UPN, "{p1}\n{reply}");
+    assert_eq!(p1["customTags"], json!(["wave-1"]), "{p1}");
+    let p2 = platform_of(&world, T2, &b[0]);
+    assert_eq!(
+        p2["assignedTo"],
+        Value::Null,
+        "customer 2's incident untouched: {p2}"
+    );
+
+    // Platform → Defender: an analyst in the unified portal closes customer 2's incident.
+    let close = DefenderAction::Resolve {
+        classification: Some("truePositive".into()),
+        determination: Some("malware".into()),
+        resolving_comment: Some("Contained from the unified portal.".into()),
+    };
+    world.sims.defender_action(WS, &pid(&p2), close).unwrap();
+    let reply = world.sync_ok().await.return_value;
+    let d2 = defender_of(&world, T2, &b[0]);
+    assert_eq!(d2["status"], "resolved", "{d2}\n{reply}");
+    assert_eq!(d2["classification"], "truePositive", "{d2}");
+    let d1 = defender_of(&world, T1, &a[0]);
+    assert_eq!(d1["status"], "active", "customer 1 untouched: {d1}");
+
+    // A comment in the unified portal reaches the customer's Defender incident.
+    let comment = "Checked the mailbox rules.".to_owned();
+    world
+        .sims
+        .defender_action(WS, &pid(&p1), DefenderAction::Comment { comment })
+        .unwrap();
+    let reply = world.sync_ok().await.return_value;
+    let texts: Vec<String> = defender_of(&world, T1, &a[0])["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["comment"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Checked the mailbox rules.")),
+        "{texts:?}\n{reply}"
+    );
+    // Still exactly two platform incidents: nothing was created twice.
+    assert_eq!(open_platform(&world).len(), 2);
+    // No echo: the next cycle writes nothing anywhere (Graph of any tenant, ARM).
+    world.sims.reset_counters();
+    let reply = world.sync_ok().await.return_value;
+    assert_eq!(
+        graph_writes(&world),
+        0,
+        "no write without a change: {reply}"
+    );
+    assert_eq!(world.arm_writes(), 0);
+}
+
+/// Graph calls other than reads since the last counter reset (any tenant).
+fn graph_writes(world: &World) -> u64 {
+    world
+        .sims
+        .counters()
+        .by_api
+        .get("graph")
+        .into_iter()
+        .flatten()
+        .filter(|(op, _)| !op.starts_with("GET"))
+        .map(|(_, c)| c.calls)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_platform_merge_moves_the_pair_to_the_survivor_and_customers_never_merge() {
+    let world = unified_world().await;
+    let a = seed(&world, T1, 2, 151);
+    let b = seed(&world, T2, 1, 152);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    assert_eq!(open_platform(&world).len(), 3);
+    let (p0, p1) = (
+        pid(&platform_of(&world, T1, &a[0])),
+        pid(&platform_of(&world, T1, &a[1])),
+    );
+
+    // The platform (or an analyst there) merges customer 1's second incident into its first.
+    world
+        .sims
+        .defender_action(WS, &p1, DefenderAction::Merge { into: p0.clone() })
+        .unwrap();
+    let reply = world.sync_ok().await;
+    assert_eq!(reply.return_value["completed"], true);
+    let loser = world.sims.defender_incident(WS, &p1).unwrap();
+    assert_eq!(loser["status"], "redirected");
+    assert_eq!(loser["redirectIncidentId"], p0.as_str());
+
+    // The pair moved: a comment on the merged source incident lands on the survivor.
+    let comment = "Note on the second incident.".to_owned();
+    act(&world, T1, &a[1], DefenderAction::Comment { comment });
+    let reply = world.sync_ok().await.return_value;
+    let survivor = world.sims.defender_incident(WS, &p0).unwrap();
+    let texts: Vec<&str> = survivor["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["comment"].as_str())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Note on the second incident.")),
+        "{texts:?}\n{reply}"
+    );
+    // The survivor follows the incident it was made for: a change of the merged one does not
+    // overwrite it.
+    let custom_tags = vec!["merged-only".to_owned()];
+    act(&world, T1, &a[1], DefenderAction::Tag { custom_tags });
+    let custom_tags = vec!["primary".to_owned()];
+    act(&world, T1, &a[0], DefenderAction::Tag { custom_tags });
+    world.sync_ok().await;
+    let survivor = world.sims.defender_incident(WS, &p0).unwrap();
+    assert_eq!(survivor["customTags"], json!(["primary"]), "{survivor}");
+    assert_eq!(
+        defender_of(&world, T1, &a[1])["customTags"],
+        json!(["merged-only"]),
+        "the merged source keeps its own tags"
+    );
+
+    // No platform incident ever holds two customers' alerts.
+    for p in world.sims.defender_incidents(WS) {
+        let tenants: BTreeSet<String> = sources(&p).into_iter().map(|(t, _)| t).collect();
+        assert!(tenants.len() <= 1, "{p}");
+    }
+    let p2 = platform_of(&world, T2, &b[0]);
+    assert_eq!(sources(&p2).len(), 1);
+}
+
+/// The platform's batching (documented 5–10 minutes, scaled down here): the sync ships the
+/// alerts, finds nothing while the platform has not made the incident, keeps the source incident
+/// in its retry set, and updates the incident in the first cycle after it appears, with what
+/// changed in Defender meanwhile. Prints the measured latency.
+#[tokio::test]
+async fn the_sync_waits_for_the_platform_and_then_catches_up() {
+    let delay = std::time::Duration::from_millis(1200);
+    let world = unified_world_with_delay(delay.as_millis() as u64).await;
+    let a = seed(&world, T1, 1, 161);
+    let shipped = std::time::Instant::now();
+    world.sync_ok().await;
+    assert!(open_platform(&world).is_empty(), "nothing before the delay");
+    assert!(world.sims.unified_pending() > 0);
+    // A Defender change while the platform is still working.
+    let owner = Some(wellknown::ANALYST_UPN.to_owned());
+    act(
+        &world,
+        T1,
+        &a[0],
+        DefenderAction::Assign { assigned_to: owner },
+    );
+    let reply = world.sync_ok().await.return_value;
+    assert!(open_platform(&world).is_empty(), "still nothing: {reply}");
+    assert_eq!(world.arm_writes(), 0);
+
+    let mut cycles = 2;
+    let found = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        world.sync_ok().await;
+        cycles += 1;
+        let p = open_platform(&world);
+        if let Some(p) = p
+            .first()
+            .filter(|p| p["assignedTo"] == wellknown::ANALYST_UPN)
+        {
+            break p.clone();
+        }
+        assert!(cycles < 12, "the platform incident never caught up: {p:#?}");
+    };
+    let took = shipped.elapsed();
+    println!(
+        "unified latency: platform delay {} ms, alerts shipped → incident in sync {} ms, {cycles} cycles",
+        delay.as_millis(),
+        took.as_millis()
+    );
+    assert!(took >= delay, "not before the platform made it");
+    assert_eq!(
+        sources(&found),
+        BTreeSet::from([(T1.to_owned(), a[0].clone())])
+    );
+    assert_eq!(open_platform(&world).len(), 1, "made once, found once");
+}
+
+/// A split: an alert of the source incident arriving after the rule's grouping lookback makes a
+/// second platform incident. The sync keeps the first as the pair, closes the extra one with a
+/// comment pointing to it, and never applies that close to the customer's incident.
+#[tokio::test]
+async fn a_platform_split_is_closed_with_a_pointer_and_the_source_stays_open() {
+    let world = unified_world_with(UnifiedConfig {
+        delay_ms: 0,
+        lookback_secs: 1,
+    })
+    .await;
+    let a = seed(&world, T1, 1, 171);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    let first = pid(&platform_of(&world, T1, &a[0]));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    act(&world, T1, &a[0], DefenderAction::AddAlert { alert: None });
+    world.sync_ok().await; // ships the new alert: the platform makes a second incident
+    world.sync_ok().await; // the poll finds it
+    let reply = world.sync_ok().await.return_value;
+    let all = world.sims.defender_incidents(WS);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let extra = all.iter().find(|p| pid(p) != first).unwrap();
+    assert_eq!(extra["status"], "resolved", "{extra}\n{reply}");
+    let notes: Vec<&str> = extra["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["comment"].as_str())
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains(&first), "{notes:?}");
+    let kept = world.sims.defender_incident(WS, &first).unwrap();
+    assert_eq!(kept["status"], "active", "{kept}");
+    let d = defender_of(&world, T1, &a[0]);
+    assert_eq!(
+        d["status"], "active",
+        "the extra's close never reaches the customer: {d}"
+    );
+}
