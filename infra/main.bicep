@@ -55,6 +55,13 @@ param webhookAuthMode string = 'secret'
 @minLength(16)
 param webhookSecret string
 
+@description('SENTINEL_TARGET: "arm" (the sync creates Sentinel incidents through ARM; Azure portal) or "unified" (the analytics rule of modules/unified-analytics-rule.bicep makes incidents from DefenderAlerts_CL; unified Defender portal; needs alert ingestion).')
+@allowed(['arm', 'unified'])
+param sentinelTarget string = 'arm'
+
+@description('WEBHOOK_ALLOWED_APP_IDS: comma-separated app (client) ids whose Entra tokens SentinelWebhook accepts; empty = any app of the tenant with a token for webhookAudience.')
+param webhookAllowedAppIds string = ''
+
 @description('WEBHOOK_AUDIENCE: Entra audience (application ID URI) of the tokens the playbook sends when webhookAuthMode is "entra".')
 param webhookAudience string = ''
 
@@ -146,6 +153,8 @@ module app 'modules/functionapp.bicep' = {
       AzureFunctionsJobHost__functionTimeout: ''
       WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.outputs.webhookSecretUri})'
       WEBHOOK_AUDIENCE: webhookAudience
+      WEBHOOK_ALLOWED_APP_IDS: webhookAllowedAppIds
+      SENTINEL_TARGET: sentinelTarget
       // Empty: the webhook authenticates callers (WEBHOOK_AUTH=none is for local development only).
       WEBHOOK_AUTH: ''
       SYNC_STATE_STORE: 'table'
@@ -186,6 +195,15 @@ module playbook 'modules/playbook.bicep' = if (deployPlaybook) {
     sentinelAutomationPrincipalId: sentinelAutomationPrincipalId
   }
   dependsOn: [vault]
+}
+
+// The unified target: the platform makes the incidents from the ingested alerts.
+module unifiedRule 'modules/unified-analytics-rule.bicep' = if (sentinelTarget == 'unified' && enableAlertIngestion) {
+  name: 'dss-unified-rule'
+  params: {
+    workspaceName: workspace.name
+  }
+  dependsOn: [monitoring]
 }
 
 output functionAppName string = app.outputs.name

@@ -203,14 +203,15 @@ async fn json_logs_carry_the_fields_and_one_summary_line_per_cycle() {
     assert_eq!(summaries.len(), 1, "{stdout}");
     let s = summaries[0];
     assert_eq!(s["level"], "INFO");
-    assert_eq!(s["seen"], 3, "{s}");
+    // 3 Defender incidents pulled, then the same 3 listed again by the Sentinel poll.
+    assert_eq!(s["seen"], 6, "{s}");
     assert_eq!(s["written"], 3, "{s}");
     assert_eq!(s["failed"], 0);
     assert_eq!(s["parked"], 0);
     assert_eq!(s["throttled"], 0);
     assert_eq!(s["tenants"], 2);
     assert_eq!(s["outcome"], "completed");
-    assert_eq!(s["direction"], "defender-to-sentinel");
+    assert_eq!(s["direction"], "both");
     assert!(s["lag_seconds"].is_u64(), "{s}");
     let tenant_line = logs
         .iter()
