@@ -18,8 +18,12 @@ use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// Builds the one reqwest client an adapter uses (rustls, gzip responses, request timeout).
+/// Redirects are never followed: none of the APIs redirects these calls, and a redirect to
+/// another host would make its answer pass for the service's (reqwest drops the token on a
+/// cross-origin redirect, but still reads the other host). A 3xx is an error like any other.
 pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!(

@@ -88,7 +88,9 @@ impl TableClient {
                 tenant,
             },
         };
+        // Never follow a redirect (see `adapters::http::build_client`).
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(options.timeout)
             .tls_certs_merge(options.root_certificates)
             .build()
