@@ -15,6 +15,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;
+pub mod log_line;
 pub mod runner;
 pub mod startup;
 pub mod state;
