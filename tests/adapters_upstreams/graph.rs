@@ -537,3 +537,28 @@ async fn a_redirect_to_another_host_is_not_followed() {
         foreign.requests()
     );
 }
+
+/// JSON text with a lone surrogate (`\ud800`) cannot become a Rust string: the item carrying it
+/// is reported as unmappable, the rest of the page maps.
+#[tokio::test]
+async fn an_item_with_a_lone_surrogate_is_reported_not_the_page() {
+    let mock = Mock::start(|_, _| {
+        let good = fixture("graph-update-incident.response.json");
+        let body = format!(
+            r#"{{"value":[{{"id":"77","displayName":"bad \ud800 \udfff title","status":"active"}},{good}]}}"#
+        );
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    })
+    .await;
+    let page = client(&mock)
+        .list_incidents(&tenant(T), &window(), false)
+        .await
+        .unwrap();
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(page.unmappable.len(), 1);
+    assert_eq!(page.unmappable[0].0, "77");
+}

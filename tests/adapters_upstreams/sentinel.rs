@@ -348,3 +348,27 @@ async fn a_redirect_to_another_host_is_not_followed() {
         foreign.requests()
     );
 }
+
+/// JSON text with a lone surrogate (`\ud800`) cannot become a Rust string: the item carrying it
+/// is skipped like an unmappable one, and the rest of the page is delivered.
+#[tokio::test]
+async fn an_item_with_a_lone_surrogate_is_skipped_not_the_page() {
+    let mock = Mock::start(|_, _| {
+        let good = fixture("sentinel-get-incident.response.json");
+        let body = format!(
+            r#"{{"value":[{{"name":"{NAME}","properties":{{"title":"bad \ud800 title","severity":"High","status":"New"}}}},{good}]}}"#
+        );
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    })
+    .await;
+    let page = client(&mock)
+        .list_modified_since(datetime!(2024-05-01 0:00 UTC), None)
+        .await
+        .unwrap();
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(page.incidents[0].incident_number, Some(3177));
+}

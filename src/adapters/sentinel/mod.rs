@@ -28,12 +28,16 @@ pub(crate) mod fuzz {
     pub(crate) fn incident_page(
         body: &[u8],
     ) -> Result<(Vec<Result<SentinelIncident, String>>, Option<String>), String> {
-        let page: wire::ListDto<wire::IncidentDto> =
+        let page: wire::ListDto<Box<serde_json::value::RawValue>> =
             serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let items = page
             .value
-            .into_iter()
-            .map(SentinelIncident::try_from)
+            .iter()
+            .map(|raw| {
+                serde_json::from_str::<wire::IncidentDto>(raw.get())
+                    .map_err(|e| e.to_string())
+                    .and_then(SentinelIncident::try_from)
+            })
             .collect();
         Ok((items, page.next_link))
     }
