@@ -353,17 +353,16 @@ pub fn settings(data: &[u8]) {
     if let Some(k) = env.get("AzureWebJobsStorage").and_then(|c| account_key(c)) {
         secrets.push(k);
     }
-    // A secret is recognisable only when long enough and not part of another value or a name.
+    // A secret is recognisable only when long enough and not part of another value or a name,
+    // in any ASCII case (an error may echo another value lowercased).
+    let lower = |s: &str| s.to_ascii_lowercase();
     let secrets: Vec<String> = secrets
         .into_iter()
         .filter(|v| v.len() >= 8)
         .filter(|v| {
-            env.keys().all(|k| !k.contains(v.as_str()))
-                && env
-                    .values()
-                    .filter(|other| other.contains(v.as_str()))
-                    .count()
-                    == 1
+            let v = lower(v);
+            env.keys().all(|k| !lower(k).contains(&v))
+                && env.values().filter(|o| lower(o).contains(&v)).count() == 1
         })
         .collect();
     let shown = match Settings::from_env(&env, host_json.as_deref()) {
@@ -372,7 +371,7 @@ pub fn settings(data: &[u8]) {
     };
     for secret in &secrets {
         assert!(
-            !shown.contains(secret.as_str()),
+            !lower(&shown).contains(&lower(secret)),
             "a secret is shown: {shown}"
         );
     }

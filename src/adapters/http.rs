@@ -66,15 +66,21 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<RetryAfter> {
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
         {
-            return Some(RetryAfter::After(Duration::from_secs_f64(ms / 1000.0)));
+            return Some(RetryAfter::After(seconds(ms / 1000.0)));
         }
     }
     let value = text("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| RetryAfter::After(Duration::from_secs_f64(secs)));
+        return (secs.is_finite() && secs >= 0.0).then(|| RetryAfter::After(seconds(secs)));
     }
     httpdate::parse_http_date(value).ok().map(RetryAfter::At)
+}
+
+/// A server's delay in seconds (finite, not negative) as a `Duration`; one too long to represent
+/// (`Retry-After: 1e300`, found by fuzzing: it panicked) is `Duration::MAX`, longer than any
+/// `max_wait`, so the caller holds its work and comes back later.
+pub fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 /// What to do with a response.

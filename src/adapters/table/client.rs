@@ -343,7 +343,7 @@ async fn send(req: RequestBuilder) -> Result<Response, TableError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+        .map(crate::adapters::http::seconds);
     let header_code = resp
         .headers()
         .get("x-ms-error-code")
