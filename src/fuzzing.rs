@@ -13,8 +13,11 @@ use crate::ports::AlertRecord;
 use std::collections::HashMap;
 use url::Url;
 
+/// A fuzz target: arbitrary bytes in, a panic when a property fails.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (as under `fuzz/fuzz_targets/` and `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("host_envelope", host_envelope),
     ("graph_response", graph_response),
     ("sentinel_response", sentinel_response),

@@ -24,10 +24,11 @@ pub(crate) mod fuzz {
     use super::wire;
     use crate::domain::{SentinelComment, SentinelIncident};
 
+    /// Each item of a list page, mapped (or its error).
+    pub(crate) type Items = Vec<Result<SentinelIncident, String>>;
+
     /// A list page: each item mapped (or its error) and the next link.
-    pub(crate) fn incident_page(
-        body: &[u8],
-    ) -> Result<(Vec<Result<SentinelIncident, String>>, Option<String>), String> {
+    pub(crate) fn incident_page(body: &[u8]) -> Result<(Items, Option<String>), String> {
         let page: wire::ListDto<Box<serde_json::value::RawValue>> =
             serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let items = page
