@@ -275,3 +275,47 @@ fn the_jwt_detector_finds_tokens() {
     assert!(is_event_start("2026-12-04T07:56:48.123456Z  INFO x"));
     assert!(!is_event_start("forged event=1"));
 }
+
+/// The demo (simulators, Azurite or memory, the handler under the fake host, analyst actions):
+/// neither its own output nor the handler's log file holds a secret or a JWT, and the log file
+/// is one line per event.
+#[test]
+fn the_demo_logs_no_secret_key_or_token() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_defender-sentinel-sync"))
+        .args(["demo", "--incidents", "4", "--seed", "16"])
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let log_path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Handler log: "))
+        .expect("the log path is printed");
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(log.lines().count() > 20, "{log}");
+    let secrets = [
+        wellknown::CLIENT_SECRET,
+        wellknown::IDENTITY_HEADER,
+        defender_sentinel_sync::adapters::table::connection::DEV_ACCOUNT_KEY,
+    ];
+    for (source, text) in [
+        ("demo output", &*stdout),
+        ("demo stderr", &*stderr),
+        ("handler log", &*log),
+    ] {
+        for line in text.lines() {
+            for secret in secrets {
+                assert!(!line.contains(secret), "{source}: a secret logged: {line}");
+            }
+            assert_eq!(jwt_like(line), None, "{source}: a token logged: {line}");
+        }
+    }
+    for line in log.lines() {
+        assert!(
+            is_event_start(line),
+            "handler log: not one line per event: {line:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(std::path::Path::new(log_path).parent().unwrap());
+}
