@@ -349,35 +349,55 @@ pub fn settings(data: &[u8]) {
         env.get(timeout::OVERRIDE_SETTING).map(String::as_str),
         host_json.as_deref(),
     );
-    let mut secrets: Vec<String> = ["AZURE_CLIENT_SECRET", "WEBHOOK_SECRET"]
-        .iter()
-        .filter_map(|n| env.get(*n).map(|v| v.to_owned()))
+    // (setting, secret text in its value)
+    let mut secrets: Vec<(&str, String)> = ["AZURE_CLIENT_SECRET", "WEBHOOK_SECRET"]
+        .into_iter()
+        .filter_map(|n| env.get(n).map(|v| (n, v.to_owned())))
         .collect();
     if let Some(k) = env.get("AzureWebJobsStorage").and_then(|c| account_key(c)) {
-        secrets.push(k);
+        secrets.push(("AzureWebJobsStorage", k));
     }
-    // A secret is recognisable only when long enough and not part of another value or a name,
-    // in any ASCII case (an error may echo another value lowercased).
     let lower = |s: &str| s.to_ascii_lowercase();
-    let secrets: Vec<String> = secrets
-        .into_iter()
-        .filter(|v| v.len() >= 8)
-        .filter(|v| {
-            let v = lower(v);
-            env.keys().all(|k| !lower(k).contains(&v))
-                && env.values().filter(|o| lower(o).contains(&v)).count() == 1
-        })
-        .collect();
-    let shown = match Settings::from_env(&env, host_json.as_deref()) {
-        Ok(settings) => format!("{settings:?}"),
-        Err(errors) => format!("{errors}\n{errors:?}"),
+    let shown = |env: &HashMap<String, String>| match Settings::from_env(env, host_json.as_deref())
+    {
+        Ok(settings) => lower(&format!("{settings:?}")),
+        Err(errors) => lower(&format!("{errors}\n{errors:?}")),
     };
-    for secret in &secrets {
+    let with_secrets = shown(&env);
+    for (setting, secret) in secrets.into_iter().filter(|(_, v)| v.len() >= 8) {
+        let secret = lower(&secret);
+        if !with_secrets.contains(&secret) {
+            continue;
+        }
+        // Shown, but maybe as part of another value or of a fixed text: a leak only if it goes
+        // away when this setting's secret is replaced by another text of the same length.
+        let mut other = env.clone();
+        if let Some(v) = other.get_mut(setting) {
+            let masked: String = secret
+                .chars()
+                .map(|c| if c == '#' { '%' } else { '#' })
+                .collect();
+            *v = replace_ignoring_case(v, &secret, &masked);
+        }
         assert!(
-            !lower(&shown).contains(&lower(secret)),
-            "a secret is shown: {shown}"
+            shown(&other).contains(&secret),
+            "{setting}'s secret is shown: {with_secrets}"
         );
     }
+}
+
+/// `text` with every occurrence of `needle` (lowercase ASCII-wise) replaced, the rest untouched.
+fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
+    let lowered = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(i) = lowered[at..].find(needle) {
+        out.push_str(&text[at..at + i]);
+        out.push_str(with);
+        at += i + needle.len();
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 #[cfg(test)]
@@ -389,5 +409,13 @@ mod tests {
             target(b"\xff\xfe{\"value\":[");
             target(b"{}");
         }
+    }
+
+    #[test]
+    fn replacing_ignores_ascii_case_and_keeps_the_rest() {
+        assert_eq!(
+            super::replace_ignoring_case("Key=AbC;x=abc;ABC", "abc", "###"),
+            "Key=###;x=###;###"
+        );
     }
 }
