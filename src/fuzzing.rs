@@ -345,10 +345,14 @@ pub fn settings(data: &[u8]) {
         }
     }
     let host_json = env.remove("host.json");
-    let _ = timeout::function_timeout(
+    if let Ok(t) = timeout::function_timeout(
         env.get(timeout::OVERRIDE_SETTING).map(String::as_str),
         host_json.as_deref(),
-    );
+    ) {
+        let start = tokio::time::Instant::now();
+        assert!(timeout::deadline(start, t) >= start);
+        assert!(timeout::http_deadline(start, t) >= start);
+    }
     // (setting, secret text in its value)
     let mut secrets: Vec<(&str, String)> = ["AZURE_CLIENT_SECRET", "WEBHOOK_SECRET"]
         .into_iter()
