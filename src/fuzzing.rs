@@ -271,8 +271,19 @@ pub fn connection_string(data: &[u8]) {
             round_trip(&config);
         }
         Err(e) => {
-            if let Some(k) = &key {
-                assert!(!e.contains(k.as_str()), "the error echoes the key: {e}");
+            if let Some(k) = key.as_ref().filter(|k| e.contains(k.as_str())) {
+                // Maybe part of a fixed text ("has no AccountName"): a leak only if the error
+                // loses it when the key is replaced by another text of the same length.
+                let masked: String = k
+                    .chars()
+                    .map(|c| if c == '#' { '%' } else { '#' })
+                    .collect();
+                let again =
+                    match StorageConfig::parse_connection_string(&s.replace(k.as_str(), &masked)) {
+                        Ok(_) => String::new(),
+                        Err(e) => e,
+                    };
+                assert!(again.contains(k.as_str()), "the error echoes the key: {e}");
             }
         }
     }
