@@ -237,13 +237,12 @@ pub fn table_response(data: &[u8]) {
                 panic!("{message}");
             }
             let json = table::fuzz::to_json(&e);
-            let again = table::fuzz::entities(&serde_json::to_vec(&json).unwrap_or_default());
-            let mut again = match again {
+            // Read back as a point read (an entity may well have a property named `value`).
+            let again = table::fuzz::entity(&serde_json::to_vec(&json).unwrap_or_default());
+            let again = match again {
                 Ok(a) => a,
                 Err(err) => panic!("an entity read does not read back once written: {err}"),
             };
-            assert_eq!(again.len(), 1);
-            let again = again.remove(0);
             assert_eq!(again.partition_key, e.partition_key);
             assert_eq!(again.row_key, e.row_key);
             let (a, b) = (

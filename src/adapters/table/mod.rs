@@ -43,6 +43,12 @@ pub(crate) mod fuzz {
         }
     }
 
+    /// A point read's entity.
+    pub(crate) fn entity(body: &[u8]) -> Result<super::Entity, String> {
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        super::Entity::from_json(v, None).map_err(|e| e.to_string())
+    }
+
     /// The JSON body a write sends for `e`.
     pub(crate) fn to_json(e: &super::Entity) -> serde_json::Value {
         e.to_json()
