@@ -3,7 +3,7 @@
 //! newline in one would forge a log event of its own, an ANSI escape would rewrite a terminal,
 //! a bidi override would hide text. Every stdout event ([`OneLinePerEvent`]) and every line of an
 //! invocation's `Logs` (`host::envelope`) is passed through [`escape`], which writes such
-//! characters as `\n`, `\u{1b}`, … and leaves everything else (tabs, any printable Unicode) alone.
+//! characters as `\n`, `\u001b`, … and leaves everything else (tabs, any printable Unicode) alone.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -24,8 +24,9 @@ fn unsafe_char(c: char) -> bool {
         )
 }
 
-/// `line` with every unsafe character escaped (`\n`, `\r`, else `\u{…}`); borrowed when there is
-/// none.
+/// `line` with every unsafe character escaped (`\n`, `\r`, else `\uXXXX`: every unsafe character
+/// is in the BMP); borrowed when there is none. The escapes are JSON's, so a JSON log line (whose
+/// serializer already escaped controls, but not U+2028 or bidi controls) stays valid JSON.
 pub fn escape(line: &str) -> Cow<'_, str> {
     if !line.chars().any(unsafe_char) {
         return Cow::Borrowed(line);
@@ -35,7 +36,7 @@ pub fn escape(line: &str) -> Cow<'_, str> {
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -85,9 +86,19 @@ mod tests {
         let escaped = escape(hostile);
         assert_eq!(
             escaped,
-            "a\\r\\n2026-01-01T00:00:00Z ERROR forged\\u{1b}[31m\\u{202e}x\\u{200b}\\u{85}\\u{2028}\\u{0}"
+            "a\\r\\n2026-01-01T00:00:00Z ERROR forged\\u001b[31m\\u202ex\\u200b\\u0085\\u2028\\u0000"
         );
         assert!(!escaped.chars().any(unsafe_char));
+    }
+
+    #[test]
+    fn a_json_line_stays_valid_json_and_reads_back_the_same() {
+        let value = serde_json::json!({"message": "t\u{2028}i\u{202e}t\u{200b}le\n\u{1b}[2J"});
+        let line = serde_json::to_string(&value).unwrap();
+        let escaped = escape(&line);
+        assert!(!escaped.chars().any(unsafe_char), "{escaped}");
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -28,8 +28,12 @@ const HOSTILE: &str = "Ünïcødé 𝕏 \r\n2026-12-04T00:00:00.000000Z ERROR fo
 /// The event the hostile text tries to forge.
 const FORGED: &str = "2026-12-04T00:00:00.000000Z ERROR forged";
 
-/// True when `line` starts like a tracing event: `2026-12-04T07:56:48.123456Z`.
+/// True when `line` is a whole JSON event (the JSON log format) or starts like a text event:
+/// `2026-12-04T07:56:48.123456Z`.
 fn is_event_start(line: &str) -> bool {
+    if line.starts_with('{') {
+        return serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object());
+    }
     let b = line.as_bytes();
     b.len() > 20
         && b[..4].iter().all(u8::is_ascii_digit)

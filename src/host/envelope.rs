@@ -120,7 +120,7 @@ mod tests {
         );
         assert_eq!(
             reply.logs,
-            vec!["error: incident 1: 'x\\n2026-01-01T00:00:00Z forged\\u{1b}[2J'"]
+            vec!["error: incident 1: 'x\\n2026-01-01T00:00:00Z forged\\u001b[2J'"]
         );
         let reply = InvocationReply::http(HttpReply::json(200, &Value::Null).with_log("a\r\nb"));
         assert_eq!(reply.logs, vec!["a\\r\\nb"]);
