@@ -46,3 +46,44 @@ fi
 
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"
+
+# ---- proof: dependency audit and fuzzing (docs/reliability.md) -----------------------------
+# cargo-deny: bans, licences and sources (deny.toml). Advisories need GitHub (RustSec), which
+# the build machines cannot reach: run `cargo deny --locked check advisories` where they can.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-deny"
+    cargo install cargo-deny --locked
+fi
+cargo deny --locked check bans licenses sources
+
+# A short bounded run of every fuzz target when the nightly toolchain is there (the saved corpus
+# is replayed on stable by tests/fuzz_corpus.rs either way). DSS_FUZZ_SECONDS per target
+# (default 15; 0 skips). New inputs go to a temporary directory, never into fuzz/corpus; a
+# crash fails the run and leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS="${DSS_FUZZ_SECONDS:-15}"
+if [ "$FUZZ_SECONDS" != 0 ] && rustup toolchain list | grep -q '^nightly'; then
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+        echo "test.sh: installing cargo-fuzz"
+        cargo install cargo-fuzz --locked
+    fi
+    FUZZ_TMP="$(mktemp -d)"
+    trap 'rm -rf "$FUZZ_TMP"' EXIT
+    (
+        cd fuzz
+        cargo +nightly fuzz build -s none
+        for target in $(cargo +nightly fuzz list); do
+            mkdir -p "$FUZZ_TMP/$target"
+            echo "test.sh: fuzzing $target for ${FUZZ_SECONDS}s"
+            if ! cargo +nightly fuzz run -s none "$target" "$FUZZ_TMP/$target" "corpus/$target" -- \
+                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+                >"$FUZZ_TMP/$target.log" 2>&1; then
+                tail -n 60 "$FUZZ_TMP/$target.log" >&2
+                echo "test.sh: fuzz target $target failed (input in fuzz/artifacts/$target/)" >&2
+                exit 1
+            fi
+            grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units)' "$FUZZ_TMP/$target.log" || true
+        done
+    )
+else
+    echo "test.sh: no nightly toolchain (or DSS_FUZZ_SECONDS=0): fuzz runs skipped; the corpus was replayed by the tests"
+fi

@@ -12,7 +12,11 @@ pub mod config;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
+/// Entry points of the fuzz targets and their corpus replay (not an API).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
+pub mod log_line;
 pub mod runner;
 pub mod startup;
 pub mod state;

@@ -41,7 +41,8 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        // One line per event, payload text escaped (src/log_line.rs).
+        .with_writer(crate::log_line::OneLinePerEvent)
         .with_ansi(false)
         .with_target(false);
     let _ = match format {

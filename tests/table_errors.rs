@@ -85,6 +85,25 @@ async fn throttling_carries_retry_after() {
     ));
 }
 
+/// Found by fuzzing the shared parser (`Retry-After: 1e300` panicked in
+/// `Duration::from_secs_f64`): the Table client read the header the same way.
+#[tokio::test]
+async fn a_retry_after_too_large_for_a_duration_is_the_longest_wait_not_a_panic() {
+    let s = store(
+        &stub(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("Retry-After", "1e300")],
+            "TooManyRequests",
+        )
+        .await,
+    );
+    let res = s.sentinel_checkpoint().await;
+    assert!(
+        matches!(res, Err(StateError::Throttled { retry_after: Some(d) }) if d == Duration::MAX),
+        "{res:?}"
+    );
+}
+
 #[tokio::test]
 async fn server_errors_and_dropped_connections_are_transient() {
     let s = store(&stub(StatusCode::INTERNAL_SERVER_ERROR, vec![], "InternalError").await);

@@ -18,8 +18,12 @@ use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// Builds the one reqwest client an adapter uses (rustls, gzip responses, request timeout).
+/// Redirects are never followed: none of the APIs redirects these calls, and a redirect to
+/// another host would make its answer pass for the service's (reqwest drops the token on a
+/// cross-origin redirect, but still reads the other host). A 3xx is an error like any other.
 pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!(
@@ -62,15 +66,21 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<RetryAfter> {
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
         {
-            return Some(RetryAfter::After(Duration::from_secs_f64(ms / 1000.0)));
+            return Some(RetryAfter::After(seconds(ms / 1000.0)));
         }
     }
     let value = text("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| RetryAfter::After(Duration::from_secs_f64(secs)));
+        return (secs.is_finite() && secs >= 0.0).then(|| RetryAfter::After(seconds(secs)));
     }
     httpdate::parse_http_date(value).ok().map(RetryAfter::At)
+}
+
+/// A server's delay in seconds (finite, not negative) as a `Duration`; one too long to represent
+/// (`Retry-After: 1e300`, found by fuzzing: it panicked) is `Duration::MAX`, longer than any
+/// `max_wait`, so the caller holds its work and comes back later.
+pub fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 /// What to do with a response.

@@ -71,7 +71,14 @@ pub fn parse_timespan(v: &str) -> Option<Duration> {
     if h >= 24 && days > 0 || m >= 60 {
         return None;
     }
-    Some(Duration::from_secs((days * 24 + h) * 3600 + m * 60) + Duration::from_secs_f64(s))
+    // Checked: a day count near u64::MAX overflowed here (a panic in debug builds, a wrong
+    // timeout in release); found while writing the settings fuzz target.
+    let secs = days
+        .checked_mul(24)?
+        .checked_add(h)?
+        .checked_mul(3600)?
+        .checked_add(m * 60)?;
+    Duration::from_secs(secs).checked_add(Duration::from_secs_f64(s))
 }
 
 /// How long before the host's timeout work must have stopped: a fifth of it, at most a minute.
@@ -80,8 +87,12 @@ pub fn margin(function_timeout: Duration) -> Duration {
 }
 
 /// The instant by which an invocation started at `start` must have finished its work.
+/// A timeout too long for an `Instant` (a TimeSpan of billions of hours) counts as unbounded.
 pub fn deadline(start: tokio::time::Instant, function_timeout: Duration) -> tokio::time::Instant {
-    start + function_timeout - margin(function_timeout)
+    let work = function_timeout - margin(function_timeout);
+    start
+        .checked_add(work)
+        .unwrap_or_else(|| start + UNBOUNDED - margin(UNBOUNDED))
 }
 
 /// Azure's load balancer drops an HTTP call after 230 s whatever `functionTimeout` says.
@@ -112,6 +123,12 @@ mod tests {
             Some(Duration::from_secs(26 * 3600))
         );
         assert_eq!(parse_timespan("10 minutes"), None);
+        // Found while writing the settings fuzz target: these overflowed.
+        assert_eq!(parse_timespan("999999999999999999.01:00:00"), None);
+        assert_eq!(parse_timespan("213503982334601.23:59:59.9999"), None);
+        let huge = parse_timespan("5124095576030431:00:00").unwrap();
+        let start = tokio::time::Instant::now();
+        assert!(deadline(start, huge) > start + Duration::from_secs(3600));
         assert_eq!(parse_timespan("00:61:00"), None);
     }
 

@@ -56,7 +56,7 @@ impl InvocationReply {
     pub fn new(logs: Vec<String>, return_value: Value) -> Self {
         Self {
             outputs: Map::new(),
-            logs,
+            logs: one_line_each(logs),
             return_value,
         }
     }
@@ -72,10 +72,18 @@ impl InvocationReply {
         outputs.insert(HTTP_OUTPUT.to_owned(), res);
         Self {
             outputs,
-            logs: reply.logs,
+            logs: one_line_each(reply.logs),
             return_value: Value::Null,
         }
     }
+}
+
+/// The host records each `Logs` entry as one log line: payload text in it (an incident title
+/// quoted by an error) must not break it into forged lines (`crate::log_line`).
+fn one_line_each(logs: Vec<String>) -> Vec<String> {
+    logs.into_iter()
+        .map(|l| crate::log_line::escape(&l).into_owned())
+        .collect()
 }
 
 impl IntoResponse for InvocationReply {
@@ -102,6 +110,20 @@ mod tests {
         assert_eq!(v["Outputs"]["res"]["body"], "{\"error\":\"x\"}");
         assert_eq!(v["Logs"][0], "l");
         assert!(v.as_object().unwrap().contains_key("ReturnValue"));
+    }
+
+    #[test]
+    fn every_logs_entry_stays_one_line() {
+        let reply = InvocationReply::new(
+            vec!["error: incident 1: 'x\n2026-01-01T00:00:00Z forged\u{1b}[2J'".into()],
+            Value::Null,
+        );
+        assert_eq!(
+            reply.logs,
+            vec!["error: incident 1: 'x\\n2026-01-01T00:00:00Z forged\\u001b[2J'"]
+        );
+        let reply = InvocationReply::http(HttpReply::json(200, &Value::Null).with_log("a\r\nb"));
+        assert_eq!(reply.logs, vec!["a\\r\\nb"]);
     }
 
     #[test]

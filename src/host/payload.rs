@@ -51,12 +51,13 @@ pub struct HttpRequestData {
 }
 
 impl HttpRequestData {
-    /// The first value of a header, matched case-insensitively.
+    /// The first value of a header, matched case-insensitively (a spelling with no value, `[]`,
+    /// does not hide another spelling that has one).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.first())
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find_map(|(_, v)| v.first())
             .map(String::as_str)
     }
 }
@@ -181,6 +182,10 @@ mod tests {
         let r: HttpRequestData =
             serde_json::from_value(json!({"Url":"u","Method":"POST","Headers":{"Content-Type":["application/json"]},"Params":{}})).unwrap();
         assert_eq!(r.header("content-type"), Some("application/json"));
+        // Found by fuzzing: an empty spelling came first and hid the one with a value.
+        let r: HttpRequestData =
+            serde_json::from_value(json!({"Headers":{"X-A":[],"x-a":["v"]}})).unwrap();
+        assert_eq!(r.header("x-A"), Some("v"));
         assert_eq!(r.body, None);
         assert!(serde_json::from_value::<HttpRequestData>(json!({"Headers":[1]})).is_err());
     }

@@ -167,3 +167,23 @@ pub use dss_test_support::fixture;
 pub fn tenant(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()
 }
+
+/// Links to places other than `mock`'s origin, served by `foreign` (another port) or borrowing
+/// the mock's address as userinfo: none may be requested (each would carry our bearer token).
+pub fn foreign_links(mock: &Mock, foreign: &Mock, path: &str) -> Vec<String> {
+    let own = mock.base.authority().to_owned();
+    let other = foreign.base.authority().to_owned();
+    let port = foreign.base.port().unwrap_or(80);
+    vec![
+        format!("http://{other}{path}"),
+        format!("http://{own}@{other}{path}"),
+        format!("http://localhost:{port}{path}"),
+        format!("https://{own}{path}"),
+        format!("//{other}{path}"),
+    ]
+}
+
+/// A server that records what reaches it and answers 200 `{}`: the "other host".
+pub async fn foreign_host() -> Mock {
+    Mock::start(|_, _| Reply::json(200, serde_json::json!({"value": []}))).await
+}

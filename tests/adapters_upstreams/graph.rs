@@ -490,3 +490,75 @@ async fn a_403_on_user_look_ups_names_user_read_all() {
     assert!(!text.contains("SecurityIncident"), "{text}");
     assert_eq!(err.class(), ErrorClass::Auth);
 }
+
+#[tokio::test]
+async fn no_next_link_off_the_graph_origin_is_requested_or_gets_the_token() {
+    let foreign = foreign_host().await;
+    let links = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let served = links.clone();
+    let mock = Mock::start(move |_, i| {
+        let mut page = fixture("graph-list-incidents.json");
+        page["@odata.nextLink"] = json!(served.lock().unwrap()[i].clone());
+        Reply::json(200, page)
+    })
+    .await;
+    let candidates = foreign_links(&mock, &foreign, "/v1.0/security/incidents?$skiptoken=abc");
+    links.lock().unwrap().extend(candidates.iter().cloned());
+    let g = client(&mock);
+    for link in &candidates {
+        let err = g
+            .list_incidents(&tenant(T), &window(), true)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Rejected, "{link}: {err}");
+        let err = g.next_page(&tenant(T), link).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Rejected, "{link}: {err}");
+    }
+    assert_eq!(mock.requests().len(), candidates.len());
+    assert!(
+        foreign.requests().is_empty(),
+        "the other host was called: {:?}",
+        foreign.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let foreign = foreign_host().await;
+    let to = foreign.base.join("/v1.0/security/incidents").unwrap();
+    let mock =
+        Mock::start(move |_, _| Reply::status(307).with_header("location", to.as_str())).await;
+    let g = client(&mock);
+    assert!(g.list_incidents(&tenant(T), &window(), true).await.is_err());
+    assert!(g.get_incident(&tenant(T), &id("1")).await.is_err());
+    assert!(
+        foreign.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        foreign.requests()
+    );
+}
+
+/// JSON text with a lone surrogate (`\ud800`) cannot become a Rust string: the item carrying it
+/// is reported as unmappable, the rest of the page maps.
+#[tokio::test]
+async fn an_item_with_a_lone_surrogate_is_reported_not_the_page() {
+    let mock = Mock::start(|_, _| {
+        let good = fixture("graph-update-incident.response.json");
+        let body = format!(
+            r#"{{"value":[{{"id":"77","displayName":"bad \ud800 \udfff title","status":"active"}},{good}]}}"#
+        );
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    })
+    .await;
+    let page = client(&mock)
+        .list_incidents(&tenant(T), &window(), false)
+        .await
+        .unwrap();
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(page.unmappable.len(), 1);
+    assert_eq!(page.unmappable[0].0, "77");
+}

@@ -246,3 +246,20 @@ async fn the_token_is_asked_for_the_configured_audience() {
         "Azure Government's Logs Ingestion audience"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let foreign = foreign_host().await;
+    let to = foreign
+        .base
+        .join("/dataCollectionRules/x/streams/y")
+        .unwrap();
+    let mock =
+        Mock::start(move |_, _| Reply::status(308).with_header("location", to.as_str())).await;
+    assert!(client(&mock).ship_alerts(&records(1, 0)).await.is_err());
+    assert!(
+        foreign.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        foreign.requests()
+    );
+}

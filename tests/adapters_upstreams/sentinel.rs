@@ -329,3 +329,83 @@ async fn reads_are_paced_by_their_own_bucket() {
     );
     assert_eq!(mock.requests().len(), 4);
 }
+
+#[tokio::test]
+async fn no_next_link_off_the_arm_origin_is_requested_or_gets_the_token() {
+    let foreign = foreign_host().await;
+    let links = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let served = links.clone();
+    let mock = Mock::start(move |r, i| {
+        let link = served.lock().unwrap()[i / 2].clone();
+        if r.path.ends_with("/comments") {
+            Reply::json(200, json!({"value": [], "nextLink": link}))
+        } else {
+            let mut page = fixture("sentinel-list-incidents.response.json");
+            page["nextLink"] = json!(link);
+            Reply::json(200, page)
+        }
+    })
+    .await;
+    let candidates = foreign_links(&mock, &foreign, &format!("{PREFIX}?$skipToken=p2"));
+    links.lock().unwrap().extend(candidates.iter().cloned());
+    let s = client(&mock);
+    let since = datetime!(2024-05-01 0:00 UTC);
+    for link in &candidates {
+        let err = s.list_modified_since(since, None).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Rejected, "{link}: {err}");
+        let err = s.list_comments(&name()).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Rejected, "{link}: {err}");
+        let err = s.list_modified_since(since, Some(link)).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Rejected, "{link}: {err}");
+    }
+    assert_eq!(mock.requests().len(), 2 * candidates.len());
+    assert!(
+        foreign.requests().is_empty(),
+        "the other host was called: {:?}",
+        foreign.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let foreign = foreign_host().await;
+    let to = foreign.base.join(PREFIX).unwrap();
+    let mock =
+        Mock::start(move |_, _| Reply::status(302).with_header("location", to.as_str())).await;
+    let s = client(&mock);
+    assert!(s.get_incident(&name()).await.is_err());
+    assert!(
+        s.list_modified_since(datetime!(2024-05-01 0:00 UTC), None)
+            .await
+            .is_err()
+    );
+    assert!(
+        foreign.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        foreign.requests()
+    );
+}
+
+/// JSON text with a lone surrogate (`\ud800`) cannot become a Rust string: the item carrying it
+/// is skipped like an unmappable one, and the rest of the page is delivered.
+#[tokio::test]
+async fn an_item_with_a_lone_surrogate_is_skipped_not_the_page() {
+    let mock = Mock::start(|_, _| {
+        let good = fixture("sentinel-get-incident.response.json");
+        let body = format!(
+            r#"{{"value":[{{"name":"{NAME}","properties":{{"title":"bad \ud800 title","severity":"High","status":"New"}}}},{good}]}}"#
+        );
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    })
+    .await;
+    let page = client(&mock)
+        .list_modified_since(datetime!(2024-05-01 0:00 UTC), None)
+        .await
+        .unwrap();
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(page.incidents[0].incident_number, Some(3177));
+}

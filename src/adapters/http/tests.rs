@@ -59,6 +59,32 @@ fn millisecond_headers_win_over_retry_after() {
     );
 }
 
+/// Found by fuzzing (logs_response): `Duration::from_secs_f64` panicked on a hint too large
+/// for a `Duration`. Such a hint is the longest wait, so the caller gives up for this cycle.
+#[test]
+fn a_hint_too_large_for_a_duration_is_the_longest_wait_not_a_panic() {
+    for (name, value) in [
+        ("Retry-After", "1e300"),
+        (
+            "retry-after-ms",
+            "6008888888888888888888888888888888888888888888888888888888",
+        ),
+        ("x-ms-retry-after-ms", "1e300"),
+    ] {
+        let h = headers(&[(name, value)]);
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(RetryAfter::After(Duration::MAX)),
+            "{name}: {value}"
+        );
+    }
+    assert!(!RetryPolicy::default().may_retry(1, Some(Duration::MAX)));
+    for bad in ["-1", "NaN", "inf", "1e400"] {
+        let h = headers(&[("Retry-After", bad)]);
+        assert_eq!(parse_retry_after(&h), None, "{bad}");
+    }
+}
+
 #[test]
 fn http_date_retry_after_is_an_absolute_time() {
     let h = headers(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")]);

@@ -237,7 +237,9 @@ impl SentinelApi for SentinelClient {
                 )
             }
         };
-        let page: ListDto<IncidentDto> = self
+        // Items stay raw until mapped one by one, so one that does not even parse (a lone
+        // surrogate, a wrong type) is skipped like one that does not map, not the whole page.
+        let page: ListDto<Box<serde_json::value::RawValue>> = self
             .call("arm.list_incidents", false, |c| c.get(url.clone()))
             .await?;
         let next_link = match page.next_link {
@@ -245,8 +247,10 @@ impl SentinelApi for SentinelClient {
             None => None,
         };
         let mut incidents = Vec::with_capacity(page.value.len());
-        for dto in page.value {
-            match SentinelIncident::try_from(dto) {
+        for raw in page.value {
+            let dto = serde_json::from_str::<IncidentDto>(raw.get())
+                .map_err(|e| format!("incident does not parse: {e}"));
+            match dto.and_then(SentinelIncident::try_from) {
                 Ok(i) => incidents.push(i),
                 // Not ours to fix and never a reason to stall the reverse sync: said, then skipped.
                 Err(error) => {

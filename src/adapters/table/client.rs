@@ -88,7 +88,9 @@ impl TableClient {
                 tenant,
             },
         };
+        // Never follow a redirect (see `adapters::http::build_client`).
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(options.timeout)
             .tls_certs_merge(options.root_certificates)
             .build()
@@ -344,7 +346,7 @@ async fn send(req: RequestBuilder) -> Result<Response, TableError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+        .map(crate::adapters::http::seconds);
     let header_code = resp
         .headers()
         .get("x-ms-error-code")
