@@ -8,6 +8,7 @@
 //! The real host cannot run here (Core Tools downloads it from a CDN), hence this crate.
 
 pub mod azurite;
+pub mod bench_proc;
 pub mod defs;
 pub mod envelope;
 mod process;

@@ -14,6 +14,7 @@ mod sims;
 mod table_proxy;
 
 use dss_fake_host::azurite::Azurite;
+use dss_fake_host::bench_proc::{TempDir, cpu_seconds, loadavg, vm_hwm_kb};
 use dss_fake_host::{FakeHost, HandlerSpec, TimerCall, stage_app_root};
 use serde_json::{Value, json};
 use sims::{Counters, SimsProcess};
@@ -104,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn setup(a: &Args, limit: bool) -> anyhow::Result<Bench> {
-    let app = TempDir::new()?;
+    let app = TempDir::new("dss-bench")?;
     stage_app_root(
         &app.0,
         &a.repo.join("host.json"),
@@ -552,60 +553,4 @@ async fn run_limit(b: &Bench, n: usize) -> anyhow::Result<()> {
     );
     println!("  handler VmHWM: {:.1} MB", vm_hwm_kb(pid)? as f64 / 1024.0);
     Ok(())
-}
-
-/// The first three fields of /proc/loadavg.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Ok(ticks / clock_ticks())
-}
-
-/// `getconf CLK_TCK` (100 on Linux x86_64).
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// Peak resident set (VmHWM) of a process, in kB.
-fn vm_hwm_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
-}
-
-/// A temporary directory removed on drop (the app root and the CA file).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let p = std::env::temp_dir().join(format!("dss-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p)?;
-        Ok(Self(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -24,6 +24,7 @@
 mod sims;
 
 use dss_fake_host::azurite::Azurite;
+use dss_fake_host::bench_proc::{TempDir, loadavg, vm_kb};
 use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, TimerCall, stage_app_root};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -185,7 +186,7 @@ fn call(body: String, secret: &str) -> HttpCall {
 }
 
 async fn setup(a: &Args) -> anyhow::Result<Bench> {
-    let app = TempDir::new()?;
+    let app = TempDir::new("dss-bench-webhook")?;
     stage_app_root(
         &app.0,
         &a.repo.join("host.json"),
@@ -404,39 +405,4 @@ fn pcts(mut v: Vec<f64>) -> String {
         at(0.99),
         at(1.0)
     )
-}
-
-/// The first three fields of /proc/loadavg.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// A `/proc/<pid>/status` figure in kB (`VmHWM:`, `VmRSS:`).
-fn vm_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
-}
-
-/// A temporary directory removed on drop (the app root and the CA file).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let p = std::env::temp_dir().join(format!("dss-bench-webhook-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p)?;
-        Ok(Self(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
