@@ -25,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("table_response", table_response),
     ("connection_string", connection_string),
     ("settings", settings),
+    ("webhook_trigger", webhook_trigger),
+    ("webhook_token", webhook_token),
 ];
 
 const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
@@ -464,5 +466,91 @@ mod tests {
             super::replace_ignoring_case("Key=AbC;x=abc;ABC", "abc", "###"),
             "Key=###;x=###;###"
         );
+    }
+}
+
+/// `SentinelWebhook` bodies: the trigger parser refuses what is too large before reading it,
+/// and an accepted body's incident id, written back in ARM's canonical form, parses to the same
+/// parts.
+pub fn webhook_trigger(data: &[u8]) {
+    use crate::webhook::trigger::{MAX_BODY_BYTES, TriggerError, parse_incident_id, parse_trigger};
+    match parse_trigger(data) {
+        Err(TriggerError::TooLarge(n)) => assert!(n > MAX_BODY_BYTES && n == data.len()),
+        Err(_) => assert!(data.len() <= MAX_BODY_BYTES),
+        Ok(t) => {
+            let i = &t.incident;
+            let canonical = format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}/providers/Microsoft.SecurityInsights/incidents/{}",
+                i.subscription_id, i.resource_group, i.workspace_name, i.name
+            );
+            assert_eq!(
+                parse_incident_id(&canonical).as_ref(),
+                Some(i),
+                "{canonical}"
+            );
+        }
+    }
+}
+
+/// A real RSA public key (its private half was thrown away): no input can be signed with it.
+const FUZZ_JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","kid":"fuzz-key","alg":"RS256","n":"mv2MFGmn3BOBL0jxhCtFZC7IOYFRNxkeEvu5ShDX0eRo0k5kMCvCA3vXWPnMpj_cQhWLSTxJEU6BtwfazUweXCltuUG6xcz0ZZJ9KQADXoFCC9edEElRiQr664t11Vz1_SExw_IxZotO1STRWwxs6430DEgJ92SkMeEgwYWxtIlCiqLq5uXe1IJijGw6W0Mj7i833-W11HKH1hI63wLhsHb1SAb0iMnrU7OgAWhrzcQzlPeKGa77W3eS1-NSh2GuVt4zQDeoiZyLFAJzNUL8Re5FPl75j2xRi5LtAqWmT_Ah9WNHED6v6RBh6GXVHvSE-olySqsoIFwV3RVrKvljTw","e":"AQAB"}]}"#;
+
+/// `SentinelWebhook` bearer tokens and signing-key documents: the bytes are read as a JWKS
+/// document, and as the `Authorization` header's token checked against a key whose private half
+/// nobody has. No token validates, a key id is only handed out for an RS256 header, and no
+/// refusal quotes the token's signature (refusals are logged).
+pub fn webhook_token(data: &[u8]) {
+    use crate::webhook::auth::{TokenRules, bearer, token_key_id, validate_token};
+    use crate::webhook::keys::parse_jwks;
+    let _ = parse_jwks(data);
+    let keys = parse_jwks(FUZZ_JWKS.as_bytes()).expect("the fixed JWKS parses");
+    assert_eq!(keys.len(), 1);
+    let header = text(data);
+    let token = bearer(&header).unwrap_or(&header);
+    let rules = TokenRules {
+        audience: "api://defender-sentinel-sync".into(),
+        issuers: vec![format!("https://sts.windows.net/{TENANT}/")],
+        allowed_app_ids: Vec::new(),
+    };
+    let err = match validate_token(token, &keys, &rules, 1_700_000_000) {
+        Ok(c) => panic!("a token validated against a key nobody can sign with: {c:?}"),
+        Err(e) => e.to_string(),
+    };
+    if let Some(sig) = token
+        .rsplit('.')
+        .next()
+        .filter(|s| s.len() >= 16 && token.contains('.'))
+    {
+        // Differential, as for the settings' secrets: quoted only if masking the signature (same
+        // length) makes it go away from the refusal (it may equal the refusal's own words).
+        let masked = format!(
+            "{}{}",
+            &token[..token.len() - sig.len()],
+            "~".repeat(sig.len())
+        );
+        let masked_err = validate_token(&masked, &keys, &rules, 1_700_000_000)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            !err.contains(sig) || masked_err.contains(sig),
+            "the refusal quotes the signature: {err}"
+        );
+    }
+    if token_key_id(token).is_ok() {
+        let head = token.split('.').next().unwrap_or_default();
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            head.trim_end_matches('='),
+        )
+        .expect("a key id came from a base64url header");
+        // Read as the validator reads it: fields it does not know are skipped unchecked (a lone
+        // surrogate in one is not an error for a struct, as it is for a `Value`).
+        #[derive(serde::Deserialize)]
+        struct Alg {
+            alg: String,
+        }
+        let h: Alg = serde_json::from_slice(&raw).expect("a JSON header with alg");
+        assert_eq!(h.alg, "RS256");
     }
 }
