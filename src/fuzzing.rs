@@ -449,26 +449,6 @@ fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_target_takes_empty_and_garbage_input() {
-        for (_, target) in super::TARGETS {
-            target(b"");
-            target(b"\xff\xfe{\"value\":[");
-            target(b"{}");
-        }
-    }
-
-    #[test]
-    fn replacing_ignores_ascii_case_and_keeps_the_rest() {
-        assert_eq!(
-            super::replace_ignoring_case("Key=AbC;x=abc;ABC", "abc", "###"),
-            "Key=###;x=###;###"
-        );
-    }
-}
-
 /// `SentinelWebhook` bodies: the trigger parser refuses what is too large before reading it,
 /// and an accepted body's incident id, written back in ARM's canonical form, parses to the same
 /// parts.
@@ -500,10 +480,15 @@ const FUZZ_JWKS: &str = r#"{"keys":[{"kty":"RSA","use":"sig","kid":"fuzz-key","a
 /// nobody has. No token validates, a key id is only handed out for an RS256 header, and no
 /// refusal quotes the token's signature (refusals are logged).
 pub fn webhook_token(data: &[u8]) {
+    use crate::webhook::auth::KeySet;
     use crate::webhook::auth::{TokenRules, bearer, token_key_id, validate_token};
     use crate::webhook::keys::parse_jwks;
+    static KEYS: std::sync::OnceLock<KeySet> = std::sync::OnceLock::new();
     let _ = parse_jwks(data);
-    let keys = parse_jwks(FUZZ_JWKS.as_bytes()).expect("the fixed JWKS parses");
+    // Parsed once, not per input: the key is fixed.
+    let keys = KEYS.get_or_init(|| {
+        parse_jwks(FUZZ_JWKS.as_bytes()).unwrap_or_else(|e| panic!("the fixed JWKS: {e}"))
+    });
     assert_eq!(keys.len(), 1);
     let header = text(data);
     let token = bearer(&header).unwrap_or(&header);
@@ -512,7 +497,7 @@ pub fn webhook_token(data: &[u8]) {
         issuers: vec![format!("https://sts.windows.net/{TENANT}/")],
         allowed_app_ids: Vec::new(),
     };
-    let err = match validate_token(token, &keys, &rules, 1_700_000_000) {
+    let err = match validate_token(token, keys, &rules, 1_700_000_000) {
         Ok(c) => panic!("a token validated against a key nobody can sign with: {c:?}"),
         Err(e) => e.to_string(),
     };
@@ -528,7 +513,7 @@ pub fn webhook_token(data: &[u8]) {
             &token[..token.len() - sig.len()],
             "~".repeat(sig.len())
         );
-        let masked_err = validate_token(&masked, &keys, &rules, 1_700_000_000)
+        let masked_err = validate_token(&masked, keys, &rules, 1_700_000_000)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -543,14 +528,35 @@ pub fn webhook_token(data: &[u8]) {
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
             head.trim_end_matches('='),
         )
-        .expect("a key id came from a base64url header");
+        .unwrap_or_else(|e| panic!("a key id came from a header that is not base64url: {e}"));
         // Read as the validator reads it: fields it does not know are skipped unchecked (a lone
         // surrogate in one is not an error for a struct, as it is for a `Value`).
         #[derive(serde::Deserialize)]
         struct Alg {
             alg: String,
         }
-        let h: Alg = serde_json::from_slice(&raw).expect("a JSON header with alg");
+        let h: Alg = serde_json::from_slice(&raw)
+            .unwrap_or_else(|e| panic!("a key id came from a header without alg: {e}"));
         assert_eq!(h.alg, "RS256");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_target_takes_empty_and_garbage_input() {
+        for (_, target) in super::TARGETS {
+            target(b"");
+            target(b"\xff\xfe{\"value\":[");
+            target(b"{}");
+        }
+    }
+
+    #[test]
+    fn replacing_ignores_ascii_case_and_keeps_the_rest() {
+        assert_eq!(
+            super::replace_ignoring_case("Key=AbC;x=abc;ABC", "abc", "###"),
+            "Key=###;x=###;###"
+        );
     }
 }
