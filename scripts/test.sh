@@ -58,9 +58,12 @@ cargo deny --locked check bans licenses sources
 
 # A short bounded run of every fuzz target when the nightly toolchain is there (the saved corpus
 # is replayed on stable by tests/fuzz_corpus.rs either way). DSS_FUZZ_SECONDS per target
-# (default 15; 0 skips). New inputs go to a temporary directory, never into fuzz/corpus; a
-# crash fails the run and leaves its input in fuzz/artifacts/<target>/.
+# (default 15; 0 skips). The run is seeded (DSS_FUZZ_SEED, default 1), so two runs on one
+# commit mostly explore the same inputs; it is still bounded by time, so a slower machine stops
+# earlier. New inputs go to a temporary directory, never into fuzz/corpus; a crash fails the run,
+# leaves its input in fuzz/artifacts/<target>/ and prints it in base64 (a CI clone is thrown away).
 FUZZ_SECONDS="${DSS_FUZZ_SECONDS:-15}"
+FUZZ_SEED="${DSS_FUZZ_SEED:-1}"
 if [ "$FUZZ_SECONDS" != 0 ] && rustup toolchain list | grep -q '^nightly'; then
     if ! command -v cargo-fuzz >/dev/null 2>&1; then
         echo "test.sh: installing cargo-fuzz"
@@ -73,11 +76,18 @@ if [ "$FUZZ_SECONDS" != 0 ] && rustup toolchain list | grep -q '^nightly'; then
         cargo +nightly fuzz build -s none
         for target in $(cargo +nightly fuzz list); do
             mkdir -p "$FUZZ_TMP/$target"
-            echo "test.sh: fuzzing $target for ${FUZZ_SECONDS}s"
+            echo "test.sh: fuzzing $target for ${FUZZ_SECONDS}s, seed $FUZZ_SEED"
             if ! cargo +nightly fuzz run -s none "$target" "$FUZZ_TMP/$target" "corpus/$target" -- \
-                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-                >"$FUZZ_TMP/$target.log" 2>&1; then
+                -seed="$FUZZ_SEED" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
+                -print_final_stats=1 >"$FUZZ_TMP/$target.log" 2>&1; then
+                grep -A3 -m1 'panicked at' "$FUZZ_TMP/$target.log" >&2 || true
                 tail -n 60 "$FUZZ_TMP/$target.log" >&2
+                for crash in "artifacts/$target"/*; do
+                    [ -f "$crash" ] && [ "$(wc -c <"$crash")" -le 65536 ] || continue
+                    echo "test.sh: $crash in base64 (decode into fuzz/corpus/$target/ to replay):" >&2
+                    base64 -w 0 "$crash" >&2
+                    echo >&2
+                done
                 echo "test.sh: fuzz target $target failed (input in fuzz/artifacts/$target/)" >&2
                 exit 1
             fi
