@@ -96,20 +96,39 @@ pub(super) async fn defender_sync(
     outcome(logs, return_value)
 }
 
-/// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`.
+/// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`. A JSON
+/// reply body also carries where the call's time went, from the envelope's parse to the reply
+/// (`crate::call_clock`), in ms: `elapsed_ms` in all; `upstream_ms` waiting on Graph, ARM and
+/// Table Storage; `lock_ms` waiting for the per-incident lock; `busy_ms` our code running, of
+/// which `cpu_ms` on the CPU; `scheduler_ms` the rest (woken, waiting for a thread or a core).
 pub(super) async fn sentinel_webhook(
     state: &HostState,
     body: &[u8],
     deadline: tokio::time::Instant,
 ) -> InvocationReply {
+    let (reply, split) = crate::call_clock::measure(webhook_call(state, body, deadline)).await;
+    match reply {
+        Ok((reply, true)) => InvocationReply::http(with_timing(reply, &split)),
+        Ok((reply, false)) => InvocationReply::http(reply),
+        Err(reply) => reply,
+    }
+}
+
+/// The call, and whether its reply gets the timing; `Err`: refused before the handler.
+async fn webhook_call(
+    state: &HostState,
+    body: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<(HttpReply, bool), InvocationReply> {
     let request: HttpRequestData = match parse(body, HTTP_BINDING) {
         Ok(r) => r,
-        Err(e) => return http_rejected(e),
+        Err(e) => return Err(http_rejected(e)),
     };
     let services = match state.services(deadline).await {
         Ok(s) => s,
         Err(e) => {
-            return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e));
+            let reply = HttpReply::json(503, &json!({ "error": e })).with_log(e);
+            return Err(InvocationReply::http(reply));
         }
     };
     let Some(handler) = services.webhook.clone() else {
@@ -117,22 +136,41 @@ pub(super) async fn sentinel_webhook(
         // playbook now rather than when reverse sync lands.
         let incident = match super::payload::trigger_incident(request.body.as_deref()) {
             Ok(name) => name.unwrap_or_else(|| "(not named)".into()),
-            Err(e) => return http_rejected(format!("SentinelWebhook: {e}")),
+            Err(e) => return Err(http_rejected(format!("SentinelWebhook: {e}"))),
         };
         let line = format!(
             "Reverse sync is not built; the webhook call for incident {incident} was not applied."
         );
         tracing::info!(message = %line);
-        return InvocationReply::http(
+        return Err(InvocationReply::http(
             HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" }))
                 .with_log(line),
-        );
+        ));
     };
     let reply = handler.handle(request, deadline).await;
     for line in &reply.logs {
         tracing::info!(message = %line);
     }
-    InvocationReply::http(reply)
+    Ok((reply, handler.reports_timing()))
+}
+
+/// Adds where the call's time went to a JSON object body (see [`sentinel_webhook`]).
+fn with_timing(mut reply: HttpReply, split: &crate::call_clock::Split) -> HttpReply {
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    if let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&reply.body) {
+        for (k, d) in [
+            ("elapsed_ms", split.elapsed),
+            ("upstream_ms", split.upstream),
+            ("lock_ms", split.lock),
+            ("busy_ms", split.busy),
+            ("cpu_ms", split.cpu),
+            ("scheduler_ms", split.scheduler()),
+        ] {
+            m.insert(k.into(), json!(ms(d)));
+        }
+        reply.body = Value::Object(m).to_string();
+    }
+    reply
 }
 
 /// `SentinelWebhook` with an envelope over [`super::WEBHOOK_ENVELOPE_LIMIT`]: the caller's body

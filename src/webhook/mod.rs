@@ -19,6 +19,7 @@ pub mod decide;
 pub mod keys;
 pub mod trigger;
 
+use crate::call_clock;
 use crate::config::{SentinelWorkspace, Settings, WebhookAuth};
 use crate::domain::{SentinelIncidentName, TenantId};
 use crate::host::payload::HttpRequestData;
@@ -187,13 +188,9 @@ impl WebhookService {
     }
 
     /// One call, answered by [`HttpReply`] (its `logs` hold the one line saying what happened).
-    /// A JSON reply body also carries `elapsed_ms` (the whole call) and `upstream_ms` (the part
-    /// spent waiting on Graph, ARM and Table Storage), for the benchmark.
+    /// The protocol layer adds where the call's time went (`crate::call_clock`).
     pub async fn call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
-        let started = Instant::now();
-        let (reply, upstream) =
-            crate::adapters::upstream_time::measure(self.checked_call(req, deadline)).await;
-        reply.with_timing(started.elapsed(), upstream)
+        self.checked_call(req, deadline).await
     }
 
     async fn checked_call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
@@ -228,7 +225,9 @@ impl WebhookService {
         };
         let span = tracing::info_span!("incident", sentinel = %name);
         let work = async {
+            let queued = call_clock::wait(call_clock::Wait::Lock);
             let _turn = self.lock_for(&name).lock().await;
+            drop(queued);
             self.apply(&name, &trigger).await
         };
         let result = tokio::time::timeout_at(deadline, work.instrument(span)).await;
@@ -273,23 +272,6 @@ impl WebhookService {
             Ok(outcome) => answered(name, &outcome, stale, trigger),
             Err(e) => failed(name, &e),
         }
-    }
-}
-
-trait WithTiming {
-    fn with_timing(self, elapsed: Duration, upstream: Duration) -> Self;
-}
-
-impl WithTiming for HttpReply {
-    /// Adds the call's time and its upstream part to a JSON object body.
-    fn with_timing(mut self, elapsed: Duration, upstream: Duration) -> Self {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&self.body) {
-            m.insert("elapsed_ms".into(), json!(ms(elapsed)));
-            m.insert("upstream_ms".into(), json!(ms(upstream)));
-            self.body = serde_json::Value::Object(m).to_string();
-        }
-        self
     }
 }
 
@@ -372,6 +354,10 @@ fn answered(
 impl WebhookHandler for WebhookService {
     async fn handle(&self, request: HttpRequestData, deadline: Instant) -> HttpReply {
         self.call(&request, deadline).await
+    }
+
+    fn reports_timing(&self) -> bool {
+        true
     }
 }
 
