@@ -16,6 +16,10 @@ pub fn give_back() {
     unsafe { mi_collect(true) }
 }
 
+// Links mimalloc's library into every binary of this crate (tests too), whatever the global
+// allocator: `mi_collect` below comes from it.
+extern crate mimalloc as _;
+
 unsafe extern "C" {
     /// mimalloc's `void mi_collect(bool force)` (`mimalloc.h`; declared here because the
     /// `mimalloc` crate exposes it only with its `extended` feature, which adds a crate).
