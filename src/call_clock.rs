@@ -29,6 +29,9 @@ pub struct Split {
     pub busy: Duration,
     /// The thread CPU time of `busy` (less than it when the OS took the core meanwhile).
     pub cpu: Duration,
+    /// Involuntary context switches during `busy`: how often the OS took the core from the
+    /// thread while it ran our code (`busy - cpu` is then the scheduler's, not our work).
+    pub preempted: u64,
 }
 
 impl Split {
@@ -46,22 +49,26 @@ struct Clock {
     lock: Cell<Duration>,
     busy: Cell<Duration>,
     cpu: Cell<Duration>,
+    preempted: Cell<u64>,
     /// Open waits (a wait inside another counts once, in the outer one).
     waiting: Cell<u32>,
-    /// Start (wall, thread CPU) of the running segment: inside a poll, outside any wait.
-    segment: Cell<Option<(Instant, Duration)>>,
+    /// Start of the running segment (inside a poll, outside any wait).
+    segment: Cell<Option<(Instant, ThreadTimes)>>,
 }
 
 impl Clock {
     fn start_segment(&self) {
-        self.segment.set(Some((Instant::now(), thread_cpu())));
+        self.segment.set(Some((Instant::now(), thread_times())));
     }
 
     fn end_segment(&self) {
-        if let Some((wall, cpu)) = self.segment.take() {
+        if let Some((wall, start)) = self.segment.take() {
+            let end = thread_times();
             self.busy.set(self.busy.get() + wall.elapsed());
             self.cpu
-                .set(self.cpu.get() + thread_cpu().saturating_sub(cpu));
+                .set(self.cpu.get() + end.cpu.saturating_sub(start.cpu));
+            let switches = end.preempted.saturating_sub(start.preempted);
+            self.preempted.set(self.preempted.get() + switches);
         }
     }
 }
@@ -94,6 +101,7 @@ pub async fn measure<F: Future>(f: F) -> (F::Output, Split) {
                     lock: c.lock.get(),
                     busy: c.busy.get(),
                     cpu: c.cpu.get(),
+                    preempted: c.preempted.get(),
                 })
                 .unwrap_or_default();
             (out, split)
@@ -150,28 +158,42 @@ impl Drop for WaitGuard {
     }
 }
 
-/// CPU time of the calling thread so far (zero where it cannot be read).
-#[cfg(unix)]
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; the clock id is
-    // a constant every Linux and musl provide. std has no API for a thread's CPU time.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
+/// The calling thread's CPU time and involuntary context switches so far.
+#[derive(Clone, Copy, Default)]
+struct ThreadTimes {
+    cpu: Duration,
+    preempted: u64,
 }
 
-#[cfg(not(unix))]
-fn thread_cpu() -> Duration {
-    Duration::ZERO
+/// Zero where they cannot be read.
+#[cfg(target_os = "linux")]
+fn thread_times() -> ThreadTimes {
+    // SAFETY: both calls only write into the zeroed, valid out-parameters passed; the clock
+    // id and `RUSAGE_THREAD` are constants Linux (glibc and musl) provides. std has no API
+    // for a thread's CPU time or context switches.
+    let (ts, usage) = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) != 0 {
+            ts = std::mem::zeroed();
+        }
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+            usage = std::mem::zeroed();
+        }
+        (ts, usage)
+    };
+    ThreadTimes {
+        cpu: Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        ),
+        preempted: u64::try_from(usage.ru_nivcsw).unwrap_or(0),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_times() -> ThreadTimes {
+    ThreadTimes::default()
 }
 
 #[cfg(test)]
@@ -223,7 +245,7 @@ mod tests {
         assert!(split.busy >= Duration::from_millis(40), "{split:?}");
         assert!(split.busy < Duration::from_millis(55), "{split:?}");
         assert!(split.upstream >= Duration::from_millis(20), "{split:?}");
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         assert!(
             split.cpu > Duration::from_millis(10) && split.cpu <= split.busy,
             "{split:?}"

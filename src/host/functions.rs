@@ -100,7 +100,8 @@ pub(super) async fn defender_sync(
 /// reply body also carries where the call's time went, from the envelope's parse to the reply
 /// (`crate::call_clock`), in ms: `elapsed_ms` in all; `upstream_ms` waiting on Graph, ARM and
 /// Table Storage; `lock_ms` waiting for the per-incident lock; `busy_ms` our code running, of
-/// which `cpu_ms` on the CPU; `scheduler_ms` the rest (woken, waiting for a thread or a core).
+/// which `cpu_ms` on the CPU (`preempted`: times the OS took the core meanwhile);
+/// `scheduler_ms` the rest (woken, waiting for a thread or a core).
 pub(super) async fn sentinel_webhook(
     state: &HostState,
     body: &[u8],
@@ -168,6 +169,7 @@ fn with_timing(mut reply: HttpReply, split: &crate::call_clock::Split) -> HttpRe
         ] {
             m.insert(k.into(), json!(ms(d)));
         }
+        m.insert("preempted".into(), json!(split.preempted));
         reply.body = Value::Object(m).to_string();
     }
     reply

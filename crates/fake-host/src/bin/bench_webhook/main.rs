@@ -10,7 +10,8 @@
 //!    `--concurrency`: wall latency through the fake host; where each call's time went inside
 //!    the handler, as it reports per call in the reply body (`crate::call_clock`): waiting on
 //!    Graph, ARM and Table Storage (`upstream_ms`), waiting for the per-incident lock
-//!    (`lock_ms`), our code running (`busy_ms`, of which `cpu_ms` on the CPU) and the rest
+//!    (`lock_ms`), our code running (`busy_ms`, of which `cpu_ms` on the CPU, and how often the
+//!    OS took the core meanwhile, `preempted`) and the rest
 //!    (`scheduler_ms`: woken but waiting for a runtime thread or a core); the handler's CPU
 //!    seconds per call (`/proc/<pid>/stat`); Defender writes per webhook (target 1); peak RSS.
 //! 3. `replays`: the same webhooks again (target 0 Defender writes).
@@ -98,6 +99,7 @@ struct Sample {
     busy_ms: f64,
     cpu_ms: f64,
     scheduler_ms: f64,
+    preempted: f64,
 }
 
 #[tokio::main]
@@ -351,6 +353,7 @@ impl Bench {
                             busy_ms: f("busy_ms"),
                             cpu_ms: f("cpu_ms"),
                             scheduler_ms: f("scheduler_ms"),
+                            preempted: f("preempted"),
                         }
                     }
                     Err(e) => Sample {
@@ -363,6 +366,7 @@ impl Bench {
                         busy_ms: f64::NAN,
                         cpu_ms: f64::NAN,
                         scheduler_ms: f64::NAN,
+                        preempted: f64::NAN,
                     },
                 }
             })
@@ -413,6 +417,26 @@ async fn report(
         pcts(inside(|x| x.busy_ms))
     );
     println!("      on the CPU: {}", pcts(inside(|x| x.cpu_ms)));
+    let off = inside(|x| x.busy_ms - x.cpu_ms);
+    let preempted = inside(|x| x.preempted);
+    println!(
+        "      off the CPU (the OS took the core): {}; calls preempted meanwhile: {} of {}",
+        pcts(off),
+        preempted.iter().filter(|&&n| n > 0.0).count(),
+        preempted.len()
+    );
+    let slow: Vec<f64> = s
+        .iter()
+        .filter(|x| x.busy_ms - x.cpu_ms > 1.0)
+        .map(|x| x.preempted)
+        .collect();
+    if !slow.is_empty() {
+        println!(
+            "      of the {} calls more than 1 ms off the CPU, {} were preempted",
+            slow.len(),
+            slow.iter().filter(|&&n| n > 0.0).count()
+        );
+    }
     println!(
         "    waiting for the per-incident lock: {}",
         pcts(inside(|x| x.lock_ms))
