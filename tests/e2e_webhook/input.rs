@@ -146,6 +146,7 @@ async fn envelopes_over_the_bound_are_refused_while_streaming_and_memory_stays_f
         "three concurrent 64 MB envelopes grew the peak by {grown_mb:.1} MB"
     );
 
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let rss_before = memory_kb(&world, "VmRSS:");
     let five_mb = large_envelope(5_000_000);
     for _ in 0..4 {
