@@ -219,6 +219,9 @@ async fn setup(a: &Args) -> anyhow::Result<Bench> {
     spec.env
         .insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
     spec.env.extend(sims.env.clone());
+    // The allocator's options, to compare (e.g. MIMALLOC_PURGE_DECOMMITS=0).
+    spec.env
+        .extend(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
     for (k, v) in [
         ("AzureWebJobsStorage", azurite.connection_string().as_str()),
         ("DEFENDER_TENANT_IDS", tenant.as_str()),
