@@ -17,6 +17,8 @@ pub enum Wait {
     Upstream,
     /// The per-incident lock (another call for the same incident is ahead).
     Lock,
+    /// Our own work moved to a blocking thread (parsing a large envelope).
+    Offloaded,
 }
 
 /// A call's time, split (see the module).
@@ -25,6 +27,8 @@ pub struct Split {
     pub elapsed: Duration,
     pub upstream: Duration,
     pub lock: Duration,
+    /// Our code running on a blocking thread (wall time): our work, not a wait.
+    pub offloaded: Duration,
     /// Our code running: wall time inside the call's polls, outside the waits.
     pub busy: Duration,
     /// The thread CPU time of `busy` (less than it when the OS took the core meanwhile).
@@ -39,7 +43,7 @@ impl Split {
     /// scheduling), or awaiting something else.
     pub fn scheduler(&self) -> Duration {
         self.elapsed
-            .saturating_sub(self.upstream + self.lock + self.busy)
+            .saturating_sub(self.upstream + self.lock + self.offloaded + self.busy)
     }
 }
 
@@ -47,6 +51,7 @@ impl Split {
 struct Clock {
     upstream: Cell<Duration>,
     lock: Cell<Duration>,
+    offloaded: Cell<Duration>,
     busy: Cell<Duration>,
     cpu: Cell<Duration>,
     preempted: Cell<u64>,
@@ -99,6 +104,7 @@ pub async fn measure<F: Future>(f: F) -> (F::Output, Split) {
                     elapsed: started.elapsed(),
                     upstream: c.upstream.get(),
                     lock: c.lock.get(),
+                    offloaded: c.offloaded.get(),
                     busy: c.busy.get(),
                     cpu: c.cpu.get(),
                     preempted: c.preempted.get(),
@@ -148,6 +154,7 @@ impl Drop for WaitGuard {
                 let total = match self.kind {
                     Wait::Upstream => &c.upstream,
                     Wait::Lock => &c.lock,
+                    Wait::Offloaded => &c.offloaded,
                 };
                 total.set(total.get() + waited);
             }

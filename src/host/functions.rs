@@ -99,12 +99,13 @@ pub(super) async fn defender_sync(
 /// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`. A JSON
 /// reply body also carries where the call's time went, from the envelope's parse to the reply
 /// (`crate::call_clock`), in ms: `elapsed_ms` in all; `upstream_ms` waiting on Graph, ARM and
-/// Table Storage; `lock_ms` waiting for the per-incident lock; `busy_ms` our code running, of
+/// Table Storage; `lock_ms` waiting for the per-incident lock; `offloaded_ms` our code parsing
+/// a large envelope on a blocking thread; `busy_ms` our code running on the runtime, of
 /// which `cpu_ms` on the CPU (`preempted`: times the OS took the core meanwhile);
 /// `scheduler_ms` the rest (woken, waiting for a thread or a core).
 pub(super) async fn sentinel_webhook(
     state: &HostState,
-    body: &[u8],
+    body: &bytes::Bytes,
     deadline: tokio::time::Instant,
 ) -> InvocationReply {
     let (reply, split) = crate::call_clock::measure(webhook_call(state, body, deadline)).await;
@@ -118,10 +119,10 @@ pub(super) async fn sentinel_webhook(
 /// The call, and whether its reply gets the timing; `Err`: refused before the handler.
 async fn webhook_call(
     state: &HostState,
-    body: &[u8],
+    body: &bytes::Bytes,
     deadline: tokio::time::Instant,
 ) -> Result<(HttpReply, bool), InvocationReply> {
-    let request: HttpRequestData = match parse(body, HTTP_BINDING) {
+    let request: HttpRequestData = match parse_request(body).await {
         Ok(r) => r,
         Err(e) => return Err(http_rejected(e)),
     };
@@ -155,6 +156,22 @@ async fn webhook_call(
     Ok((reply, handler.reports_timing()))
 }
 
+/// Envelopes larger than this are parsed on a blocking thread: parsing megabytes would hold a
+/// runtime worker, and every call queued on it, for milliseconds.
+const PARSED_OFF_RUNTIME: usize = 256 * 1024;
+
+/// The HTTP request of a webhook envelope (see [`PARSED_OFF_RUNTIME`]).
+async fn parse_request(body: &bytes::Bytes) -> Result<HttpRequestData, String> {
+    if body.len() <= PARSED_OFF_RUNTIME {
+        return parse(body, HTTP_BINDING);
+    }
+    let body = body.clone();
+    let _ours = crate::call_clock::wait(crate::call_clock::Wait::Offloaded);
+    tokio::task::spawn_blocking(move || parse(&body, HTTP_BINDING))
+        .await
+        .unwrap_or_else(|e| Err(format!("the invocation envelope was not parsed: {e}")))
+}
+
 /// Adds where the call's time went to a JSON object body (see [`sentinel_webhook`]).
 fn with_timing(mut reply: HttpReply, split: &crate::call_clock::Split) -> HttpReply {
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
@@ -163,6 +180,7 @@ fn with_timing(mut reply: HttpReply, split: &crate::call_clock::Split) -> HttpRe
             ("elapsed_ms", split.elapsed),
             ("upstream_ms", split.upstream),
             ("lock_ms", split.lock),
+            ("offloaded_ms", split.offloaded),
             ("busy_ms", split.busy),
             ("cpu_ms", split.cpu),
             ("scheduler_ms", split.scheduler()),

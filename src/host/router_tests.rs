@@ -205,6 +205,24 @@ async fn the_webhook_answers_501_until_reverse_sync_is_plugged_in() {
         "{\"body\":\"{\\\"a\\\":1}\"}"
     );
     assert_eq!(body["Logs"], json!(["applied"]));
+
+    // A large envelope (parsed on a blocking thread) reaches the handler whole.
+    let big = "b".repeat(600 * 1024);
+    let mut req = http_req("POST");
+    req["Data"]["req"]["Body"] = json!(big);
+    let (_, body) = post(
+        ready(Services {
+            webhook: Some(Arc::new(Echo)),
+            ..Default::default()
+        }),
+        "/SentinelWebhook",
+        req,
+    )
+    .await;
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 202);
+    let echoed: Value =
+        serde_json::from_str(body["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["body"], json!(big));
 }
 
 #[tokio::test]
