@@ -6,6 +6,7 @@
 //! fake Functions host compiled in. The deployed package is built without it.
 
 pub mod adapters;
+pub mod call_clock;
 pub mod check;
 pub mod cli;
 pub mod config;

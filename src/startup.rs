@@ -10,7 +10,7 @@ use crate::config::SentinelTarget;
 use crate::config::{Settings, WebhookAuth};
 use crate::credentials::{AzureTokenSource, TokenSource};
 use crate::host::plugins::Services;
-use crate::host::{HandlerInfo, HostState, SetupHandle, router};
+use crate::host::{HandlerInfo, HostState, SetupHandle};
 use crate::runner::EngineRunner;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStateStore;
@@ -76,7 +76,7 @@ impl App {
             settings,
         } = self;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        let server = tokio::spawn(crate::host::serve(listener, state));
         tracing::info!(port, "Listening.");
         announce(&settings);
         match build(settings).await {

@@ -363,10 +363,8 @@ impl HttpClient {
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        let started = std::time::Instant::now();
-        let result = self.attempts(call, make).await;
-        super::upstream_time::add(started.elapsed());
-        result
+        let _waiting = crate::call_clock::wait(crate::call_clock::Wait::Upstream);
+        self.attempts(call, make).await
     }
 
     async fn attempts<F>(&self, call: Call<'_>, make: F) -> Result<reqwest::Response, SendError>

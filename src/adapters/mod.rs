@@ -8,4 +8,3 @@ pub mod logs;
 pub mod sentinel;
 pub mod table;
 pub mod unified;
-pub mod upstream_time;

@@ -13,9 +13,11 @@ pub struct InvocationRequest {
     /// Trigger and input binding values, by binding name.
     #[serde(rename = "Data", alias = "data", default)]
     pub data: Map<String, Value>,
-    /// Trigger metadata (includes `sys`).
+    /// Trigger metadata (`sys`, and for an HTTP call its query, headers and the top-level
+    /// properties of a JSON body again). Nothing reads it: it is checked to be JSON but not
+    /// kept, which spares building a second copy of a webhook body on every call.
     #[serde(rename = "Metadata", alias = "metadata", default)]
-    pub metadata: Value,
+    pub metadata: serde::de::IgnoredAny,
 }
 
 impl InvocationRequest {

@@ -96,20 +96,41 @@ pub(super) async fn defender_sync(
     outcome(logs, return_value)
 }
 
-/// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`.
+/// `SentinelWebhook`: reverse sync of one Sentinel change; answers its caller via `res`. A JSON
+/// reply body also carries where the call's time went, from the envelope's parse to the reply
+/// (`crate::call_clock`), in ms: `elapsed_ms` in all; `upstream_ms` waiting on Graph, ARM and
+/// Table Storage; `lock_ms` waiting for the per-incident lock; `offloaded_ms` our code parsing
+/// a large envelope on a blocking thread; `busy_ms` our code running on the runtime, of
+/// which `cpu_ms` on the CPU (`preempted`: times the OS took the core meanwhile);
+/// `scheduler_ms` the rest (woken, waiting for a thread or a core).
 pub(super) async fn sentinel_webhook(
     state: &HostState,
-    body: &[u8],
+    body: &bytes::Bytes,
     deadline: tokio::time::Instant,
 ) -> InvocationReply {
-    let request: HttpRequestData = match parse(body, HTTP_BINDING) {
+    let (reply, split) = crate::call_clock::measure(webhook_call(state, body, deadline)).await;
+    match reply {
+        Ok((reply, true)) => InvocationReply::http(with_timing(reply, &split)),
+        Ok((reply, false)) => InvocationReply::http(reply),
+        Err(reply) => reply,
+    }
+}
+
+/// The call, and whether its reply gets the timing; `Err`: refused before the handler.
+async fn webhook_call(
+    state: &HostState,
+    body: &bytes::Bytes,
+    deadline: tokio::time::Instant,
+) -> Result<(HttpReply, bool), InvocationReply> {
+    let request: HttpRequestData = match parse_request(body).await {
         Ok(r) => r,
-        Err(e) => return http_rejected(e),
+        Err(e) => return Err(http_rejected(e)),
     };
     let services = match state.services(deadline).await {
         Ok(s) => s,
         Err(e) => {
-            return InvocationReply::http(HttpReply::json(503, &json!({ "error": e })).with_log(e));
+            let reply = HttpReply::json(503, &json!({ "error": e })).with_log(e);
+            return Err(InvocationReply::http(reply));
         }
     };
     let Some(handler) = services.webhook.clone() else {
@@ -117,22 +138,59 @@ pub(super) async fn sentinel_webhook(
         // playbook now rather than when reverse sync lands.
         let incident = match super::payload::trigger_incident(request.body.as_deref()) {
             Ok(name) => name.unwrap_or_else(|| "(not named)".into()),
-            Err(e) => return http_rejected(format!("SentinelWebhook: {e}")),
+            Err(e) => return Err(http_rejected(format!("SentinelWebhook: {e}"))),
         };
         let line = format!(
             "Reverse sync is not built; the webhook call for incident {incident} was not applied."
         );
         tracing::info!(message = %line);
-        return InvocationReply::http(
+        return Err(InvocationReply::http(
             HttpReply::json(501, &json!({ "error": "reverse sync is not built yet" }))
                 .with_log(line),
-        );
+        ));
     };
     let reply = handler.handle(request, deadline).await;
     for line in &reply.logs {
         tracing::info!(message = %line);
     }
-    InvocationReply::http(reply)
+    Ok((reply, handler.reports_timing()))
+}
+
+/// Envelopes larger than this are parsed on a blocking thread: parsing megabytes would hold a
+/// runtime worker, and every call queued on it, for milliseconds.
+const PARSED_OFF_RUNTIME: usize = 256 * 1024;
+
+/// The HTTP request of a webhook envelope (see [`PARSED_OFF_RUNTIME`]).
+async fn parse_request(body: &bytes::Bytes) -> Result<HttpRequestData, String> {
+    if body.len() <= PARSED_OFF_RUNTIME {
+        return parse(body, HTTP_BINDING);
+    }
+    let body = body.clone();
+    let _ours = crate::call_clock::wait(crate::call_clock::Wait::Offloaded);
+    tokio::task::spawn_blocking(move || parse(&body, HTTP_BINDING))
+        .await
+        .unwrap_or_else(|e| Err(format!("the invocation envelope was not parsed: {e}")))
+}
+
+/// Adds where the call's time went to a JSON object body (see [`sentinel_webhook`]).
+fn with_timing(mut reply: HttpReply, split: &crate::call_clock::Split) -> HttpReply {
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    if let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&reply.body) {
+        for (k, d) in [
+            ("elapsed_ms", split.elapsed),
+            ("upstream_ms", split.upstream),
+            ("lock_ms", split.lock),
+            ("offloaded_ms", split.offloaded),
+            ("busy_ms", split.busy),
+            ("cpu_ms", split.cpu),
+            ("scheduler_ms", split.scheduler()),
+        ] {
+            m.insert(k.into(), json!(ms(d)));
+        }
+        m.insert("preempted".into(), json!(split.preempted));
+        reply.body = Value::Object(m).to_string();
+    }
+    reply
 }
 
 /// `SentinelWebhook` with an envelope over [`super::WEBHOOK_ENVELOPE_LIMIT`]: the caller's body

@@ -5,6 +5,7 @@
 
 pub mod envelope;
 mod functions;
+mod memory;
 pub use functions::FIGURES_PREFIX;
 mod health;
 pub mod payload;
@@ -139,6 +140,38 @@ pub fn router(state: HostState) -> Router {
         .with_state(state)
 }
 
+/// Bound of each connection's read buffer. hyper's default (about 400 KiB) is reached by every
+/// connection that carries a large envelope and is then kept for the connection's life: with
+/// the host's 50 connections, 20 MB that a flood of 5 MB calls left resident. Large envelopes
+/// stream through in more, smaller reads instead.
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
+/// Serves the handler's HTTP surface on `listener` (HTTP/1.1, as the host speaks) until the
+/// process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: HostState) -> std::io::Result<()> {
+    let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(READ_BUFFER_MAX);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Too many open files and the like: wait, as axum::serve does.
+                tracing::warn!(error = %e, "Accepting a connection failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "A connection ended with an error.");
+            }
+        });
+    }
+}
+
 /// The host polls `GET /` until any answer; it must come at once.
 async fn readiness() -> &'static str {
     "defender-sentinel-sync"
@@ -166,7 +199,11 @@ async fn invoke(
             (BODY_LIMIT, None)
         };
         // `_permit` holds the envelope's share of the budget until the reply is sent.
-        let (body, _permit) = match read_bounded(body, limit, budget).await {
+        let read = read_bounded(body, limit, budget.clone()).await;
+        let large = matches!(read, Bounded::Whole(_, Some(_)) | Bounded::TooLarge(_));
+        // Declared before `_permit`, so dropped after it: the envelope's share is back first.
+        let _give_back = budget.filter(|_| large).map(GiveBack);
+        let (body, _permit) = match read {
             Bounded::Whole(b, permit) => (b, permit),
             Bounded::TooLarge(n) if function == "SentinelWebhook" => {
                 return functions::webhook_too_large(n).into_response();
@@ -195,6 +232,18 @@ async fn invoke(
     .await
 }
 
+/// Made for a call that read a large envelope. On drop (after the reply, or the refusal): when
+/// no large envelope is held any more, gives the memory back to the OS ([`memory::give_back`]).
+struct GiveBack(Arc<tokio::sync::Semaphore>);
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        if self.0.available_permits() == LARGE_ENVELOPE_BUDGET_KIB {
+            memory::give_back();
+        }
+    }
+}
+
 /// A request body read with a bound.
 enum Bounded {
     /// The body, with its share of the budget when it took one.
@@ -204,10 +253,15 @@ enum Bounded {
     Failed(String),
 }
 
-/// Reads `body`, keeping at most `limit` bytes: past it the rest is read and dropped (so the
-/// caller still gets an answer) up to the host's own limit, where reading stops. With a
-/// `budget` (KiB), a body growing past [`SMALL_ENVELOPE`] first takes `limit` from it, all at
-/// once (so no reader holds part of the budget while waiting for more).
+/// Reads `body` as it streams in, keeping at most `limit` bytes; the whole envelope is never
+/// buffered. With a `budget` (KiB), a body growing past [`SMALL_ENVELOPE`] first takes `limit`
+/// from it, all at once (so no reader holds part of the budget while waiting for more), and its
+/// buffer is then allocated once at `limit` (no doubling past the budget's figure). Past the
+/// bound the kept bytes and the budget are given back at once and the rest is read and
+/// dropped a chunk at a time, up to the host's own limit, where reading stops: the host sends
+/// the envelope chunked and reads the answer only after the last chunk, so answering before
+/// the body is read would make hyper close the connection with unread bytes, which resets it
+/// and loses the 413 (the host would fail the invocation with a 500).
 async fn read_bounded(
     body: axum::body::Body,
     limit: usize,
@@ -227,18 +281,24 @@ async fn read_bounded(
         if seen > BODY_LIMIT {
             return Bounded::TooLarge(seen);
         }
-        if seen <= limit {
-            if seen > SMALL_ENVELOPE
-                && permit.is_none()
-                && let Some(b) = &budget
-            {
-                let kib = u32::try_from(limit.div_ceil(1024)).unwrap_or(u32::MAX);
-                permit = b.clone().acquire_many_owned(kib).await.ok();
+        if seen > limit {
+            if kept.capacity() > 0 {
+                kept = bytes::BytesMut::new();
+                permit = None;
             }
-            kept.extend_from_slice(&chunk);
-        } else if !kept.is_empty() {
-            kept = bytes::BytesMut::new();
+            continue;
         }
+        if seen > SMALL_ENVELOPE
+            && permit.is_none()
+            && let Some(b) = &budget
+        {
+            let kib = u32::try_from(limit.div_ceil(1024)).unwrap_or(u32::MAX);
+            permit = b.clone().acquire_many_owned(kib).await.ok();
+            let mut whole = bytes::BytesMut::with_capacity(limit);
+            whole.extend_from_slice(&kept);
+            kept = whole;
+        }
+        kept.extend_from_slice(&chunk);
     }
     if seen > limit {
         Bounded::TooLarge(seen)

@@ -60,6 +60,12 @@ impl HttpReply {
 pub trait WebhookHandler: Send + Sync {
     /// Authenticates and applies the call; finishes before `deadline`.
     async fn handle(&self, request: HttpRequestData, deadline: tokio::time::Instant) -> HttpReply;
+
+    /// Whether a JSON reply body gets where the call's time went (`crate::call_clock`), for
+    /// the benchmark.
+    fn reports_timing(&self) -> bool {
+        false
+    }
 }
 
 /// Everything built by the slow part of startup.

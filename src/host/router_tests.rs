@@ -205,6 +205,24 @@ async fn the_webhook_answers_501_until_reverse_sync_is_plugged_in() {
         "{\"body\":\"{\\\"a\\\":1}\"}"
     );
     assert_eq!(body["Logs"], json!(["applied"]));
+
+    // A large envelope (parsed on a blocking thread) reaches the handler whole.
+    let big = "b".repeat(600 * 1024);
+    let mut req = http_req("POST");
+    req["Data"]["req"]["Body"] = json!(big);
+    let (_, body) = post(
+        ready(Services {
+            webhook: Some(Arc::new(Echo)),
+            ..Default::default()
+        }),
+        "/SentinelWebhook",
+        req,
+    )
+    .await;
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 202);
+    let echoed: Value =
+        serde_json::from_str(body["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["body"], json!(big));
 }
 
 #[tokio::test]
@@ -334,4 +352,47 @@ async fn bounded_reads_keep_at_most_the_limit_and_drain_the_rest() {
     // A small body never asks.
     let small = read_bounded(Body::from_stream(chunks(10)), limit, Some(budget)).await;
     assert!(matches!(small, Bounded::Whole(_, None)));
+}
+
+#[tokio::test]
+async fn past_the_bound_the_kept_bytes_and_the_budget_are_given_back_before_the_rest_is_read() {
+    let limit = 1000 * 1000;
+    let budget = Arc::new(tokio::sync::Semaphore::new(limit / 1024 + 1));
+    let full = budget.available_permits();
+    // The body passes the bound, then stalls: the rest has not arrived yet.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let read = tokio::spawn(read_bounded(
+        Body::from_stream(stream),
+        limit,
+        Some(budget.clone()),
+    ));
+    tx.send(Ok(bytes::Bytes::from(vec![b'a'; 600_000])))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        budget.available_permits() < full,
+        "a large body holds its share"
+    );
+    tx.send(Ok(bytes::Bytes::from(vec![b'a'; 600_000])))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!read.is_finished(), "the rest is still being read");
+    assert_eq!(
+        budget.available_permits(),
+        full,
+        "over the bound: the share is back while the rest is drained"
+    );
+    tx.send(Ok(bytes::Bytes::from(vec![b'a'; 10])))
+        .await
+        .expect("send");
+    drop(tx);
+    assert!(matches!(
+        read.await.expect("join"),
+        Bounded::TooLarge(1_200_010)
+    ));
 }

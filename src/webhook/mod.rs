@@ -19,6 +19,7 @@ pub mod decide;
 pub mod keys;
 pub mod trigger;
 
+use crate::call_clock;
 use crate::config::{SentinelWorkspace, Settings, WebhookAuth};
 use crate::domain::{SentinelIncidentName, TenantId};
 use crate::host::payload::HttpRequestData;
@@ -29,6 +30,7 @@ use crate::sync::{MergePolicy, ReverseApply, ReverseError, ReverseOutcome};
 use auth::{AuthError, ExpectedSecret, TokenRules};
 use keys::{KeyCache, KeySource, OpenIdSource};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -38,8 +40,9 @@ use tracing::Instrument;
 /// The header carrying the shared secret (matched case-insensitively).
 pub const SECRET_HEADER: &str = "X-Sync-Secret";
 
-/// Calls for incidents hashing to the same stripe run one after the other.
-const LOCK_STRIPES: usize = 256;
+/// Past this many per-incident locks, unused ones (left by a call that gave up waiting) are
+/// dropped when the next one is made.
+const LOCKS_SWEPT_PAST: usize = 1024;
 
 /// How callers authenticate.
 pub struct Authenticator {
@@ -158,7 +161,67 @@ pub struct WebhookService {
     tenants: Vec<TenantId>,
     workspace: SentinelWorkspace,
     auth: Authenticator,
-    locks: Vec<tokio::sync::Mutex<()>>,
+    /// One lock per incident with a call in flight: calls for one incident run one after the
+    /// other, calls for different incidents never wait for each other (a striped lock made one
+    /// call in a few wait for another incident's whole round trip at 50 concurrent calls).
+    locks: IncidentLocks,
+}
+
+/// Per-incident locks, made on first use and removed when their last user is done.
+#[derive(Default)]
+struct IncidentLocks(std::sync::Mutex<HashMap<SentinelIncidentName, Arc<tokio::sync::Mutex<()>>>>);
+
+/// The turn of one call for its incident (see [`IncidentLocks::turn`]).
+struct Turn<'a> {
+    locks: &'a IncidentLocks,
+    name: SentinelIncidentName,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl IncidentLocks {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SentinelIncidentName, Arc<tokio::sync::Mutex<()>>>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until no other call of this process is working on `name`.
+    async fn turn(&self, name: &SentinelIncidentName) -> Turn<'_> {
+        let lock = {
+            let mut map = self.map();
+            if map.len() >= LOCKS_SWEPT_PAST {
+                map.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            map.entry(*name).or_default().clone()
+        };
+        Turn {
+            locks: self,
+            name: *name,
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map();
+        // Only the map holds it: no call waits or works on the incident.
+        if map
+            .get(&self.name)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.name);
+        }
+    }
 }
 
 impl WebhookService {
@@ -175,25 +238,14 @@ impl WebhookService {
             tenants,
             workspace,
             auth,
-            locks: (0..LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            locks: IncidentLocks::default(),
         }
     }
 
-    fn lock_for(&self, name: &SentinelIncidentName) -> &tokio::sync::Mutex<()> {
-        let i = (name.uuid().as_u128() % LOCK_STRIPES as u128) as usize;
-        &self.locks[i]
-    }
-
     /// One call, answered by [`HttpReply`] (its `logs` hold the one line saying what happened).
-    /// A JSON reply body also carries `elapsed_ms` (the whole call) and `upstream_ms` (the part
-    /// spent waiting on Graph, ARM and Table Storage), for the benchmark.
+    /// The protocol layer adds where the call's time went (`crate::call_clock`).
     pub async fn call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
-        let started = Instant::now();
-        let (reply, upstream) =
-            crate::adapters::upstream_time::measure(self.checked_call(req, deadline)).await;
-        reply.with_timing(started.elapsed(), upstream)
+        self.checked_call(req, deadline).await
     }
 
     async fn checked_call(&self, req: &HttpRequestData, deadline: Instant) -> HttpReply {
@@ -228,7 +280,9 @@ impl WebhookService {
         };
         let span = tracing::info_span!("incident", sentinel = %name);
         let work = async {
-            let _turn = self.lock_for(&name).lock().await;
+            let queued = call_clock::wait(call_clock::Wait::Lock);
+            let _turn = self.locks.turn(&name).await;
+            drop(queued);
             self.apply(&name, &trigger).await
         };
         let result = tokio::time::timeout_at(deadline, work.instrument(span)).await;
@@ -246,11 +300,11 @@ impl WebhookService {
         let p = &self.ports;
         // Ours only if the sync keeps a state for it: checked before anything is read upstream.
         let state = match p.store.incident(name).await {
-            Ok(Some(v)) => v.value,
+            Ok(Some(v)) => v,
             Ok(None) => return reject(404, &decide::Refusal::NotManaged.to_string()),
             Err(e) => return failed(name, &ReverseError::State(e)),
         };
-        if !self.tenants.contains(&state.tenant) {
+        if !self.tenants.contains(&state.value.tenant) {
             return reject(
                 403,
                 "the incident belongs to a Defender tenant this sync does not serve",
@@ -269,27 +323,11 @@ impl WebhookService {
             policy: &self.policy,
             tenants: &self.tenants,
         };
-        match apply.apply(&incident).await {
+        // The state just read goes along (a conflict on writing it reads it again).
+        match apply.apply_read(&incident, Some(Some(state))).await {
             Ok(outcome) => answered(name, &outcome, stale, trigger),
             Err(e) => failed(name, &e),
         }
-    }
-}
-
-trait WithTiming {
-    fn with_timing(self, elapsed: Duration, upstream: Duration) -> Self;
-}
-
-impl WithTiming for HttpReply {
-    /// Adds the call's time and its upstream part to a JSON object body.
-    fn with_timing(mut self, elapsed: Duration, upstream: Duration) -> Self {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&self.body) {
-            m.insert("elapsed_ms".into(), json!(ms(elapsed)));
-            m.insert("upstream_ms".into(), json!(ms(upstream)));
-            self.body = serde_json::Value::Object(m).to_string();
-        }
-        self
     }
 }
 
@@ -372,6 +410,10 @@ fn answered(
 impl WebhookHandler for WebhookService {
     async fn handle(&self, request: HttpRequestData, deadline: Instant) -> HttpReply {
         self.call(&request, deadline).await
+    }
+
+    fn reports_timing(&self) -> bool {
+        true
     }
 }
 

@@ -148,3 +148,36 @@ async fn keys_that_cannot_be_read_refuse_the_token_as_unavailable() {
     ));
     assert_eq!(a.check(&request(&[])).await, Err(AuthError::Missing));
 }
+
+#[tokio::test]
+async fn calls_for_one_incident_take_turns_and_other_incidents_never_wait() {
+    let locks = IncidentLocks::default();
+    let a = SentinelIncidentName::parse("73e01a99-5cd7-4139-a149-9f2736ff2ab5").unwrap();
+    let first = locks.turn(&a).await;
+    // Any other incident gets its turn at once, whatever its name hashes to.
+    for _ in 0..300 {
+        let other = SentinelIncidentName::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+        let t = tokio::time::timeout(Duration::from_millis(100), locks.turn(&other)).await;
+        assert!(t.is_ok(), "{other} waited for {a}");
+    }
+    // The same incident waits for the first call.
+    let second = locks.turn(&a);
+    tokio::pin!(second);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), second.as_mut())
+            .await
+            .is_err(),
+        "a second call for the incident waits"
+    );
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_millis(500), second)
+        .await
+        .expect("its turn once the first is done");
+    assert_eq!(locks.len(), 1, "the incident's lock stays while in use");
+    drop(second);
+    assert_eq!(
+        locks.len(),
+        0,
+        "locks are removed when their last user is done"
+    );
+}

@@ -85,3 +85,88 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let res = post(&world, &good.to_string(), &[]).await;
     assert_eq!(res.status, 200, "{}", res.body);
 }
+
+/// An envelope of `body_bytes` with a plain-text `Body`, as the host would POST it.
+fn large_envelope(body_bytes: usize) -> Vec<u8> {
+    let head = r#"{"Data":{"req":{"Url":"https://localhost/api/sentinel/webhook","Method":"POST","Query":{},"Headers":{"Content-Type":["application/json"]},"Params":{},"Body":""#;
+    let mut v = Vec::with_capacity(body_bytes + 200);
+    v.extend_from_slice(head.as_bytes());
+    v.resize(v.len() + body_bytes, b'x');
+    v.extend_from_slice(br#""}},"Metadata":{"sys":{"MethodName":"SentinelWebhook"}}}"#);
+    v
+}
+
+fn memory_kb(world: &World, field: &str) -> u64 {
+    let pid = world.host.pid().expect("handler pid");
+    dss_fake_host::bench_proc::vm_kb(pid, field).expect("read /proc/<pid>/status")
+}
+
+/// The envelope is bounded while it streams in: 64 MB ones are refused with 413 while the
+/// handler's peak memory grows by far less than one of them (at most 4 MiB of each is kept;
+/// the rest is read and dropped a chunk at a time), and a flood of 5 MB calls leaves the
+/// resident memory where it was (what the bound kept is given back to the OS).
+#[tokio::test]
+async fn envelopes_over_the_bound_are_refused_while_streaming_and_memory_stays_flat() {
+    let env: Vec<(String, String)> = std::env::var("XP_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let world = World::start_with(support::world::WorldOptions {
+        env,
+        ..Default::default()
+    })
+    .await;
+    // Warm up: the first calls allocate the runtime's and the connections' buffers.
+    let small = large_envelope(1000);
+    for _ in 0..4 {
+        world
+            .host
+            .post_raw("SentinelWebhook", small.clone())
+            .await
+            .unwrap();
+    }
+    let hwm_before = memory_kb(&world, "VmHWM:");
+    let huge = large_envelope(64 * 1024 * 1024);
+    let calls = (0..3).map(|_| world.host.post_raw("SentinelWebhook", huge.clone()));
+    for raw in futures::future::join_all(calls).await {
+        let raw = raw.expect("the host gets an answer");
+        assert_eq!(raw.status, 200, "answered through Outputs.res");
+        let reply: Value = serde_json::from_slice(&raw.body).unwrap();
+        assert_eq!(reply["Outputs"]["res"]["statusCode"], 413, "{reply}");
+    }
+    let hwm_after = memory_kb(&world, "VmHWM:");
+    let grown_mb = hwm_after.saturating_sub(hwm_before) as f64 / 1024.0;
+    assert!(
+        grown_mb < 40.0,
+        "three concurrent 64 MB envelopes grew the peak by {grown_mb:.1} MB"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rss_before = memory_kb(&world, "VmRSS:");
+    let five_mb = large_envelope(5_000_000);
+    for _ in 0..4 {
+        let calls = (0..25).map(|_| world.host.post_raw("SentinelWebhook", five_mb.clone()));
+        for raw in futures::future::join_all(calls).await {
+            assert_eq!(raw.expect("answered").status, 200);
+        }
+    }
+    // What the bound kept is given back once no large envelope is held (`host::memory`).
+    let rss_after = memory_kb(&world, "VmRSS:");
+    let kept_mb = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    eprintln!(
+        "VmHWM {hwm_before} -> {hwm_after} kB; VmRSS {rss_before} -> {rss_after} kB (peak {} kB)",
+        memory_kb(&world, "VmHWM:")
+    );
+    assert!(
+        kept_mb < 10.0,
+        "100 rejected 5 MB calls left {kept_mb:.1} MB more resident"
+    );
+    // The handler still answers a good call.
+    let res = post(&world, "{not json", &[]).await;
+    assert_eq!(res.status, 400, "{}", res.body);
+}

@@ -332,9 +332,9 @@ fn validate_table_name(t: &str) -> Result<(), TableError> {
 
 /// Sends a request and turns any non-2xx status into a typed error.
 async fn send(req: RequestBuilder) -> Result<Response, TableError> {
-    let started = std::time::Instant::now();
+    let waiting = crate::call_clock::wait(crate::call_clock::Wait::Upstream);
     let resp = req.send().await;
-    crate::adapters::upstream_time::add(started.elapsed());
+    drop(waiting);
     let resp = resp?;
     if resp.status().is_success() {
         return Ok(resp);

@@ -7,9 +7,13 @@
 //!
 //! 1. A `DefenderSync` cycle creates the Sentinel incidents; an analyst closes each in Sentinel.
 //! 2. `changes`: one webhook per incident (the trigger body of the close, with the secret), at
-//!    `--concurrency`: wall latency through the fake host, the handler's own time (its wall time
-//!    less the time it waited on Graph, ARM and Table Storage, which the handler reports per
-//!    call as `upstream_ms`), Defender writes per webhook (target 1), handler peak RSS.
+//!    `--concurrency`: wall latency through the fake host; where each call's time went inside
+//!    the handler, as it reports per call in the reply body (`crate::call_clock`): waiting on
+//!    Graph, ARM and Table Storage (`upstream_ms`), waiting for the per-incident lock
+//!    (`lock_ms`), our code running (`busy_ms`, of which `cpu_ms` on the CPU, and how often the
+//!    OS took the core meanwhile, `preempted`) and the rest
+//!    (`scheduler_ms`: woken but waiting for a runtime thread or a core); the handler's CPU
+//!    seconds per call (`/proc/<pid>/stat`); Defender writes per webhook (target 1); peak RSS.
 //! 3. `replays`: the same webhooks again (target 0 Defender writes).
 //! 4. `echoes`: every incident changed in Defender and synced forward by a cycle; the trigger
 //!    body of each of our own Sentinel writes is delivered (target 0 Defender writes).
@@ -24,7 +28,7 @@
 mod sims;
 
 use dss_fake_host::azurite::Azurite;
-use dss_fake_host::bench_proc::{TempDir, loadavg, vm_kb};
+use dss_fake_host::bench_proc::{TempDir, cpu_seconds, loadavg, vm_kb};
 use dss_fake_host::{FakeHost, HandlerSpec, HttpCall, TimerCall, stage_app_root};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -91,6 +95,11 @@ struct Sample {
     /// The handler's own figures (reply body): whole call and its upstream part, in ms.
     elapsed_ms: f64,
     upstream_ms: f64,
+    lock_ms: f64,
+    busy_ms: f64,
+    cpu_ms: f64,
+    scheduler_ms: f64,
+    preempted: f64,
 }
 
 #[tokio::main]
@@ -210,6 +219,9 @@ async fn setup(a: &Args) -> anyhow::Result<Bench> {
     spec.env
         .insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
     spec.env.extend(sims.env.clone());
+    // The allocator's options, to compare (e.g. MIMALLOC_PURGE_DECOMMITS=0).
+    spec.env
+        .extend(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
     for (k, v) in [
         ("AzureWebJobsStorage", azurite.connection_string().as_str()),
         ("DEFENDER_TENANT_IDS", tenant.as_str()),
@@ -316,8 +328,15 @@ impl Bench {
         out.into_iter().map(|r| r.map(|v| v.to_string())).collect()
     }
 
-    /// Sends every call, `concurrency` at a time.
-    async fn run(&self, calls: &[HttpCall], concurrency: usize) -> Vec<Sample> {
+    /// Sends every call, `concurrency` at a time; the samples and the handler's CPU seconds.
+    async fn run(&self, calls: &[HttpCall], concurrency: usize) -> (Vec<Sample>, f64) {
+        let pid = self.host.pid().unwrap_or(0);
+        let cpu0 = cpu_seconds(pid).unwrap_or(f64::NAN);
+        let samples = self.samples(calls, concurrency).await;
+        (samples, cpu_seconds(pid).unwrap_or(f64::NAN) - cpu0)
+    }
+
+    async fn samples(&self, calls: &[HttpCall], concurrency: usize) -> Vec<Sample> {
         futures::stream::iter(calls.iter())
             .map(|c| async move {
                 let t = Instant::now();
@@ -326,12 +345,18 @@ impl Bench {
                 match res {
                     Ok(r) => {
                         let j: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                        let f = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
                         Sample {
                             status: r.status,
                             result: j["result"].as_str().unwrap_or("").to_owned(),
                             wall,
-                            elapsed_ms: j["elapsed_ms"].as_f64().unwrap_or(f64::NAN),
+                            elapsed_ms: f("elapsed_ms"),
                             upstream_ms: j["upstream_ms"].as_f64().unwrap_or(0.0),
+                            lock_ms: f("lock_ms"),
+                            busy_ms: f("busy_ms"),
+                            cpu_ms: f("cpu_ms"),
+                            scheduler_ms: f("scheduler_ms"),
+                            preempted: f("preempted"),
                         }
                     }
                     Err(e) => Sample {
@@ -340,6 +365,11 @@ impl Bench {
                         wall,
                         elapsed_ms: f64::NAN,
                         upstream_ms: 0.0,
+                        lock_ms: f64::NAN,
+                        busy_ms: f64::NAN,
+                        cpu_ms: f64::NAN,
+                        scheduler_ms: f64::NAN,
+                        preempted: f64::NAN,
                     },
                 }
             })
@@ -349,7 +379,13 @@ impl Bench {
     }
 }
 
-async fn report(label: &str, s: &[Sample], b: &Bench, n: usize, pid: u32) -> anyhow::Result<()> {
+async fn report(
+    label: &str,
+    (s, cpu): &(Vec<Sample>, f64),
+    b: &Bench,
+    n: usize,
+    pid: u32,
+) -> anyhow::Result<()> {
     let k = b.sims.counters().await?;
     let writes = |api: &str| -> u64 { k.total(api) - k.matching(api, "GET ") };
     let mut by: std::collections::BTreeMap<String, usize> = Default::default();
@@ -359,23 +395,63 @@ async fn report(label: &str, s: &[Sample], b: &Bench, n: usize, pid: u32) -> any
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let wall: Vec<f64> = s.iter().map(|x| ms(x.wall)).collect();
     let own_through_host: Vec<f64> = s.iter().map(|x| ms(x.wall) - x.upstream_ms).collect();
-    let own_in_handler: Vec<f64> = s
-        .iter()
-        .filter(|x| x.elapsed_ms.is_finite())
-        .map(|x| x.elapsed_ms - x.upstream_ms)
-        .collect();
+    let inside = |f: fn(&Sample) -> f64| -> Vec<f64> {
+        s.iter()
+            .filter(|x| x.elapsed_ms.is_finite())
+            .map(f)
+            .filter(|v| v.is_finite())
+            .collect()
+    };
     let upstream: Vec<f64> = s.iter().map(|x| x.upstream_ms).collect();
     println!("--- {label}: {} calls", s.len());
     println!("  answers: {by:?}");
     println!("  wall through the fake host: {}", pcts(wall));
     println!("  upstream (Graph+ARM+Table) per call: {}", pcts(upstream));
     println!(
-        "  handler-added, upstream excluded, through the host: {} (target p99 < 5 ms)",
+        "  handler-added, upstream excluded, through the host: {}",
         pcts(own_through_host)
     );
     println!(
-        "  handler-added inside SentinelWebhook: {}",
-        pcts(own_in_handler)
+        "  inside SentinelWebhook, upstream excluded (handler-added): {} (target p99 < 5 ms)",
+        pcts(inside(|x| x.elapsed_ms - x.upstream_ms))
+    );
+    println!(
+        "    of which our code running (busy): {}",
+        pcts(inside(|x| x.busy_ms))
+    );
+    println!("      on the CPU: {}", pcts(inside(|x| x.cpu_ms)));
+    let off = inside(|x| x.busy_ms - x.cpu_ms);
+    let preempted = inside(|x| x.preempted);
+    println!(
+        "      off the CPU (the OS took the core): {}; calls preempted meanwhile: {} of {}",
+        pcts(off),
+        preempted.iter().filter(|&&n| n > 0.0).count(),
+        preempted.len()
+    );
+    let slow: Vec<f64> = s
+        .iter()
+        .filter(|x| x.busy_ms - x.cpu_ms > 1.0)
+        .map(|x| x.preempted)
+        .collect();
+    if !slow.is_empty() {
+        println!(
+            "      of the {} calls more than 1 ms off the CPU, {} were preempted",
+            slow.len(),
+            slow.iter().filter(|&&n| n > 0.0).count()
+        );
+    }
+    println!(
+        "    waiting for the per-incident lock: {}",
+        pcts(inside(|x| x.lock_ms))
+    );
+    println!(
+        "    woken, waiting for a thread or a core (scheduler): {}",
+        pcts(inside(|x| x.scheduler_ms))
+    );
+    println!(
+        "  handler CPU (utime+stime) over the phase: {:.2} s = {:.3} ms per call",
+        cpu,
+        cpu * 1e3 / s.len().max(1) as f64
     );
     println!(
         "  Defender writes: {} = {:.3} per webhook | Sentinel writes: {} | all calls: {}",
