@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | Defender incidents, per Defender tenant | `graph.count_incidents` | `SecurityIncident.ReadWrite.All` not consented in that tenant |
 //! | user look-ups, Sentinel tenant | `graph.resolve_user` (a UPN that does not exist) | `User.Read.All` |
-//! | Sentinel incidents | `arm.list_incidents` (changed in the last minute) | `Microsoft Sentinel Contributor` on the workspace |
+//! | Sentinel incidents (`SENTINEL_TARGET=arm`) | `arm.list_incidents` (changed in the last minute) | `Microsoft Sentinel Contributor` on the workspace |
+//! | unified incidents (`SENTINEL_TARGET=unified`), workspace tenant | `unified.list_modified` (changed in the last minute) | `SecurityIncident.ReadWrite.All` and `SecurityAlert.Read.All` (from the token) in the workspace's tenant |
 //! | Logs Ingestion (when configured) | `logs.upload` of `[]` | `Monitoring Metrics Publisher` on the DCR |
 //! | state table | `table.create_table_if_missing`, `table.get` | `Storage Table Data Contributor` (identity-based connection) |
 //!
@@ -22,7 +23,8 @@ use crate::adapters::calls;
 use crate::adapters::graph::GraphClient;
 use crate::adapters::logs::LogsClient;
 use crate::adapters::sentinel::SentinelClient;
-use crate::config::{Settings, StorageConfig};
+use crate::adapters::unified::UnifiedClient;
+use crate::config::{SentinelTarget, Settings, StorageConfig};
 use crate::credentials::{AzureTokenSource, TokenSource, scopes};
 use crate::domain::TenantId;
 use crate::ports::{
@@ -165,6 +167,9 @@ const USER_READERS: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 
+/// Application permissions that allow reading `alerts_v2` (the unified target's alert scan).
+const ALERT_READERS: &[&str] = &["SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"];
+
 /// The `roles` claim of a JWT access token (its payload is not verified: this is our own
 /// token, read for information). `None` when the token has no such claim or does not decode.
 pub fn token_roles(token: &str) -> Option<Vec<String>> {
@@ -219,7 +224,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<CheckReport> {
         &settings.azure_tenant_id,
         &settings.authority_host,
     )?);
-    let graph = GraphClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)?;
+    let graph = Arc::new(GraphClient::from_settings(
+        settings,
+        tokens.clone(),
+        CALL_TIMEOUT,
+    )?);
     let sentinel = SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)?;
     let logs = LogsClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)?;
     let home = settings.azure_tenant_id.clone();
@@ -258,15 +267,44 @@ pub async fn run(settings: &Settings) -> anyhow::Result<CheckReport> {
         outcome,
     ));
 
-    let r = sentinel
-        .list_modified_since(now - time::Duration::minutes(1), None)
-        .await
-        .map(|_| ());
-    lines.push(line(
-        &home,
-        "Azure Resource Manager: Sentinel incidents",
-        arm_outcome("arm.list_incidents", r),
-    ));
+    match settings.sentinel_target {
+        SentinelTarget::Arm => {
+            let r = sentinel
+                .list_modified_since(now - time::Duration::minutes(1), None)
+                .await
+                .map(|_| ());
+            lines.push(line(
+                &home,
+                "Azure Resource Manager: Sentinel incidents",
+                arm_outcome("arm.list_incidents", r),
+            ));
+        }
+        SentinelTarget::Unified => {
+            let unified = UnifiedClient::new(graph.clone(), home.clone());
+            let r = unified
+                .list_modified_since(now - time::Duration::minutes(1), None)
+                .await
+                .map(|_| ());
+            let roles = graph_roles(tokens.as_ref(), &home, &settings.graph_endpoint).await;
+            let outcome = with_roles(
+                arm_outcome("unified.list_modified", r),
+                "unified.update_incident",
+                roles.as_deref(),
+                &["SecurityIncident.ReadWrite.All"],
+            );
+            let outcome = with_roles(
+                outcome,
+                "unified.scan_alerts",
+                roles.as_deref(),
+                ALERT_READERS,
+            );
+            lines.push(line(
+                &home,
+                "Microsoft Graph: unified Defender portal incidents (SENTINEL_TARGET=unified)",
+                outcome,
+            ));
+        }
+    }
 
     let outcome = match &logs {
         Some(logs) => logs_outcome("logs.upload", logs.probe().await),
@@ -411,6 +449,42 @@ mod tests {
         assert_eq!(
             graph_outcome("graph.resolve_user", Err(DefenderError::NotFound)),
             Outcome::Ok
+        );
+    }
+
+    #[test]
+    fn the_unified_line_names_the_alert_permission_in_the_workspace_tenant() {
+        let incidents_only = vec!["SecurityIncident.ReadWrite.All".to_owned()];
+        let o = with_roles(
+            Outcome::Ok,
+            "unified.scan_alerts",
+            Some(&incidents_only),
+            ALERT_READERS,
+        );
+        let Outcome::Missing {
+            permission, scope, ..
+        } = &o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!(*permission, "SecurityAlert.Read.All");
+        assert!(scope.contains("SENTINEL_TARGET=unified"), "{scope}");
+        let refused = arm_outcome(
+            "unified.list_modified",
+            Err(SentinelError::Auth {
+                status: 403,
+                message: "no".into(),
+            }),
+        );
+        assert!(
+            matches!(
+                refused,
+                Outcome::Missing {
+                    permission: "SecurityIncident.ReadWrite.All",
+                    ..
+                }
+            ),
+            "{refused:?}"
         );
     }
 

@@ -377,3 +377,54 @@ async fn a_platform_split_is_closed_with_a_pointer_and_the_source_stays_open() {
         "the extra's close never reaches the customer: {d}"
     );
 }
+
+/// A restart forgets the adapter's in-memory index: the pair comes back from the state (the
+/// etag it keeps names the platform incident) and from the alerts, so the restarted handler
+/// neither makes a second platform incident nor loses a pair, and a restart does not make it
+/// write anything by itself.
+#[tokio::test]
+async fn a_restart_between_cycles_keeps_every_pair_and_duplicates_nothing() {
+    let mut world = unified_world().await;
+    let a = seed(&world, T1, 2, 171);
+    let b = seed(&world, T2, 1, 172);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    assert_eq!(open_platform(&world).len(), 3);
+    let before: BTreeSet<String> = open_platform(&world).iter().map(pid).collect();
+
+    world.host.restart().await.expect("handler restarts");
+    world.sims.reset_counters();
+    let reply = world.sync_ok().await.return_value;
+    assert_eq!(
+        graph_writes(&world),
+        0,
+        "a restart alone writes nothing: {reply}"
+    );
+
+    // Both directions still reach the same platform incidents after the restart.
+    let custom_tags = vec!["after-restart".to_owned()];
+    act(&world, T1, &a[1], DefenderAction::Tag { custom_tags });
+    let p2 = platform_of(&world, T2, &b[0]);
+    let close = DefenderAction::Resolve {
+        classification: Some("falsePositive".into()),
+        determination: Some("other".into()),
+        resolving_comment: None,
+    };
+    world.sims.defender_action(WS, &pid(&p2), close).unwrap();
+    world.host.restart().await.expect("handler restarts again");
+    let reply = world.sync_ok().await.return_value;
+    let p1 = platform_of(&world, T1, &a[1]);
+    assert_eq!(p1["customTags"], json!(["after-restart"]), "{p1}\n{reply}");
+    let d2 = defender_of(&world, T2, &b[0]);
+    assert_eq!(d2["status"], "resolved", "{d2}\n{reply}");
+    let after: BTreeSet<String> = world
+        .sims
+        .defender_incidents(WS)
+        .iter()
+        .filter(|p| p["status"] != "redirected")
+        .map(pid)
+        .collect();
+    assert_eq!(after, before, "no platform incident added or lost: {reply}");
+    let d1 = defender_of(&world, T1, &a[0]);
+    assert_eq!(d1["status"], "active", "{d1}");
+}

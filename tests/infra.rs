@@ -397,7 +397,7 @@ fn the_permissions_doc_lists_every_call_with_its_permission() {
     }
 }
 
-/// Operation names (`"graph.…"`, `"arm.…"`, `"logs.…"`) in the adapters' sources, and the
+/// Operation names (`"graph.…"`, `"arm.…"`, `"logs.…"`, `"unified.…"`) in the adapters' sources, and the
 /// Table client's public methods.
 #[test]
 fn every_operation_the_adapters_send_is_in_the_call_list() {
@@ -417,7 +417,7 @@ fn every_operation_the_adapters_send_is_in_the_call_list() {
     let mut sent = BTreeSet::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        for prefix in ["\"graph.", "\"arm.", "\"logs."] {
+        for prefix in ["\"graph.", "\"arm.", "\"logs.", "\"unified."] {
             for (i, _) in text.match_indices(prefix) {
                 let rest = &text[i + 1..];
                 let end = rest.find('"').unwrap();

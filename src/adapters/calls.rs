@@ -54,6 +54,7 @@ pub struct UpstreamCall {
 
 const SECURITY_READ: &str = "SecurityIncident.Read.All";
 const SECURITY_WRITE: &str = "SecurityIncident.ReadWrite.All";
+const ALERT_READ: &str = "SecurityAlert.Read.All";
 const USER_READ: &str = "User.Read.All";
 const SENTINEL_READER: &str = "Microsoft Sentinel Reader";
 const SENTINEL_CONTRIBUTOR: &str = "Microsoft Sentinel Contributor";
@@ -62,6 +63,8 @@ const TABLE_CONTRIBUTOR: &str = "Storage Table Data Contributor";
 
 const EACH_DEFENDER_TENANT: &str = "each Defender tenant (DEFENDER_TENANT_IDS)";
 const SENTINEL_TENANT: &str = "the Sentinel tenant (AZURE_TENANT_ID)";
+const WORKSPACE_TENANT: &str =
+    "the workspace's tenant (AZURE_TENANT_ID), only with SENTINEL_TARGET=unified";
 const WORKSPACE: &str = "the Sentinel workspace";
 const DCR: &str = "the data collection rule";
 const STORAGE: &str = "the storage account (identity-based connection only)";
@@ -80,6 +83,20 @@ const fn graph(
         permission,
         grant: Grant::GraphAppRole,
         scope: EACH_DEFENDER_TENANT,
+    }
+}
+
+/// A Graph call of the unified target (`SENTINEL_TARGET=unified`): in the workspace's tenant,
+/// where the platform keeps the incidents its analytics rule made.
+const fn unified(
+    op: &'static str,
+    method: &'static str,
+    path: &'static str,
+    permission: &'static str,
+) -> UpstreamCall {
+    UpstreamCall {
+        scope: WORKSPACE_TENANT,
+        ..graph(op, method, path, permission)
     }
 }
 
@@ -157,6 +174,31 @@ pub const CALLS: &[UpstreamCall] = &[
         scope: SENTINEL_TENANT,
         ..graph("graph.resolve_user", "GET", "/v1.0/users/{upn}", USER_READ)
     },
+    unified(
+        "unified.scan_alerts",
+        "GET",
+        "/v1.0/security/alerts_v2?$filter=serviceSource eq 'microsoftSentinel' and createdDateTime ge {t}",
+        ALERT_READ,
+    ),
+    unified(
+        "unified.list_modified",
+        "GET",
+        "/v1.0/security/incidents?$filter=lastUpdateDateTime ge {t}&$expand=alerts",
+        SECURITY_READ,
+    ),
+    unified(
+        "unified.get_incident",
+        "GET",
+        "/v1.0/security/incidents/{id}?$expand=alerts",
+        SECURITY_READ,
+    ),
+    unified("unified.update_incident", "PATCH", INCIDENT, SECURITY_WRITE),
+    unified(
+        "unified.add_comment",
+        "POST",
+        "/v1.0/security/incidents/{id}/comments",
+        SECURITY_WRITE,
+    ),
     arm("arm.list_incidents", "GET", ARM_INCIDENTS, SENTINEL_READER),
     arm("arm.get_incident", "GET", ARM_INCIDENT, SENTINEL_READER),
     arm(
@@ -300,7 +342,7 @@ mod tests {
     fn the_grants_are_the_broadest_permission_of_each_family() {
         assert_eq!(
             granted(Grant::GraphAppRole),
-            vec![SECURITY_WRITE, USER_READ]
+            vec![ALERT_READ, SECURITY_WRITE, USER_READ]
         );
         assert_eq!(
             granted(Grant::AzureRole),
@@ -308,6 +350,14 @@ mod tests {
         );
         let list = call("graph.list_incidents").map(granted_for);
         assert_eq!(list, Some(SECURITY_WRITE));
+        assert_eq!(
+            call("unified.list_modified").map(granted_for),
+            Some(SECURITY_WRITE)
+        );
+        assert_eq!(
+            call("unified.scan_alerts").map(|c| (granted_for(c), c.scope)),
+            Some((ALERT_READ, WORKSPACE_TENANT))
+        );
         assert_eq!(
             call("arm.get_incident").map(granted_for),
             Some(SENTINEL_CONTRIBUTOR)

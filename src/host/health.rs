@@ -42,6 +42,7 @@ pub(super) async fn report(state: &HostState) -> Value {
             "workspaceName": info.workspace.workspace_name,
         },
         "alertIngestion": info.alert_ingestion,
+        "sentinelTarget": info.sentinel_target,
         "stateStore": if store.is_some() { "configured" } else { "not configured" },
         "perTenant": per_tenant,
         "failedIncidents": failed,

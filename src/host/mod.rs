@@ -57,6 +57,8 @@ pub struct HandlerInfo {
     pub tenants: Vec<String>,
     pub workspace: SentinelWorkspace,
     pub alert_ingestion: bool,
+    /// `SENTINEL_TARGET`: `arm` or `unified`.
+    pub sentinel_target: &'static str,
     pub function_timeout: Duration,
     pub schedule: Option<String>,
 }
@@ -70,6 +72,7 @@ impl HandlerInfo {
             tenants: s.defender_tenants.iter().map(|t| t.to_string()).collect(),
             workspace: s.workspace.clone(),
             alert_ingestion: s.logs.is_some(),
+            sentinel_target: s.sentinel_target.as_str(),
             function_timeout: s.function_timeout,
             schedule: s.schedule.clone(),
         }

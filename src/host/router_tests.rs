@@ -33,6 +33,7 @@ fn info(timeout: Duration) -> HandlerInfo {
             workspace_name: "ws".into(),
         },
         alert_ingestion: false,
+        sentinel_target: "arm",
         function_timeout: timeout,
         schedule: Some("0 */5 * * * *".into()),
     }
@@ -253,6 +254,7 @@ async fn sync_health_shows_facts_and_the_stores_tenant_figures() {
     let health: Value = serde_json::from_str(res["body"].as_str().expect("body")).expect("json");
     assert_eq!(health["tenants"], json!([TENANT]));
     assert_eq!(health["workspace"]["workspaceName"], "ws");
+    assert_eq!(health["sentinelTarget"], "arm");
     assert_eq!(health["stateStore"], "configured");
     assert_eq!(health["perTenant"][TENANT]["incidents_seen"], 7);
     assert_eq!(health["functionTimeoutSeconds"], 300.0);

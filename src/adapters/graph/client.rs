@@ -216,6 +216,68 @@ impl GraphClient {
         self.call(tenant, op, true, |c| c.get(url.clone())).await
     }
 
+    /// `GET /security/incidents/{id}?$expand=alerts` under operation name `op` (the unified
+    /// target names its calls in the workspace tenant apart from the Defender tenants' ones).
+    pub(crate) async fn get_incident_as(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        op: &'static str,
+    ) -> Result<Option<DefenderIncident>, DefenderError> {
+        let url = http::with_query(
+            self.security_url(&["incidents", id.as_str()]),
+            &[("$expand", "alerts")],
+        );
+        let raw: Box<serde_json::value::RawValue> =
+            match self.call(tenant, op, true, |c| c.get(url.clone())).await {
+                Err(DefenderError::NotFound) => return Ok(None),
+                other => other?,
+            };
+        mapping::incident(tenant, &raw)
+            .map(Some)
+            .map_err(|message| DefenderError::Rejected {
+                status: 200,
+                message,
+            })
+    }
+
+    /// `PATCH /security/incidents/{id}` under operation name `op`.
+    pub(crate) async fn update_incident_as(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        patch: &DefenderPatch,
+        op: &'static str,
+    ) -> Result<DefenderIncident, DefenderError> {
+        let body = request::patch_body(patch)
+            .map_err(|message| DefenderError::Rejected { status: 0, message })?;
+        let url = self.security_url(&["incidents", id.as_str()]);
+        let raw: Box<serde_json::value::RawValue> = self
+            .call(tenant, op, true, |c| c.patch(url.clone()).json(&body))
+            .await?;
+        mapping::incident(tenant, &raw).map_err(|message| DefenderError::Rejected {
+            status: 200,
+            message,
+        })
+    }
+
+    /// `POST /security/incidents/{id}/comments` under operation name `op`.
+    pub(crate) async fn add_comment_as(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+        op: &'static str,
+    ) -> Result<Vec<DefenderComment>, DefenderError> {
+        let body = request::comment_body(text);
+        let url = self.security_url(&["incidents", id.as_str(), "comments"]);
+        // Not idempotent: a repeat would add the comment twice, so only 429 / no-connection are retried.
+        let answer: CommentsDto = self
+            .call(tenant, op, false, |c| c.post(url.clone()).json(&body))
+            .await?;
+        Ok(answer.value.into_iter().map(mapping::comment).collect())
+    }
+
     fn window_url(&self, window: &IncidentWindow, extra: &[(&str, &str)]) -> Url {
         let filter = request::window_filter(window);
         let mut pairs = vec![("$filter", filter.as_str())];
@@ -266,23 +328,7 @@ impl DefenderApi for GraphClient {
         tenant: &TenantId,
         id: &DefenderIncidentId,
     ) -> Result<Option<DefenderIncident>, DefenderError> {
-        let url = http::with_query(
-            self.security_url(&["incidents", id.as_str()]),
-            &[("$expand", "alerts")],
-        );
-        let raw: Box<serde_json::value::RawValue> = match self
-            .call(tenant, "graph.get_incident", true, |c| c.get(url.clone()))
-            .await
-        {
-            Err(DefenderError::NotFound) => return Ok(None),
-            other => other?,
-        };
-        mapping::incident(tenant, &raw)
-            .map(Some)
-            .map_err(|message| DefenderError::Rejected {
-                status: 200,
-                message,
-            })
+        self.get_incident_as(tenant, id, "graph.get_incident").await
     }
 
     /// `GET /security/incidents/{id}?$expand=alerts`: the documented way to one incident's
@@ -321,18 +367,8 @@ impl DefenderApi for GraphClient {
         id: &DefenderIncidentId,
         patch: &DefenderPatch,
     ) -> Result<DefenderIncident, DefenderError> {
-        let body = request::patch_body(patch)
-            .map_err(|message| DefenderError::Rejected { status: 0, message })?;
-        let url = self.security_url(&["incidents", id.as_str()]);
-        let raw: Box<serde_json::value::RawValue> = self
-            .call(tenant, "graph.update_incident", true, |c| {
-                c.patch(url.clone()).json(&body)
-            })
-            .await?;
-        mapping::incident(tenant, &raw).map_err(|message| DefenderError::Rejected {
-            status: 200,
-            message,
-        })
+        self.update_incident_as(tenant, id, patch, "graph.update_incident")
+            .await
     }
 
     async fn add_comment(
@@ -341,15 +377,8 @@ impl DefenderApi for GraphClient {
         id: &DefenderIncidentId,
         text: &str,
     ) -> Result<Vec<DefenderComment>, DefenderError> {
-        let body = request::comment_body(text);
-        let url = self.security_url(&["incidents", id.as_str(), "comments"]);
-        // Not idempotent: a repeat would add the comment twice, so only 429 / no-connection are retried.
-        let answer: CommentsDto = self
-            .call(tenant, "graph.add_comment", false, |c| {
-                c.post(url.clone()).json(&body)
-            })
-            .await?;
-        Ok(answer.value.into_iter().map(mapping::comment).collect())
+        self.add_comment_as(tenant, id, text, "graph.add_comment")
+            .await
     }
 
     async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {

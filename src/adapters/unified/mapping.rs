@@ -1,8 +1,8 @@
 //! Pure translations between a platform incident (Graph, Defender vocabulary) and the
 //! Sentinel-side domain incident the engine works with.
 
+use crate::domain::mapping as m;
 use crate::domain::*;
-use crate::sync::mapping as m;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 

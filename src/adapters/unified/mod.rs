@@ -16,8 +16,7 @@ mod wire;
 use crate::adapters::graph::GraphClient;
 use crate::domain::*;
 use crate::ports::{
-    DefenderApi, DefenderError, DefenderPatch, Provisioning, SentinelApi, SentinelError,
-    SentinelPage,
+    DefenderError, DefenderPatch, Provisioning, SentinelApi, SentinelError, SentinelPage,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -220,7 +219,7 @@ impl UnifiedClient {
         for _ in 0..MAX_REDIRECTS {
             let Some(p) = self
                 .graph
-                .get_incident(&self.workspace, &id)
+                .get_incident_as(&self.workspace, &id, "unified.get_incident")
                 .await
                 .map_err(to_sentinel_error)?
             else {
@@ -269,7 +268,11 @@ impl UnifiedClient {
         id: &DefenderIncidentId,
         primary: &DefenderIncidentId,
     ) -> Result<(), DefenderError> {
-        let Some(p) = self.graph.get_incident(&self.workspace, id).await? else {
+        let Some(p) = self
+            .graph
+            .get_incident_as(&self.workspace, id, "unified.get_incident")
+            .await?
+        else {
             return Ok(());
         };
         if matches!(
@@ -280,14 +283,16 @@ impl UnifiedClient {
         }
         let note = mapping::split_note(primary);
         if !p.comments.iter().any(|c| c.text == note) {
-            self.graph.add_comment(&self.workspace, id, &note).await?;
+            self.graph
+                .add_comment_as(&self.workspace, id, &note, "unified.add_comment")
+                .await?;
         }
         let patch = DefenderPatch {
             status: Some(DefenderStatus::Resolved),
             ..DefenderPatch::default()
         };
         self.graph
-            .update_incident(&self.workspace, id, &patch)
+            .update_incident_as(&self.workspace, id, &patch, "unified.update_incident")
             .await?;
         tracing::info!(message = "Extra platform incident of a split closed.", platform_incident = %id, primary = %primary);
         Ok(())
@@ -361,7 +366,7 @@ impl SentinelApi for UnifiedClient {
             p
         } else {
             self.graph
-                .update_incident(&self.workspace, &p.id, &patch)
+                .update_incident_as(&self.workspace, &p.id, &patch, "unified.update_incident")
                 .await
                 .map_err(to_sentinel_error)?
         };
@@ -491,7 +496,7 @@ impl SentinelApi for UnifiedClient {
         }
         let all = self
             .graph
-            .add_comment(&self.workspace, &p.id, message)
+            .add_comment_as(&self.workspace, &p.id, message, "unified.add_comment")
             .await
             .map_err(to_sentinel_error)?;
         let created = all

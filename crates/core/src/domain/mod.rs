@@ -6,6 +6,7 @@ mod changes;
 mod enums;
 mod ids;
 mod incident;
+pub mod mapping;
 pub mod records;
 
 pub use changes::*;
