@@ -19,6 +19,19 @@ use crate::state::{IncidentState, Outcome, Precondition, StateError, StateStore,
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+/// How the reason of an incident reverse sync parked starts (forward sync keeps such a park:
+/// only reverse sync clears it).
+pub const PARK_PREFIX: &str = "reverse sync: ";
+
+/// True when the state shows the incident parked by reverse sync, PURE.
+pub fn parked_by_reverse(st: &IncidentState) -> bool {
+    st.last_outcome == Some(Outcome::Parked)
+        && st
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(PARK_PREFIX))
+}
+
 /// How often a state conflict (another writer) starts the incident over before giving up.
 const ATTEMPTS: usize = 3;
 
@@ -324,7 +337,7 @@ impl ReverseApply<'_> {
         reason: String,
     ) -> Result<ReverseOutcome, ReverseError> {
         st.last_outcome = Some(Outcome::Parked);
-        st.last_error = Some(format!("reverse sync: {reason}"));
+        st.last_error = Some(format!("{PARK_PREFIX}{reason}"));
         st.updated_at = Some(OffsetDateTime::now_utc());
         self.store
             .put_incident(&st, Precondition::Matches(etag))

@@ -625,6 +625,39 @@ async fn a_graph_400_parks_the_incident() {
     assert_eq!(h.defender(11).await.custom_tags, vec!["x".to_string()]);
 }
 
+/// A forward cycle over an incident reverse sync parked (a Defender change meanwhile) keeps it
+/// parked with its reason (SyncHealth lists it while its retry entry remains), and reverse sync
+/// clears it once Graph takes the change.
+#[tokio::test]
+async fn forward_sync_keeps_a_reverse_park_until_reverse_sync_clears_it() {
+    let h = harness();
+    h.synced(12).await;
+    h.s.analyst_edit(&name(12), |i| i.labels.push(user_label("y")));
+    h.d.probe.fail("update_incident", Fault::Rejected, 1);
+    assert!(matches!(h.reverse(12).await, ReverseOutcome::Parked(_)));
+    let mut d = h.defender(12).await;
+    d.display_name = "Renamed in Defender".into();
+    d.last_update = OffsetDateTime::now_utc();
+    h.d.upsert(d);
+    h.forward().await;
+    let st = h.state(12).await;
+    assert_eq!(st.last_outcome, Some(Outcome::Parked), "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("reverse sync:")),
+        "{st:?}"
+    );
+    assert_eq!(h.forward().await, 0, "a reverse park is not forward work");
+    assert!(matches!(h.reverse(12).await, ReverseOutcome::Applied(_)));
+    let st = h.state(12).await;
+    assert_eq!(
+        (st.last_outcome, st.last_error),
+        (Some(Outcome::Synced), None)
+    );
+    assert_eq!(h.defender(12).await.custom_tags, vec!["y".to_string()]);
+}
+
 // ---- the poll in the cycle -------------------------------------------------------------------
 
 fn tenant2() -> TenantId {
