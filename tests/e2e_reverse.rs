@@ -13,6 +13,8 @@ mod analyst;
 mod common;
 #[path = "e2e_reverse/conflicts.rs"]
 mod conflicts;
+#[path = "e2e_reverse/echo.rs"]
+mod echo;
 #[path = "e2e_reverse/faults.rs"]
 mod faults;
 

@@ -409,12 +409,18 @@ impl IncidentSync<'_> {
         st.defender_base = Some(outcome.base.defender);
         st.sentinel_base = Some(outcome.base.sentinel);
         st.record_sentinel(written.etag.clone(), snapshot::take(written));
+        // An incident reverse sync parked stays parked (with its reason) until reverse sync
+        // clears it: SyncHealth lists it while its retry entry remains.
+        let reverse_park = parked.is_none() && super::reverse::parked_by_reverse(&st);
         st.last_outcome = Some(match (&parked, wrote) {
+            _ if reverse_park => StateOutcome::Parked,
             (Some(_), _) => StateOutcome::Parked,
             (None, true) => StateOutcome::Synced,
             (None, false) => StateOutcome::Unchanged,
         });
-        st.last_error = parked.clone();
+        if !reverse_park {
+            st.last_error = parked.clone();
+        }
         st.updated_at = Some(OffsetDateTime::now_utc());
         Prepared {
             d: d.clone(),
@@ -578,11 +584,12 @@ fn put_failed(e: SentinelError, rebuilt: bool) -> Step {
     }
 }
 
-/// True when the state shows this incident synced at exactly this `lastUpdateDateTime`.
+/// True when the state shows this incident synced at exactly this `lastUpdateDateTime` (a park
+/// by reverse sync is reverse sync's to retry, not forward sync's).
 fn synced_at(st: &IncidentState, last_update: OffsetDateTime) -> bool {
     st.defender_last_update == Some(last_update)
-        && matches!(
+        && (matches!(
             st.last_outcome,
             Some(StateOutcome::Synced | StateOutcome::Unchanged)
-        )
+        ) || super::reverse::parked_by_reverse(st))
 }

@@ -76,10 +76,16 @@ fn description_with(d: &DefenderIncident, note: Option<&str>) -> String {
 /// is left unassigned and its description names the Defender owner.
 pub fn unassign_unknown_owner(planned: &mut SentinelIncident, d: &DefenderIncident, upn: &str) {
     planned.owner = Owner::default();
+    planned.description = Some(unknown_owner_description(d, upn));
+}
+
+/// The description of an incident whose Defender owner `upn` the Sentinel directory does not
+/// know: the owner named right after the portal link.
+pub fn unknown_owner_description(d: &DefenderIncident, upn: &str) -> String {
     let note = format!(
         "Defender owner: {upn} (not a user of the Sentinel tenant's directory, so not assigned here)"
     );
-    planned.description = Some(description_with(d, Some(&note)));
+    description_with(d, Some(&note))
 }
 
 /// First and last activity over the alerts (`None` when alerts are unknown or carry none).

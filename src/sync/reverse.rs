@@ -19,6 +19,19 @@ use crate::state::{IncidentState, Outcome, Precondition, StateError, StateStore,
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+/// How the reason of an incident reverse sync parked starts (forward sync keeps such a park:
+/// only reverse sync clears it).
+pub const PARK_PREFIX: &str = "reverse sync: ";
+
+/// True when the state shows the incident parked by reverse sync, PURE.
+pub fn parked_by_reverse(st: &IncidentState) -> bool {
+    st.last_outcome == Some(Outcome::Parked)
+        && st
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(PARK_PREFIX))
+}
+
 /// How often a state conflict (another writer) starts the incident over before giving up.
 const ATTEMPTS: usize = 3;
 
@@ -267,7 +280,8 @@ impl ReverseApply<'_> {
             applied.patched = true;
         }
         let recorded = st.mirrored_comments.len();
-        let (posted, count) = self.mirror_comments(s, &mut st, &after).await?;
+        let mut etag = etag;
+        let (posted, count) = self.mirror_comments(s, &mut st, &after, &mut etag).await?;
         applied.comments += posted;
         applied.comments += self.conflict_notes(&outcome, &mut st, &after).await?;
 
@@ -323,7 +337,7 @@ impl ReverseApply<'_> {
         reason: String,
     ) -> Result<ReverseOutcome, ReverseError> {
         st.last_outcome = Some(Outcome::Parked);
-        st.last_error = Some(format!("reverse sync: {reason}"));
+        st.last_error = Some(format!("{PARK_PREFIX}{reason}"));
         st.updated_at = Some(OffsetDateTime::now_utc());
         self.store
             .put_incident(&st, Precondition::Matches(etag))
@@ -331,14 +345,20 @@ impl ReverseApply<'_> {
         Ok(ReverseOutcome::Parked(reason))
     }
 
-    /// Posts each analyst comment of `s` not yet in Defender, once. A comment already carrying
-    /// its reference in Defender (a crash after the POST, before the state write) is only
-    /// recorded.
+    /// Posts each analyst comment of `s` not yet in Defender, at most once, even across
+    /// instances: the comments to post are first claimed in the state with `If-Match` (a
+    /// second instance loses that write and starts over, then finds them claimed), and only
+    /// then posted. A comment already carrying its reference in Defender (a crash after the
+    /// POST, before the state write) is only recorded; a claim still fresh whose comment is
+    /// not in Defender yet is another instance's POST under way: the incident is held
+    /// (transient) and retried; a claim older than [`CLAIM_LEASE`] died with its instance and
+    /// is taken over.
     async fn mirror_comments(
         &self,
         s: &SentinelIncident,
         st: &mut IncidentState,
         d: &DefenderIncident,
+        etag: &mut crate::state::ETag,
     ) -> Result<(usize, Option<u32>), ReverseError> {
         // An incident Sentinel says holds no comment is not listed.
         let comments = match s.comments_count {
@@ -346,19 +366,46 @@ impl ReverseApply<'_> {
             _ => self.sentinel.list_comments(&s.name).await?,
         };
         let count = u32::try_from(comments.len()).ok();
-        let mut posted = 0;
+        let now = OffsetDateTime::now_utc();
+        let mut to_post = Vec::new();
         for c in comments.iter().filter(|c| !is_mirrored(&c.message)) {
             let fp = sentinel_comment_fingerprint(c);
-            if st.mirrored_comments.contains(&fp) {
+            let claim = claimed_at(st, &fp);
+            if claim.is_none() && st.mirrored_comments.contains(&fp) {
                 continue;
             }
-            if !carries_ref(d, &fp) {
-                self.defender
-                    .add_comment(&st.tenant, &st.defender_id, &defender_message(c, &fp))
-                    .await?;
-                posted += 1;
+            if carries_ref(d, &fp) {
+                release_claim(st, &fp);
+                st.mirrored_comments.insert(fp);
+                continue;
             }
-            st.mirrored_comments.insert(fp);
+            if claim.is_some_and(|at| now - at < CLAIM_LEASE) {
+                return Err(StateError::Transient(format!(
+                    "comment {fp} is being posted to Defender by another instance"
+                ))
+                .into());
+            }
+            to_post.push((c, fp));
+        }
+        if to_post.is_empty() {
+            return Ok((0, count));
+        }
+        for (_, fp) in &to_post {
+            release_claim(st, fp);
+            st.mirrored_comments.insert(claim_key(fp, now));
+            st.mirrored_comments.insert(fp.clone());
+        }
+        *etag = self
+            .store
+            .put_incident(st, Precondition::Matches(etag.clone()))
+            .await?;
+        let mut posted = 0;
+        for (c, fp) in to_post {
+            self.defender
+                .add_comment(&st.tenant, &st.defender_id, &defender_message(c, &fp))
+                .await?;
+            release_claim(st, &fp);
+            posted += 1;
         }
         Ok((posted, count))
     }
@@ -410,6 +457,32 @@ pub fn owner_defender_cannot_take(outcome: &MergeOutcome, s: &SentinelIncident) 
             .unwrap_or_default();
         format!("the Sentinel owner '{who}' has no user principal name Defender can assign")
     })
+}
+
+/// How long a claim to post a comment holds before another instance may take it over (a POST
+/// takes seconds; a claim this old died with its instance).
+pub const CLAIM_LEASE: time::Duration = time::Duration::minutes(2);
+const CLAIM_PREFIX: &str = "posting:";
+
+/// The state key claiming comment `fp` for posting since `at`.
+fn claim_key(fp: &str, at: OffsetDateTime) -> String {
+    format!("{CLAIM_PREFIX}{fp}@{}", at.unix_timestamp())
+}
+
+/// When comment `fp` was claimed for posting, if a claim is recorded.
+fn claimed_at(st: &IncidentState, fp: &str) -> Option<OffsetDateTime> {
+    let prefix = format!("{CLAIM_PREFIX}{fp}@");
+    st.mirrored_comments
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix)?.parse::<i64>().ok())
+        .filter_map(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .max()
+}
+
+/// Drops every claim on comment `fp`.
+fn release_claim(st: &mut IncidentState, fp: &str) {
+    let prefix = format!("{CLAIM_PREFIX}{fp}@");
+    st.mirrored_comments.retain(|k| !k.starts_with(&prefix));
 }
 
 fn carries_ref(d: &DefenderIncident, fp: &str) -> bool {

@@ -272,6 +272,8 @@ async fn a_crash_between_the_comment_post_and_the_state_write_does_not_post_twic
     h.s.put_comment(&name(6), uuid::Uuid::new_v4(), "escalated")
         .await
         .unwrap();
+    // The claim before the POST is written; the state write after it is not.
+    h.store.pass_incident_puts.store(1, Ordering::SeqCst);
     h.store.fail_incident_puts.store(1, Ordering::SeqCst);
     let s = h.s.incident(&name(6)).unwrap();
     let err = h.apply_with(&h.tenants).apply(&s).await.unwrap_err();
@@ -289,6 +291,174 @@ async fn a_crash_between_the_comment_post_and_the_state_write_does_not_post_twic
     assert_eq!(h.defender(6).await.comments.len(), 1, "not posted again");
     assert_eq!(h.state(6).await.mirrored_comments.len(), 1);
     h.assert_idle(6).await;
+}
+
+/// Defender whose first two incident reads wait for each other: two instances have both read
+/// Defender (without the comment) before either posts.
+struct BothReadFirst {
+    inner: Arc<FakeDefender>,
+    barrier: tokio::sync::Barrier,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl DefenderApi for BothReadFirst {
+    async fn count_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+    ) -> Result<Option<u64>, DefenderError> {
+        self.inner.count_incidents(tenant, window).await
+    }
+    async fn list_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+        expand_alerts: bool,
+    ) -> Result<IncidentPage, DefenderError> {
+        self.inner
+            .list_incidents(tenant, window, expand_alerts)
+            .await
+    }
+    async fn next_page(
+        &self,
+        tenant: &TenantId,
+        next_link: &str,
+    ) -> Result<IncidentPage, DefenderError> {
+        self.inner.next_page(tenant, next_link).await
+    }
+    async fn get_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<DefenderIncident>, DefenderError> {
+        let read = self.inner.get_incident(tenant, id).await;
+        if self.reads.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.barrier.wait().await;
+        }
+        read
+    }
+    async fn alerts_for_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Vec<Alert>, DefenderError> {
+        self.inner.alerts_for_incident(tenant, id).await
+    }
+    async fn update_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        patch: &DefenderPatch,
+    ) -> Result<DefenderIncident, DefenderError> {
+        self.inner.update_incident(tenant, id, patch).await
+    }
+    async fn add_comment(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+    ) -> Result<Vec<DefenderComment>, DefenderError> {
+        self.inner.add_comment(tenant, id, text).await
+    }
+    async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {
+        self.inner.resolve_user(upn).await
+    }
+}
+
+/// Issue 12: two instances (the webhook on one, the timer on another) apply the same comment
+/// at once, both having read Defender before either posts, with no in-process lock between
+/// them: the state's ETag alone lets one of them post it.
+#[tokio::test]
+async fn two_instances_applying_one_comment_at_once_post_it_once() {
+    let h = harness();
+    h.synced(7).await;
+    h.s.put_comment(&name(7), uuid::Uuid::new_v4(), "contained")
+        .await
+        .unwrap();
+    let s = h.s.incident(&name(7)).unwrap();
+    let defender = BothReadFirst {
+        inner: h.d.clone(),
+        barrier: tokio::sync::Barrier::new(2),
+        reads: Default::default(),
+    };
+    let apply = || ReverseApply {
+        defender: &defender,
+        ..h.apply_with(&h.tenants)
+    };
+    let (a, b) = (apply(), apply());
+    let (ra, rb) = tokio::join!(a.apply(&s), b.apply(&s));
+    assert!(
+        defender.reads.load(Ordering::SeqCst) >= 2,
+        "both read Defender"
+    );
+    for r in [&ra, &rb] {
+        if let Err(e) = r {
+            assert_eq!(e.class(), ErrorClass::Transient, "{e}");
+        }
+    }
+    assert_eq!(h.posts(), 1, "posted once: {ra:?} {rb:?}");
+    assert_eq!(h.defender(7).await.comments.len(), 1);
+    // The one held (if any) finds it posted on its retry.
+    let again = h.reverse(7).await;
+    assert!(
+        matches!(
+            again,
+            ReverseOutcome::Unchanged | ReverseOutcome::Applied(Applied { comments: 0, .. })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(h.posts(), 1);
+    h.assert_idle(7).await;
+}
+
+/// A fresh claim by another instance whose comment is not in Defender yet holds the incident
+/// (nothing posted); a claim older than the lease died with its instance and is taken over.
+#[tokio::test]
+async fn a_fresh_claim_holds_and_a_stale_claim_is_taken_over() {
+    let h = harness();
+    h.synced(8).await;
+    let c =
+        h.s.put_comment(&name(8), uuid::Uuid::new_v4(), "isolated")
+            .await
+            .unwrap();
+    let fp = sentinel_comment_fingerprint(&c);
+    let v = h.store.incident(&name(8)).await.unwrap().unwrap();
+    let mut st = v.value.clone();
+    st.mirrored_comments.insert(fp.clone());
+    st.mirrored_comments
+        .insert(claim_key(&fp, OffsetDateTime::now_utc()));
+    h.store
+        .put_incident(&st, Precondition::Matches(v.etag))
+        .await
+        .unwrap();
+    let s = h.s.incident(&name(8)).unwrap();
+    let err = h.apply_with(&h.tenants).apply(&s).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(h.posts(), 0, "another instance is posting it");
+    let v = h.store.incident(&name(8)).await.unwrap().unwrap();
+    let mut st = v.value.clone();
+    release_claim(&mut st, &fp);
+    st.mirrored_comments.insert(claim_key(
+        &fp,
+        OffsetDateTime::now_utc() - CLAIM_LEASE - time::Duration::seconds(1),
+    ));
+    h.store
+        .put_incident(&st, Precondition::Matches(v.etag))
+        .await
+        .unwrap();
+    let out = h.reverse(8).await;
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 1, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(8).await.comments.len(), 1);
+    assert_eq!(
+        h.state(8).await.mirrored_comments,
+        std::iter::once(fp).collect(),
+        "the claim is released"
+    );
+    h.assert_idle(8).await;
 }
 
 #[tokio::test]
@@ -453,6 +623,39 @@ async fn a_graph_400_parks_the_incident() {
     assert!(h.defender(11).await.custom_tags.is_empty());
     assert!(matches!(h.reverse(11).await, ReverseOutcome::Applied(_)));
     assert_eq!(h.defender(11).await.custom_tags, vec!["x".to_string()]);
+}
+
+/// A forward cycle over an incident reverse sync parked (a Defender change meanwhile) keeps it
+/// parked with its reason (SyncHealth lists it while its retry entry remains), and reverse sync
+/// clears it once Graph takes the change.
+#[tokio::test]
+async fn forward_sync_keeps_a_reverse_park_until_reverse_sync_clears_it() {
+    let h = harness();
+    h.synced(12).await;
+    h.s.analyst_edit(&name(12), |i| i.labels.push(user_label("y")));
+    h.d.probe.fail("update_incident", Fault::Rejected, 1);
+    assert!(matches!(h.reverse(12).await, ReverseOutcome::Parked(_)));
+    let mut d = h.defender(12).await;
+    d.display_name = "Renamed in Defender".into();
+    d.last_update = OffsetDateTime::now_utc();
+    h.d.upsert(d);
+    h.forward().await;
+    let st = h.state(12).await;
+    assert_eq!(st.last_outcome, Some(Outcome::Parked), "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("reverse sync:")),
+        "{st:?}"
+    );
+    assert_eq!(h.forward().await, 0, "a reverse park is not forward work");
+    assert!(matches!(h.reverse(12).await, ReverseOutcome::Applied(_)));
+    let st = h.state(12).await;
+    assert_eq!(
+        (st.last_outcome, st.last_error),
+        (Some(Outcome::Synced), None)
+    );
+    assert_eq!(h.defender(12).await.custom_tags, vec!["y".to_string()]);
 }
 
 // ---- the poll in the cycle -------------------------------------------------------------------

@@ -61,14 +61,24 @@ pub(super) fn take(i: &SentinelIncident) -> Option<SentinelSnapshot> {
 /// The Sentinel incident as of the state's etag, when the state holds a snapshot of exactly
 /// that etag. Title and description are Defender's texts, stored as a digest: when it matches
 /// the texts planned from `d` they are those, else they are left empty (unknown), which
-/// differs from any planned incident, so the PUT goes out and rewrites them.
+/// differs from any planned incident, so the PUT goes out and rewrites them. An incident whose
+/// Defender owner the Sentinel directory did not know (the state names it) has that owner
+/// noted in its description: that text is planned too, so it is matched as well (else every
+/// Defender change, our own reverse comment included, would re-PUT it unchanged: issue 12).
 pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<SentinelIncident> {
     let snap = st.snapshot()?;
-    let (title, description) = (plan::title(d), plan::description(d));
-    let (title, description) = if text_digest(&title, Some(&description)) == snap.text_digest {
-        (title, Some(description))
+    let title = plan::title(d);
+    let noted = st
+        .unknown_owner
+        .as_deref()
+        .map(|upn| plan::unknown_owner_description(d, upn));
+    let description = std::iter::once(plan::description(d))
+        .chain(noted)
+        .find(|text| text_digest(&title, Some(text)) == snap.text_digest);
+    let title = if description.is_some() {
+        title
     } else {
-        (String::new(), None)
+        String::new()
     };
     let kind = |auto: bool| {
         if auto {
@@ -194,6 +204,31 @@ mod tests {
             None,
             "a state from before snapshots reads Sentinel"
         );
+    }
+
+    /// Issue 12 (the echo): an incident whose Defender owner Sentinel's directory does not know
+    /// carries the owner note in its description. Rebuilt from its snapshot, it must read as
+    /// what the planned PUT would write, or every Defender change (our own reverse comment
+    /// included) re-PUTs it unchanged.
+    #[test]
+    fn an_unknown_owner_incident_rebuilds_to_what_would_be_planned() {
+        let mut d = incident(&tenant(), 1, T0);
+        let upn = "omar.ali@contoso.com";
+        d.assigned_to = Some(upn.into());
+        let was = sentinel(&d);
+        let mut planned = plan::sentinel_incident(&d, Some(&was), &was.fields(), None);
+        plan::unassign_unknown_owner(&mut planned, &d, upn);
+        let mut st = state_with(&planned, &d);
+        st.unknown_owner = Some(upn.into());
+        let c = rebuild(&st, &d).unwrap();
+        assert_eq!(c.description, planned.description, "the texts are known");
+        let mut again = plan::sentinel_incident(&d, Some(&c), &c.fields(), None);
+        plan::unassign_unknown_owner(&mut again, &d, upn);
+        assert!(plan::same_writable(&again, &c), "nothing to PUT");
+        // The same incident once the owner is known again is rewritten.
+        st.unknown_owner = None;
+        let c = rebuild(&st, &d).unwrap();
+        assert!(c.title.is_empty() && c.description.is_none());
     }
 
     #[test]

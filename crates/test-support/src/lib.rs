@@ -864,6 +864,8 @@ pub fn incident(tenant: &TenantId, id: u32, updated: OffsetDateTime) -> Defender
 pub struct FlakyStore {
     pub inner: dss_core::state::memory::MemoryStateStore,
     pub fail_incident_puts: std::sync::atomic::AtomicUsize,
+    /// Incident writes that succeed before the injected failures start.
+    pub pass_incident_puts: std::sync::atomic::AtomicUsize,
     /// Another writer rewrites this incident's state just before the next batch write (so
     /// that transaction loses the race on it).
     pub race_next_batch_on: std::sync::Mutex<Option<SentinelIncidentName>>,
@@ -890,6 +892,11 @@ impl FlakyStore {
     }
     /// Consumes one injected failure of an incident write (single or batch), if any is left.
     fn injected_crash(&self) -> Result<(), dss_core::state::StateError> {
+        let pass = self.pass_incident_puts.load(Ordering::SeqCst);
+        if pass > 0 {
+            self.pass_incident_puts.store(pass - 1, Ordering::SeqCst);
+            return Ok(());
+        }
         let left = self.fail_incident_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_incident_puts.store(left - 1, Ordering::SeqCst);
