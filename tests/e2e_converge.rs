@@ -66,3 +66,55 @@ async fn seeded_rounds_of_two_way_changes_under_faults_converge_with_nothing_los
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Found by seed 1609: a Defender comment made just before a Sentinel analyst's close, when the
+/// close reaches Defender by the webhook, was never mirrored to Sentinel (the reverse PATCH
+/// marked Defender as seen at its new lastUpdateDateTime, so forward sync skipped the incident).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defender_comment_before_a_webhook_applied_close_still_reaches_sentinel() {
+    use dss_simulators::{DefenderAction, SentinelAction, wellknown};
+    let t = wellknown::TENANT_ID;
+    let w = support::world::World::start().await;
+    let ids = w.sims.seed_capped(t, 1, 1609, 1);
+    let id = &ids[0];
+    w.sync_ok().await;
+    let name = invariants::sentinel_name(t, id);
+    let comment = "Defender analyst note before the close.".to_owned();
+    w.sims
+        .defender_action(t, id, DefenderAction::Comment { comment })
+        .unwrap();
+    let body = w
+        .sims
+        .sentinel_action(
+            &name,
+            SentinelAction::SetStatus {
+                status: "Closed".into(),
+                classification: Some("TruePositive".into()),
+                classification_reason: Some("SuspiciousActivity".into()),
+                classification_comment: Some("Closed in Sentinel.".into()),
+            },
+        )
+        .unwrap();
+    let res = w.webhook(&body.to_string()).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        w.sims.defender_incident(t, id).unwrap()["status"],
+        "resolved",
+        "the webhook applied the close"
+    );
+    w.sync_ok().await;
+    let messages: Vec<String> = w
+        .sims
+        .sentinel_comments(&name)
+        .iter()
+        .filter_map(|c| c["properties"]["message"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.ends_with("Defender analyst note before the close."))
+            .count(),
+        1,
+        "the Defender comment is mirrored once: {messages:?}"
+    );
+}

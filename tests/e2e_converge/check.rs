@@ -17,6 +17,10 @@ pub struct Ledger {
     seed: u64,
     next: u64,
     by_incident: BTreeMap<(String, String), Vec<String>>,
+    /// What happened to each incident, in order (printed when it does not agree).
+    history: BTreeMap<(String, String), Vec<String>>,
+    /// The current round (for the history).
+    pub round: String,
 }
 
 impl Ledger {
@@ -25,6 +29,8 @@ impl Ledger {
             seed,
             next: 0,
             by_incident: BTreeMap::new(),
+            history: BTreeMap::new(),
+            round: "setup".into(),
         }
     }
 
@@ -32,6 +38,15 @@ impl Ledger {
     pub fn token(&mut self) -> String {
         self.next += 1;
         format!("cv{}x{}", self.seed, self.next)
+    }
+
+    /// Records what happened to incident (`tenant`, `id`).
+    pub fn event(&mut self, tenant: &str, id: &str, what: String) {
+        let line = format!("{}: {what}", self.round);
+        self.history
+            .entry((tenant.to_owned(), id.to_owned()))
+            .or_default()
+            .push(line);
     }
 
     /// The comment holding `token` was written on incident (`tenant`, `id`) (or its mirror).
@@ -93,8 +108,13 @@ pub fn assert_two_way_converged(w: &World, tenants: &[&str], ledger: &Ledger, se
             duplicated += dup;
             bad.append(&mut cbad);
             if !bad.is_empty() {
+                let history = ledger
+                    .history
+                    .get(&(t.to_string(), id.clone()))
+                    .map(|h| h.join("\n      "))
+                    .unwrap_or_default();
                 problems.push(format!(
-                    "{t}/{id} ({name}): {}\n    Defender: {}\n    Sentinel: {}",
+                    "{t}/{id} ({name}): {}\n    Defender: {}\n    Sentinel: {}\n    history:\n      {history}",
                     bad.join("; "),
                     brief_defender(&d),
                     brief_sentinel(p)

@@ -198,6 +198,7 @@ fn defender_change(
                 .sims
                 .defender_action(t, id, DefenderAction::Comment { comment });
             if r.is_ok() {
+                ledger.event(t, id, format!("Defender comment {token}"));
                 ledger.add(t, id, token);
             }
             return r.ok().map(|_| ());
@@ -222,7 +223,12 @@ fn defender_change(
             return r.ok().map(|_| ());
         }
     };
-    w.sims.defender_action(t, id, action).ok().map(|_| ())
+    let what = format!("Defender {action:?}");
+    let r = w.sims.defender_action(t, id, action).ok().map(|_| ());
+    if r.is_some() {
+        ledger.event(t, id, what);
+    }
+    r
 }
 
 /// One Sentinel analyst change on the mirror of `id`; returns the playbook body (`None`: the
@@ -276,6 +282,7 @@ fn sentinel_change(
                 .sims
                 .sentinel_action(&name, SentinelAction::Comment { message });
             if r.is_ok() {
+                ledger.event(t, id, format!("Sentinel comment {token}"));
                 ledger.add(t, id, token);
             }
             return r.ok();
@@ -284,7 +291,12 @@ fn sentinel_change(
             severity: ["Low", "Medium", "High"][rng.random_range(0..3)].into(),
         },
     };
-    w.sims.sentinel_action(&name, action).ok()
+    let what = format!("Sentinel {action:?}");
+    let r = w.sims.sentinel_action(&name, action).ok();
+    if r.is_some() {
+        ledger.event(t, id, what);
+    }
+    r
 }
 
 /// The faults of one round, chosen by the seed; returns the kinds injected by the plans (the
@@ -360,23 +372,35 @@ fn clear_faults(w: &World) {
 
 /// Sends the round's playbook calls: each is lost, sent, replayed or held back and sent after
 /// the newer ones (reordered).
-async fn post_webhooks(w: &World, rng: &mut StdRng, bodies: Vec<Value>, f: &mut Figures) {
+async fn post_webhooks(
+    w: &World,
+    rng: &mut StdRng,
+    bodies: Vec<Value>,
+    f: &mut Figures,
+) -> Vec<String> {
     let mut now = Vec::new();
     let mut late = Vec::new();
+    let mut log = Vec::new();
     for b in bodies {
-        match rng.random_range(0..10) {
-            0..2 => *f.webhooks.entry("lost").or_default() += 1,
-            2..6 => now.push(b),
+        let name = b["object"]["name"].as_str().unwrap_or("?").to_owned();
+        let fate = match rng.random_range(0..10) {
+            0..2 => "lost",
+            2..6 => {
+                now.push(b);
+                "sent"
+            }
             6..8 => {
-                *f.webhooks.entry("replayed").or_default() += 1;
                 now.push(b.clone());
                 now.push(b);
+                "replayed"
             }
             _ => {
-                *f.webhooks.entry("reordered").or_default() += 1;
                 late.push(b);
+                "reordered"
             }
-        }
+        };
+        *f.webhooks.entry(fate).or_default() += 1;
+        log.push(format!("{fate} {}", &name[..8]));
     }
     for b in now.into_iter().chain(late) {
         let res = w.webhook(&b.to_string()).await;
@@ -388,6 +412,7 @@ async fn post_webhooks(w: &World, rng: &mut StdRng, bodies: Vec<Value>, f: &mut 
         };
         *f.webhooks.entry(key).or_default() += 1;
     }
+    log
 }
 
 /// Whether a cycle wrote nothing anywhere (counted by the simulators since the last reset).
@@ -441,6 +466,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
     f.cycles += 1;
 
     for round in 0..rounds {
+        ledger.round = format!("round {round}");
         let kill = rng.random_bool(0.35);
         let restart_azurite = !kill && rng.random_bool(0.25);
         let mut kinds = set_round_faults(&w, &mut rng);
@@ -485,7 +511,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
         // The timer cycle, with the playbook's calls arriving while it runs.
         let mut cycle = w.spawn_sync();
         f.cycles += 1;
-        post_webhooks(&w, &mut rng, bodies, &mut f).await;
+        let hooks = post_webhooks(&w, &mut rng, bodies, &mut f).await;
         if (kill || restart_azurite) && cycle.is_finished() {
             // The webhooks outlasted the cycle: hit the next one instead.
             cycle.await.unwrap().ok();
@@ -518,7 +544,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
         }
         let outcome = cycle.await.unwrap();
         println!(
-            "  round {round}: faults {kinds:?}{}{}; cycle {}",
+            "  round {round}: faults {kinds:?}{}{}; webhooks {hooks:?}; cycle {}",
             if kill { ", SIGKILL" } else { "" },
             if restart_azurite {
                 ", Azurite restart"
