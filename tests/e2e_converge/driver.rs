@@ -214,10 +214,11 @@ fn defender_change(
                 return None;
             }
             let into = others[rng.random_range(0..others.len())].clone();
-            let r = w
-                .sims
-                .defender_action(t, id, DefenderAction::Merge { into });
+            let merge = DefenderAction::Merge { into: into.clone() };
+            let r = w.sims.defender_action(t, id, merge);
             if r.is_ok() {
+                ledger.event(t, id, format!("Defender merge into {into}"));
+                ledger.event(t, &into, format!("Defender merge of {id} into it"));
                 inc.merged.insert((t.to_owned(), id.to_owned()));
             }
             return r.ok().map(|_| ());
