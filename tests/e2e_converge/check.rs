@@ -176,8 +176,12 @@ fn field_problems(d: &Value, p: &Value) -> Vec<String> {
         s(&p["classificationComment"]).map(str::to_owned),
     );
     // Classification is compared on closed incidents: Sentinel clears it on a reopen, Defender
-    // keeps it (the merge does not write a classification to an open incident).
-    if sstatus == SentinelStatus::Closed && !mapping::classification_same(&dc, &sc) {
+    // keeps it (the merge does not write a classification to an open incident). A redirected
+    // incident is closed one way (`docs/sync-model.md`): its classification is not synced.
+    if sstatus == SentinelStatus::Closed
+        && dstatus != DefenderStatus::Redirected
+        && !mapping::classification_same(&dc, &sc)
+    {
         bad.push("classification differs".into());
     }
     let downer = s(&d["assignedTo"]);
