@@ -416,6 +416,19 @@ async fn post_webhooks(
     log
 }
 
+/// Writes per operation since the last counter reset (for a failure message).
+fn writes_by_op(w: &World) -> Vec<(String, u64)> {
+    let c = w.sims.counters();
+    c.by_api
+        .iter()
+        .flat_map(|(api, ops)| {
+            ops.iter()
+                .filter(|(op, _)| !op.starts_with("GET"))
+                .map(move |(op, n)| (format!("{api} {op}"), n.calls))
+        })
+        .collect()
+}
+
 /// Whether a cycle wrote nothing anywhere (counted by the simulators since the last reset).
 fn wrote_nothing(w: &World) -> bool {
     let c = w.sims.counters();
@@ -493,19 +506,19 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
                 if inc.merged.contains(&(t.to_owned(), id.clone())) {
                     continue;
                 }
-                if rng.random_bool(0.6) {
-                    if defender_change(&w, &mut rng, &mut inc, &mut ledger, t, &id).is_some() {
-                        f.defender_actions += 1;
-                    }
+                if rng.random_bool(0.6)
+                    && defender_change(&w, &mut rng, &mut inc, &mut ledger, t, &id).is_some()
+                {
+                    f.defender_actions += 1;
                 }
                 if inc.merged.contains(&(t.to_owned(), id.clone())) {
                     continue;
                 }
-                if rng.random_bool(0.6) {
-                    if let Some(b) = sentinel_change(&w, &mut rng, &mut ledger, t, &id) {
-                        f.sentinel_actions += 1;
-                        bodies.push(b);
-                    }
+                if rng.random_bool(0.6)
+                    && let Some(b) = sentinel_change(&w, &mut rng, &mut ledger, t, &id)
+                {
+                    f.sentinel_actions += 1;
+                    bodies.push(b);
                 }
             }
         }
@@ -580,6 +593,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
 
     // The faults have stopped: cycles until one writes nothing (bounded).
     let mut converged = false;
+    let mut writers = Vec::new();
     for _ in 0..4 {
         w.sims.reset_counters();
         let r = w.sync().await;
@@ -589,11 +603,17 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
             break;
         }
         f.cycles_to_converge += 1;
+        writers.push(format!(
+            "writes {:?}; figures {}",
+            writes_by_op(&w),
+            r.return_value["figures"]
+        ));
     }
     assert!(
         converged,
-        "seed {seed}: no idle cycle within 4 cycles after the faults stopped ({} wrote)",
-        f.cycles_to_converge
+        "seed {seed}: no idle cycle within 4 cycles after the faults stopped ({} wrote):\n  {}",
+        f.cycles_to_converge,
+        writers.join("\n  ")
     );
     assert!(
         f.cycles_to_converge <= 3,
