@@ -49,6 +49,21 @@ impl Ledger {
             .push(line);
     }
 
+    /// The histories of the incidents whose Sentinel name `text` mentions.
+    pub fn histories_named_in(&self, text: &str) -> Vec<String> {
+        self.history
+            .iter()
+            .filter(|((t, id), _)| text.contains(&sentinel_name(t, id)))
+            .map(|((t, id), h)| {
+                format!(
+                    "{t}/{id} ({}):\n      {}",
+                    sentinel_name(t, id),
+                    h.join("\n      ")
+                )
+            })
+            .collect()
+    }
+
     /// The comment holding `token` was written on incident (`tenant`, `id`) (or its mirror).
     pub fn add(&mut self, tenant: &str, id: &str, token: String) {
         self.by_incident

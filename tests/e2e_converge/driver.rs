@@ -611,9 +611,11 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
     }
     assert!(
         converged,
-        "seed {seed}: no idle cycle within 4 cycles after the faults stopped ({} wrote):\n  {}",
+        "seed {seed}: no idle cycle within 4 cycles after the faults stopped ({} wrote):\n  {}\n\
+         incidents named:\n  {}",
         f.cycles_to_converge,
-        writers.join("\n  ")
+        writers.join("\n  "),
+        ledger.histories_named_in(&writers.join(" ")).join("\n  ")
     );
     assert!(
         f.cycles_to_converge <= 3,
