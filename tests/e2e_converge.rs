@@ -118,3 +118,42 @@ async fn a_defender_comment_before_a_webhook_applied_close_still_reaches_sentine
         "the Defender comment is mirrored once: {messages:?}"
     );
 }
+
+/// Found by seed 1605: a Sentinel analyst comment whose playbook call was lost, then a Defender
+/// change that forward sync PUTs to the mirror. Forward sync recorded the PUT answer's comment
+/// count, which counted the analyst's comment, and the Sentinel poll then took the incident as
+/// unchanged: the comment never reached Defender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_comment_is_not_hidden_from_the_poll_by_a_forward_put() {
+    use dss_simulators::{DefenderAction, SentinelAction, wellknown};
+    let t = wellknown::TENANT_ID;
+    let w = support::world::World::start().await;
+    let ids = w.sims.seed_capped(t, 1, 1605, 1);
+    let id = &ids[0];
+    w.sync_ok().await;
+    let name = invariants::sentinel_name(t, id);
+    let message = "Sentinel analyst note, its webhook lost.".to_owned();
+    w.sims
+        .sentinel_action(&name, SentinelAction::Comment { message })
+        .unwrap();
+    let tags = vec!["from-defender".to_owned()];
+    w.sims
+        .defender_action(t, id, DefenderAction::Tag { custom_tags: tags })
+        .unwrap();
+    w.sync_ok().await;
+    let texts: Vec<String> = w.sims.defender_incident(t, id).unwrap()["comments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["comment"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|c| c.contains("Sentinel analyst note, its webhook lost."))
+            .count(),
+        1,
+        "the Sentinel comment reached Defender once: {texts:?}"
+    );
+    invariants::assert_idle(&w).await;
+}
