@@ -72,8 +72,12 @@ impl CommentMirror<'_> {
             .filter(|(fp, _)| !st.mirrored_comments.contains(fp))
             .map(|(fp, c)| (fp, comment_messages(c)))
             .collect();
+        // The count is recorded only when every comment it counts is known: one more is an
+        // analyst's comment the Sentinel poll must still see (issue 16, converge seed 1605).
+        let known_before = st.sentinel_comments.or(Some(0));
         if pending.is_empty() {
-            return Ok((false, written.comments_count));
+            let known = written.comments_count == known_before;
+            return Ok((false, written.comments_count.filter(|_| known)));
         }
         // Ids already there (a crash after the PUT, before the state write) are not posted again.
         let existing = match written.comments_count {
@@ -99,7 +103,11 @@ impl CommentMirror<'_> {
             }
             st.mirrored_comments.insert(fp);
         }
-        Ok((posted.wrote, u32::try_from(posted.count).ok()))
+        let known = u32::try_from(existing.len()).ok() == known_before;
+        Ok((
+            posted.wrote,
+            u32::try_from(posted.count).ok().filter(|_| known),
+        ))
     }
 
     /// Posts the parts of one Defender comment not there yet; false when the cap stopped it.

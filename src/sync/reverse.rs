@@ -289,7 +289,10 @@ impl ReverseApply<'_> {
         let nothing = !applied.patched && applied.comments == 0 && base == old;
         // Comments found already posted (a crash before the state write) are only recorded.
         let recorded = st.mirrored_comments.len() != recorded;
-        if outcome.sentinel_writes.is_empty() && applied.patched {
+        // Forward sync had seen Defender up to our read; `d` may hold more than the merged fields
+        // (a new comment or alert): then forward sync must still take it (issue 16, converge).
+        let forward_saw_d = st.defender_last_update == Some(d.last_update);
+        if outcome.sentinel_writes.is_empty() && applied.patched && forward_saw_d {
             // Our own PATCH, seen by the next Graph pull, is then no change.
             st.defender_last_update = Some(after.last_update);
         }

@@ -21,6 +21,8 @@ pub struct WorldOptions {
     /// A workspace tenant (`AZURE_TENANT_ID`) other than the Defender tenants (the unified
     /// target: customers' tenants are the sources, the workspace's holds the platform's incidents).
     pub workspace_tenant: Option<String>,
+    /// How Azurite runs; `None` = in memory (a restart loses the state).
+    pub azurite: Option<super::azurite::Options>,
 }
 
 /// A running system. Dropping it stops the handler and Azurite.
@@ -32,6 +34,8 @@ pub struct World {
     pub dir: tempfile::TempDir,
     /// The handler's whole environment (for the `sync` subcommand or a second handler).
     pub env: BTreeMap<String, String>,
+    /// The options Azurite was started with (for a restart).
+    pub azurite_opts: super::azurite::Options,
 }
 
 impl World {
@@ -56,7 +60,8 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("sim-ca.pem");
         std::fs::write(&ca, sims.cert_pem()).unwrap();
-        let azurite = Azurite::start();
+        let azurite_opts = opts.azurite.clone().unwrap_or_default();
+        let azurite = Azurite::start_with(&azurite_opts);
         let app = super::staged_app();
         let storage = ("AzureWebJobsStorage", azurite.connection_string());
         let mut spec = handler_spec(super::handler_bin(), app.path(), &sims, &ca, storage);
@@ -75,7 +80,17 @@ impl World {
             app,
             dir,
             env,
+            azurite_opts,
         }
+    }
+
+    /// Restarts Azurite on the same port (graceful stop, then start): with a `location` and
+    /// `all_services` the state survives, and the handler's connection string stays valid.
+    pub fn restart_azurite(&mut self) {
+        self.azurite
+            .0
+            .restart(&super::repo(), &self.azurite_opts)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Another handler on the same simulators and Azurite, with settings changed (e.g. another

@@ -64,6 +64,27 @@ impl Azurite {
     /// Azurite with options; waits until its port answers (at most 30 s).
     pub fn start_with(repo: &Path, opts: &Options) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let child = Self::spawn(repo, opts, port)?;
+        let mut me = Self {
+            child,
+            port,
+            https: opts.tls.is_some(),
+        };
+        me.wait_ready()?;
+        Ok(me)
+    }
+
+    /// Restarts Azurite on the same port (its clients keep their connection string): a graceful
+    /// stop as [`Self::terminate`], then a start with `opts`. With `opts.location` and
+    /// `all_services` the tables survive the restart; in memory they are lost.
+    pub fn restart(&mut self, repo: &Path, opts: &Options) -> anyhow::Result<()> {
+        self.stop()?;
+        self.child = Self::spawn(repo, opts, self.port)?;
+        self.https = opts.tls.is_some();
+        self.wait_ready()
+    }
+
+    fn spawn(repo: &Path, opts: &Options, port: u16) -> anyhow::Result<Child> {
         let mut cmd = Command::new(binary(
             repo,
             if opts.all_services {
@@ -112,13 +133,7 @@ impl Azurite {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start Azurite")?;
-        let mut me = Self {
-            child,
-            port,
-            https: opts.tls.is_some(),
-        };
-        me.wait_ready()?;
-        Ok(me)
+        Ok(child)
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -162,6 +177,10 @@ impl Azurite {
 
     /// Graceful stop: SIGTERM (Azurite saves its table store on exit), then wait for the exit.
     pub fn terminate(mut self) -> anyhow::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status()?;
         if !status.success() {
