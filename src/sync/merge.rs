@@ -157,6 +157,7 @@ fn merge_unit<D: Clone, S: Clone>(
     d: &D,
     s: Option<&S>,
     defender_wins: bool,
+    defender_final: bool,
 ) -> Result<Unit<D, S>, MappingError> {
     let nothing = |bs: &S| Unit {
         write_s: None,
@@ -202,8 +203,11 @@ fn merge_unit<D: Clone, S: Clone>(
     match (!(ops.d_eq)(d, bd), !(ops.s_eq)(s, bs)) {
         (false, false) => Ok(nothing(s)),
         (true, false) => to_sentinel(Some(s), None),
-        (false, true) => to_defender(None),
         (true, true) if (ops.same)(d, s) => Ok(nothing(s)),
+        // Defender final (merged, redirected): Graph refuses any update, so an analyst's
+        // change to the mirror is put back, as a conflict Defender won (noted in Sentinel).
+        (_, true) if defender_final => to_sentinel(Some(s), Some(Side::Defender)),
+        (false, true) => to_defender(None),
         (true, true) if defender_wins => to_sentinel(Some(s), Some(Side::Defender)),
         (true, true) => to_defender(Some(Side::Sentinel)),
     }
@@ -220,6 +224,7 @@ pub fn merge(input: MergeInput<'_>, policy: &MergePolicy) -> Result<MergeOutcome
             .is_none_or(|s| s <= input.defender_modified),
     };
     let mut m = Merger {
+        defender_final: input.defender.status == DefenderStatus::Redirected,
         input,
         defender_wins,
         out: Partial::default(),
@@ -245,6 +250,9 @@ struct Partial {
 struct Merger<'a> {
     input: MergeInput<'a>,
     defender_wins: bool,
+    /// A merged (redirected) Defender incident is final: Graph refuses every update of it
+    /// (found by the convergence suite, seed 3002: the PATCH was parked and retried forever).
+    defender_final: bool,
     out: Partial,
 }
 
@@ -282,7 +290,7 @@ impl Merger<'_> {
             &self.input.defender.status,
             self.input.sentinel.map(|s| &s.status),
         );
-        let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
+        let u = merge_unit(&ops, base, d, s, self.defender_wins, self.defender_final)?;
         self.record(Field::Status, &u, d, s);
         self.out.sw.status = u.write_s;
         self.out.dw.status = u.write_d;
@@ -312,7 +320,7 @@ impl Merger<'_> {
             &self.input.defender.severity,
             self.input.sentinel.map(|s| &s.severity),
         );
-        let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
+        let u = merge_unit(&ops, base, d, s, self.defender_wins, self.defender_final)?;
         self.record(Field::Severity, &u, d, s);
         self.out.sw.severity = u.write_s;
         self.out.dw.severity = u.write_d;
@@ -363,6 +371,7 @@ impl Merger<'_> {
             &d,
             s.as_ref(),
             self.defender_wins,
+            self.defender_final,
         )?;
         self.record(Field::Classification, &u, &d, s.as_ref());
         self.out.sw.classification = u.write_s;
@@ -404,7 +413,7 @@ impl Merger<'_> {
             &self.input.defender.assigned_to,
             self.input.sentinel.map(|s| &s.owner_upn),
         );
-        let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
+        let u = merge_unit(&ops, base, d, s, self.defender_wins, self.defender_final)?;
         self.record(Field::Owner, &u, d, s);
         self.out.sw.owner_upn = u.write_s;
         self.out.dw.assigned_to = u.write_d;
@@ -430,7 +439,7 @@ impl Merger<'_> {
             &self.input.defender.custom_tags,
             self.input.sentinel.map(|s| &s.tags),
         );
-        let u = merge_unit(&ops, base, d, s, self.defender_wins)?;
+        let u = merge_unit(&ops, base, d, s, self.defender_wins, self.defender_final)?;
         self.record(Field::Tags, &u, d, s);
         self.out.sw.tags = u.write_s;
         self.out.dw.custom_tags = u.write_d;

@@ -494,3 +494,55 @@ fn no_echo_our_own_write_coming_back_is_not_a_change() {
         }
     }
 }
+
+/// A merged (redirected) Defender incident cannot be updated (Graph answers 400): whatever an
+/// analyst changed on its mirror, and whatever the policy, nothing is written to Defender and
+/// the mirror is put back to Defender's values (found by the convergence suite, seed 3002:
+/// the PATCH was parked and retried in every cycle).
+#[test]
+fn a_redirected_defender_incident_is_never_written_and_its_mirror_is_put_back() {
+    let base = run(
+        None,
+        &dfields(),
+        None,
+        &policy(ConflictPolicyName::LatestWins),
+        T_D,
+    )
+    .base;
+    let mut d = dfields();
+    d.status = DefenderStatus::Redirected;
+    let mut s = base.sentinel.clone();
+    s.status = SentinelStatus::Active;
+    s.owner_upn = Some("analyst@contoso.com".into());
+    s.tags = vec!["analyst-tag".into()];
+    for p in [
+        ConflictPolicyName::LatestWins,
+        ConflictPolicyName::SentinelWins,
+        ConflictPolicyName::DefenderWins,
+    ] {
+        // The analyst's change is newer than Defender's merge: latest-wins would take it.
+        let later = T_D + time::Duration::minutes(5);
+        let o = run(Some(&base), &d, Some(&s), &policy(p.clone()), later);
+        assert!(
+            o.defender_writes.is_empty(),
+            "{p:?}: {:?}",
+            o.defender_writes
+        );
+        assert_eq!(
+            o.sentinel_writes.status,
+            Some(SentinelStatus::Closed),
+            "{p:?}"
+        );
+        assert_eq!(o.base.sentinel.status, SentinelStatus::Closed, "{p:?}");
+        assert_eq!(o.base.sentinel.owner_upn, None, "{p:?}");
+    }
+    // Without the redirect, the same Sentinel change goes to Defender.
+    let o = run(
+        Some(&base),
+        &dfields(),
+        Some(&s),
+        &policy(ConflictPolicyName::LatestWins),
+        T_D,
+    );
+    assert!(!o.defender_writes.is_empty());
+}
