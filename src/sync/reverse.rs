@@ -355,7 +355,8 @@ impl ReverseApply<'_> {
     /// POST, before the state write) is only recorded; a claim still fresh whose comment is
     /// not in Defender yet is another instance's POST under way: the incident is held
     /// (transient) and retried; a claim older than [`CLAIM_LEASE`] died with its instance and
-    /// is taken over.
+    /// is taken over, and so is one made by another process of this instance at once (the host
+    /// runs one handler process per instance: see [`ClaimHolder`]).
     async fn mirror_comments(
         &self,
         s: &SentinelIncident,
@@ -373,7 +374,7 @@ impl ReverseApply<'_> {
         let mut to_post = Vec::new();
         for c in comments.iter().filter(|c| !is_mirrored(&c.message)) {
             let fp = sentinel_comment_fingerprint(c);
-            let claim = claimed_at(st, &fp);
+            let claim = claimed(st, &fp);
             if claim.is_none() && st.mirrored_comments.contains(&fp) {
                 continue;
             }
@@ -382,7 +383,10 @@ impl ReverseApply<'_> {
                 st.mirrored_comments.insert(fp);
                 continue;
             }
-            if claim.is_some_and(|at| now - at < CLAIM_LEASE) {
+            if claim
+                .as_ref()
+                .is_some_and(|c| claim_holds(c, now, ClaimHolder::this_process()))
+            {
                 return Err(StateError::Transient(format!(
                     "comment {fp} is being posted to Defender by another instance"
                 ))
@@ -467,19 +471,96 @@ pub fn owner_defender_cannot_take(outcome: &MergeOutcome, s: &SentinelIncident) 
 pub const CLAIM_LEASE: time::Duration = time::Duration::minutes(2);
 const CLAIM_PREFIX: &str = "posting:";
 
-/// The state key claiming comment `fp` for posting since `at`.
-fn claim_key(fp: &str, at: OffsetDateTime) -> String {
-    format!("{CLAIM_PREFIX}{fp}@{}", at.unix_timestamp())
+/// Who holds a claim: the host instance and this handler process. The Functions host runs one
+/// handler process per instance (and starts a new one after a kill), so a claim of this
+/// instance made by another process died with that process and is taken over at once instead
+/// of after [`CLAIM_LEASE`] (the convergence suite's seed 3007: a handler SIGKILLed between
+/// the claim and the POST held the comment for the whole lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHolder {
+    instance: String,
+    process: String,
 }
 
-/// When comment `fp` was claimed for posting, if a claim is recorded.
-fn claimed_at(st: &IncidentState, fp: &str) -> Option<OffsetDateTime> {
+impl ClaimHolder {
+    /// This process: the instance from `WEBSITE_INSTANCE_ID` (set by the Functions platform on
+    /// each instance; host metadata, not a setting) or the host name, and a random id drawn
+    /// once per process.
+    pub fn this_process() -> &'static ClaimHolder {
+        static HOLDER: std::sync::OnceLock<ClaimHolder> = std::sync::OnceLock::new();
+        HOLDER.get_or_init(|| {
+            let instance = std::env::var("WEBSITE_INSTANCE_ID")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .unwrap_or_default();
+            ClaimHolder::new(&instance, &uuid::Uuid::new_v4().simple().to_string())
+        })
+    }
+
+    /// A holder from its parts, kept to the characters a state key can carry.
+    pub fn new(instance: &str, process: &str) -> Self {
+        let clean = |t: &str| -> String {
+            t.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .take(64)
+                .collect()
+        };
+        Self {
+            instance: clean(instance),
+            process: clean(process),
+        }
+    }
+
+    /// Whether a claim by `self` died with its process, as `me` sees it: same instance,
+    /// another process.
+    fn died_on(&self, me: &ClaimHolder) -> bool {
+        !self.instance.is_empty() && self.instance == me.instance && self.process != me.process
+    }
+}
+
+/// A recorded claim: when, and by whom (`None` for a claim written before holders were kept).
+#[derive(Debug)]
+struct Claim {
+    at: OffsetDateTime,
+    by: Option<ClaimHolder>,
+}
+
+/// The state key claiming comment `fp` for posting since `at`, by this process.
+fn claim_key(fp: &str, at: OffsetDateTime) -> String {
+    claim_key_by(fp, at, ClaimHolder::this_process())
+}
+
+fn claim_key_by(fp: &str, at: OffsetDateTime, by: &ClaimHolder) -> String {
+    format!(
+        "{CLAIM_PREFIX}{fp}@{}@{}/{}",
+        at.unix_timestamp(),
+        by.instance,
+        by.process
+    )
+}
+
+/// The latest claim on comment `fp` for posting, if one is recorded.
+fn claimed(st: &IncidentState, fp: &str) -> Option<Claim> {
     let prefix = format!("{CLAIM_PREFIX}{fp}@");
     st.mirrored_comments
         .iter()
-        .filter_map(|k| k.strip_prefix(&prefix)?.parse::<i64>().ok())
-        .filter_map(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .max()
+        .filter_map(|k| {
+            let rest = k.strip_prefix(&prefix)?;
+            let (at, by) = match rest.split_once('@') {
+                Some((at, by)) => (at, by.split_once('/').map(|(i, p)| ClaimHolder::new(i, p))),
+                None => (rest, None),
+            };
+            let at = OffsetDateTime::from_unix_timestamp(at.parse::<i64>().ok()?).ok()?;
+            Some(Claim { at, by })
+        })
+        .max_by_key(|c| c.at)
+}
+
+/// Whether a claim still holds at `now` for the process `me`: younger than the lease, and not
+/// made by another process of `me`'s instance (that process is gone).
+fn claim_holds(c: &Claim, now: OffsetDateTime, me: &ClaimHolder) -> bool {
+    now - c.at < CLAIM_LEASE && !c.by.as_ref().is_some_and(|by| by.died_on(me))
 }
 
 /// Drops every claim on comment `fp`.

@@ -1200,3 +1200,93 @@ async fn the_poll_reports_each_page_as_progress() {
         (1, 2, false)
     );
 }
+
+#[test]
+fn a_claim_holds_for_its_lease_unless_its_process_is_gone() {
+    let now = OffsetDateTime::now_utc();
+    let me = ClaimHolder::new("instance-a", "p2");
+    let fresh = now - time::Duration::seconds(5);
+    let stale = now - CLAIM_LEASE - time::Duration::seconds(1);
+    let claim = |at, by: Option<ClaimHolder>| Claim { at, by };
+    // This very process (another task of it is posting): holds for the lease.
+    assert!(claim_holds(&claim(fresh, Some(me.clone())), now, &me));
+    // Another instance: holds for the lease; it may be posting right now.
+    let other = ClaimHolder::new("instance-b", "p1");
+    assert!(claim_holds(&claim(fresh, Some(other.clone())), now, &me));
+    assert!(!claim_holds(&claim(stale, Some(other)), now, &me));
+    // An earlier process of this instance: gone (one handler process per instance).
+    let gone = ClaimHolder::new("instance-a", "p1");
+    assert!(!claim_holds(&claim(fresh, Some(gone)), now, &me));
+    // A claim written without a holder: the lease alone decides.
+    assert!(claim_holds(&claim(fresh, None), now, &me));
+    assert!(!claim_holds(&claim(stale, None), now, &me));
+    // An instance left unknown (empty) never counts as this one.
+    let unknown = ClaimHolder::new("", "p2");
+    assert!(claim_holds(
+        &claim(fresh, Some(unknown.clone())),
+        now,
+        &unknown.clone()
+    ));
+    assert!(claim_holds(
+        &claim(fresh, Some(ClaimHolder::new("", "p1"))),
+        now,
+        &unknown
+    ));
+}
+
+#[tokio::test]
+async fn a_claim_key_reads_back_with_its_time_and_holder_and_old_keys_still_read() {
+    let h = harness();
+    h.synced(1).await;
+    let at = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
+    let by = ClaimHolder::new("inst@x/y\n", "proc");
+    let mut st = h.state(1).await;
+    st.mirrored_comments.insert(claim_key_by("fp1", at, &by));
+    let c = claimed(&st, "fp1").unwrap();
+    assert_eq!(c.at, at);
+    assert_eq!(c.by, Some(ClaimHolder::new("instxy", "proc")));
+    st.mirrored_comments
+        .insert(format!("{CLAIM_PREFIX}fp2@{}", at.unix_timestamp()));
+    let c = claimed(&st, "fp2").unwrap();
+    assert_eq!((c.at, c.by), (at, None));
+    assert!(
+        claimed(&st, "fp").is_none(),
+        "a prefix of another fingerprint"
+    );
+}
+
+/// A handler killed between its claim and the POST (the convergence suite's seed 3007): the
+/// process the host starts next on the same instance posts the comment at once, once.
+#[tokio::test]
+async fn a_claim_left_by_a_killed_process_of_this_instance_is_taken_over_at_once() {
+    let h = harness();
+    h.synced(9).await;
+    let c =
+        h.s.put_comment(&name(9), uuid::Uuid::new_v4(), "after a kill")
+            .await
+            .unwrap();
+    let fp = sentinel_comment_fingerprint(&c);
+    let me = ClaimHolder::this_process();
+    let v = h.store.incident(&name(9)).await.unwrap().unwrap();
+    let mut st = v.value.clone();
+    st.mirrored_comments.insert(fp.clone());
+    let killed = ClaimHolder::new(&me.instance, "a-process-before-the-kill");
+    st.mirrored_comments
+        .insert(claim_key_by(&fp, OffsetDateTime::now_utc(), &killed));
+    h.store
+        .put_incident(&st, Precondition::Matches(v.etag))
+        .await
+        .unwrap();
+    let out = h.reverse(9).await;
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 1, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.posts(), 1);
+    assert_eq!(
+        h.state(9).await.mirrored_comments,
+        std::iter::once(fp).collect(),
+        "the claim is released"
+    );
+    h.assert_idle(9).await;
+}
