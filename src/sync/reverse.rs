@@ -281,7 +281,12 @@ impl ReverseApply<'_> {
         }
         let recorded = st.mirrored_comments.len();
         let mut etag = etag;
-        let (posted, count) = self.mirror_comments(s, &mut st, &after, &mut etag).await?;
+        // Held to the end of this attempt, past the state write that records the posted
+        // comments: until then a claim of this process is a POST under way.
+        let mut posting = None;
+        let (posted, count) = self
+            .mirror_comments(s, &mut st, &after, &mut etag, &mut posting)
+            .await?;
         applied.comments += posted;
         applied.comments += self.conflict_notes(&outcome, &mut st, &after).await?;
 
@@ -363,6 +368,7 @@ impl ReverseApply<'_> {
         st: &mut IncidentState,
         d: &DefenderIncident,
         etag: &mut crate::state::ETag,
+        posting: &mut Option<Posting>,
     ) -> Result<(usize, Option<u32>), ReverseError> {
         // An incident Sentinel says holds no comment is not listed.
         let comments = match s.comments_count {
@@ -383,9 +389,10 @@ impl ReverseApply<'_> {
                 st.mirrored_comments.insert(fp);
                 continue;
             }
+            let posting_here = Posting::in_flight(&s.name, &fp);
             if claim
                 .as_ref()
-                .is_some_and(|c| claim_holds(c, now, ClaimHolder::this_process()))
+                .is_some_and(|c| claim_holds(c, now, ClaimHolder::this_process(), posting_here))
             {
                 return Err(StateError::Transient(format!(
                     "comment {fp} is being posted to Defender by another instance"
@@ -402,6 +409,12 @@ impl ReverseApply<'_> {
             st.mirrored_comments.insert(claim_key(fp, now));
             st.mirrored_comments.insert(fp.clone());
         }
+        // Marked in flight before the claim is written: a task of this process that then finds
+        // the claim knows it is being posted (and one that finds it unmarked, that it is not).
+        *posting = Some(Posting::start(
+            &s.name,
+            to_post.iter().map(|(_, fp)| fp.as_str()),
+        ));
         *etag = self
             .store
             .put_incident(st, Precondition::Matches(etag.clone()))
@@ -557,10 +570,59 @@ fn claimed(st: &IncidentState, fp: &str) -> Option<Claim> {
         .max_by_key(|c| c.at)
 }
 
-/// Whether a claim still holds at `now` for the process `me`: younger than the lease, and not
-/// made by another process of `me`'s instance (that process is gone).
-fn claim_holds(c: &Claim, now: OffsetDateTime, me: &ClaimHolder) -> bool {
-    now - c.at < CLAIM_LEASE && !c.by.as_ref().is_some_and(|by| by.died_on(me))
+/// Whether a claim still holds at `now` for the process `me`: younger than the lease, and, when
+/// made by `me`, still being posted by a task of `me` (`posting_here`; a claim of `me` left by a
+/// POST that failed is dead), and not made by another process of `me`'s instance (gone).
+fn claim_holds(c: &Claim, now: OffsetDateTime, me: &ClaimHolder, posting_here: bool) -> bool {
+    now - c.at < CLAIM_LEASE
+        && match &c.by {
+            Some(by) if by == me => posting_here,
+            Some(by) => !by.died_on(me),
+            None => true,
+        }
+}
+
+/// The comments this process is posting right now (claimed, POST not yet answered), by
+/// incident and fingerprint; a guard removes its entries when the posting ends, however it
+/// ends.
+struct Posting(Vec<String>);
+
+impl Posting {
+    fn set() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+        static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+            std::sync::OnceLock::new();
+        SET.get_or_init(Default::default)
+    }
+
+    fn key(name: &SentinelIncidentName, fp: &str) -> String {
+        format!("{name}/{fp}")
+    }
+
+    fn in_flight(name: &SentinelIncidentName, fp: &str) -> bool {
+        Self::set()
+            .lock()
+            .map(|s| s.contains(&Self::key(name, fp)))
+            // A poisoned set: assume in flight (hold, never post twice).
+            .unwrap_or(true)
+    }
+
+    fn start<'a>(name: &SentinelIncidentName, fps: impl Iterator<Item = &'a str>) -> Posting {
+        let keys: Vec<String> = fps.map(|fp| Self::key(name, fp)).collect();
+        if let Ok(mut s) = Self::set().lock() {
+            s.extend(keys.iter().cloned());
+        }
+        Posting(keys)
+    }
+}
+
+impl Drop for Posting {
+    fn drop(&mut self) {
+        if let Ok(mut s) = Self::set().lock() {
+            for k in &self.0 {
+                s.remove(k);
+            }
+        }
+    }
 }
 
 /// Drops every claim on comment `fp`.
