@@ -43,6 +43,11 @@ param severityToDefender bool = false
 @description('SYNC_RETRY_BACKOFF_SECONDS: first wait before a parked incident is retried.')
 param retryBackoffSeconds int = 60
 
+@description('SYNC_CALL_TIMEOUT_SECONDS: how long one Graph, ARM or Logs call may take.')
+@minValue(1)
+@maxValue(600)
+param callTimeoutSeconds int = 30
+
 @description('Ship alerts and evidence to DefenderAlerts_CL (creates the table, the DCE and the DCR).')
 param enableAlertIngestion bool = true
 
@@ -149,6 +154,7 @@ module app 'modules/functionapp.bicep' = {
       SYNC_CONFLICT_POLICY: conflictPolicy
       SYNC_SEVERITY_TO_DEFENDER: string(severityToDefender)
       SYNC_RETRY_BACKOFF_SECONDS: string(retryBackoffSeconds)
+      SYNC_CALL_TIMEOUT_SECONDS: string(callTimeoutSeconds)
       // Empty: host.json's functionTimeout (00:10:00) applies.
       AzureFunctionsJobHost__functionTimeout: ''
       WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.outputs.webhookSecretUri})'

@@ -120,9 +120,6 @@ fn announce(settings: &Settings) {
     }
 }
 
-/// Timeout of one upstream HTTP call.
-const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The services: credential, state store (Table Storage, or memory when configured so),
 /// the upstream adapters and the sync engine (forward cycles, then the Sentinel poll of
 /// reverse sync).
@@ -209,14 +206,14 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         .await
         .context("cannot prepare the state table")?;
     let graph = Arc::new(
-        GraphClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)
+        GraphClient::from_settings(settings, tokens.clone(), settings.call_timeout)
             .context("cannot build the Graph client")?,
     );
     let sentinel = Arc::new(
-        SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)
+        SentinelClient::from_settings(settings, tokens.clone(), settings.call_timeout)
             .context("cannot build the Sentinel client")?,
     );
-    let logs = LogsClient::from_settings(settings, tokens, CALL_TIMEOUT)
+    let logs = LogsClient::from_settings(settings, tokens, settings.call_timeout)
         .context("cannot build the Logs Ingestion client")?
         .map(Arc::new);
     let policy = MergePolicy {

@@ -101,6 +101,11 @@ impl Settings {
             Some(r.get("SYNC_RETRY_BACKOFF_SECONDS").unwrap_or("60")),
             retry_backoff,
         );
+        let call_timeout = r.parsed(
+            "SYNC_CALL_TIMEOUT_SECONDS",
+            Some(r.get("SYNC_CALL_TIMEOUT_SECONDS").unwrap_or("30")),
+            call_timeout,
+        );
         let schedule = r.get("DEFENDER_SYNC_SCHEDULE");
         r.parsed("DEFENDER_SYNC_SCHEDULE", schedule, check_schedule);
         // Unset: on, except against a loopback Graph (the local simulators, whose call counts
@@ -154,6 +159,7 @@ impl Settings {
             Some(retry_backoff),
             Some(webhook_allowed_app_ids),
             Some(sentinel_target),
+            Some(call_timeout),
             true,
         ) = (
             severity_to_defender,
@@ -163,6 +169,7 @@ impl Settings {
             retry_backoff,
             webhook_allowed_app_ids,
             sentinel_target,
+            call_timeout,
             r.errors.is_empty(),
         )
         else {
@@ -193,6 +200,7 @@ impl Settings {
                 ClientLimits::default()
             },
             retry_backoff,
+            call_timeout,
             schedule: schedule.map(str::to_owned),
             startup_check,
         })
@@ -431,6 +439,17 @@ fn retry_backoff(v: &str) -> Result<Duration, String> {
         Ok(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!(
             "'{v}' is not a number of seconds between 0 and 3600"
+        )),
+    }
+}
+
+/// Seconds (fractions allowed) above 0 and at most 10 minutes (the longest `functionTimeout` of
+/// a Consumption plan; a call cannot usefully outlive its invocation).
+fn call_timeout(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 600.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "'{v}' is not a number of seconds above 0 and at most 600"
         )),
     }
 }

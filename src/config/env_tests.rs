@@ -445,3 +445,19 @@ fn sentinel_target_is_arm_or_unified_and_nothing_else() {
     assert!(e.names("DEFENDER_TENANT_IDS"), "{e}");
     assert_eq!(e.0.len(), 1, "{e}");
 }
+
+#[test]
+fn the_call_timeout_defaults_to_30_seconds_and_refuses_what_is_not_a_sane_duration() {
+    let s = Settings::from_env(&with(&[]), None).expect("valid");
+    assert_eq!(s.call_timeout, Duration::from_secs(30));
+    let s =
+        Settings::from_env(&with(&[("SYNC_CALL_TIMEOUT_SECONDS", "1.5")]), None).expect("valid");
+    assert_eq!(s.call_timeout, Duration::from_millis(1500));
+    for bad in ["0", "-1", "601", "soon", "NaN"] {
+        let e = Settings::from_env(&with(&[("SYNC_CALL_TIMEOUT_SECONDS", bad)]), None).unwrap_err();
+        assert!(
+            e.to_string().contains("SYNC_CALL_TIMEOUT_SECONDS"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -47,6 +47,10 @@ pub struct Settings {
     /// First delay before a parked incident is retried (doubled per attempt, capped at an hour):
     /// `SYNC_RETRY_BACKOFF_SECONDS`, default 60. Tests and demos shorten it.
     pub retry_backoff: Duration,
+    /// How long one upstream HTTP call (Graph, ARM, Logs) may take before it counts as failed
+    /// and is retried or deferred: `SYNC_CALL_TIMEOUT_SECONDS`, default 30. Not in the fixed
+    /// contract.
+    pub call_timeout: Duration,
     /// `DEFENDER_SYNC_SCHEDULE` as given (the host evaluates it; kept for SyncHealth).
     pub schedule: Option<String>,
     /// `SYNC_STARTUP_CHECK`: run the permission self-check (`check`) once after startup and log

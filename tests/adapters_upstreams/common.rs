@@ -42,6 +42,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Waited before answering (an answer slower than the client's timeout).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -50,6 +52,7 @@ impl Reply {
             status,
             headers: vec![("content-type", "application/json".into())],
             body: body.to_string(),
+            delay: Duration::ZERO,
         }
     }
     pub fn status(status: u16) -> Self {
@@ -57,7 +60,12 @@ impl Reply {
             status,
             headers: vec![],
             body: String::new(),
+            delay: Duration::ZERO,
         }
+    }
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
@@ -124,6 +132,9 @@ async fn handle(
         log.len() - 1
     };
     let reply = (s.responder)(&rec, index);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(k, v.parse().unwrap());

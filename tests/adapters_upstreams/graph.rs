@@ -551,6 +551,7 @@ async fn an_item_with_a_lone_surrogate_is_reported_not_the_page() {
             status: 200,
             headers: vec![("content-type", "application/json".into())],
             body,
+            delay: Duration::ZERO,
         }
     })
     .await;
@@ -561,4 +562,43 @@ async fn an_item_with_a_lone_surrogate_is_reported_not_the_page() {
     assert_eq!(page.incidents.len(), 1);
     assert_eq!(page.unmappable.len(), 1);
     assert_eq!(page.unmappable[0].0, "77");
+}
+
+/// An answer slower than the call timeout (`SYNC_CALL_TIMEOUT_SECONDS`) is cut off there: a
+/// read is asked again and answered; a comment POST is not resent (the service may have
+/// applied it) and fails as transient, for the next cycle.
+#[tokio::test]
+async fn an_answer_slower_than_the_call_timeout_is_cut_off_a_read_retried_a_post_not_resent() {
+    let slow = Duration::from_secs(3);
+    let mock = Mock::start(move |r, i| match (r.method.as_str(), i) {
+        ("GET", 0) => Reply::status(200).after(slow),
+        ("GET", _) => Reply::json(
+            200,
+            fixture("graph-list-incidents.json")["value"][0].clone(),
+        ),
+        _ => Reply::json(201, fixture("graph-incident-comment.response.json")).after(slow),
+    })
+    .await;
+    let g = GraphClient::new(
+        mock.base.clone(),
+        Arc::new(StaticTokens::default()),
+        tenant(USERS_T),
+        &ClientLimits::default(),
+        Duration::from_millis(300),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries());
+    let started = Instant::now();
+    let got = g.get_incident(&tenant(T), &id("29")).await.unwrap();
+    assert!(got.is_some());
+    assert!(
+        started.elapsed() < slow,
+        "cut off at the timeout, not waited out"
+    );
+    assert_eq!(mock.requests().len(), 2, "the read was asked again");
+    let started = Instant::now();
+    let err = g.add_comment(&tenant(T), &id("7"), "x").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert!(started.elapsed() < slow);
+    assert_eq!(mock.requests().len(), 3, "the POST was not resent");
 }

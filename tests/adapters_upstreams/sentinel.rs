@@ -399,6 +399,7 @@ async fn an_item_with_a_lone_surrogate_is_skipped_not_the_page() {
             status: 200,
             headers: vec![("content-type", "application/json".into())],
             body,
+            delay: Duration::ZERO,
         }
     })
     .await;

@@ -300,6 +300,11 @@ fn sentinel_change(
     r
 }
 
+/// The handler's upstream call timeout in the suite (the default, 30 s, is too long for a
+/// test), and the delay of an answer slower than it.
+const CALL_TIMEOUT_SECONDS: &str = "1.5";
+const SLOWER_THAN_TIMEOUT_MS: u64 = 2_000;
+
 /// The faults of one round, chosen by the seed; returns the kinds injected by the plans (the
 /// simulators count what actually hit a request).
 fn set_round_faults(w: &World, rng: &mut StdRng) -> Vec<&'static str> {
@@ -349,6 +354,16 @@ fn set_round_faults(w: &World, rng: &mut StdRng) -> Vec<&'static str> {
         let api = apis[rng.random_range(0..3)];
         plans.entry(api).or_default().latency_ms = rng.random_range(100..400);
         kinds.push("slow answers");
+    }
+    if rng.random_bool(0.25) {
+        // Answers slower than the handler's call timeout (SYNC_CALL_TIMEOUT_SECONDS, set to
+        // CALL_TIMEOUT_SECONDS below): the call is cut off, whether the service then applies
+        // it or not. On Graph, which every cycle reads and writes most (a kill replaces the
+        // round's ARM plan, and Logs sees one call a cycle).
+        let plan = plans.entry(Api::Graph).or_default();
+        plan.slow_ms = SLOWER_THAN_TIMEOUT_MS;
+        plan.slow_rate = 0.15;
+        kinds.push("answers slower than the call timeout");
     }
     if rng.random_bool(0.3) {
         plans
@@ -452,6 +467,10 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
         env: vec![
             ("SYNC_RETRY_BACKOFF_SECONDS".into(), "0".into()),
             ("SYNC_SEVERITY_TO_DEFENDER".into(), "true".into()),
+            (
+                "SYNC_CALL_TIMEOUT_SECONDS".into(),
+                CALL_TIMEOUT_SECONDS.into(),
+            ),
         ],
         // On disk and the combined bin: a restart keeps the tables (a graceful SIGTERM saves).
         azurite: Some(AzuriteOptions {
@@ -583,6 +602,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
                 ("429", o.throttled),
                 ("5xx", o.server_errors),
                 ("reset", o.resets),
+                ("slower than the call timeout", o.slowed),
             ] {
                 if n > 0 {
                     *f.faults.entry(format!("{api} {k}")).or_default() += n;

@@ -13,6 +13,9 @@ pub struct OpCount {
     pub server_errors: u64,
     /// Connections dropped by fault injection.
     pub resets: u64,
+    /// Answers delayed by a plan's `slow_ms` (slower than a client's timeout, as a test sets
+    /// it); also counted by their outcome.
+    pub slowed: u64,
 }
 
 /// `api → operation → counts`; operations are named `"METHOD route"`, e.g.
@@ -39,6 +42,16 @@ impl Counters {
             400..=499 => c.client_errors += 1,
             _ => c.server_errors += 1,
         }
+    }
+
+    /// Records that a call of `op` was delayed by a slow-answer fault.
+    pub fn record_slowed(&mut self, api: &str, op: &str) {
+        self.by_api
+            .entry(api.to_owned())
+            .or_default()
+            .entry(op.to_owned())
+            .or_default()
+            .slowed += 1;
     }
 
     /// Total calls to one API.

@@ -80,6 +80,12 @@ pub struct FaultPlan {
     /// Added to every matching request, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Added to a request with probability `slow_rate`, in milliseconds, on top of
+    /// `latency_ms`: answers slower than a client's timeout, now and then.
+    #[serde(default)]
+    pub slow_ms: u64,
+    #[serde(default)]
+    pub slow_rate: f64,
     #[serde(default)]
     pub scope: FaultScope,
     /// Only requests whose path contains this text (e.g. one Sentinel incident's name).
@@ -117,6 +123,12 @@ impl FaultPlan {
         self.latency_ms = latency.as_millis() as u64;
         self
     }
+    /// Adds `latency` to each request with probability `p` (seeded, like the rates).
+    pub fn with_slow(mut self, latency: Duration, p: f64) -> Self {
+        self.slow_ms = latency.as_millis() as u64;
+        self.slow_rate = p;
+        self
+    }
 }
 
 /// Per-API plans plus the seeded random source.
@@ -151,8 +163,14 @@ impl Faults {
 
     /// Decides the outcome and added latency for one request to `path`.
     pub fn decide_for(&mut self, api: Api, is_write: bool, path: &str) -> (Fault, Duration) {
+        let (fault, latency, _) = self.decide_slow(api, is_write, path);
+        (fault, latency)
+    }
+
+    /// As [`Faults::decide_for`], and whether the request is one of the plan's slow answers.
+    pub fn decide_slow(&mut self, api: Api, is_write: bool, path: &str) -> (Fault, Duration, bool) {
         let Some(plan) = self.plans.get_mut(&api) else {
-            return (Fault::Pass, Duration::ZERO);
+            return (Fault::Pass, Duration::ZERO, false);
         };
         let applies = match plan.scope {
             FaultScope::All => true,
@@ -163,18 +181,22 @@ impl Faults {
             .as_deref()
             .is_none_or(|p| path.contains(p));
         if !applies {
-            return (Fault::Pass, Duration::ZERO);
+            return (Fault::Pass, Duration::ZERO, false);
         }
-        let latency = Duration::from_millis(plan.latency_ms);
+        let mut latency = Duration::from_millis(plan.latency_ms);
+        let slow = plan.slow_rate > 0.0 && self.rng.random::<f64>() < plan.slow_rate;
+        if slow {
+            latency += Duration::from_millis(plan.slow_ms);
+        }
         if let Some(f) = plan.sequence.pop_front() {
-            return (f, latency);
+            return (f, latency, slow);
         }
         for (f, p) in &plan.rates {
             if self.rng.random::<f64>() < *p {
-                return (*f, latency);
+                return (*f, latency, slow);
             }
         }
-        (Fault::Pass, latency)
+        (Fault::Pass, latency, slow)
     }
 }
 
@@ -228,6 +250,35 @@ mod tests {
         assert_eq!(
             f.decide_for(Api::Arm, false, "/x/incidents/abc").0,
             Fault::Pass
+        );
+    }
+
+    #[test]
+    fn slow_answers_come_at_their_rate_and_replay_with_the_seed() {
+        let run = |seed| {
+            let mut f = Faults::new(seed);
+            f.set(
+                Api::Arm,
+                FaultPlan::default().with_slow(Duration::from_millis(2000), 0.25),
+            );
+            (0..400)
+                .map(|_| f.decide(Api::Arm, true))
+                .map(|(fault, l)| {
+                    assert_eq!(fault, Fault::Pass, "slow, not failed");
+                    l
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = run(3);
+        assert_eq!(a, run(3), "same seed, same slow requests");
+        let slow = a
+            .iter()
+            .filter(|l| **l == Duration::from_millis(2000))
+            .count();
+        assert!((60..140).contains(&slow), "{slow} of 400 at p = 0.25");
+        assert!(
+            a.iter()
+                .all(|l| l.is_zero() || *l == Duration::from_millis(2000))
         );
     }
 }

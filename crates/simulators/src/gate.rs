@@ -45,7 +45,11 @@ async fn gate_inner(g: Gate, mut req: Request, next: Next) -> Response {
     let op = classify(g.api, req.method(), req.uri().path());
     let is_write = req.method() != Method::GET;
     let kill = req.extensions().get::<ConnKill>().cloned();
-    let (fault, latency) = lock(&g.shared.faults).decide_for(g.api, is_write, req.uri().path());
+    let (fault, latency, slow) =
+        lock(&g.shared.faults).decide_slow(g.api, is_write, req.uri().path());
+    if slow {
+        lock(&g.shared.counters).record_slowed(g.api.name(), &op);
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

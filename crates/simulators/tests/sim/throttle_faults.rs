@@ -198,6 +198,24 @@ async fn reset_drops_the_connection_and_after_apply_faults_still_write() {
     );
 }
 
+/// Slow answers (a plan's `slow_ms` at `slow_rate`) are delayed, answered, and counted.
+#[tokio::test]
+async fn slow_answers_are_delayed_and_counted() {
+    let env = start().await;
+    env.sims.set_faults(
+        Api::Graph,
+        FaultPlan::default().with_slow(Duration::from_millis(120), 1.0),
+    );
+    let t = Instant::now();
+    let r = env
+        .graph(Method::GET, "/v1.0/security/incidents", T1, None)
+        .await;
+    assert!(t.elapsed() >= Duration::from_millis(120));
+    assert_eq!(r.status.as_u16(), 200, "slow, then answered");
+    let c = env.sims.counters().op("graph", "GET incidents");
+    assert_eq!((c.slowed, c.ok), (1, 1));
+}
+
 #[tokio::test]
 async fn latency_is_added_and_seeded_rates_replay() {
     let env = start().await;
