@@ -412,27 +412,41 @@ async fn two_instances_applying_one_comment_at_once_post_it_once() {
     h.assert_idle(7).await;
 }
 
+/// Incident `id`, synced, with a new Sentinel comment `text` recorded in the state as claimed
+/// for posting by `key(fingerprint)`; returns the fingerprint.
+async fn a_claimed_comment(
+    h: &Harness,
+    id: u32,
+    text: &str,
+    key: impl Fn(&str) -> String,
+) -> String {
+    h.synced(id).await;
+    let c =
+        h.s.put_comment(&name(id), uuid::Uuid::new_v4(), text)
+            .await
+            .unwrap();
+    let fp = sentinel_comment_fingerprint(&c);
+    let v = h.store.incident(&name(id)).await.unwrap().unwrap();
+    let mut st = v.value.clone();
+    st.mirrored_comments.insert(fp.clone());
+    st.mirrored_comments.insert(key(&fp));
+    h.store
+        .put_incident(&st, Precondition::Matches(v.etag))
+        .await
+        .unwrap();
+    fp
+}
+
 /// A fresh claim by another instance whose comment is not in Defender yet holds the incident
 /// (nothing posted); a claim older than the lease died with its instance and is taken over.
 #[tokio::test]
 async fn a_fresh_claim_holds_and_a_stale_claim_is_taken_over() {
     let h = harness();
-    h.synced(8).await;
-    let c =
-        h.s.put_comment(&name(8), uuid::Uuid::new_v4(), "isolated")
-            .await
-            .unwrap();
-    let fp = sentinel_comment_fingerprint(&c);
-    let v = h.store.incident(&name(8)).await.unwrap().unwrap();
-    let mut st = v.value.clone();
-    st.mirrored_comments.insert(fp.clone());
     let elsewhere = ClaimHolder::new("another-instance", "its-process");
-    st.mirrored_comments
-        .insert(claim_key_by(&fp, OffsetDateTime::now_utc(), &elsewhere));
-    h.store
-        .put_incident(&st, Precondition::Matches(v.etag))
-        .await
-        .unwrap();
+    let fp = a_claimed_comment(&h, 8, "isolated", |fp| {
+        claim_key_by(fp, OffsetDateTime::now_utc(), &elsewhere)
+    })
+    .await;
     let s = h.s.incident(&name(8)).unwrap();
     let err = h.apply_with(&h.tenants).apply(&s).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
@@ -1276,23 +1290,14 @@ async fn a_claim_key_reads_back_with_its_time_and_holder_and_old_keys_still_read
 #[tokio::test]
 async fn a_claim_left_by_a_killed_process_of_this_instance_is_taken_over_at_once() {
     let h = harness();
-    h.synced(9).await;
-    let c =
-        h.s.put_comment(&name(9), uuid::Uuid::new_v4(), "after a kill")
-            .await
-            .unwrap();
-    let fp = sentinel_comment_fingerprint(&c);
-    let me = ClaimHolder::this_process();
-    let v = h.store.incident(&name(9)).await.unwrap().unwrap();
-    let mut st = v.value.clone();
-    st.mirrored_comments.insert(fp.clone());
-    let killed = ClaimHolder::new(&me.instance, "a-process-before-the-kill");
-    st.mirrored_comments
-        .insert(claim_key_by(&fp, OffsetDateTime::now_utc(), &killed));
-    h.store
-        .put_incident(&st, Precondition::Matches(v.etag))
-        .await
-        .unwrap();
+    let killed = ClaimHolder::new(
+        &ClaimHolder::this_process().instance,
+        "a-process-before-the-kill",
+    );
+    let fp = a_claimed_comment(&h, 9, "after a kill", |fp| {
+        claim_key_by(fp, OffsetDateTime::now_utc(), &killed)
+    })
+    .await;
     let out = h.reverse(9).await;
     assert!(
         matches!(out, ReverseOutcome::Applied(Applied { comments: 1, .. })),
@@ -1314,21 +1319,10 @@ async fn a_claim_left_by_a_killed_process_of_this_instance_is_taken_over_at_once
 #[tokio::test]
 async fn a_claim_left_by_a_failed_post_of_this_process_is_taken_over_by_its_next_attempt() {
     let h = harness();
-    h.synced(10).await;
-    let c =
-        h.s.put_comment(&name(10), uuid::Uuid::new_v4(), "after a failed post")
-            .await
-            .unwrap();
-    let fp = sentinel_comment_fingerprint(&c);
-    let v = h.store.incident(&name(10)).await.unwrap().unwrap();
-    let mut st = v.value.clone();
-    st.mirrored_comments.insert(fp.clone());
-    st.mirrored_comments
-        .insert(claim_key(&fp, OffsetDateTime::now_utc()));
-    h.store
-        .put_incident(&st, Precondition::Matches(v.etag))
-        .await
-        .unwrap();
+    a_claimed_comment(&h, 10, "after a failed post", |fp| {
+        claim_key(fp, OffsetDateTime::now_utc())
+    })
+    .await;
     let out = h.reverse(10).await;
     assert!(
         matches!(out, ReverseOutcome::Applied(Applied { comments: 1, .. })),
