@@ -34,11 +34,8 @@ use crate::state::StateStore;
 use crate::state::table::TableStateStore;
 use dss_core::state::StateError;
 use std::sync::Arc;
-use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Timeout of one probe call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A user that does not exist: the look-up answers 404 when allowed, 403 when not.
 const PROBE_UPN: &str = "defender-sentinel-sync-check@invalid.invalid";
 
@@ -227,10 +224,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<CheckReport> {
     let graph = Arc::new(GraphClient::from_settings(
         settings,
         tokens.clone(),
-        CALL_TIMEOUT,
+        settings.call_timeout,
     )?);
-    let sentinel = SentinelClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)?;
-    let logs = LogsClient::from_settings(settings, tokens.clone(), CALL_TIMEOUT)?;
+    let sentinel = SentinelClient::from_settings(settings, tokens.clone(), settings.call_timeout)?;
+    let logs = LogsClient::from_settings(settings, tokens.clone(), settings.call_timeout)?;
     let home = settings.azure_tenant_id.clone();
     let mut lines = Vec::new();
 
