@@ -29,9 +29,11 @@ use std::sync::OnceLock;
 const INSTALL: &str = "run scripts/test.sh (it creates .venv-infra/), or by hand: \
 python3 -m venv .venv-infra && .venv-infra/bin/pip install -r infra/tests/requirements.txt";
 
-/// The venv's bin directory (`DSS_INFRA_VENV` overrides `.venv-infra/`).
+/// The venv's bin directory (`DSS_INFRA_VENV` overrides `.venv-infra/`; set but empty, it
+/// does not).
 fn venv_bin(tool: &str) -> PathBuf {
     let venv = std::env::var_os("DSS_INFRA_VENV")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| support::repo().join(".venv-infra"));
     let path = venv.join("bin").join(tool);
