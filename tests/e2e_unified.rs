@@ -428,3 +428,110 @@ async fn a_restart_between_cycles_keeps_every_pair_and_duplicates_nothing() {
     let d1 = defender_of(&world, T1, &a[0]);
     assert_eq!(d1["status"], "active", "{d1}");
 }
+
+/// Posts `body` to SentinelWebhook as the host does (the playbook's call, with the secret).
+async fn post_webhook(world: &World, body: &Value) -> (u16, Value) {
+    let call = dss_fake_host::HttpCall::new("POST")
+        .header("Content-Type", "application/json")
+        .header("X-Sync-Secret", support::WEBHOOK_SECRET)
+        .body(body.to_string());
+    let res = world
+        .host
+        .invoke_http("SentinelWebhook", &call)
+        .await
+        .expect("a valid reply");
+    (
+        res.status,
+        serde_json::from_str(&res.body).unwrap_or(Value::Null),
+    )
+}
+
+/// The webhook with the unified target: an automation rule fires on the platform incident and
+/// its playbook posts the Sentinel incident trigger body, which names the platform incident in
+/// `providerIncidentId`. The close made there reaches the source Defender tenant in that call,
+/// before any timer cycle, and only that customer's incident; a replay writes nothing; a body
+/// naming an unknown platform incident, another workspace or no platform incident is refused
+/// without a write.
+#[tokio::test]
+async fn a_platform_close_posted_to_the_webhook_reaches_the_source_tenant_at_once() {
+    let world = unified_world().await;
+    let a = seed(&world, T1, 1, 181);
+    let b = seed(&world, T2, 1, 182);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    let p1 = pid(&platform_of(&world, T1, &a[0]));
+
+    let close = DefenderAction::Resolve {
+        classification: Some("truePositive".into()),
+        determination: Some("phishing".into()),
+        resolving_comment: Some("Closed from the unified portal.".into()),
+    };
+    world.sims.defender_action(WS, &p1, close).unwrap();
+    let comment = "Mail purged from every mailbox.".to_owned();
+    world
+        .sims
+        .defender_action(WS, &p1, DefenderAction::Comment { comment })
+        .unwrap();
+    let body = world.sims.unified_trigger_body(&p1, "Update").unwrap();
+    assert_eq!(
+        body["object"]["properties"]["providerName"],
+        "Microsoft XDR"
+    );
+    let (status, reply) = post_webhook(&world, &body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["result"], "applied", "{reply}");
+    // No timer cycle ran since the close: the webhook call itself wrote it.
+    let d1 = defender_of(&world, T1, &a[0]);
+    assert_eq!(d1["status"], "resolved", "{d1}");
+    assert_eq!(d1["classification"], "truePositive", "{d1}");
+    assert!(
+        d1["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["comment"]
+                .as_str()
+                .is_some_and(|t| t.contains("Mail purged from every mailbox."))),
+        "{d1}"
+    );
+    let d2 = defender_of(&world, T2, &b[0]);
+    assert_eq!(d2["status"], "active", "the other customer untouched: {d2}");
+
+    // A replay finds both sides agreeing: nothing written.
+    world.sims.reset_counters();
+    let (status, reply) = post_webhook(&world, &body).await;
+    assert_eq!(
+        (status, &reply["result"]),
+        (200, &json!("unchanged")),
+        "{reply}"
+    );
+    assert_eq!(graph_writes(&world), 0, "{reply}");
+
+    // Forged or foreign bodies: refused, nothing written anywhere.
+    let mut unknown = body.clone();
+    unknown["object"]["properties"]["providerIncidentId"] = json!("987654");
+    let (status, reply) = post_webhook(&world, &unknown).await;
+    assert_eq!(
+        status, 404,
+        "an incident the platform does not have: {reply}"
+    );
+    let mut other = body.clone();
+    let id = other["object"]["id"]
+        .as_str()
+        .unwrap()
+        .replace("/workspaces/", "/workspaces/other-");
+    other["object"]["id"] = json!(id);
+    other["object"]["name"] = Value::Null;
+    let (status, reply) = post_webhook(&world, &other).await;
+    assert_eq!(status, 403, "another workspace: {reply}");
+    let mut bare = body.clone();
+    bare["object"]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("providerIncidentId");
+    let (status, reply) = post_webhook(&world, &bare).await;
+    assert_eq!(status, 400, "no platform incident named: {reply}");
+    assert_eq!(graph_writes(&world), 0);
+    assert_eq!(world.arm_writes(), 0);
+    assert_eq!(defender_of(&world, T2, &b[0])["status"], "active");
+}

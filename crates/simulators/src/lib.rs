@@ -253,6 +253,12 @@ impl Simulators {
         unified::materialize(&self.shared)
     }
 
+    /// The incident trigger body an automation rule's playbook posts for platform incident `id`
+    /// of the workspace tenant (unified mode; `event` `"Create"` or `"Update"`).
+    pub fn unified_trigger_body(&self, id: &str, event: &str) -> Option<serde_json::Value> {
+        unified::trigger_body(&self.shared, id.parse().ok()?, event)
+    }
+
     /// Ingested alert rows still waiting for the platform.
     pub fn unified_pending(&self) -> usize {
         lock(&self.shared.unified).pending()

@@ -212,3 +212,74 @@ fn raise(s: &Shared, cfg: &UnifiedConfig, row: &Value) {
         }
     }
 }
+
+/// The ARM name the workspace's Sentinel incident of platform incident `id` has (a GUID the
+/// platform chose; here derived from the id so it is stable).
+pub fn arm_name(id: u64) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("platform-incident-{id}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// The body a "Microsoft Sentinel incident" playbook forwards when an automation rule fires on
+/// platform incident `id` (`event`: `"Create"` or `"Update"`), as documented for a workspace
+/// onboarded to the unified Defender portal (crate README, "Unified-platform mode"): `object.id`
+/// is the ARM id of the workspace's incident, `providerName` is `Microsoft XDR` and
+/// `providerIncidentId` the Graph incident id in the workspace's tenant. `None` when no such
+/// incident exists.
+pub fn trigger_body(s: &Shared, id: u64, event: &str) -> Option<Value> {
+    let workspace = s.cfg.tenant_id.as_str();
+    let inc = lock(&s.graph).get(workspace, id)?.to_json();
+    let a = &s.cfg.arm;
+    let name = arm_name(id);
+    let status = match inc["status"].as_str() {
+        Some("resolved" | "redirected") => "Closed",
+        _ => "Active",
+    };
+    let severity = match inc["severity"].as_str() {
+        Some("high") => "High",
+        Some("low") => "Low",
+        Some("informational") => "Informational",
+        _ => "Medium",
+    };
+    let url = format!("https://security.microsoft.com/incidents/{id}?tid={workspace}");
+    let alerts: Vec<Value> = inc["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|al| json!({"properties": {"alertDisplayName": al["title"], "providerAlertId": al["providerAlertId"]}}))
+        .collect();
+    let mut body = json!({
+        "eventUniqueId": uuid::Uuid::new_v4().to_string(),
+        "objectSchemaType": "Incident",
+        "objectEventType": event,
+        "workspaceInfo": {"SubscriptionId": a.subscription_id, "ResourceGroupName": a.resource_group, "WorkspaceName": a.workspace_name},
+        "workspaceId": a.workspace_id,
+        "object": {
+            "id": format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}/providers/Microsoft.SecurityInsights/Incidents/{name}",
+                a.subscription_id, a.resource_group, a.workspace_name
+            ),
+            "name": name,
+            "type": "Microsoft.SecurityInsights/Incidents",
+            "properties": {
+                "title": inc["displayName"], "severity": severity, "status": status,
+                "incidentNumber": id, "incidentUrl": url,
+                "providerName": "Microsoft XDR", "providerIncidentId": id.to_string(),
+                "createdTimeUtc": inc["createdDateTime"],
+                "lastModifiedTimeUtc": inc["lastUpdateDateTime"],
+                "additionalData": {"providerIncidentUrl": url, "alertsCount": alerts.len()},
+                "Alerts": alerts,
+            },
+        },
+    });
+    if event != "Create" {
+        body["incidentUpdates"] = json!({
+            "updatedTime": fmt_time(now()),
+            "updatedBy": {"source": "User", "name": "analyst@platform"},
+        });
+    }
+    Some(body)
+}

@@ -314,6 +314,36 @@ impl UnifiedClient {
     }
 }
 
+/// The unified webhook's routing: a trigger body names a platform incident; the source it is
+/// the pair of is the one it was made for ([`mapping::source_of_incident`]), provided the
+/// sync's pair of that source is this very incident (not an extra of a split, not one a merge
+/// redirected away; a forged id names no incident of the rule).
+#[async_trait::async_trait]
+impl crate::webhook::unified::PlatformRoutes for UnifiedClient {
+    async fn source_of_platform(
+        &self,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<SentinelIncidentName>, SentinelError> {
+        let Some(p) = self
+            .graph
+            .get_incident_as(&self.workspace, id, "unified.get_incident")
+            .await
+            .map_err(to_sentinel_error)?
+        else {
+            return Ok(None);
+        };
+        if p.status == DefenderStatus::Redirected {
+            return Ok(None); // merged away: the survivor's own trigger carries the change
+        }
+        let Some((tenant, source)) = mapping::source_of_incident(&p) else {
+            return Ok(None); // not made by the rule
+        };
+        let name = SentinelIncidentName::for_defender(&tenant, &source);
+        let pair = self.platform_incident(&name).await?;
+        Ok(pair.filter(|pair| pair.id == p.id).map(|_| name))
+    }
+}
+
 /// Whether platform incident `p` was made for source `name`: not when a merge moved the pair
 /// there, else when it is the source of the alert the incident was made from
 /// ([`mapping::source_of_incident`]); an incident without custom details counts as made for
