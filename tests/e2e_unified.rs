@@ -376,6 +376,16 @@ async fn a_platform_split_is_closed_with_a_pointer_and_the_source_stays_open() {
         d["status"], "active",
         "the extra's close never reaches the customer: {d}"
     );
+    // Our close of the extra fires the automation rule too: its webhook call is refused (the
+    // extra is not the source's pair) and the customer's incident stays open.
+    let body = world
+        .sims
+        .unified_trigger_body(&pid(extra), "Update")
+        .unwrap();
+    let (status, reply) = post_webhook(&world, &body).await;
+    assert_eq!(status, 404, "{reply}");
+    let d = defender_of(&world, T1, &a[0]);
+    assert_eq!(d["status"], "active", "{d}");
 }
 
 /// A restart forgets the adapter's in-memory index: the pair comes back from the state (the
