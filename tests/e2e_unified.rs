@@ -346,6 +346,7 @@ async fn a_platform_split_is_closed_with_a_pointer_and_the_source_stays_open() {
     let world = unified_world_with(UnifiedConfig {
         delay_ms: 0,
         lookback_secs: 1,
+        ..UnifiedConfig::default()
     })
     .await;
     let a = seed(&world, T1, 1, 171);
@@ -544,4 +545,128 @@ async fn a_platform_close_posted_to_the_webhook_reaches_the_source_tenant_at_onc
     assert_eq!(graph_writes(&world), 0);
     assert_eq!(world.arm_writes(), 0);
     assert_eq!(defender_of(&world, T2, &b[0])["status"], "active");
+}
+
+/// Honest latency, in simulated time: the platform batches as documented (5-minute windows
+/// applied 5 minutes after they end, so 5–10 minutes after ingestion, intermediate states
+/// dropped) on a simulated clock, and `DefenderSync` runs every 5 minutes (the README's
+/// schedule). Changes are made 2 minutes after a cycle. Measured and printed: creation (alerts
+/// shipped → the sync has the platform incident), Defender → platform, platform → Defender by
+/// the timer, and platform → Defender by the webhook. A cycle's own run time is not simulated
+/// time (seconds against minutes).
+#[tokio::test]
+async fn latency_in_simulated_time_is_the_platforms_batching_for_creation_and_one_interval_for_changes()
+ {
+    const MIN: u64 = 60_000;
+    const TICK: u64 = 5 * MIN;
+    let world = unified_world_with(UnifiedConfig {
+        delay_ms: 5 * MIN,
+        batch_ms: 5 * MIN,
+        simulated_clock: true,
+        ..UnifiedConfig::default()
+    })
+    .await;
+    let sims = &world.sims;
+    let fmt = |ms: u64| format!("{}:{:02} min", ms / MIN, ms % MIN / 1000);
+    sims.unified_advance(MIN);
+    let a = seed(&world, T1, 1, 191);
+    // Creation: the first cycle ships the alerts; cycles every TICK until the sync has the
+    // platform incident in sync (it shows the source's owner, set before the first cycle).
+    let owner = Some(wellknown::ANALYST_UPN.to_owned());
+    act(
+        &world,
+        T1,
+        &a[0],
+        DefenderAction::Assign { assigned_to: owner },
+    );
+    let shipped = sims.unified_now_ms();
+    world.sync_ok().await;
+    let created = loop {
+        let now = sims.unified_advance(TICK);
+        world.sync_ok().await;
+        let p = open_platform(&world);
+        if p.first()
+            .is_some_and(|p| p["assignedTo"] == wellknown::ANALYST_UPN)
+        {
+            break now - shipped;
+        }
+        assert!(now - shipped <= 6 * TICK, "never created: {p:#?}");
+    };
+    let p1 = pid(&platform_of(&world, T1, &a[0]));
+
+    // Defender → platform: a tag 2 minutes after a cycle, visible after the next cycle.
+    let changed = sims.unified_advance(2 * MIN);
+    let custom_tags = vec!["latency".to_owned()];
+    act(&world, T1, &a[0], DefenderAction::Tag { custom_tags });
+    let to_platform = loop {
+        let now = sims.unified_advance(TICK - 2 * MIN);
+        world.sync_ok().await;
+        if platform_of(&world, T1, &a[0])["customTags"] == json!(["latency"]) {
+            break now - changed;
+        }
+        assert!(
+            now - changed <= 3 * TICK,
+            "the tag never reached the platform"
+        );
+        sims.unified_advance(2 * MIN);
+    };
+
+    // Platform → Defender by the timer's poll.
+    let changed = sims.unified_advance(2 * MIN);
+    let comment = "Seen on the platform.".to_owned();
+    sims.defender_action(WS, &p1, DefenderAction::Comment { comment })
+        .unwrap();
+    let has_comment = |text: &str| {
+        defender_of(&world, T1, &a[0])["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["comment"].as_str().is_some_and(|t| t.contains(text)))
+    };
+    let to_defender = loop {
+        let now = sims.unified_advance(TICK - 2 * MIN);
+        world.sync_ok().await;
+        if has_comment("Seen on the platform.") {
+            break now - changed;
+        }
+        assert!(
+            now - changed <= 3 * TICK,
+            "the comment never reached Defender"
+        );
+        sims.unified_advance(2 * MIN);
+    };
+
+    // Platform → Defender by the webhook: the automation rule's playbook posts at once.
+    let changed = sims.unified_advance(2 * MIN);
+    let close = DefenderAction::Resolve {
+        classification: Some("falsePositive".into()),
+        determination: Some("other".into()),
+        resolving_comment: None,
+    };
+    sims.defender_action(WS, &p1, close).unwrap();
+    let body = sims.unified_trigger_body(&p1, "Update").unwrap();
+    let (status, reply) = post_webhook(&world, &body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(defender_of(&world, T1, &a[0])["status"], "resolved");
+    let by_webhook = sims.unified_now_ms() - changed;
+
+    println!(
+        "unified latency (simulated; platform batches 5-min windows + 5 min, DefenderSync every 5 min): \
+         creation {}, Defender → platform {}, platform → Defender {} by the timer, {} by the webhook",
+        fmt(created),
+        fmt(to_platform),
+        fmt(to_defender),
+        fmt(by_webhook)
+    );
+    // Creation waits for the platform (5–10 min) and then for a cycle (up to one interval).
+    assert!(
+        (5 * MIN..=10 * MIN + TICK).contains(&created),
+        "creation {}",
+        fmt(created)
+    );
+    assert!(created >= 5 * MIN, "never before the platform's batch");
+    // Later changes: up to one interval either way by the timer, at once by the webhook.
+    assert!(to_platform <= TICK, "{}", fmt(to_platform));
+    assert!(to_defender <= TICK, "{}", fmt(to_defender));
+    assert_eq!(by_webhook, 0);
 }
