@@ -670,3 +670,76 @@ async fn latency_in_simulated_time_is_the_platforms_batching_for_creation_and_on
     assert!(to_defender <= TICK, "{}", fmt(to_defender));
     assert_eq!(by_webhook, 0);
 }
+
+/// The source → platform pair is a field of the state record of its own: written by the sync,
+/// read back after a restart (no alert scan needed to find the pair again), and a state written
+/// before the field existed (the pair in the old etag form `{id}@{lastUpdateDateTime}`) is read
+/// once and upgraded to the field.
+#[tokio::test]
+async fn the_pair_is_a_state_field_and_an_old_etag_form_state_is_upgraded_once() {
+    use defender_sentinel_sync::domain::{DefenderIncidentId, SentinelIncidentName, TenantId};
+    use defender_sentinel_sync::state::{Precondition, StateStore};
+    let mut world = unified_world().await;
+    let a = seed(&world, T1, 1, 201);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    let p1 = pid(&platform_of(&world, T1, &a[0]));
+    let name = SentinelIncidentName::for_defender(
+        &TenantId::parse(T1).unwrap(),
+        &DefenderIncidentId::parse(&a[0]).unwrap(),
+    );
+    let store = world.state().await;
+    let st = store.incident(&name).await.unwrap().unwrap();
+    assert_eq!(
+        st.value.platform_incident.as_ref().map(|id| id.as_str()),
+        Some(p1.as_str()),
+        "the pair is in its own field"
+    );
+    let etag = st.value.sentinel_etag().unwrap().to_owned();
+    assert!(!etag.contains('@'), "the etag names no incident: {etag}");
+
+    // Make it a state of the old form: no field, the pair in the etag (snapshot kept valid).
+    let mut old = st.value.clone();
+    let old_etag = format!("{p1}@{etag}");
+    let mut snap = old.snapshot().cloned().expect("a snapshot of the etag");
+    snap.etag = old_etag.clone();
+    old.record_sentinel(Some(old_etag), Some(snap));
+    old.platform_incident = None;
+    store
+        .put_incident(&old, Precondition::Matches(st.etag.clone()))
+        .await
+        .unwrap();
+
+    // A restarted handler (empty index) applies a Defender change to the right platform
+    // incident from that state, without scanning the alerts to find the pair.
+    world.host.restart().await.expect("handler restarts");
+    world.sims.reset_counters();
+    let custom_tags = vec!["upgraded".to_owned()];
+    act(&world, T1, &a[0], DefenderAction::Tag { custom_tags });
+    let reply = world.sync_ok().await.return_value;
+    let p = world.sims.defender_incident(WS, &p1).unwrap();
+    assert_eq!(p["customTags"], json!(["upgraded"]), "{p}\n{reply}");
+    let scans: u64 = world
+        .sims
+        .counters()
+        .by_api
+        .get("graph")
+        .into_iter()
+        .flatten()
+        .filter(|(op, _)| op.contains("alerts_v2"))
+        .map(|(_, c)| c.calls)
+        .sum();
+    assert_eq!(scans, 0, "the pair came from the state: {reply}");
+    let st = store.incident(&name).await.unwrap().unwrap();
+    assert_eq!(
+        st.value.platform_incident.as_ref().map(|id| id.as_str()),
+        Some(p1.as_str()),
+        "upgraded to the field"
+    );
+    assert!(!st.value.sentinel_etag().unwrap().contains('@'));
+    assert_eq!(
+        open_platform(&world).len(),
+        1,
+        "no second platform incident"
+    );
+}

@@ -41,17 +41,16 @@ pub fn source_of_incident(p: &DefenderIncident) -> Option<(TenantId, DefenderInc
     })
 }
 
-/// The etag of a platform incident: its id and `lastUpdateDateTime`. The state keeps it with
-/// the snapshot, so the source → platform pair is in the state record.
+/// The etag of a platform incident: its version (`lastUpdateDateTime`). The pair is not in it:
+/// the incident carries it as `platform_id` and the state keeps it in its own field.
 pub fn etag(p: &DefenderIncident) -> String {
-    let t = p
-        .last_update
+    p.last_update
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    format!("{}@{t}", p.id.as_str())
+        .unwrap_or_default()
 }
 
-/// The platform incident id an etag of [`etag`] names.
+/// The platform incident id an etag of the old form `{id}@{lastUpdateDateTime}` names (states
+/// written before the pair had its own field; read once, then the field is written).
 pub fn id_from_etag(etag: &str) -> Option<DefenderIncidentId> {
     DefenderIncidentId::parse(etag.split_once('@')?.0).ok()
 }
@@ -103,6 +102,7 @@ pub fn to_sentinel(
         created: Some(p.created),
         last_modified: Some(p.last_update),
         comments_count: u32::try_from(p.comments.len()).ok(),
+        platform_id: Some(p.id.clone()),
     };
     if let Some(l) = last {
         s.title = l.title.clone();

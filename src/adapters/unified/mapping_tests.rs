@@ -46,10 +46,18 @@ fn custom_details_are_read_as_arrays_or_strings_and_name_the_source_the_incident
 }
 
 #[test]
-fn the_etag_carries_the_platform_id() {
+fn the_pair_is_its_own_field_and_the_old_etag_form_still_names_it() {
     let p = platform(vec![]);
+    let name = SentinelIncidentName::parse("6f1c2a4e-93d1-4b7a-9c0e-5d8e1f2a3b4c").unwrap();
+    let s = to_sentinel(name, &p, None);
+    assert_eq!(s.platform_id.as_ref().map(|id| id.as_str()), Some("1001"));
+    // The etag is the platform incident's version only: it names no incident any more.
     let e = etag(&p);
-    assert_eq!(id_from_etag(&e).unwrap().as_str(), "1001");
+    assert!(id_from_etag(&e).is_none(), "{e}");
+    assert_eq!(s.etag.as_deref(), Some(e.as_str()));
+    // States written before the field existed hold `{id}@{lastUpdateDateTime}`: read once.
+    let old = format!("1001@{e}");
+    assert_eq!(id_from_etag(&old).unwrap().as_str(), "1001");
     assert!(id_from_etag("W/\"no-id\"").is_none());
 }
 

@@ -7,8 +7,10 @@
 //!
 //! Names: the engine keys everything by the derived name of the source incident
 //! (`SentinelIncidentName::for_defender`); this adapter maps that name to the platform incident
-//! it found (an index rebuilt from `alerts_v2` when a name is unknown) and writes the platform id
-//! into the etag it hands out, which the state keeps with the snapshot.
+//! it found (an index rebuilt from `alerts_v2` when a name is unknown) and hands the platform id
+//! out as the incident's `platform_id`, which the state keeps as the pair in a field of its own
+//! (`IncidentState::platform_incident`) and hands back with every write, so a restarted or
+//! another instance finds the pair without a scan.
 
 mod mapping;
 mod wire;
@@ -305,6 +307,7 @@ impl UnifiedClient {
             Some(a) if !is_primary(&ix, name, p) => {
                 let mut s = a.clone();
                 s.etag = Some(mapping::etag(p));
+                s.platform_id = Some(p.id.clone());
                 s.comments_count = u32::try_from(p.comments.len()).ok();
                 s.last_modified = Some(p.last_update);
                 s
@@ -377,8 +380,14 @@ impl SentinelApi for UnifiedClient {
         &self,
         incident: &SentinelIncident,
     ) -> Result<SentinelIncident, SentinelError> {
-        // After a restart the index is empty: the etag the state kept names the platform id.
-        if let Some(id) = incident.etag.as_deref().and_then(mapping::id_from_etag) {
+        // After a restart (or on another instance) the index does not know the pair: the state
+        // keeps it (`platform_id`, from its own field; a state written before that field
+        // existed names it in the old etag form, read this once).
+        let kept = incident
+            .platform_id
+            .clone()
+            .or_else(|| incident.etag.as_deref().and_then(mapping::id_from_etag));
+        if let Some(id) = kept {
             self.index().platform.entry(incident.name).or_insert(id);
         }
         let Some(p) = self.platform_incident(&incident.name).await? else {
