@@ -743,3 +743,80 @@ async fn the_pair_is_a_state_field_and_an_old_etag_form_state_is_upgraded_once()
         "no second platform incident"
     );
 }
+
+/// After a platform merge, a change to the merged source incident (not the one the survivor was
+/// made for) still flows: it reaches the survivor as a note naming the source and what changed,
+/// without overwriting the survivor's fields, once, and the note is not mirrored back to either
+/// customer's Defender incident.
+#[tokio::test]
+async fn a_merged_sources_field_change_reaches_the_survivor_as_a_note() {
+    let world = unified_world().await;
+    let a = seed(&world, T1, 2, 211);
+    world.sync_ok().await;
+    world.sync_ok().await;
+    let (p0, p1) = (
+        pid(&platform_of(&world, T1, &a[0])),
+        pid(&platform_of(&world, T1, &a[1])),
+    );
+    world
+        .sims
+        .defender_action(WS, &p1, DefenderAction::Merge { into: p0.clone() })
+        .unwrap();
+    world.sync_ok().await;
+    // A first write of the merged source onto the survivor (its pair moved there).
+    let custom_tags = vec!["merged-1".to_owned()];
+    act(&world, T1, &a[1], DefenderAction::Tag { custom_tags });
+    world.sync_ok().await;
+
+    // The merged source is closed and retagged in its customer's Defender.
+    let close = DefenderAction::Resolve {
+        classification: Some("falsePositive".into()),
+        determination: Some("other".into()),
+        resolving_comment: None,
+    };
+    act(&world, T1, &a[1], close);
+    let custom_tags = vec!["merged-2".to_owned()];
+    act(&world, T1, &a[1], DefenderAction::Tag { custom_tags });
+    let reply = world.sync_ok().await.return_value;
+    let survivor = world.sims.defender_incident(WS, &p0).unwrap();
+    assert_eq!(survivor["status"], "active", "not overwritten: {survivor}");
+    let notes: Vec<String> = survivor["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["comment"].as_str())
+        .filter(|t| t.contains(&format!("Defender incident #{} of tenant", a[1])))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}\n{reply}");
+    assert!(notes[0].contains("→ Closed"), "{}", notes[0]);
+    assert!(notes[0].contains("merged-2"), "{}", notes[0]);
+
+    // Nothing more on the next cycles: no second note, no write anywhere, and the note is in
+    // neither customer incident's comments.
+    world.sync_ok().await;
+    world.sims.reset_counters();
+    let reply = world.sync_ok().await.return_value;
+    assert_eq!(graph_writes(&world), 0, "{reply}");
+    let survivor = world.sims.defender_incident(WS, &p0).unwrap();
+    let count = survivor["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["comment"]
+                .as_str()
+                .is_some_and(|t| t.contains("(merged into this incident)"))
+        })
+        .count();
+    assert_eq!(count, 1, "{survivor}");
+    for id in &a {
+        let d = defender_of(&world, T1, id);
+        assert!(
+            !d["comments"]
+                .to_string()
+                .contains("merged into this incident"),
+            "{d}"
+        );
+    }
+}

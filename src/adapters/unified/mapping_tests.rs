@@ -109,3 +109,40 @@ fn what_was_asked_reads_back_the_same_and_patches_nothing_more() {
     assert_eq!(read.status, SentinelStatus::Closed);
     assert_eq!(read.owner.upn_or_email(), Some("someone@contoso.com"));
 }
+
+#[test]
+fn a_merged_sources_change_is_told_in_words_and_only_what_changed() {
+    let p = platform(vec![
+        alert("a1", "2026-01-01T00:00:00Z", SRC, "7"),
+        alert("a2", "2026-01-01T00:01:00Z", SRC, "8"),
+    ]);
+    let tenant = TenantId::parse(SRC).unwrap();
+    let merged =
+        SentinelIncidentName::for_defender(&tenant, &DefenderIncidentId::parse("8").unwrap());
+    let (t, id) = source_named(&p, merged).unwrap();
+    assert_eq!((t.as_str(), id.as_str()), (SRC, "8"));
+    let other = SentinelIncidentName::parse("6f1c2a4e-93d1-4b7a-9c0e-5d8e1f2a3b4c").unwrap();
+    assert!(source_named(&p, other).is_none());
+
+    let before = to_sentinel(merged, &p, None);
+    assert!(changes(&before, &before).is_empty());
+    let mut after = before.clone();
+    after.status = SentinelStatus::Closed;
+    after.classification = Some(SentinelClassification::TruePositive);
+    after.classification_reason = Some(ClassificationReason::SuspiciousActivity);
+    after.labels = vec![Label {
+        name: "wave-2".into(),
+        kind: LabelKind::User,
+    }];
+    let said = changes(&before, &after);
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said[0], "status New → Closed", "{said:?}");
+    assert!(said[1].contains("TruePositive"), "{said:?}");
+    assert_eq!(said[2], "tags [] → [wave-2]");
+    let note = merged_change_note(&t, &id, &said);
+    assert!(
+        note.starts_with("[Defender] Defender incident #8 of tenant"),
+        "{note}"
+    );
+    assert!(note.contains("status New → Closed"), "{note}");
+}

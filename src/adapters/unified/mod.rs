@@ -300,6 +300,41 @@ impl UnifiedClient {
         Ok(())
     }
 
+    /// A source incident merged into platform incident `p` (not the one `p` follows) changed
+    /// since the engine last asked: its fields do not overwrite the survivor, so the change
+    /// reaches it as a note (once: a retry finds the same text and does not add it again).
+    async fn note_merged_change(
+        &self,
+        p: &DefenderIncident,
+        incident: &SentinelIncident,
+    ) -> Result<(), SentinelError> {
+        let before = self
+            .index()
+            .asked
+            .get(&(p.id.clone(), incident.name))
+            .cloned();
+        let Some(before) = before else {
+            return Ok(()); // first write since the pair moved here (or since a restart)
+        };
+        let changes = mapping::changes(&before, incident);
+        let Some((tenant, source)) = mapping::source_named(p, incident.name) else {
+            return Ok(());
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let note = mapping::merged_change_note(&tenant, &source, &changes);
+        if p.comments.iter().any(|c| c.text == note) {
+            return Ok(());
+        }
+        self.graph
+            .add_comment_as(&self.workspace, &p.id, &note, "unified.add_comment")
+            .await
+            .map_err(to_sentinel_error)?;
+        tracing::info!(message = "A merged source incident changed: noted on the survivor.", platform_incident = %p.id, sentinel_name = %incident.name);
+        Ok(())
+    }
+
     fn as_sentinel(&self, name: SentinelIncidentName, p: &DefenderIncident) -> SentinelIncident {
         let ix = self.index();
         let asked = ix.asked.get(&(p.id.clone(), name));
@@ -395,6 +430,9 @@ impl SentinelApi for UnifiedClient {
             return Err(SentinelError::NotFound);
         };
         let primary = is_primary(&self.index(), incident.name, &p);
+        if !primary {
+            self.note_merged_change(&p, incident).await?;
+        }
         let patch = if primary {
             mapping::patch_for(&p, incident)
                 .map_err(|message| SentinelError::Rejected { status: 0, message })?

@@ -283,7 +283,10 @@ mod tests {
         let mut json = serde_json::to_value(&st).unwrap();
         json.as_object_mut().unwrap().remove("platform_incident");
         let old: IncidentState = serde_json::from_value(json).unwrap();
-        assert_eq!(old.platform_incident, None, "states written before the field");
+        assert_eq!(
+            old.platform_incident, None,
+            "states written before the field"
+        );
         let pid = DefenderIncidentId::parse("1003").unwrap();
         st.record_platform(Some(&pid));
         st.record_platform(None); // an answer without a platform id (ARM) keeps it
