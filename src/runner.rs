@@ -17,6 +17,10 @@ pub struct EngineRunner {
     pub graph: Arc<GraphClient>,
     pub sentinel: Arc<SentinelClient>,
     pub logs: Option<Arc<LogsClient>>,
+    /// The Sentinel side the engine writes (`sentinel`, or the unified target's client).
+    pub sentinel_side: Arc<dyn crate::ports::SentinelApi>,
+    /// The unified target's client, when `SENTINEL_TARGET=unified` (the webhook routes by it).
+    pub unified: Option<Arc<crate::adapters::unified::UnifiedClient>>,
 }
 
 impl EngineRunner {

@@ -154,20 +154,24 @@ pub fn build_webhook(
         .context("cannot build the HTTP client for the authority's signing keys")?;
     let ports = WebhookPorts {
         defender: runner.graph.clone(),
-        sentinel: runner.sentinel.clone(),
+        sentinel: runner.sentinel_side.clone(),
         store: runner.sync.state(),
     };
     let policy = MergePolicy {
         conflict: settings.conflict_policy.clone(),
         severity_to_defender: settings.severity_to_defender,
     };
-    Ok(WebhookService::new(
+    let service = WebhookService::new(
         ports,
         policy,
         settings.defender_tenants.clone(),
         settings.workspace.clone(),
         Authenticator::from_settings(settings, client),
-    ))
+    );
+    Ok(match &runner.unified {
+        Some(u) => service.with_unified(u.clone()),
+        None => service,
+    })
 }
 
 /// The 429s met so far by the Graph, ARM and Logs clients together.
@@ -220,12 +224,16 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         conflict: settings.conflict_policy.clone(),
         severity_to_defender: settings.severity_to_defender,
     };
-    let sentinel_side: Arc<dyn crate::ports::SentinelApi> = match settings.sentinel_target {
-        SentinelTarget::Arm => sentinel.clone(),
-        SentinelTarget::Unified => Arc::new(UnifiedClient::new(
+    let unified = match settings.sentinel_target {
+        SentinelTarget::Arm => None,
+        SentinelTarget::Unified => Some(Arc::new(UnifiedClient::new(
             graph.clone(),
             settings.azure_tenant_id.clone(),
-        )),
+        ))),
+    };
+    let sentinel_side: Arc<dyn crate::ports::SentinelApi> = match &unified {
+        None => sentinel.clone(),
+        Some(u) => u.clone(),
     };
     tracing::info!(
         message = "Sentinel side chosen.",
@@ -233,7 +241,7 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
     );
     let sync = ForwardSync::new(
         graph.clone(),
-        sentinel_side,
+        sentinel_side.clone(),
         logs.clone().map(|l| l as Arc<dyn crate::ports::LogsIngest>),
         store,
         settings.defender_tenants.clone(),
@@ -256,5 +264,7 @@ pub async fn build_engine(settings: &Settings) -> anyhow::Result<EngineRunner> {
         graph,
         sentinel,
         logs,
+        sentinel_side,
+        unified,
     })
 }

@@ -79,3 +79,29 @@ fn demo_with_six_incidents_propagates_every_action_and_ends_in_agreement() {
     }
     let _ = std::fs::remove_dir_all(std::path::Path::new(log).parent().unwrap());
 }
+
+#[test]
+fn demo_with_the_unified_target_agrees_and_the_webhook_applies_a_platform_change() {
+    let out = Command::new(env!("CARGO_BIN_EXE_defender-sentinel-sync"))
+        .args(["demo", "--target", "unified", "--incidents", "2"])
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("one each: yes ✓; holding two customers' alerts: 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("playbook → SentinelWebhook: HTTP 200 applied")
+            && stdout.contains("has the comment: yes ✓"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Both sides agree."), "{stdout}");
+    assert!(!stdout.contains('✗'), "{stdout}");
+}

@@ -275,6 +275,7 @@ mod tests {
             created: None,
             last_modified: None,
             comments_count: None,
+            platform_id: None,
         };
         let with = |s: &crate::domain::SentinelIncident| Pair {
             sentinel: Some(s.clone()),

@@ -3,8 +3,9 @@
 //! tenant's Graph after a delay, the documented 5–10 minutes scaled down to
 //! [`PLATFORM_DELAY_MS`]); the handler runs with `SENTINEL_TARGET=unified`. Two customer tenants
 //! are the sources; the script measures how long an incident takes to appear and a change to
-//! cross each way, and checks that every source incident has exactly one platform incident,
-//! never shared between customers.
+//! cross each way (platform → Defender by the timer's poll, then by `SentinelWebhook` as an
+//! automation rule's playbook posts it), and checks that every source incident has exactly one
+//! platform incident, never shared between customers.
 
 use super::heading;
 use super::setup::{System, sim_config};
@@ -235,6 +236,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         })
         .await?;
     ok &= report("customer 2's Defender incident shows it", to_defender);
+    ok &= webhook_step(&run, t1, &x).await?;
 
     heading("Checks");
     let platform = run.platform();
@@ -282,4 +284,54 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         }
     );
     Ok(ok)
+}
+
+/// Platform → Defender through `SentinelWebhook`: an analyst reassigns customer 1's platform
+/// incident, the automation rule's playbook posts the Sentinel incident trigger body (which names
+/// the platform incident in `providerIncidentId`), and the change is in the customer's Defender
+/// when the call returns, before any cycle.
+async fn webhook_step(run: &Run, t1: &str, x: &str) -> anyhow::Result<bool> {
+    let pid = run
+        .platform_of(t1, x)
+        .and_then(|p| p["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let sims = &run.sys.sims;
+    let comment = "Escalated from the unified portal.".to_owned();
+    sims.defender_action(WORKSPACE, &pid, DefenderAction::Comment { comment })
+        .context("commenting on the platform incident")?;
+    println!(
+        "  SOC analyst comments on platform incident {pid}; the automation rule's playbook posts it"
+    );
+    let body = sims
+        .unified_trigger_body(&pid, "Update")
+        .context("the trigger body of the platform incident")?;
+    let call = dss_fake_host::HttpCall::new("POST")
+        .query("code", "function-key")
+        .header("Content-Type", "application/json")
+        .header("X-Sync-Secret", &run.sys.webhook_secret)
+        .body(body.to_string());
+    let t = Instant::now();
+    let res = run
+        .sys
+        .host
+        .invoke_http("SentinelWebhook", &call)
+        .await
+        .context("SentinelWebhook invocation")?;
+    let result = res
+        .json()
+        .ok()
+        .and_then(|v| v["result"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let arrived = sims.defender_incident(t1, x).is_some_and(|d| {
+        d["comments"]
+            .to_string()
+            .contains("Escalated from the unified portal.")
+    });
+    println!(
+        "  playbook → SentinelWebhook: HTTP {} {result} in {:.2} s; customer 1's Defender incident has the comment: {}",
+        res.status,
+        t.elapsed().as_secs_f64(),
+        if arrived { "yes ✓" } else { "no ✗" }
+    );
+    Ok(res.status == 200 && arrived)
 }

@@ -975,6 +975,7 @@ async fn where_the_service_creates_incidents_the_sync_ships_the_alerts_waits_and
         created: None,
         last_modified: None,
         comments_count: None,
+        platform_id: None,
     });
     let shipped = h.logs.shipped().len();
     let r = h.cycle().await;

@@ -409,6 +409,7 @@ impl IncidentSync<'_> {
         st.defender_base = Some(outcome.base.defender);
         st.sentinel_base = Some(outcome.base.sentinel);
         st.record_sentinel(written.etag.clone(), snapshot::take(written));
+        st.record_platform(written.platform_id.as_ref());
         // An incident reverse sync parked stays parked (with its reason) until reverse sync
         // clears it: SyncHealth lists it while its retry entry remains.
         let reverse_park = parked.is_none() && super::reverse::parked_by_reverse(&st);

@@ -204,6 +204,7 @@ pub fn sentinel_incident(
         created: current.and_then(|c| c.created),
         last_modified: current.and_then(|c| c.last_modified),
         comments_count: current.and_then(|c| c.comments_count),
+        platform_id: current.and_then(|c| c.platform_id.clone()),
     }
 }
 

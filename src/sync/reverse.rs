@@ -313,6 +313,7 @@ impl ReverseApply<'_> {
                 || st.sentinel_comments != count);
         if own {
             st.record_sentinel(s.etag.clone(), super::snapshot::take(s));
+            st.record_platform(s.platform_id.as_ref());
             st.sentinel_comments = count;
         }
         if nothing && !recorded && st.last_outcome != Some(Outcome::Parked) {

@@ -119,6 +119,7 @@ pub(super) fn rebuild(st: &IncidentState, d: &DefenderIncident) -> Option<Sentin
         created: snap.created,
         last_modified: snap.last_modified,
         comments_count: st.sentinel_comments,
+        platform_id: st.platform_incident.clone(),
     })
 }
 
@@ -161,6 +162,7 @@ mod tests {
             created: Some(T0),
             last_modified: Some(T0),
             comments_count: None,
+            platform_id: None,
         }
     }
 

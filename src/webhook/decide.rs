@@ -41,7 +41,16 @@ pub fn authorise(
     incident: &IncidentRef,
     workspace: &SentinelWorkspace,
 ) -> Result<SentinelIncidentName, Refusal> {
-    let same = incident
+    if !same_workspace(incident, workspace) {
+        return Err(Refusal::OtherWorkspace);
+    }
+    SentinelIncidentName::parse(&incident.name).map_err(|_| Refusal::NotManaged)
+}
+
+/// Whether the incident is in the configured workspace (subscription, resource group and
+/// workspace names compared case-insensitively, as ARM does).
+pub fn same_workspace(incident: &IncidentRef, workspace: &SentinelWorkspace) -> bool {
+    incident
         .subscription_id
         .eq_ignore_ascii_case(&workspace.subscription_id)
         && incident
@@ -49,11 +58,7 @@ pub fn authorise(
             .eq_ignore_ascii_case(&workspace.resource_group)
         && incident
             .workspace_name
-            .eq_ignore_ascii_case(&workspace.workspace_name);
-    if !same {
-        return Err(Refusal::OtherWorkspace);
-    }
-    SentinelIncidentName::parse(&incident.name).map_err(|_| Refusal::NotManaged)
+            .eq_ignore_ascii_case(&workspace.workspace_name)
 }
 
 /// An error reply with a `Retry-After` when the caller should come back.

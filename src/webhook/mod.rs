@@ -18,6 +18,7 @@ pub mod auth;
 pub mod decide;
 pub mod keys;
 pub mod trigger;
+pub mod unified;
 
 use crate::call_clock;
 use crate::config::{SentinelWorkspace, Settings, WebhookAuth};
@@ -165,6 +166,8 @@ pub struct WebhookService {
     /// other, calls for different incidents never wait for each other (a striped lock made one
     /// call in a few wait for another incident's whole round trip at 50 concurrent calls).
     locks: IncidentLocks,
+    /// `SENTINEL_TARGET=unified`: bodies name platform incidents, routed to their source here.
+    unified: Option<Arc<dyn unified::PlatformRoutes>>,
 }
 
 /// Per-incident locks, made on first use and removed when their last user is done.
@@ -239,7 +242,34 @@ impl WebhookService {
             workspace,
             auth,
             locks: IncidentLocks::default(),
+            unified: None,
         }
+    }
+
+    /// With `SENTINEL_TARGET=unified`: bodies are routed by the platform incident they name
+    /// ([`unified::route`]) instead of by their ARM incident name.
+    pub fn with_unified(mut self, routes: Arc<dyn unified::PlatformRoutes>) -> Self {
+        self.unified = Some(routes);
+        self
+    }
+
+    /// The source incident a body is about: its ARM name, or with the unified target the
+    /// source whose pair is the platform incident it names.
+    async fn incident_of(&self, t: &trigger::Trigger) -> Result<SentinelIncidentName, HttpReply> {
+        let Some(routes) = &self.unified else {
+            return decide::authorise(&t.incident, &self.workspace)
+                .map_err(|r| reject(r.status(), &r.to_string()));
+        };
+        unified::route(t, &self.workspace, routes.as_ref())
+            .await
+            .map_err(|e| match e {
+                unified::RouteError::Refused(status, reason) => reject(status, &reason),
+                unified::RouteError::Upstream(e) => {
+                    let reason = format!("platform incident not read: {e}");
+                    let (status, wait) = decide::error_status(&ReverseError::Sentinel(e));
+                    reject_with(status, &reason, wait)
+                }
+            })
     }
 
     /// One call, answered by [`HttpReply`] (its `logs` hold the one line saying what happened).
@@ -274,9 +304,9 @@ impl WebhookService {
             Err(e @ trigger::TriggerError::TooLarge(_)) => return reject(413, &e.to_string()),
             Err(e) => return reject(400, &e.to_string()),
         };
-        let name = match decide::authorise(&trigger.incident, &self.workspace) {
+        let name = match self.incident_of(&trigger).await {
             Ok(n) => n,
-            Err(r) => return reject(r.status(), &r.to_string()),
+            Err(reply) => return reply,
         };
         let span = tracing::info_span!("incident", sentinel = %name);
         let work = async {

@@ -27,6 +27,11 @@ pub struct Trigger {
     pub last_modified: Option<OffsetDateTime>,
     /// Alerts listed under `alerts` or `Alerts` (either casing).
     pub alerts: usize,
+    /// `object.properties.providerIncidentId`, when given: with the workspace onboarded to the
+    /// unified Defender portal, the Defender (Graph) incident id in the workspace's tenant.
+    pub provider_incident_id: Option<String>,
+    /// `object.properties.providerName`, when given (`Microsoft XDR` in the unified portal).
+    pub provider_name: Option<String>,
 }
 
 /// A Sentinel incident's ARM id, split into its parts (as written by the caller).
@@ -80,6 +85,10 @@ struct Properties {
     alerts: Option<Vec<IgnoredAny>>,
     #[serde(rename = "Alerts", default)]
     alerts_upper: Option<Vec<IgnoredAny>>,
+    #[serde(rename = "providerIncidentId", default)]
+    provider_incident_id: Option<serde_json::Value>,
+    #[serde(rename = "providerName", default)]
+    provider_name: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +144,21 @@ pub fn parse_trigger(body: &[u8]) -> Result<Trigger, TriggerError> {
     let alerts = props.as_ref().map_or(0, |p| {
         p.alerts.as_ref().map_or(0, Vec::len) + p.alerts_upper.as_ref().map_or(0, Vec::len)
     });
+    let provider_incident_id = props
+        .as_ref()
+        .and_then(|p| p.provider_incident_id.as_ref())
+        .and_then(|id| match id {
+            // A string in the ARM schema; a number is read too, anything else ignored.
+            serde_json::Value::String(s) => Some(s.trim().to_owned()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty());
+    let provider_name = props
+        .as_ref()
+        .and_then(|p| p.provider_name.as_ref())
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let updated_by_source = parsed
         .updates
         .and_then(|u| u.updated_by)
@@ -145,6 +169,8 @@ pub fn parse_trigger(body: &[u8]) -> Result<Trigger, TriggerError> {
         updated_by_source,
         last_modified,
         alerts,
+        provider_incident_id,
+        provider_name,
     })
 }
 

@@ -92,3 +92,36 @@ fn arm_ids_are_matched_case_insensitively_by_segment() {
     assert!(parse_incident_id("/subscriptions//resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w/providers/Microsoft.SecurityInsights/incidents/n").is_none());
     assert!(parse_incident_id("subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w/providers/Microsoft.SecurityInsights/incidents/n").is_none());
 }
+
+#[test]
+fn the_provider_incident_id_and_name_are_read_as_string_or_number() {
+    let update = parse_trigger(&bytes(&fixture("sentinel-incident-trigger.update.json"))).unwrap();
+    assert_eq!(update.provider_incident_id.as_deref(), Some("3177"));
+    assert_eq!(update.provider_name.as_deref(), Some("Azure Sentinel"));
+    let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
+    let body = format!(
+        r#"{{"object":{{"id":"{id}","properties":{{"providerName":"Microsoft XDR","providerIncidentId":42}}}}}}"#
+    );
+    let t = parse_trigger(body.as_bytes()).unwrap();
+    assert_eq!(t.provider_incident_id.as_deref(), Some("42"));
+    assert_eq!(t.provider_name.as_deref(), Some("Microsoft XDR"));
+    let blank =
+        format!(r#"{{"object":{{"id":"{id}","properties":{{"providerIncidentId":" "}}}}}}"#);
+    assert_eq!(
+        parse_trigger(blank.as_bytes())
+            .unwrap()
+            .provider_incident_id,
+        None
+    );
+}
+
+#[test]
+fn an_odd_provider_incident_id_is_ignored_not_refused() {
+    let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
+    let body = format!(
+        r#"{{"object":{{"id":"{id}","properties":{{"providerName":7,"providerIncidentId":{{"x":1}}}}}}}}"#
+    );
+    let t = parse_trigger(body.as_bytes()).unwrap();
+    assert_eq!(t.provider_incident_id, None);
+    assert_eq!(t.provider_name, None);
+}

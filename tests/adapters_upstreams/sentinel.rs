@@ -150,6 +150,7 @@ fn s_incident() -> SentinelIncident {
         created: None,
         last_modified: None,
         comments_count: None,
+        platform_id: None,
     }
 }
 

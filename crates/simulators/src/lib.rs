@@ -253,6 +253,23 @@ impl Simulators {
         unified::materialize(&self.shared)
     }
 
+    /// The incident trigger body an automation rule's playbook posts for platform incident `id`
+    /// of the workspace tenant (unified mode; `event` `"Create"` or `"Update"`).
+    pub fn unified_trigger_body(&self, id: &str, event: &str) -> Option<serde_json::Value> {
+        unified::trigger_body(&self.shared, id.parse().ok()?, event)
+    }
+
+    /// Unified mode with `simulated_clock`: moves the platform's clock on by `ms` and applies
+    /// what became due; returns the platform time (ms).
+    pub fn unified_advance(&self, ms: u64) -> u64 {
+        unified::advance(&self.shared, ms)
+    }
+
+    /// The unified platform's time (ms): simulated, or real since the mode was first used.
+    pub fn unified_now_ms(&self) -> u64 {
+        unified::now_ms(&self.shared)
+    }
+
     /// Ingested alert rows still waiting for the platform.
     pub fn unified_pending(&self) -> usize {
         lock(&self.shared.unified).pending()

@@ -453,6 +453,7 @@ impl SentinelState {
         let count = self.comments.get(&i.name).map_or(0, Vec::len);
         SentinelIncident {
             comments_count: Some(count as u32),
+            platform_id: i.platform_id.clone(),
             ..i.clone()
         }
     }

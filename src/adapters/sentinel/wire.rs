@@ -199,6 +199,7 @@ impl TryFrom<IncidentDto> for SentinelIncident {
             created: parse_time(p.created_time_utc.as_deref()),
             last_modified: parse_time(p.last_modified_time_utc.as_deref()),
             comments_count: p.additional_data.and_then(|a| a.comments_count),
+            platform_id: None,
         })
     }
 }

@@ -41,17 +41,16 @@ pub fn source_of_incident(p: &DefenderIncident) -> Option<(TenantId, DefenderInc
     })
 }
 
-/// The etag of a platform incident: its id and `lastUpdateDateTime`. The state keeps it with
-/// the snapshot, so the source → platform pair is in the state record.
+/// The etag of a platform incident: its version (`lastUpdateDateTime`). The pair is not in it:
+/// the incident carries it as `platform_id` and the state keeps it in its own field.
 pub fn etag(p: &DefenderIncident) -> String {
-    let t = p
-        .last_update
+    p.last_update
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    format!("{}@{t}", p.id.as_str())
+        .unwrap_or_default()
 }
 
-/// The platform incident id an etag of [`etag`] names.
+/// The platform incident id an etag of the old form `{id}@{lastUpdateDateTime}` names (states
+/// written before the pair had its own field; read once, then the field is written).
 pub fn id_from_etag(etag: &str) -> Option<DefenderIncidentId> {
     DefenderIncidentId::parse(etag.split_once('@')?.0).ok()
 }
@@ -103,6 +102,7 @@ pub fn to_sentinel(
         created: Some(p.created),
         last_modified: Some(p.last_update),
         comments_count: u32::try_from(p.comments.len()).ok(),
+        platform_id: Some(p.id.clone()),
     };
     if let Some(l) = last {
         s.title = l.title.clone();
@@ -205,6 +205,79 @@ pub fn split_note(primary: &DefenderIncidentId) -> String {
          analytics rule's grouping window.",
         primary.as_str()
     )
+}
+
+/// The mirror marker of the sync's own notes (`sync::fingerprint::DEFENDER_MARKER`): comments
+/// starting with it are never mirrored to Defender, so a note stays on the platform.
+const NOTE_MARKER: &str = "[Defender] ";
+
+/// What changed in the synced fields between two versions of a source incident, in words
+/// (status, classification, owner, tags); empty when nothing did.
+pub fn changes(before: &SentinelIncident, after: &SentinelIncident) -> Vec<String> {
+    let (b, a) = (before.fields(), after.fields());
+    let word = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    let mut out = Vec::new();
+    if b.status != a.status {
+        out.push(format!("status {} → {}", word(&b.status), word(&a.status)));
+    }
+    let class = |f: &SentinelFields| (f.classification.clone(), f.classification_reason.clone());
+    if class(&b) != class(&a) {
+        let show = |f: &SentinelFields| match (&f.classification, &f.classification_reason) {
+            (None, _) => "none".to_owned(),
+            (Some(c), None) => word(c),
+            (Some(c), Some(r)) => format!("{} ({})", word(c), word(r)),
+        };
+        out.push(format!("classification {} → {}", show(&b), show(&a)));
+    }
+    if !m::owner_same(b.owner_upn.as_deref(), a.owner_upn.as_deref()) {
+        let show = |o: &Option<String>| o.clone().unwrap_or_else(|| "nobody".to_owned());
+        out.push(format!(
+            "owner {} → {}",
+            show(&b.owner_upn),
+            show(&a.owner_upn)
+        ));
+    }
+    if !m::tags_same(&b.tags, &a.tags) {
+        out.push(format!(
+            "tags [{}] → [{}]",
+            b.tags.join(", "),
+            a.tags.join(", ")
+        ));
+    }
+    out
+}
+
+/// The note on a merge's survivor telling that a source incident merged into it changed (its
+/// fields do not overwrite the survivor's, which follows the incident it was made for).
+pub fn merged_change_note(
+    tenant: &TenantId,
+    source: &DefenderIncidentId,
+    changes: &[String],
+) -> String {
+    format!(
+        "{NOTE_MARKER}Defender incident #{} of tenant {} (merged into this incident) changed: {}. \
+         This incident keeps following the incident it was made for.",
+        source.as_str(),
+        tenant.as_str(),
+        changes.join("; ")
+    )
+}
+
+/// The source (tenant, incident) among the alerts of platform incident `p` whose derived name
+/// is `name`.
+pub fn source_named(
+    p: &DefenderIncident,
+    name: SentinelIncidentName,
+) -> Option<(TenantId, DefenderIncidentId)> {
+    p.alerts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find_map(|a| {
+            let v = a.raw.to_value();
+            let (t, id) = source_of(v.get("additionalData")?.as_object()?)?;
+            (SentinelIncidentName::for_defender(&t, &id) == name).then_some((t, id))
+        })
 }
 
 /// Whether a patch changes nothing.

@@ -46,10 +46,18 @@ fn custom_details_are_read_as_arrays_or_strings_and_name_the_source_the_incident
 }
 
 #[test]
-fn the_etag_carries_the_platform_id() {
+fn the_pair_is_its_own_field_and_the_old_etag_form_still_names_it() {
     let p = platform(vec![]);
+    let name = SentinelIncidentName::parse("6f1c2a4e-93d1-4b7a-9c0e-5d8e1f2a3b4c").unwrap();
+    let s = to_sentinel(name, &p, None);
+    assert_eq!(s.platform_id.as_ref().map(|id| id.as_str()), Some("1001"));
+    // The etag is the platform incident's version only: it names no incident any more.
     let e = etag(&p);
-    assert_eq!(id_from_etag(&e).unwrap().as_str(), "1001");
+    assert!(id_from_etag(&e).is_none(), "{e}");
+    assert_eq!(s.etag.as_deref(), Some(e.as_str()));
+    // States written before the field existed hold `{id}@{lastUpdateDateTime}`: read once.
+    let old = format!("1001@{e}");
+    assert_eq!(id_from_etag(&old).unwrap().as_str(), "1001");
     assert!(id_from_etag("W/\"no-id\"").is_none());
 }
 
@@ -100,4 +108,41 @@ fn what_was_asked_reads_back_the_same_and_patches_nothing_more() {
     let read = to_sentinel(name, &after, Some(&asked));
     assert_eq!(read.status, SentinelStatus::Closed);
     assert_eq!(read.owner.upn_or_email(), Some("someone@contoso.com"));
+}
+
+#[test]
+fn a_merged_sources_change_is_told_in_words_and_only_what_changed() {
+    let p = platform(vec![
+        alert("a1", "2026-01-01T00:00:00Z", SRC, "7"),
+        alert("a2", "2026-01-01T00:01:00Z", SRC, "8"),
+    ]);
+    let tenant = TenantId::parse(SRC).unwrap();
+    let merged =
+        SentinelIncidentName::for_defender(&tenant, &DefenderIncidentId::parse("8").unwrap());
+    let (t, id) = source_named(&p, merged).unwrap();
+    assert_eq!((t.as_str(), id.as_str()), (SRC, "8"));
+    let other = SentinelIncidentName::parse("6f1c2a4e-93d1-4b7a-9c0e-5d8e1f2a3b4c").unwrap();
+    assert!(source_named(&p, other).is_none());
+
+    let before = to_sentinel(merged, &p, None);
+    assert!(changes(&before, &before).is_empty());
+    let mut after = before.clone();
+    after.status = SentinelStatus::Closed;
+    after.classification = Some(SentinelClassification::TruePositive);
+    after.classification_reason = Some(ClassificationReason::SuspiciousActivity);
+    after.labels = vec![Label {
+        name: "wave-2".into(),
+        kind: LabelKind::User,
+    }];
+    let said = changes(&before, &after);
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said[0], "status New → Closed", "{said:?}");
+    assert!(said[1].contains("TruePositive"), "{said:?}");
+    assert_eq!(said[2], "tags [] → [wave-2]");
+    let note = merged_change_note(&t, &id, &said);
+    assert!(
+        note.starts_with("[Defender] Defender incident #8 of tenant"),
+        "{note}"
+    );
+    assert!(note.contains("status New → Closed"), "{note}");
 }

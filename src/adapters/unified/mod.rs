@@ -7,8 +7,10 @@
 //!
 //! Names: the engine keys everything by the derived name of the source incident
 //! (`SentinelIncidentName::for_defender`); this adapter maps that name to the platform incident
-//! it found (an index rebuilt from `alerts_v2` when a name is unknown) and writes the platform id
-//! into the etag it hands out, which the state keeps with the snapshot.
+//! it found (an index rebuilt from `alerts_v2` when a name is unknown) and hands the platform id
+//! out as the incident's `platform_id`, which the state keeps as the pair in a field of its own
+//! (`IncidentState::platform_incident`) and hands back with every write, so a restarted or
+//! another instance finds the pair without a scan.
 
 mod mapping;
 mod wire;
@@ -298,6 +300,41 @@ impl UnifiedClient {
         Ok(())
     }
 
+    /// A source incident merged into platform incident `p` (not the one `p` follows) changed
+    /// since the engine last asked: its fields do not overwrite the survivor, so the change
+    /// reaches it as a note (once: a retry finds the same text and does not add it again).
+    async fn note_merged_change(
+        &self,
+        p: &DefenderIncident,
+        incident: &SentinelIncident,
+    ) -> Result<(), SentinelError> {
+        let before = self
+            .index()
+            .asked
+            .get(&(p.id.clone(), incident.name))
+            .cloned();
+        let Some(before) = before else {
+            return Ok(()); // first write since the pair moved here (or since a restart)
+        };
+        let changes = mapping::changes(&before, incident);
+        let Some((tenant, source)) = mapping::source_named(p, incident.name) else {
+            return Ok(());
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let note = mapping::merged_change_note(&tenant, &source, &changes);
+        if p.comments.iter().any(|c| c.text == note) {
+            return Ok(());
+        }
+        self.graph
+            .add_comment_as(&self.workspace, &p.id, &note, "unified.add_comment")
+            .await
+            .map_err(to_sentinel_error)?;
+        tracing::info!(message = "A merged source incident changed: noted on the survivor.", platform_incident = %p.id, sentinel_name = %incident.name);
+        Ok(())
+    }
+
     fn as_sentinel(&self, name: SentinelIncidentName, p: &DefenderIncident) -> SentinelIncident {
         let ix = self.index();
         let asked = ix.asked.get(&(p.id.clone(), name));
@@ -305,12 +342,43 @@ impl UnifiedClient {
             Some(a) if !is_primary(&ix, name, p) => {
                 let mut s = a.clone();
                 s.etag = Some(mapping::etag(p));
+                s.platform_id = Some(p.id.clone());
                 s.comments_count = u32::try_from(p.comments.len()).ok();
                 s.last_modified = Some(p.last_update);
                 s
             }
             _ => mapping::to_sentinel(name, p, asked),
         }
+    }
+}
+
+/// The unified webhook's routing: a trigger body names a platform incident; the source it is
+/// the pair of is the one it was made for ([`mapping::source_of_incident`]), provided the
+/// sync's pair of that source is this very incident (not an extra of a split, not one a merge
+/// redirected away; a forged id names no incident of the rule).
+#[async_trait::async_trait]
+impl crate::webhook::unified::PlatformRoutes for UnifiedClient {
+    async fn source_of_platform(
+        &self,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<SentinelIncidentName>, SentinelError> {
+        let Some(p) = self
+            .graph
+            .get_incident_as(&self.workspace, id, "unified.get_incident")
+            .await
+            .map_err(to_sentinel_error)?
+        else {
+            return Ok(None);
+        };
+        if p.status == DefenderStatus::Redirected {
+            return Ok(None); // merged away: the survivor's own trigger carries the change
+        }
+        let Some((tenant, source)) = mapping::source_of_incident(&p) else {
+            return Ok(None); // not made by the rule
+        };
+        let name = SentinelIncidentName::for_defender(&tenant, &source);
+        let pair = self.platform_incident(&name).await?;
+        Ok(pair.filter(|pair| pair.id == p.id).map(|_| name))
     }
 }
 
@@ -347,8 +415,14 @@ impl SentinelApi for UnifiedClient {
         &self,
         incident: &SentinelIncident,
     ) -> Result<SentinelIncident, SentinelError> {
-        // After a restart the index is empty: the etag the state kept names the platform id.
-        if let Some(id) = incident.etag.as_deref().and_then(mapping::id_from_etag) {
+        // After a restart (or on another instance) the index does not know the pair: the state
+        // keeps it (`platform_id`, from its own field; a state written before that field
+        // existed names it in the old etag form, read this once).
+        let kept = incident
+            .platform_id
+            .clone()
+            .or_else(|| incident.etag.as_deref().and_then(mapping::id_from_etag));
+        if let Some(id) = kept {
             self.index().platform.entry(incident.name).or_insert(id);
         }
         let Some(p) = self.platform_incident(&incident.name).await? else {
@@ -356,6 +430,9 @@ impl SentinelApi for UnifiedClient {
             return Err(SentinelError::NotFound);
         };
         let primary = is_primary(&self.index(), incident.name, &p);
+        if !primary {
+            self.note_merged_change(&p, incident).await?;
+        }
         let patch = if primary {
             mapping::patch_for(&p, incident)
                 .map_err(|message| SentinelError::Rejected { status: 0, message })?

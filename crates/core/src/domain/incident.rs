@@ -165,6 +165,9 @@ pub struct SentinelIncident {
     /// Comments on the incident (`additionalData.commentsCount`, read-only), when the service
     /// said; never written.
     pub comments_count: Option<u32>,
+    /// With the unified target: the platform incident this is (its Graph id in the workspace
+    /// tenant), which the state keeps as the source's pair; `None` on the ARM target.
+    pub platform_id: Option<DefenderIncidentId>,
 }
 
 impl SentinelIncident {

@@ -129,6 +129,12 @@ pub struct IncidentState {
     /// poll tell our own writes from an analyst's without reading anything.
     #[serde(default)]
     pub sentinel_comments: Option<u32>,
+    /// With the unified target: the platform incident paired with this source incident (its
+    /// Graph id in the workspace tenant), kept once known and moved by a platform merge. Absent
+    /// in states written before it existed (their pair is in the etag: see the unified
+    /// adapter) and on the ARM target.
+    #[serde(default)]
+    pub platform_incident: Option<DefenderIncidentId>,
 }
 
 /// The Sentinel incident as Sentinel held it right after our last write (the PUT's answer) or
@@ -201,6 +207,7 @@ impl IncidentState {
             sentinel_snapshot: None,
             unknown_owner: None,
             sentinel_comments: None,
+            platform_incident: None,
         }
     }
 
@@ -222,6 +229,14 @@ impl IncidentState {
     pub fn record_sentinel(&mut self, etag: Option<String>, snapshot: Option<SentinelSnapshot>) {
         self.sentinel_snapshot = snapshot.filter(|s| etag.as_deref() == Some(s.etag.as_str()));
         self.sentinel_etag = etag;
+    }
+
+    /// Records the platform incident the Sentinel side answered as (the unified target; `None`,
+    /// as on the ARM target, keeps what is known).
+    pub fn record_platform(&mut self, id: Option<&DefenderIncidentId>) {
+        if let Some(id) = id {
+            self.platform_incident = Some(id.clone());
+        }
     }
 }
 
@@ -255,4 +270,31 @@ pub struct ReverseFigures {
     pub conflicts: u64,
     pub parked: u64,
     pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_without_the_pair_field_reads_and_a_known_pair_is_kept() {
+        let tenant = TenantId::parse("b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c").unwrap();
+        let mut st = IncidentState::new(tenant, DefenderIncidentId::parse("7").unwrap());
+        let mut json = serde_json::to_value(&st).unwrap();
+        json.as_object_mut().unwrap().remove("platform_incident");
+        let old: IncidentState = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            old.platform_incident, None,
+            "states written before the field"
+        );
+        let pid = DefenderIncidentId::parse("1003").unwrap();
+        st.record_platform(Some(&pid));
+        st.record_platform(None); // an answer without a platform id (ARM) keeps it
+        assert_eq!(st.platform_incident.as_ref(), Some(&pid));
+        let moved = DefenderIncidentId::parse("1009").unwrap();
+        st.record_platform(Some(&moved)); // a merge moved the pair
+        let back: IncidentState =
+            serde_json::from_value(serde_json::to_value(&st).unwrap()).unwrap();
+        assert_eq!(back.platform_incident, Some(moved));
+    }
 }

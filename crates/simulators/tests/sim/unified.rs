@@ -212,3 +212,57 @@ async fn rows_of_one_alert_within_one_delay_count_once_with_the_latest_state() {
     );
     assert_eq!(alerts[0]["title"], "latest state");
 }
+
+/// The documented batching on a simulated clock: rows ingested within one 5-minute window are
+/// applied together 5 minutes after the window ends (so 5–10 minutes after ingestion), only the
+/// latest state of an alert in a window is shown, and nothing moves until the clock does.
+#[tokio::test]
+async fn batches_on_a_simulated_clock_show_the_last_state_of_each_window_5_to_10_minutes_later() {
+    const MIN: u64 = 60_000;
+    let env = start_with(SimConfig::default().with_stream(wellknown::STREAM_NAME, &[])).await;
+    env.sims.set_unified(Some(UnifiedConfig {
+        delay_ms: 5 * MIN,
+        batch_ms: 5 * MIN,
+        simulated_clock: true,
+        ..Default::default()
+    }));
+    let titled = |alert: &str, title: &str| {
+        let mut r = row(CUST_A, "4", alert, "alert");
+        r["AlertTitle"] = json!(title);
+        r
+    };
+    // t = 1 min: first state of a1; t = 4 min: its second state, and a2. Same window [0, 5).
+    assert_eq!(env.sims.unified_advance(MIN), MIN);
+    ingest(&env, &[titled("a1", "a1 first")]).await;
+    env.sims.unified_advance(3 * MIN);
+    ingest(&env, &[titled("a1", "a1 second"), titled("a2", "a2 only")]).await;
+    // t = 6 min: a1's third state, in the next window [5, 10).
+    env.sims.unified_advance(2 * MIN);
+    ingest(&env, &[titled("a1", "a1 third")]).await;
+    // Real time passing moves nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(workspace_incidents(&env).await.is_empty());
+    // t = 9:59: the first window is not due yet (due at 10 min).
+    env.sims.unified_advance(4 * MIN - 1000);
+    assert!(workspace_incidents(&env).await.is_empty());
+    assert_eq!(env.sims.unified_pending(), 4);
+    // t = 10 min: the first window shows, its intermediate state of a1 dropped.
+    env.sims.unified_advance(1000);
+    let incs = workspace_incidents(&env).await;
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let mut titles: Vec<String> = incs[0]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    assert_eq!(titles, vec!["a1 second", "a2 only"]);
+    assert_eq!(env.sims.unified_pending(), 1);
+    // t = 15 min: the second window (a1's third state) joins the same incident.
+    env.sims.unified_advance(5 * MIN);
+    let incs = workspace_incidents(&env).await;
+    assert_eq!(incs.len(), 1);
+    assert_eq!(incs[0]["alerts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(env.sims.unified_now_ms(), 15 * MIN);
+}
