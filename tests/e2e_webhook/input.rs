@@ -107,20 +107,7 @@ fn memory_kb(world: &World, field: &str) -> u64 {
 /// resident memory where it was (what the bound kept is given back to the OS).
 #[tokio::test]
 async fn envelopes_over_the_bound_are_refused_while_streaming_and_memory_stays_flat() {
-    let env: Vec<(String, String)> = std::env::var("XP_ENV")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|x| !x.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), v.to_owned())
-        })
-        .collect();
-    let world = World::start_with(support::world::WorldOptions {
-        env,
-        ..Default::default()
-    })
-    .await;
+    let world = World::start().await;
     // Warm up: the first calls allocate the runtime's and the connections' buffers.
     let small = large_envelope(1000);
     for _ in 0..4 {
@@ -162,8 +149,11 @@ async fn envelopes_over_the_bound_are_refused_while_streaming_and_memory_stays_f
         "VmHWM {hwm_before} -> {hwm_after} kB; VmRSS {rss_before} -> {rss_after} kB (peak {} kB)",
         memory_kb(&world, "VmHWM:")
     );
+    // Kept, 25 concurrent calls would leave up to 25 × 4 MiB = 100 MiB resident; given back,
+    // quiet runs leave 0.4–2.7 MB, and a busy machine (other builds, the suite's parallel tests:
+    // more threads and their heaps touched) up to about 10 MB.
     assert!(
-        kept_mb < 10.0,
+        kept_mb < 25.0,
         "100 rejected 5 MB calls left {kept_mb:.1} MB more resident"
     );
     // The handler still answers a good call.
