@@ -471,18 +471,30 @@ fn wrote_nothing(w: &World) -> bool {
 /// `RUST_LOG` sets their level) to that file: called before a kill and after the convergence
 /// cycles, so a failing seed can be replayed with the handler's log.
 fn keep_handler_log(w: &World, when: &str) {
+    let out = w.host.output();
+    let lines: Vec<&String> = out.stdout.iter().chain(&out.stderr).collect();
+    append_to_handler_log(&format!("handler output, {when}"), &lines);
+}
+
+/// Marks the start of a round in the `DSS_CONVERGE_LOG` file, with the time, to read the
+/// handler's lines (stamped with their time) against the rounds.
+fn mark_handler_log(what: &str) {
+    let now = time::OffsetDateTime::now_utc();
+    append_to_handler_log(&format!("{what} at {now}"), &[]);
+}
+
+fn append_to_handler_log(title: &str, lines: &[&String]) {
     use std::io::Write;
     let Ok(path) = std::env::var("DSS_CONVERGE_LOG") else {
         return;
     };
-    let out = w.host.output();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    writeln!(f, "===== handler output, {when}").unwrap();
-    for l in out.stdout.iter().chain(&out.stderr) {
+    writeln!(f, "===== {title}").unwrap();
+    for l in lines {
         writeln!(f, "{l}").unwrap();
     }
 }
@@ -528,6 +540,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
 
     for round in 0..rounds {
         ledger.round = format!("round {round}");
+        mark_handler_log(&ledger.round);
         let kill = rng.random_bool(0.35);
         let restart_azurite = !kill && rng.random_bool(0.25);
         let mut kinds = set_round_faults(&w, &mut rng);
@@ -646,6 +659,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
     // rounds off), and until then the handler holds the comment rather than post it twice.
     tokio::time::sleep(claim_settle()).await;
     // Then cycles until one writes nothing (bounded).
+    mark_handler_log("convergence cycles");
     let mut converged = false;
     let mut writers = Vec::new();
     for _ in 0..4 {
