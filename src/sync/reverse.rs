@@ -399,7 +399,8 @@ impl ReverseApply<'_> {
                 claim_holds(c, now, ClaimHolder::this_process(), posting_here, settle)
             }) {
                 return Err(StateError::Transient(format!(
-                    "comment {fp} is being posted to Defender by another instance"
+                    "comment {fp} is being posted to Defender (by another instance, or a POST \
+                     cut off here may still land)"
                 ))
                 .into());
             }
@@ -605,7 +606,8 @@ fn settle_of(d: std::time::Duration) -> time::Duration {
 /// ended without an answer (cut off by the call timeout, a reset, a kill) may still be applied
 /// by the service (issue 16, converge finding 7: taken over at once, such a POST landed after
 /// the next attempt had read Defender, and the comment was posted twice). Claims keep whole
-/// seconds, so a claim is up to a second older than it reads: that second is added.
+/// seconds (the time rounded down), so a claim may be up to a second younger than it reads:
+/// that second is added.
 fn claim_holds(
     c: &Claim,
     now: OffsetDateTime,
