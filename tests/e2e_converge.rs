@@ -23,6 +23,7 @@ mod driver;
 mod invariants;
 
 use driver::{Figures, run_seed};
+use serde_json::Value;
 
 /// The first seed of the default run.
 const BASE_SEED: u64 = 1601;
@@ -154,6 +155,67 @@ async fn a_sentinel_comment_is_not_hidden_from_the_poll_by_a_forward_put() {
             .count(),
         1,
         "the Sentinel comment reached Defender once: {texts:?}"
+    );
+    invariants::assert_idle(&w).await;
+}
+
+/// Found by seeds 3009 and 3017 (finding 6): a Defender analyst resolves an incident with a
+/// classification and a Sentinel analyst sets its mirror's status to New (Sentinel clears the
+/// `Undetermined` classification the sync wrote), both before the cycle. The mirror was closed
+/// as `Undetermined` and stayed so: the cleared classification counted as an analyst change.
+/// Reproduces without any fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defender_resolve_and_a_sentinel_status_change_in_one_round_bring_the_classification_across()
+ {
+    use dss_simulators::{DefenderAction, SentinelAction, wellknown};
+    let t = wellknown::TENANT_ID;
+    let w = support::world::World::start().await;
+    let ids = w.sims.seed_capped(t, 1, 3017, 1);
+    let id = &ids[0];
+    w.sync_ok().await;
+    let name = invariants::sentinel_name(t, id);
+    let props = |v: Value| v["properties"].clone();
+    let before = props(w.sims.sentinel_incident(&name).unwrap());
+    assert_eq!(
+        (&before["status"], &before["classification"]),
+        (&Value::from("New"), &Value::from("Undetermined")),
+        "the set-up: a New mirror the sync classified Undetermined"
+    );
+    w.sims
+        .defender_action(
+            t,
+            id,
+            DefenderAction::Resolve {
+                classification: Some("informationalExpectedActivity".into()),
+                determination: Some("securityTesting".into()),
+                resolving_comment: Some("Resolved in Defender 384.".into()),
+            },
+        )
+        .unwrap();
+    w.sims
+        .sentinel_action(
+            &name,
+            SentinelAction::SetStatus {
+                status: "New".into(),
+                classification: None,
+                classification_reason: None,
+                classification_comment: None,
+            },
+        )
+        .unwrap();
+    w.sync_ok().await;
+    let s = props(w.sims.sentinel_incident(&name).unwrap());
+    assert_eq!(s["status"], "Closed", "{s}");
+    assert_eq!(s["classification"], "BenignPositive", "{s}");
+    assert_eq!(s["classificationReason"], "SuspiciousButExpected", "{s}");
+    let d = w.sims.defender_incident(t, id).unwrap();
+    assert_eq!(
+        (&d["status"], &d["classification"]),
+        (
+            &Value::from("resolved"),
+            &Value::from("informationalExpectedActivity")
+        ),
+        "Defender keeps its resolve: {d}"
     );
     invariants::assert_idle(&w).await;
 }

@@ -355,7 +355,8 @@ impl Merger<'_> {
         };
         let ops = FieldOps {
             d_eq: &|a, b| a == b,
-            s_eq: &|a, b| a == b,
+            // `Undetermined` and none say the same (see the function).
+            s_eq: &mapping::sentinel_classification_eq,
             same: &mapping::classification_same,
             to_s: &to_s,
             to_d: &to_d,

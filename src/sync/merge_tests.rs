@@ -346,9 +346,15 @@ fn assert_analyst_kept(base: &MergeBase, s: &SentinelFields, o: &MergeOutcome) {
             f.classification_comment.clone(),
         )
     };
-    if class(s) != class(&base.sentinel) {
+    if !mapping::sentinel_classification_eq(&class(s), &class(&base.sentinel)) {
+        // Kept: not written, or written with the same meaning (closed as `Undetermined`,
+        // the analyst's comment kept), unless Defender won a conflict.
+        let kept = w
+            .classification
+            .as_ref()
+            .is_none_or(|c| mapping::sentinel_classification_eq(c, &class(s)));
         assert!(
-            w.classification.is_none() || overridden(Field::Classification),
+            kept || overridden(Field::Classification),
             "{base:?} {s:?} {o:?}"
         );
     }
@@ -423,6 +429,135 @@ fn classification_merge_converges_for_every_combination() {
             }
         }
     }
+}
+
+/// Status and classification changed together (converge finding 6: a Defender resolve with
+/// a classification and a Sentinel analyst setting the status, in one round): every status on
+/// each side with every classification on each side, from a base the sync wrote.
+#[test]
+fn status_and_classification_merges_converge_together_for_every_combination() {
+    let ss = [
+        SentinelStatus::New,
+        SentinelStatus::Active,
+        SentinelStatus::Closed,
+    ];
+    let bases = [
+        (DefenderStatus::Active, (None, None, None)),
+        (
+            DefenderStatus::Active,
+            (
+                Some(DefenderClassification::Unknown),
+                Some(Determination::Unknown),
+                None,
+            ),
+        ),
+        (
+            DefenderStatus::Resolved,
+            (
+                Some(DefenderClassification::TruePositive),
+                Some(Determination::Malware),
+                None,
+            ),
+        ),
+    ];
+    for (bst, bc) in bases {
+        let mut base_d = dfields();
+        base_d.status = bst;
+        (
+            base_d.classification,
+            base_d.determination,
+            base_d.resolving_comment,
+        ) = bc;
+        let base = MergeBase {
+            defender: base_d.clone(),
+            sentinel: sentinel_of(&base_d),
+        };
+        for d in statuses_d() {
+            for dc in classes_d() {
+                for s in &ss {
+                    for sc in classes_s() {
+                        if *s == SentinelStatus::Closed && sc.0.is_none() {
+                            continue; // Sentinel refuses Closed without a classification
+                        }
+                        let mut dn = base_d.clone();
+                        dn.status = d.clone();
+                        (dn.classification, dn.determination, dn.resolving_comment) = dc.clone();
+                        let mut sn = base.sentinel.clone();
+                        sn.status = s.clone();
+                        (
+                            sn.classification,
+                            sn.classification_reason,
+                            sn.classification_comment,
+                        ) = sc.clone();
+                        check(&base, &dn, &sn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Converge finding 6, reduced (seed 3017, 2070…/1001): a New mirror whose `Undetermined`
+/// classification the sync wrote; a Defender analyst resolves it with a classification, then
+/// a Sentinel analyst sets the mirror's status to New again (Sentinel clears the
+/// classification). The mirror is closed with Defender's classification; nothing goes to
+/// Defender (it was closed as `Undetermined`, and the "unknown" classification was pending for
+/// Defender and then lost under the merge base).
+#[test]
+fn a_defender_resolve_reaches_a_mirror_whose_classification_a_status_change_cleared() {
+    let base_d = DefenderFields {
+        classification: Some(DefenderClassification::Unknown),
+        determination: Some(Determination::Unknown),
+        ..dfields()
+    };
+    let base = MergeBase {
+        defender: base_d.clone(),
+        sentinel: sentinel_of(&base_d),
+    };
+    assert_eq!(
+        base.sentinel.classification,
+        Some(SentinelClassification::Undetermined)
+    );
+    let d = DefenderFields {
+        status: DefenderStatus::Resolved,
+        classification: Some(DefenderClassification::InformationalExpectedActivity),
+        determination: Some(Determination::SecurityTesting),
+        resolving_comment: Some("Resolved in Defender 384.".into()),
+        ..base_d
+    };
+    let s = SentinelFields {
+        status: SentinelStatus::New,
+        classification: None,
+        classification_reason: None,
+        classification_comment: None,
+        ..base.sentinel.clone()
+    };
+    // The Sentinel analyst acted last.
+    let later = T_D + time::Duration::minutes(1);
+    let o = run(
+        Some(&base),
+        &d,
+        Some(&s),
+        &policy(ConflictPolicyName::LatestWins),
+        later,
+    );
+    assert!(o.defender_writes.is_empty(), "{o:?}");
+    assert!(o.conflicts.is_empty(), "{o:?}");
+    let t = &o.sentinel_target;
+    assert_eq!(t.status, SentinelStatus::Closed);
+    assert_eq!(
+        t.classification,
+        Some(SentinelClassification::BenignPositive)
+    );
+    assert_eq!(
+        t.classification_reason,
+        Some(ClassificationReason::SuspiciousButExpected)
+    );
+    assert_eq!(
+        t.classification_comment.as_deref(),
+        Some("Defender determination: securityTesting. Resolved in Defender 384.")
+    );
+    assert_eq!(o.base.sentinel, *t);
 }
 
 #[test]

@@ -361,8 +361,11 @@ impl ReverseApply<'_> {
     /// POST, before the state write) is only recorded; a claim still fresh whose comment is
     /// not in Defender yet is another instance's POST under way: the incident is held
     /// (transient) and retried; a claim older than [`CLAIM_LEASE`] died with its instance and
-    /// is taken over, and so is one made by another process of this instance at once (the host
-    /// runs one handler process per instance: see [`ClaimHolder`]).
+    /// is taken over, and so is one made by another process of this instance (the host runs one
+    /// handler process per instance: see [`ClaimHolder`]) or by this process with no task
+    /// posting it, once its POST has settled ([`DefenderApi::write_settle`]: a POST cut off
+    /// without an answer, by the timeout or a kill, may still be applied). A comment whose
+    /// claim is taken over is looked for in Defender, read again, before it is posted.
     async fn mirror_comments(
         &self,
         s: &SentinelIncident,
@@ -378,7 +381,9 @@ impl ReverseApply<'_> {
         };
         let count = u32::try_from(comments.len()).ok();
         let now = OffsetDateTime::now_utc();
+        let settle = settle_of(self.defender.write_settle());
         let mut to_post = Vec::new();
+        let mut taken_over = false;
         for c in comments.iter().filter(|c| !is_mirrored(&c.message)) {
             let fp = sentinel_comment_fingerprint(c);
             let claim = claimed(st, &fp);
@@ -391,16 +396,35 @@ impl ReverseApply<'_> {
                 continue;
             }
             let posting_here = Posting::in_flight(&s.name, &fp);
-            if claim
-                .as_ref()
-                .is_some_and(|c| claim_holds(c, now, ClaimHolder::this_process(), posting_here))
-            {
+            if claim.as_ref().is_some_and(|c| {
+                claim_holds(c, now, ClaimHolder::this_process(), posting_here, settle)
+            }) {
                 return Err(StateError::Transient(format!(
-                    "comment {fp} is being posted to Defender by another instance"
+                    "comment {fp} is being posted to Defender (by another instance, or a POST \
+                     cut off here may still land)"
                 ))
                 .into());
             }
+            taken_over |= claim.is_some();
             to_post.push((c, fp));
+        }
+        if taken_over {
+            // A claim's POST may have been applied after `d` was read (issue 16, converge
+            // finding 7): Defender as it is now, read after the claim settled, decides.
+            if let Some(now_d) = self
+                .defender
+                .get_incident(&st.tenant, &st.defender_id)
+                .await?
+            {
+                to_post.retain(|(_, fp)| {
+                    let landed = carries_ref(&now_d, fp);
+                    if landed {
+                        release_claim(st, fp);
+                        st.mirrored_comments.insert(fp.clone());
+                    }
+                    !landed
+                });
+            }
         }
         if to_post.is_empty() {
             return Ok((0, count));
@@ -571,15 +595,34 @@ fn claimed(st: &IncidentState, fp: &str) -> Option<Claim> {
         .max_by_key(|c| c.at)
 }
 
-/// Whether a claim still holds at `now` for the process `me`: younger than the lease, and, when
-/// made by `me`, still being posted by a task of `me` (`posting_here`; a claim of `me` left by a
-/// POST that failed is dead), and not made by another process of `me`'s instance (gone).
-fn claim_holds(c: &Claim, now: OffsetDateTime, me: &ClaimHolder, posting_here: bool) -> bool {
-    now - c.at < CLAIM_LEASE
+/// The settle time of claims from the port's ([`DefenderApi::write_settle`]).
+fn settle_of(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(CLAIM_LEASE)
+}
+
+/// Whether a claim still holds at `now` for the process `me`, PURE: younger than the lease,
+/// and, when made by `me`, still being posted by a task of `me` (`posting_here`) or not yet
+/// settled, and when made by another process of `me`'s instance (gone: one handler process
+/// per instance), not yet settled. Not settled: younger than `settle`, the time a POST that
+/// ended without an answer (cut off by the call timeout, a reset, a kill) may still be applied
+/// by the service (issue 16, converge finding 7: taken over at once, such a POST landed after
+/// the next attempt had read Defender, and the comment was posted twice). Claims keep whole
+/// seconds (the time rounded down), so a claim may be up to a second younger than it reads:
+/// that second is added.
+fn claim_holds(
+    c: &Claim,
+    now: OffsetDateTime,
+    me: &ClaimHolder,
+    posting_here: bool,
+    settle: time::Duration,
+) -> bool {
+    let age = now - c.at;
+    let unsettled = settle.is_positive() && age < settle + time::Duration::SECOND;
+    age < CLAIM_LEASE
         && match &c.by {
-            Some(by) if by == me => posting_here,
-            Some(by) => !by.died_on(me),
-            None => true,
+            Some(by) if by == me => posting_here || unsettled,
+            Some(by) if by.died_on(me) => unsettled,
+            Some(_) | None => true,
         }
 }
 

@@ -1224,20 +1224,30 @@ fn a_claim_holds_for_its_lease_unless_its_process_is_gone() {
     let fresh = now - time::Duration::seconds(5);
     let stale = now - CLAIM_LEASE - time::Duration::seconds(1);
     let claim = |at, by: Option<ClaimHolder>| Claim { at, by };
+    // A service that applies nothing after its answer (no settle time).
+    let none = time::Duration::ZERO;
     // This very process: holds while a task of it is posting, is dead once none is (a POST that
     // failed left it).
-    assert!(claim_holds(&claim(fresh, Some(me.clone())), now, &me, true));
+    assert!(claim_holds(
+        &claim(fresh, Some(me.clone())),
+        now,
+        &me,
+        true,
+        none
+    ));
     assert!(!claim_holds(
         &claim(fresh, Some(me.clone())),
         now,
         &me,
-        false
+        false,
+        none
     ));
     assert!(!claim_holds(
         &claim(stale, Some(me.clone())),
         now,
         &me,
-        true
+        true,
+        none
     ));
     // Another instance: holds for the lease; it may be posting right now.
     let other = ClaimHolder::new("instance-b", "p1");
@@ -1245,23 +1255,73 @@ fn a_claim_holds_for_its_lease_unless_its_process_is_gone() {
         &claim(fresh, Some(other.clone())),
         now,
         &me,
-        false
+        false,
+        none
     ));
-    assert!(!claim_holds(&claim(stale, Some(other)), now, &me, false));
+    assert!(!claim_holds(
+        &claim(stale, Some(other)),
+        now,
+        &me,
+        false,
+        none
+    ));
     // An earlier process of this instance: gone (one handler process per instance).
     let gone = ClaimHolder::new("instance-a", "p1");
-    assert!(!claim_holds(&claim(fresh, Some(gone)), now, &me, false));
+    assert!(!claim_holds(
+        &claim(fresh, Some(gone)),
+        now,
+        &me,
+        false,
+        none
+    ));
     // A claim written without a holder: the lease alone decides.
-    assert!(claim_holds(&claim(fresh, None), now, &me, false));
-    assert!(!claim_holds(&claim(stale, None), now, &me, false));
+    assert!(claim_holds(&claim(fresh, None), now, &me, false, none));
+    assert!(!claim_holds(&claim(stale, None), now, &me, false, none));
     // An instance left unknown (empty) never counts as this one.
     let unknown = ClaimHolder::new("", "p2");
     assert!(claim_holds(
         &claim(fresh, Some(ClaimHolder::new("", "p1"))),
         now,
         &unknown,
-        false
+        false,
+        none
     ));
+}
+
+/// A claim whose POST may still be applied (no task of this process posting it: it ended
+/// without an answer, or its process was killed) holds until its POST settled, then dies;
+/// claims of another instance keep the lease (converge finding 7).
+#[test]
+fn a_claim_without_a_posting_task_holds_until_its_post_settled() {
+    let now = OffsetDateTime::now_utc();
+    let settle = time::Duration::seconds(3);
+    let me = ClaimHolder::new("instance-a", "p2");
+    let gone = ClaimHolder::new("instance-a", "p1");
+    let other = ClaimHolder::new("instance-b", "p1");
+    let claim = |age: time::Duration, by: &ClaimHolder| Claim {
+        at: now - age,
+        by: Some(by.clone()),
+    };
+    for by in [&me, &gone] {
+        // Within the settle time, and within the second a claim's whole-second time hides.
+        for age in [0, 2, 3] {
+            let c = claim(time::Duration::seconds(age), by);
+            assert!(claim_holds(&c, now, &me, false, settle), "{by:?} {age} s");
+        }
+        // Settled: taken over.
+        let c = claim(time::Duration::seconds(4), by);
+        assert!(!claim_holds(&c, now, &me, false, settle), "{by:?}");
+        let c = claim(CLAIM_LEASE, by);
+        assert!(!claim_holds(&c, now, &me, false, settle), "{by:?}");
+    }
+    // Still posted by a task of this process: holds, settled or not.
+    let c = claim(time::Duration::seconds(30), &me);
+    assert!(claim_holds(&c, now, &me, true, settle));
+    // Another instance: the lease alone.
+    let c = claim(time::Duration::seconds(30), &other);
+    assert!(claim_holds(&c, now, &me, false, settle));
+    let c = claim(CLAIM_LEASE, &other);
+    assert!(!claim_holds(&c, now, &me, false, settle));
 }
 
 #[tokio::test]
@@ -1330,4 +1390,198 @@ async fn a_claim_left_by_a_failed_post_of_this_process_is_taken_over_by_its_next
     );
     assert_eq!(h.posts(), 1);
     h.assert_idle(10).await;
+}
+
+/// Defender whose first comment POST is cut off without an answer (as by the call timeout) and
+/// applied only when the test says so ([`LateApply::land`]), as a service may apply a request
+/// after the client gave up on it; `settle` is its [`DefenderApi::write_settle`].
+struct LateApply {
+    inner: Arc<FakeDefender>,
+    settle: Duration,
+    pending: std::sync::Mutex<Option<(TenantId, DefenderIncidentId, String)>>,
+    posts: std::sync::atomic::AtomicUsize,
+}
+
+impl LateApply {
+    fn new(inner: &Arc<FakeDefender>, settle: Duration) -> Self {
+        Self {
+            inner: inner.clone(),
+            settle,
+            pending: Default::default(),
+            posts: Default::default(),
+        }
+    }
+
+    fn posts(&self) -> usize {
+        self.posts.load(Ordering::SeqCst)
+    }
+
+    /// The service applies the POST it was sent earlier.
+    async fn land(&self) {
+        let p = self.pending.lock().unwrap().take();
+        let (t, id, text) = p.expect("a POST cut off");
+        self.inner.add_comment(&t, &id, &text).await.unwrap();
+    }
+}
+
+#[async_trait::async_trait]
+impl DefenderApi for LateApply {
+    async fn count_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+    ) -> Result<Option<u64>, DefenderError> {
+        self.inner.count_incidents(tenant, window).await
+    }
+    async fn list_incidents(
+        &self,
+        tenant: &TenantId,
+        window: &IncidentWindow,
+        expand_alerts: bool,
+    ) -> Result<IncidentPage, DefenderError> {
+        self.inner
+            .list_incidents(tenant, window, expand_alerts)
+            .await
+    }
+    async fn next_page(
+        &self,
+        tenant: &TenantId,
+        next_link: &str,
+    ) -> Result<IncidentPage, DefenderError> {
+        self.inner.next_page(tenant, next_link).await
+    }
+    async fn get_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Option<DefenderIncident>, DefenderError> {
+        self.inner.get_incident(tenant, id).await
+    }
+    async fn alerts_for_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+    ) -> Result<Vec<Alert>, DefenderError> {
+        self.inner.alerts_for_incident(tenant, id).await
+    }
+    async fn update_incident(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        patch: &DefenderPatch,
+    ) -> Result<DefenderIncident, DefenderError> {
+        self.inner.update_incident(tenant, id, patch).await
+    }
+    async fn add_comment(
+        &self,
+        tenant: &TenantId,
+        id: &DefenderIncidentId,
+        text: &str,
+    ) -> Result<Vec<DefenderComment>, DefenderError> {
+        if self.posts.fetch_add(1, Ordering::SeqCst) == 0 {
+            *self.pending.lock().unwrap() = Some((tenant.clone(), id.clone(), text.to_owned()));
+            return Err(DefenderError::Transient(
+                "operation timed out (the call timeout)".into(),
+            ));
+        }
+        self.inner.add_comment(tenant, id, text).await
+    }
+    async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {
+        self.inner.resolve_user(upn).await
+    }
+    fn write_settle(&self) -> Duration {
+        self.settle
+    }
+}
+
+/// Incident `id`'s claim on comment `fp`, by this process, moved `age` into the past.
+async fn backdate_claim(h: &Harness, id: u32, fp: &str, age: time::Duration) {
+    let v = h.store.incident(&name(id)).await.unwrap().unwrap();
+    let mut st = v.value.clone();
+    assert!(claimed(&st, fp).is_some(), "a claim to move");
+    release_claim(&mut st, fp);
+    st.mirrored_comments
+        .insert(claim_key(fp, OffsetDateTime::now_utc() - age));
+    h.store
+        .put_incident(&st, Precondition::Matches(v.etag))
+        .await
+        .unwrap();
+}
+
+/// Converge finding 7 (seed 3012): a comment POST cut off by the call timeout is applied by
+/// the service afterwards. The next attempt of the same process, before the POST settled, must
+/// not post it again (it did: fix 5 took the claim over at once); after the settle time it
+/// reads Defender, finds the comment and only records it.
+#[tokio::test]
+async fn a_comment_post_cut_off_and_applied_late_is_not_posted_again() {
+    let h = harness();
+    h.synced(11).await;
+    let c =
+        h.s.put_comment(&name(11), uuid::Uuid::new_v4(), "posted late")
+            .await
+            .unwrap();
+    let fp = sentinel_comment_fingerprint(&c);
+    let settle = Duration::from_secs(60);
+    let late = LateApply::new(&h.d, settle);
+    let apply = ReverseApply {
+        defender: &late,
+        ..h.apply_with(&h.tenants)
+    };
+    let s = h.s.incident(&name(11)).unwrap();
+    let err = apply.apply(&s).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(late.posts(), 1);
+    // At once (the next cycle, the webhook): the POST may still land, the incident is held.
+    let err = apply.apply(&s).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(
+        late.posts(),
+        1,
+        "not posted again while the first POST may land"
+    );
+    late.land().await;
+    // Past the settle time: Defender, read again, holds the comment; it is only recorded.
+    backdate_claim(&h, 11, &fp, time::Duration::seconds(62)).await;
+    let out = apply.apply(&s).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 0, .. })),
+        "{out:?}"
+    );
+    assert_eq!(late.posts(), 1, "posted once");
+    assert_eq!(h.defender(11).await.comments.len(), 1);
+    assert_eq!(
+        h.state(11).await.mirrored_comments,
+        std::iter::once(fp).collect(),
+        "recorded, the claim released"
+    );
+    h.assert_idle(11).await;
+}
+
+/// The same cut-off POST never applied by the service: after the settle time the comment is
+/// posted, once.
+#[tokio::test]
+async fn a_comment_post_cut_off_and_never_applied_is_posted_after_the_settle_time() {
+    let h = harness();
+    h.synced(12).await;
+    let c =
+        h.s.put_comment(&name(12), uuid::Uuid::new_v4(), "lost on the way")
+            .await
+            .unwrap();
+    let fp = sentinel_comment_fingerprint(&c);
+    let late = LateApply::new(&h.d, Duration::from_secs(60));
+    let apply = ReverseApply {
+        defender: &late,
+        ..h.apply_with(&h.tenants)
+    };
+    let s = h.s.incident(&name(12)).unwrap();
+    apply.apply(&s).await.unwrap_err();
+    backdate_claim(&h, 12, &fp, time::Duration::seconds(62)).await;
+    let out = apply.apply(&s).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 1, .. })),
+        "{out:?}"
+    );
+    assert_eq!(late.posts(), 2);
+    assert_eq!(h.defender(12).await.comments.len(), 1, "posted once");
+    h.assert_idle(12).await;
 }

@@ -305,6 +305,14 @@ fn sentinel_change(
 const CALL_TIMEOUT_SECONDS: &str = "1.5";
 const SLOWER_THAN_TIMEOUT_MS: u64 = 2_000;
 
+/// How long the handler holds a comment claim whose POST ended without an answer: twice the
+/// call timeout (`GraphClient`'s `write_settle`), plus the second lost by a claim's time kept
+/// in whole seconds.
+fn claim_settle() -> Duration {
+    let timeout: f64 = CALL_TIMEOUT_SECONDS.parse().unwrap();
+    Duration::from_secs_f64(2.0 * timeout + 1.0)
+}
+
 /// The faults of one round, chosen by the seed; returns the kinds injected by the plans (the
 /// simulators count what actually hit a request).
 fn set_round_faults(w: &World, rng: &mut StdRng) -> Vec<&'static str> {
@@ -459,6 +467,38 @@ fn wrote_nothing(w: &World) -> bool {
     writes("graph") == 0 && writes("arm") == 0 && c.total("logs") == 0
 }
 
+/// With `DSS_CONVERGE_LOG=<file>`, appends what the running handler wrote (its tracing lines;
+/// `RUST_LOG` sets their level) to that file: called before a kill and after the convergence
+/// cycles, so a failing seed can be replayed with the handler's log.
+fn keep_handler_log(w: &World, when: &str) {
+    let out = w.host.output();
+    let lines: Vec<&String> = out.stdout.iter().chain(&out.stderr).collect();
+    append_to_handler_log(&format!("handler output, {when}"), &lines);
+}
+
+/// Marks the start of a round in the `DSS_CONVERGE_LOG` file, with the time, to read the
+/// handler's lines (stamped with their time) against the rounds.
+fn mark_handler_log(what: &str) {
+    let now = time::OffsetDateTime::now_utc();
+    append_to_handler_log(&format!("{what} at {now}"), &[]);
+}
+
+fn append_to_handler_log(title: &str, lines: &[&String]) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("DSS_CONVERGE_LOG") else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "===== {title}").unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
 /// One seed: the schedule, the convergence phase, the checks. Panics on a broken invariant.
 pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -500,6 +540,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
 
     for round in 0..rounds {
         ledger.round = format!("round {round}");
+        mark_handler_log(&ledger.round);
         let kill = rng.random_bool(0.35);
         let restart_azurite = !kill && rng.random_bool(0.25);
         let mut kinds = set_round_faults(&w, &mut rng);
@@ -562,6 +603,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
             // SIGKILL, then the host restarts the handler.
             tokio::time::sleep(Duration::from_millis(rng.random_range(30..400))).await;
             let when = mid(&cycle);
+            keep_handler_log(&w, &format!("round {round}, before the SIGKILL"));
             w.host.kill().await.unwrap();
             w.host.restart().await.unwrap();
             *f.faults
@@ -611,7 +653,13 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
         }
     }
 
-    // The faults have stopped: cycles until one writes nothing (bounded).
+    // The faults have stopped, and so have their effects once the writes cut off by the call
+    // timeout have settled: a comment POST cut off in the last round may still be applied by
+    // Graph until its claim settles (twice the call timeout, plus the second a claim's time
+    // rounds off), and until then the handler holds the comment rather than post it twice.
+    tokio::time::sleep(claim_settle()).await;
+    // Then cycles until one writes nothing (bounded).
+    mark_handler_log("convergence cycles");
     let mut converged = false;
     let mut writers = Vec::new();
     for _ in 0..4 {
@@ -629,6 +677,7 @@ pub async fn run_seed(seed: u64, rounds: usize) -> Figures {
             r.return_value["figures"]
         ));
     }
+    keep_handler_log(&w, "after the convergence cycles");
     assert!(
         converged,
         "seed {seed}: no idle cycle within 4 cycles after the faults stopped ({} wrote):\n  {}\n\

@@ -31,6 +31,8 @@ pub struct GraphClient {
     limiter: Arc<TenantLimiter>,
     users_tenant: TenantId,
     users: UserCache,
+    /// Twice the call timeout: see [`DefenderApi::write_settle`].
+    settle: Duration,
 }
 
 impl GraphClient {
@@ -61,6 +63,9 @@ impl GraphClient {
             limiter: Arc::new(http::per_tenant_per_minute(limits.graph_per_minute)),
             users_tenant,
             users: UserCache::new(Duration::from_secs(3600), Duration::from_secs(900)),
+            // A request cut off by the timeout may still reach the service and be applied
+            // late; twice the timeout outlasts a request that was still being sent or queued.
+            settle: timeout.saturating_mul(2),
         })
     }
 
@@ -379,6 +384,10 @@ impl DefenderApi for GraphClient {
     ) -> Result<Vec<DefenderComment>, DefenderError> {
         self.add_comment_as(tenant, id, text, "graph.add_comment")
             .await
+    }
+
+    fn write_settle(&self) -> Duration {
+        self.settle
     }
 
     async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {

@@ -265,6 +265,29 @@ pub fn classification_same(
         && (analyst_comment.is_none() || non_empty(d.2.as_deref()) == analyst_comment.as_deref())
 }
 
+/// True when two Sentinel classification triples say the same, PURE: `None` and
+/// `Undetermined` both say "not classified" (the sync closes an incident without a
+/// classification as `Undetermined`; Sentinel clears the classification when an analyst sets
+/// the status again), and an empty comment is none. The merge compares Sentinel with its base
+/// this way: a New incident going from `Undetermined` to none is no analyst change (converge
+/// finding 6, seeds 3009 and 3017: taken for one, it made the merge send Defender an
+/// "unknown" classification that the sync's own `Undetermined` close then hid, and Defender's
+/// real classification never reached Sentinel).
+pub fn sentinel_classification_eq(
+    a: &SentinelClassificationFields,
+    b: &SentinelClassificationFields,
+) -> bool {
+    let unclassified = |c: &Option<SentinelClassification>| {
+        matches!(c, None | Some(SentinelClassification::Undetermined))
+    };
+    let class_eq = if unclassified(&a.0) && unclassified(&b.0) {
+        a.1 == b.1
+    } else {
+        a.0 == b.0 && a.1 == b.1
+    };
+    class_eq && non_empty(a.2.as_deref()) == non_empty(b.2.as_deref())
+}
+
 /// Owners compare by UPN, case-insensitively; `None` is unassigned.
 pub fn owner_same(a: Option<&str>, b: Option<&str>) -> bool {
     match (non_empty(a), non_empty(b)) {

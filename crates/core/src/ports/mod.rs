@@ -74,6 +74,13 @@ pub trait DefenderApi: Send + Sync {
     ) -> Result<Vec<DefenderComment>, DefenderError>;
     /// Resolves a UPN in the Sentinel tenant (cached); `None` when no such user.
     async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError>;
+    /// How long a write that ended without an answer (cut off by the call timeout, a reset, a
+    /// 5xx) may still be applied by the service afterwards: a POST is not taken over, or sent
+    /// again, before this has passed since it was claimed. Default: none (a service that
+    /// applies nothing after its answer, as the in-memory fakes).
+    fn write_settle(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A page of Sentinel incidents.
