@@ -11,6 +11,7 @@
 //! The poll that feeds this (`$filter` on `lastModifiedTimeUtc`, the Sentinel checkpoint) is not
 //! built yet; the webhook of the next issue will call the same path.
 
+use super::defender_delta::{DefenderNow, DeltaSource};
 use super::fingerprint::{SENTINEL_MARKER, is_mirrored};
 use super::merge::{self, Conflict, MergeBase, MergeInput, MergeOutcome, MergePolicy, Side};
 use crate::domain::*;
@@ -173,7 +174,18 @@ impl ReverseApply<'_> {
     pub async fn apply_read(
         &self,
         s: &SentinelIncident,
+        read: Option<Option<Versioned<IncidentState>>>,
+    ) -> Result<ReverseOutcome, ReverseError> {
+        self.apply_listed(s, read, None).await
+    }
+
+    /// As [`ReverseApply::apply_read`], reading Defender from the tenant's delta list where it
+    /// tells (the timer path: see `defender_delta`); a GET where it does not or without one.
+    pub async fn apply_listed(
+        &self,
+        s: &SentinelIncident,
         mut read: Option<Option<Versioned<IncidentState>>>,
+        deltas: Option<&dyn DeltaSource>,
     ) -> Result<ReverseOutcome, ReverseError> {
         let mut last = StateError::Conflict;
         for _ in 0..ATTEMPTS {
@@ -185,7 +197,7 @@ impl ReverseApply<'_> {
                     None => self.routed(s).await?,
                 },
             };
-            match self.attempt(s, v).await {
+            match self.attempt(s, v, deltas).await {
                 Err(ReverseError::State(StateError::Conflict)) => last = StateError::Conflict,
                 other => return other,
             }
@@ -217,10 +229,37 @@ impl ReverseApply<'_> {
         Ok(v.filter(|v| v.value.tenant == tenant && v.value.defender_id == id))
     }
 
+    /// The Defender incident to merge against: as the tenant's delta list holds it, or as the
+    /// state records it when the list shows Defender unchanged since (see
+    /// [`super::defender_delta::DefenderDelta::current`]); otherwise (no list, the list cannot tell) read with a GET.
+    /// Defender's comments are only needed to check a claim left in the state (a crash between
+    /// a comment POST and the state write): a state holding one reads the incident.
+    async fn defender_now(
+        &self,
+        st: &IncidentState,
+        deltas: Option<&dyn DeltaSource>,
+    ) -> Result<Option<DefenderIncident>, ReverseError> {
+        if let Some(delta) = match deltas {
+            Some(src) => src.delta(&st.tenant).await,
+            None => None,
+        } {
+            match delta.current(st) {
+                DefenderNow::Listed(d) => return Ok(Some(d)),
+                DefenderNow::AsStored(d) if !holds_claims(st) => return Ok(Some(d)),
+                _ => {}
+            }
+        }
+        Ok(self
+            .defender
+            .get_incident(&st.tenant, &st.defender_id)
+            .await?)
+    }
+
     async fn attempt(
         &self,
         s: &SentinelIncident,
         v: Option<Versioned<IncidentState>>,
+        deltas: Option<&dyn DeltaSource>,
     ) -> Result<ReverseOutcome, ReverseError> {
         if let Some(out) = triage(v.as_ref().map(|v| &v.value), s, self.tenants) {
             return Ok(out);
@@ -236,11 +275,7 @@ impl ReverseApply<'_> {
             defender: bd,
             sentinel: bs,
         };
-        let Some(d) = self
-            .defender
-            .get_incident(&st.tenant, &st.defender_id)
-            .await?
-        else {
+        let Some(d) = self.defender_now(&st, deltas).await? else {
             return Ok(ReverseOutcome::DefenderGone);
         };
         let sf = s.fields();
@@ -623,6 +658,13 @@ impl Drop for Posting {
             }
         }
     }
+}
+
+/// True when the state holds a claim to post a comment (its POST may have landed unrecorded).
+fn holds_claims(st: &IncidentState) -> bool {
+    st.mirrored_comments
+        .iter()
+        .any(|k| k.starts_with(CLAIM_PREFIX))
 }
 
 /// Drops every claim on comment `fp`.
