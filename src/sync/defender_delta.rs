@@ -66,12 +66,17 @@ impl DefenderDelta {
     /// What this list says of the Defender incident of `st`, PURE. `AsStored` only when the
     /// state is forward sync's delivered record of a version older than the bound: a state
     /// synced at or after the bound should have been listed (a list that missed it is not
-    /// trusted), a forward park (retry set or state) may lag behind Defender.
+    /// trusted), a forward park (retry set or state) may lag behind Defender. A listing older
+    /// than the state (written since the list) is not used either.
     pub fn current(&self, st: &IncidentState) -> DefenderNow {
         if st.tenant != self.tenant {
             return DefenderNow::Unknown;
         }
         if let Some(d) = self.listed.get(&st.defender_id) {
+            // A state newer than the listing (the webhook wrote since the list): read again.
+            if st.defender_last_update.is_some_and(|at| at > d.last_update) {
+                return DefenderNow::Unknown;
+            }
             return DefenderNow::Listed(d.clone());
         }
         let forward_park = (st.last_outcome == Some(Outcome::Parked)
@@ -343,6 +348,13 @@ mod tests {
             dl.current(&reverse_parked),
             DefenderNow::AsStored(_)
         ));
+        // A state newer than its listing (written since the list, e.g. by the webhook).
+        let listed = incident(&tenant(), 7, since + time::Duration::minutes(1));
+        let newer = state(7, since + time::Duration::minutes(2));
+        assert_eq!(
+            delta(since, vec![listed]).current(&newer),
+            DefenderNow::Unknown
+        );
         // Another tenant's list never answers for this one.
         let mut other = delta(since, Vec::new());
         other.tenant = TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap();

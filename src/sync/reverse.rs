@@ -1,7 +1,8 @@
 //! Reverse sync of ONE incident (issue 12, part 1): a Sentinel incident an analyst changed
-//! reaches its Defender incident. Reads the current Defender incident, runs the same merge as
-//! forward sync, PATCHes only the properties that change, mirrors new analyst comments into
-//! Defender (marked, at most once), notes overridden Defender changes, and writes the state with
+//! reaches its Defender incident. Reads the current Defender incident (a GET; on the timer path
+//! the tenant's delta list where it tells: `defender_delta`), runs the same merge as forward
+//! sync, PATCHes only the properties that change, mirrors new analyst comments into Defender
+//! (marked, at most once), notes overridden Defender changes, and writes the state with
 //! `If-Match` (a conflict starts the incident over).
 //!
 //! The merge base advances only for what both sides now agree on: a field with a Defender write
@@ -231,8 +232,8 @@ impl ReverseApply<'_> {
 
     /// The Defender incident to merge against: as the tenant's delta list holds it, or as the
     /// state records it when the list shows Defender unchanged since (see
-    /// [`super::defender_delta::DefenderDelta::current`]); otherwise (no list, the list cannot tell) read with a GET.
-    /// Defender's comments are only needed to check a claim left in the state (a crash between
+    /// [`super::defender_delta::DefenderDelta::current`]); otherwise (no list, the list cannot
+    /// tell) read with a GET. Defender's comments are only needed to check a claim left in the state (a crash between
     /// a comment POST and the state write): a state holding one reads the incident.
     async fn defender_now(
         &self,
