@@ -227,7 +227,11 @@ impl<'a> DefenderLists<'a> {
         })
     }
 
-    /// Every incident of one window, or `None` when it holds more than Graph pages through.
+    /// Every incident of one window, or `None` when it holds more than Graph pages through or
+    /// fewer arrived than its `@odata.count` (Graph has been seen to stop paging silently; an
+    /// incident missing from the list would be taken as unchanged). The count is read first:
+    /// in the open-ended window incidents only enter while it is listed, so a complete list
+    /// never holds fewer; a closed window an incident left meanwhile is read again in halves.
     async fn window(
         &self,
         tenant: &TenantId,
@@ -240,16 +244,22 @@ impl<'a> DefenderLists<'a> {
             created_from: None,
             created_to: None,
         };
+        let count = self.defender.count_incidents(tenant, &window).await?;
+        if count.is_some_and(|c| c >= WINDOW_MAX as u64) {
+            return Ok(None);
+        }
         let mut page = self.defender.list_incidents(tenant, &window, false).await?;
-        let mut out = Vec::new();
+        let (mut out, mut items) = (Vec::new(), 0usize);
         loop {
             // An item Graph could not map is not known: the incident is read with a GET
             // (it is not listed, and a state synced since the bound is never `AsStored`).
+            items += page.incidents.len() + page.unmappable.len();
             out.append(&mut page.incidents);
             let Some(next) = page.next_link.take() else {
-                return Ok(Some(out));
+                let short = count.is_some_and(|c| (items as u64) < c);
+                return Ok((!short).then_some(out));
             };
-            if out.len() + page.unmappable.len() >= WINDOW_MAX {
+            if items >= WINDOW_MAX {
                 return Ok(None);
             }
             page = self.defender.next_page(tenant, &next).await?;
@@ -305,6 +315,136 @@ mod tests {
             forward_parked: HashSet::new(),
             listed_at: Instant::now(),
         }
+    }
+
+    /// Graph as it has been seen to behave: one incident missing from the pages (not from the
+    /// count).
+    struct Dropping {
+        inner: FakeDefender,
+        drop: DefenderIncidentId,
+    }
+
+    impl Dropping {
+        fn cut(&self, mut p: IncidentPage) -> IncidentPage {
+            p.incidents.retain(|i| i.id != self.drop);
+            p
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DefenderApi for Dropping {
+        async fn count_incidents(
+            &self,
+            t: &TenantId,
+            w: &IncidentWindow,
+        ) -> Result<Option<u64>, DefenderError> {
+            self.inner.count_incidents(t, w).await
+        }
+        async fn list_incidents(
+            &self,
+            t: &TenantId,
+            w: &IncidentWindow,
+            e: bool,
+        ) -> Result<IncidentPage, DefenderError> {
+            Ok(self.cut(self.inner.list_incidents(t, w, e).await?))
+        }
+        async fn next_page(&self, t: &TenantId, l: &str) -> Result<IncidentPage, DefenderError> {
+            Ok(self.cut(self.inner.next_page(t, l).await?))
+        }
+        async fn get_incident(
+            &self,
+            t: &TenantId,
+            id: &DefenderIncidentId,
+        ) -> Result<Option<DefenderIncident>, DefenderError> {
+            self.inner.get_incident(t, id).await
+        }
+        async fn alerts_for_incident(
+            &self,
+            t: &TenantId,
+            id: &DefenderIncidentId,
+        ) -> Result<Vec<Alert>, DefenderError> {
+            self.inner.alerts_for_incident(t, id).await
+        }
+        async fn update_incident(
+            &self,
+            t: &TenantId,
+            id: &DefenderIncidentId,
+            p: &DefenderPatch,
+        ) -> Result<DefenderIncident, DefenderError> {
+            self.inner.update_incident(t, id, p).await
+        }
+        async fn add_comment(
+            &self,
+            t: &TenantId,
+            id: &DefenderIncidentId,
+            text: &str,
+        ) -> Result<Vec<DefenderComment>, DefenderError> {
+            self.inner.add_comment(t, id, text).await
+        }
+        async fn resolve_user(&self, upn: &str) -> Result<Option<UserRef>, DefenderError> {
+            self.inner.resolve_user(upn).await
+        }
+    }
+
+    /// A store whose tenant's forward watermark is now.
+    async fn store_at_now() -> FlakyStore {
+        use crate::state::Precondition;
+        let store = FlakyStore::default();
+        let cp = crate::domain::records::Checkpoint {
+            watermark: OffsetDateTime::now_utc(),
+            ids_at_watermark: Default::default(),
+        };
+        store
+            .put_checkpoint(&tenant(), &cp, Precondition::Absent)
+            .await
+            .unwrap();
+        store
+    }
+
+    fn recent(n: u32) -> DefenderIncident {
+        let now = OffsetDateTime::now_utc();
+        incident(
+            &tenant(),
+            n,
+            now - time::Duration::milliseconds(i64::from(n) * 300),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_list_short_of_its_count_is_not_trusted() {
+        let d = Dropping {
+            inner: FakeDefender::default(),
+            drop: recent(2).id,
+        };
+        for n in 1..=3 {
+            d.inner.upsert(recent(n));
+        }
+        let store = store_at_now().await;
+        let lists = DefenderLists::new(&d, &store, &[tenant()], Duration::from_secs(300));
+        assert!(
+            lists.delta(&tenant()).await.is_none(),
+            "an incident Graph left out of the pages must not be taken as unchanged"
+        );
+        // Without the drop the same list is complete.
+        let lists = DefenderLists::new(&d.inner, &store, &[tenant()], Duration::from_secs(300));
+        let delta = lists.delta(&tenant()).await.expect("complete");
+        assert_eq!(delta.listed.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_window_over_graphs_paging_limit_is_listed_in_halves() {
+        let d = FakeDefender::default();
+        for n in 1..=600 {
+            d.upsert(recent(n));
+        }
+        let store = store_at_now().await;
+        let lists = DefenderLists::new(&d, &store, &[tenant()], Duration::from_secs(300));
+        let delta = lists.delta(&tenant()).await.expect("listed in halves");
+        assert_eq!(delta.listed.len(), 600);
+        // Listed again only once it is old: the same list answers meanwhile.
+        let again = lists.delta(&tenant()).await.expect("cached");
+        assert!(Arc::ptr_eq(&delta, &again));
+        assert_eq!(lists.listed.load(Ordering::Relaxed), 1);
     }
 
     #[test]
