@@ -426,8 +426,8 @@ async fn run_reverse(b: &Bench, n: usize) -> anyhow::Result<()> {
 /// The calls of the reverse cycle by kind of change, each operation attributed to the one kind
 /// that causes it: a label costs the Graph incident PATCH, a comment the ARM comment list and
 /// the Graph comment POST. Per-incident Graph GETs (the timer path reads the tenant's delta list
-/// instead) and the calls shared by all (pages of the Sentinel poll and of the Graph incident
-/// list: the forward pull and the delta lists) are printed apart.
+/// instead) and the calls shared by all (pages of the Sentinel poll, counts and pages of the
+/// Graph incident list: the forward pull and the delta lists) are printed apart.
 fn print_per_kind(k: &Counters, changed: usize) {
     // `change_in_sentinel`: every other incident a label (the even ones), the rest a comment.
     let labels = changed.div_ceil(2);
@@ -444,8 +444,9 @@ fn print_per_kind(k: &Counters, changed: usize) {
         comment_calls as f64 / comments.max(1) as f64
     );
     println!(
-        "  apart: per-incident Graph GETs {gets} (target 0 on the timer path); shared list pages \
-         {shared} (Sentinel poll + Graph incident list: forward pull and delta lists)"
+        "  apart: per-incident Graph GETs {gets} (target 0 on the timer path); shared list calls \
+         {shared} (Sentinel poll pages + Graph incident counts and pages: forward pull and delta \
+         lists)"
     );
 }
 
