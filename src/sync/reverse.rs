@@ -189,6 +189,7 @@ impl ReverseApply<'_> {
         deltas: Option<&dyn DeltaSource>,
     ) -> Result<ReverseOutcome, ReverseError> {
         let mut last = StateError::Conflict;
+        let mut started = false;
         for _ in 0..ATTEMPTS {
             let v = match read.take() {
                 Some(Some(v)) => Some(v),
@@ -198,6 +199,10 @@ impl ReverseApply<'_> {
                     None => self.routed(s).await?,
                 },
             };
+            // An attempt after a state conflict (another writer, maybe a Defender write of
+            // ours) reads Defender again rather than trust a listing made before it.
+            let deltas = deltas.filter(|_| !started);
+            started = true;
             match self.attempt(s, v, deltas).await {
                 Err(ReverseError::State(StateError::Conflict)) => last = StateError::Conflict,
                 other => return other,
@@ -233,21 +238,24 @@ impl ReverseApply<'_> {
     /// The Defender incident to merge against: as the tenant's delta list holds it, or as the
     /// state records it when the list shows Defender unchanged since (see
     /// [`super::defender_delta::DefenderDelta::current`]); otherwise (no list, the list cannot
-    /// tell) read with a GET. Defender's comments are only needed to check a claim left in the state (a crash between
-    /// a comment POST and the state write): a state holding one reads the incident.
+    /// tell) read with a GET. Defender's comments are only needed to check a claim left in the
+    /// state (a crash between a comment POST and the state write): a state holding one reads
+    /// the incident, since a listing may predate the POST.
     async fn defender_now(
         &self,
         st: &IncidentState,
         deltas: Option<&dyn DeltaSource>,
     ) -> Result<Option<DefenderIncident>, ReverseError> {
+        // A claim is checked against Defender's comments as they are now: a listing made
+        // before another instance's POST would not show it (converge seed 3005).
+        let deltas = deltas.filter(|_| !holds_claims(st));
         if let Some(delta) = match deltas {
             Some(src) => src.delta(&st.tenant).await,
             None => None,
         } {
             match delta.current(st) {
-                DefenderNow::Listed(d) => return Ok(Some(d)),
-                DefenderNow::AsStored(d) if !holds_claims(st) => return Ok(Some(d)),
-                _ => {}
+                DefenderNow::Listed(d) | DefenderNow::AsStored(d) => return Ok(Some(d)),
+                DefenderNow::Unknown => {}
             }
         }
         Ok(self

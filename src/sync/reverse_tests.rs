@@ -1475,3 +1475,50 @@ async fn two_tenants_each_get_their_own_delta_list() {
             .unwrap();
     assert_eq!(t2.custom_tags, vec!["mssp".to_string()]);
 }
+
+/// A claim left by a crash between the comment POST and the state write is checked against
+/// Defender as it is now, never against a delta list made before the POST (converge seed
+/// 3005: a listing without the comment made the takeover post it a second time).
+#[tokio::test]
+async fn a_claim_is_checked_against_defender_now_not_against_an_older_delta_list() {
+    let h = harness();
+    h.synced(6).await;
+    // Defender moved since the forward pull: the incident is in the list, as it is now.
+    h.d.edit(&tenant(), "6", |i| {
+        i.last_update = OffsetDateTime::now_utc()
+    });
+    let lists = super::super::defender_delta::DefenderLists::new(
+        h.d.as_ref(),
+        h.store.as_ref(),
+        &h.tenants,
+        Duration::from_secs(5 * 60),
+    );
+    use super::super::defender_delta::DeltaSource;
+    let listed = lists.delta(&tenant()).await.expect("listed");
+    assert!(listed.listed.contains_key(&did(6)));
+    h.s.put_comment(&name(6), uuid::Uuid::new_v4(), "escalated")
+        .await
+        .unwrap();
+    // The claim before the POST is written; the state write after it is not.
+    h.store.pass_incident_puts.store(1, Ordering::SeqCst);
+    h.store.fail_incident_puts.store(1, Ordering::SeqCst);
+    let s = h.s.incident(&name(6)).unwrap();
+    let apply = h.apply_with(&h.tenants);
+    let err = apply
+        .apply_listed(&s, None, Some(&lists))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(
+        h.defender(6).await.comments.len(),
+        1,
+        "posted before the crash"
+    );
+    // The same (cached) list, made before the POST, is still current for the poll.
+    let out = apply.apply_listed(&s, None, Some(&lists)).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 0, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(6).await.comments.len(), 1, "not posted again");
+}
