@@ -191,6 +191,7 @@ pub fn figures(report: &CycleReport, calls: serde_json::Value) -> serde_json::Va
             "defenderWrites": r.defender_writes, "comments": r.comments, "conflicts": r.conflicts,
             "parked": r.parked, "failed": r.failed, "throttled": r.throttled,
             "pages": r.pages, "outOfTime": r.out_of_time, "cleared": r.cleared,
+            "defenderLists": r.defender_lists,
             "errors": r.errors, "completed": r.completed,
         })
     });

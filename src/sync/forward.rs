@@ -216,6 +216,7 @@ impl ForwardSync {
             opts,
             concurrency: self.limits.sentinel_concurrency.max(1),
             progress: self.reverse_progress.clone(),
+            defender_overlap: self.opts.overlap,
         }
         .run(deadline)
         .await

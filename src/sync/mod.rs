@@ -15,6 +15,7 @@ mod snapshot;
 mod comments;
 mod commit;
 mod cycle;
+pub mod defender_delta;
 mod forward;
 mod horizon;
 mod incident;

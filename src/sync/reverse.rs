@@ -1,7 +1,8 @@
 //! Reverse sync of ONE incident (issue 12, part 1): a Sentinel incident an analyst changed
-//! reaches its Defender incident. Reads the current Defender incident, runs the same merge as
-//! forward sync, PATCHes only the properties that change, mirrors new analyst comments into
-//! Defender (marked, at most once), notes overridden Defender changes, and writes the state with
+//! reaches its Defender incident. Reads the current Defender incident (a GET; on the timer path
+//! the tenant's delta list where it tells: `defender_delta`), runs the same merge as forward
+//! sync, PATCHes only the properties that change, mirrors new analyst comments into Defender
+//! (marked, at most once), notes overridden Defender changes, and writes the state with
 //! `If-Match` (a conflict starts the incident over).
 //!
 //! The merge base advances only for what both sides now agree on: a field with a Defender write
@@ -11,6 +12,7 @@
 //! The poll that feeds this (`$filter` on `lastModifiedTimeUtc`, the Sentinel checkpoint) is not
 //! built yet; the webhook of the next issue will call the same path.
 
+use super::defender_delta::{DefenderNow, DeltaSource};
 use super::fingerprint::{SENTINEL_MARKER, is_mirrored};
 use super::merge::{self, Conflict, MergeBase, MergeInput, MergeOutcome, MergePolicy, Side};
 use crate::domain::*;
@@ -173,9 +175,21 @@ impl ReverseApply<'_> {
     pub async fn apply_read(
         &self,
         s: &SentinelIncident,
+        read: Option<Option<Versioned<IncidentState>>>,
+    ) -> Result<ReverseOutcome, ReverseError> {
+        self.apply_listed(s, read, None).await
+    }
+
+    /// As [`ReverseApply::apply_read`], reading Defender from the tenant's delta list where it
+    /// tells (the timer path: see `defender_delta`); a GET where it does not or without one.
+    pub async fn apply_listed(
+        &self,
+        s: &SentinelIncident,
         mut read: Option<Option<Versioned<IncidentState>>>,
+        deltas: Option<&dyn DeltaSource>,
     ) -> Result<ReverseOutcome, ReverseError> {
         let mut last = StateError::Conflict;
+        let mut started = false;
         for _ in 0..ATTEMPTS {
             let v = match read.take() {
                 Some(Some(v)) => Some(v),
@@ -185,7 +199,11 @@ impl ReverseApply<'_> {
                     None => self.routed(s).await?,
                 },
             };
-            match self.attempt(s, v).await {
+            // An attempt after a state conflict (another writer, maybe a Defender write of
+            // ours) reads Defender again rather than trust a listing made before it.
+            let deltas = deltas.filter(|_| !started);
+            started = true;
+            match self.attempt(s, v, deltas).await {
                 Err(ReverseError::State(StateError::Conflict)) => last = StateError::Conflict,
                 other => return other,
             }
@@ -217,10 +235,40 @@ impl ReverseApply<'_> {
         Ok(v.filter(|v| v.value.tenant == tenant && v.value.defender_id == id))
     }
 
+    /// The Defender incident to merge against: as the tenant's delta list holds it, or as the
+    /// state records it when the list shows Defender unchanged since (see
+    /// [`super::defender_delta::DefenderDelta::current`]); otherwise (no list, the list cannot
+    /// tell) read with a GET. Defender's comments are only needed to check a claim left in the
+    /// state (a crash between a comment POST and the state write): a state holding one reads
+    /// the incident, since a listing may predate the POST.
+    async fn defender_now(
+        &self,
+        st: &IncidentState,
+        deltas: Option<&dyn DeltaSource>,
+    ) -> Result<Option<DefenderIncident>, ReverseError> {
+        // A claim is checked against Defender's comments as they are now: a listing made
+        // before another instance's POST would not show it (converge seed 3005).
+        let deltas = deltas.filter(|_| !holds_claims(st));
+        if let Some(delta) = match deltas {
+            Some(src) => src.delta(&st.tenant).await,
+            None => None,
+        } {
+            match delta.current(st) {
+                DefenderNow::Listed(d) | DefenderNow::AsStored(d) => return Ok(Some(d)),
+                DefenderNow::Unknown => {}
+            }
+        }
+        Ok(self
+            .defender
+            .get_incident(&st.tenant, &st.defender_id)
+            .await?)
+    }
+
     async fn attempt(
         &self,
         s: &SentinelIncident,
         v: Option<Versioned<IncidentState>>,
+        deltas: Option<&dyn DeltaSource>,
     ) -> Result<ReverseOutcome, ReverseError> {
         if let Some(out) = triage(v.as_ref().map(|v| &v.value), s, self.tenants) {
             return Ok(out);
@@ -236,11 +284,7 @@ impl ReverseApply<'_> {
             defender: bd,
             sentinel: bs,
         };
-        let Some(d) = self
-            .defender
-            .get_incident(&st.tenant, &st.defender_id)
-            .await?
-        else {
+        let Some(d) = self.defender_now(&st, deltas).await? else {
             return Ok(ReverseOutcome::DefenderGone);
         };
         let sf = s.fields();
@@ -667,6 +711,13 @@ impl Drop for Posting {
             }
         }
     }
+}
+
+/// True when the state holds a claim to post a comment (its POST may have landed unrecorded).
+fn holds_claims(st: &IncidentState) -> bool {
+    st.mirrored_comments
+        .iter()
+        .any(|k| k.starts_with(CLAIM_PREFIX))
 }
 
 /// Drops every claim on comment `fp`.

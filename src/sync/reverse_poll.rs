@@ -3,6 +3,7 @@
 //! to [`ReverseApply`], and moves the checkpoint only past incidents that were applied, found
 //! unchanged or unmanaged, or parked. An incident that failed transiently holds it.
 
+use super::defender_delta::DefenderLists;
 use super::reverse::{ReverseApply, ReverseOutcome};
 use crate::domain::records::ReverseFigures;
 use crate::domain::*;
@@ -65,6 +66,9 @@ pub struct ReverseReport {
     pub errors: Vec<String>,
     /// Pages of the incident list read.
     pub pages: u64,
+    /// Defender delta lists made (one per tenant with a change to apply, again once a few
+    /// seconds old; each may span several Graph pages).
+    pub defender_lists: u64,
     /// Changed incidents not started because the deadline came (they hold the checkpoint).
     pub out_of_time: u64,
     /// True when every page was read and the checkpoint moved as far as it may.
@@ -120,6 +124,9 @@ pub struct ReversePoll<'a> {
     pub concurrency: usize,
     /// Told after every page.
     pub progress: Option<PollProgressFn>,
+    /// The forward pull's overlap: each tenant's Defender delta list starts this long before
+    /// its forward watermark (see `defender_delta`).
+    pub defender_overlap: Duration,
 }
 
 /// How one listed incident ended in a poll.
@@ -138,8 +145,17 @@ impl ReversePoll<'_> {
         let mut r = ReverseReport::default();
         let parked = self.parked(&mut r).await;
         let mut settle = Vec::new();
-        self.poll(deadline, &mut r, &mut settle).await;
-        self.retry_due(&parked, deadline, &mut r, &mut settle).await;
+        // Defender is read once per tenant (a delta list), not once per incident.
+        let lists = DefenderLists::new(
+            self.apply.defender,
+            self.store,
+            self.apply.tenants,
+            self.defender_overlap,
+        );
+        self.poll(deadline, &lists, &mut r, &mut settle).await;
+        self.retry_due(&parked, deadline, &lists, &mut r, &mut settle)
+            .await;
+        r.defender_lists = lists.listed.load(std::sync::atomic::Ordering::Relaxed);
         self.settle(&parked, settle, &mut r).await;
         r
     }
@@ -167,6 +183,7 @@ impl ReversePoll<'_> {
         &self,
         parked: &HashMap<IncidentKey, RetryEntry>,
         deadline: Instant,
+        lists: &DefenderLists<'_>,
         r: &mut ReverseReport,
         settle: &mut Vec<(IncidentKey, Settle)>,
     ) {
@@ -188,7 +205,7 @@ impl ReversePoll<'_> {
                 }
             };
             r.seen += 1;
-            let outcome = self.apply.apply_read(&s, None).await;
+            let outcome = self.apply.apply_listed(&s, None, Some(lists)).await;
             let parked = match &outcome {
                 Ok(ReverseOutcome::Parked(reason)) => Some(reason.clone()),
                 _ => None,
@@ -266,6 +283,7 @@ impl ReversePoll<'_> {
     async fn poll(
         &self,
         deadline: Instant,
+        lists: &DefenderLists<'_>,
         r: &mut ReverseReport,
         settle: &mut Vec<(IncidentKey, Settle)>,
     ) {
@@ -309,7 +327,7 @@ impl ReversePoll<'_> {
                 .collect();
             r.seen += fresh.len() as u64;
             let incidents = fresh.len();
-            let done = self.page(fresh, deadline, r, settle).await;
+            let done = self.page(fresh, deadline, lists, r, settle).await;
             if let Some(progress) = &self.progress {
                 progress(&PollProgress {
                     page: r.pages,
@@ -368,6 +386,7 @@ impl ReversePoll<'_> {
         &self,
         page: Vec<SentinelIncident>,
         deadline: Instant,
+        lists: &DefenderLists<'_>,
         r: &mut ReverseReport,
         settle: &mut Vec<(IncidentKey, Settle)>,
     ) -> Vec<(Option<OffsetDateTime>, bool)> {
@@ -414,7 +433,7 @@ impl ReversePoll<'_> {
             }
         }
         let applied: Vec<(SentinelIncident, Polled)> = futures::stream::iter(work)
-            .map(|(s, read)| self.one(s, read, deadline))
+            .map(|(s, read)| self.one(s, read, deadline, lists))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -438,18 +457,23 @@ impl ReversePoll<'_> {
     }
 
     /// Applies one changed incident unless the deadline came first.
-    fn one(
-        &self,
+    fn one<'b>(
+        &'b self,
         s: SentinelIncident,
         read: Option<Option<Versioned<IncidentState>>>,
         deadline: Instant,
-    ) -> BoxFuture<'_, (SentinelIncident, Polled)> {
+        lists: &'b DefenderLists<'_>,
+    ) -> BoxFuture<'b, (SentinelIncident, Polled)> {
         Box::pin(async move {
             if Instant::now() >= deadline {
                 return (s, Polled::OutOfTime);
             }
             let span = tracing::info_span!("reverse_incident", sentinel_incident = %s.name);
-            let o = self.apply.apply_read(&s, read).instrument(span).await;
+            let o = self
+                .apply
+                .apply_listed(&s, read, Some(lists))
+                .instrument(span)
+                .await;
             (s, Polled::Outcome(o))
         })
     }

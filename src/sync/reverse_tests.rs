@@ -1585,3 +1585,194 @@ async fn a_comment_post_cut_off_and_never_applied_is_posted_after_the_settle_tim
     assert_eq!(h.defender(12).await.comments.len(), 1, "posted once");
     h.assert_idle(12).await;
 }
+
+/// The reverse poll's Defender delta lists so far: one list query per tenant, open-ended and
+/// without `$expand=alerts` (the forward pull's windows are closed and expand alerts).
+fn delta_lists(h: &Harness) -> Vec<TenantId> {
+    h.d.queries()
+        .into_iter()
+        .filter(|(_, w, expand)| w.updated_to.is_none() && !expand)
+        .map(|(t, _, _)| t)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_label_change_costs_one_patch_plus_the_tenants_delta_list_and_no_get() {
+    let h = polling(vec![tenant()]);
+    for id in 1..=3 {
+        h.d.upsert(incident(&tenant(), id, ago(30)));
+    }
+    h.cycle().await;
+    assert!(
+        delta_lists(&h).is_empty(),
+        "nothing changed in Sentinel: no list"
+    );
+    for id in 1..=3 {
+        h.s.analyst_edit(&name(id), |i| i.labels.push(user_label("triaged")));
+    }
+    let gets = h.d.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.defender_writes, p.failed), (3, 0), "{p:?}");
+    assert_eq!(h.patches(), 3, "one PATCH per changed incident");
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "no GET per incident");
+    assert_eq!(delta_lists(&h), vec![tenant()], "one list for the tenant");
+    assert_eq!(p.defender_lists, 1, "{p:?}");
+    for id in 1..=3 {
+        assert_eq!(
+            h.defender(id).await.custom_tags,
+            vec!["triaged".to_string()]
+        );
+    }
+    // Our PATCHes are seen again by the next cycle: nothing is written on either side.
+    let (patches, puts) = (h.patches(), h.s.probe.calls("put_incident"));
+    let r = h.cycle().await;
+    assert_eq!(r.total(|t| t.written), 0, "{r:?}");
+    assert_eq!(
+        (h.patches(), h.s.probe.calls("put_incident")),
+        (patches, puts)
+    );
+}
+
+/// A Defender change made after the forward pull and before the poll (here: after forward
+/// sync, before the apply) to the field an analyst changed in Sentinel: the delta list holds
+/// it, so the merge sees the conflict and the policy decides.
+async fn defender_change_after_the_pull(policy: ConflictPolicyName) -> (Harness, ReverseOutcome) {
+    let h = harness_with(policy);
+    h.synced(7).await;
+    h.d.edit(&tenant(), "7", |i| {
+        i.custom_tags = vec!["from-defender".into()];
+        i.last_update = OffsetDateTime::now_utc();
+    });
+    h.s.analyst_edit(&name(7), |i| i.labels.push(user_label("from-sentinel")));
+    let lists = super::super::defender_delta::DefenderLists::new(
+        h.d.as_ref(),
+        h.store.as_ref(),
+        &h.tenants,
+        Duration::from_secs(5 * 60),
+    );
+    let s = h.s.incident(&name(7)).unwrap();
+    let gets = h.d.probe.calls("get_incident");
+    let out = h
+        .apply_with(&h.tenants)
+        .apply_listed(&s, None, Some(&lists))
+        .await
+        .unwrap();
+    assert_eq!(h.d.probe.calls("get_incident"), gets, "read from the list");
+    (h, out)
+}
+
+#[tokio::test]
+async fn a_defender_change_after_the_forward_pull_is_not_lost() {
+    let (h, out) = defender_change_after_the_pull(ConflictPolicyName::DefenderWins).await;
+    assert_eq!(
+        h.patches(),
+        0,
+        "Defender's change wins: nothing written to it ({out:?})"
+    );
+    assert_eq!(
+        h.defender(7).await.custom_tags,
+        vec!["from-defender".to_string()]
+    );
+    // Forward sync then takes Defender's tags to Sentinel.
+    assert!(h.forward().await >= 1);
+    let s = h.s.incident(&name(7)).unwrap();
+    assert!(
+        s.labels.iter().any(|l| l.name == "from-defender"),
+        "{:?}",
+        s.labels
+    );
+
+    let (h, out) = defender_change_after_the_pull(ConflictPolicyName::SentinelWins).await;
+    assert!(
+        matches!(
+            out,
+            ReverseOutcome::Applied(Applied {
+                patched: true,
+                conflicts: 1,
+                ..
+            })
+        ),
+        "the merge saw the conflict: {out:?}"
+    );
+    let d = h.defender(7).await;
+    assert_eq!(d.custom_tags, vec!["from-sentinel".to_string()]);
+    assert!(
+        d.comments.iter().any(|c| c.text.contains("from-defender")),
+        "the overridden Defender change is noted"
+    );
+}
+
+#[tokio::test]
+async fn two_tenants_each_get_their_own_delta_list() {
+    let h = polling(vec![tenant(), tenant2()]);
+    h.d.upsert(incident(&tenant(), 1, ago(30)));
+    h.d.upsert(incident(&tenant2(), 1, ago(30)));
+    h.cycle().await;
+    let other = SentinelIncidentName::for_defender(&tenant2(), &did(1));
+    for n in [name(1), other] {
+        h.s.analyst_edit(&n, |i| i.labels.push(user_label("mssp")));
+    }
+    let gets = h.d.probe.calls("get_incident");
+    let p = rev(&h.cycle().await);
+    assert_eq!((p.defender_writes, p.failed), (2, 0), "{p:?}");
+    assert_eq!(h.d.probe.calls("get_incident"), gets);
+    let mut lists = delta_lists(&h);
+    lists.sort();
+    let mut want = vec![tenant(), tenant2()];
+    want.sort();
+    assert_eq!(lists, want, "one list per tenant");
+    assert_eq!(h.defender(1).await.assigned_to, None, "tenant 1 untouched");
+    let t2 =
+        h.d.get_incident(&tenant2(), &did(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(t2.custom_tags, vec!["mssp".to_string()]);
+}
+
+/// A claim left by a crash between the comment POST and the state write is checked against
+/// Defender as it is now, never against a delta list made before the POST (converge seed
+/// 3005: a listing without the comment made the takeover post it a second time).
+#[tokio::test]
+async fn a_claim_is_checked_against_defender_now_not_against_an_older_delta_list() {
+    let h = harness();
+    h.synced(6).await;
+    // Defender moved since the forward pull: the incident is in the list, as it is now.
+    h.d.edit(&tenant(), "6", |i| {
+        i.last_update = OffsetDateTime::now_utc()
+    });
+    let lists = super::super::defender_delta::DefenderLists::new(
+        h.d.as_ref(),
+        h.store.as_ref(),
+        &h.tenants,
+        Duration::from_secs(5 * 60),
+    );
+    use super::super::defender_delta::DeltaSource;
+    let listed = lists.delta(&tenant()).await.expect("listed");
+    assert!(listed.listed.contains_key(&did(6)));
+    h.s.put_comment(&name(6), uuid::Uuid::new_v4(), "escalated")
+        .await
+        .unwrap();
+    // The claim before the POST is written; the state write after it is not.
+    h.store.pass_incident_puts.store(1, Ordering::SeqCst);
+    h.store.fail_incident_puts.store(1, Ordering::SeqCst);
+    let s = h.s.incident(&name(6)).unwrap();
+    let apply = h.apply_with(&h.tenants);
+    let err = apply
+        .apply_listed(&s, None, Some(&lists))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(
+        h.defender(6).await.comments.len(),
+        1,
+        "posted before the crash"
+    );
+    // The same (cached) list, made before the POST, is still current for the poll.
+    let out = apply.apply_listed(&s, None, Some(&lists)).await.unwrap();
+    assert!(
+        matches!(out, ReverseOutcome::Applied(Applied { comments: 0, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.defender(6).await.comments.len(), 1, "not posted again");
+}

@@ -140,3 +140,38 @@ async fn two_defender_tenants_never_cross() {
     }
     assert_idle(&world).await;
 }
+
+/// The timer path reads Defender once per tenant (a delta list), not once per incident: a label
+/// costs the Graph PATCH, a comment the ARM comment list and the Graph comment POST.
+#[tokio::test]
+async fn the_poll_reads_no_defender_incident_one_by_one() {
+    let (world, ids) = synced(4, 64, &[]).await;
+    for id in &ids[..2] {
+        let labels = vec!["Defender".to_owned(), "triaged".to_owned()];
+        sentinel_act(&world, T, id, SentinelAction::SetLabels { labels });
+    }
+    for id in &ids[2..] {
+        let message = format!("checked {id}");
+        sentinel_act(&world, T, id, SentinelAction::Comment { message });
+    }
+    world.sims.reset_counters();
+    let reply = world.sync_ok().await.return_value;
+    let p = poll(&reply);
+    assert_eq!((n(p, "defenderWrites"), n(p, "comments")), (2, 2), "{p}");
+    assert_eq!(n(p, "defenderLists"), 1, "one list for the tenant: {p}");
+    let k = world.sims.counters();
+    let calls = |api: &str, op: &str| k.op(api, op).calls;
+    assert_eq!(
+        calls("graph", "GET incidents/{id}"),
+        0,
+        "no GET per incident"
+    );
+    assert_eq!(calls("graph", "PATCH incidents/{id}"), 2);
+    assert_eq!(calls("graph", "POST incidents/{id}/comments"), 2);
+    assert_eq!(calls("arm", "GET incidents/{id}/comments"), 2);
+    for id in &ids[..2] {
+        let d = defender_of(&world, T, id);
+        assert_eq!(d["customTags"], serde_json::json!(["triaged"]), "{d}");
+    }
+    assert_idle(&world).await;
+}

@@ -174,6 +174,11 @@ impl FakeDefender {
             .insert((i.tenant.clone(), i.id.clone()), i);
     }
 
+    /// Every list query so far: tenant, window, `$expand=alerts`.
+    pub fn queries(&self) -> Vec<(TenantId, IncidentWindow, bool)> {
+        lock(&self.state).queries.clone()
+    }
+
     /// Changes an incident (the caller sets `last_update` when it should move).
     pub fn edit(&self, tenant: &TenantId, id: &str, f: impl FnOnce(&mut DefenderIncident)) {
         let id = DefenderIncidentId::parse(id).unwrap_or_else(|e| panic!("{e}"));

@@ -399,9 +399,11 @@ async fn run_reverse(b: &Bench, n: usize) -> anyhow::Result<()> {
         graph_arm as f64 / per
     );
     println!(
-        "  poll pages: {} | Defender writes + comments: {applied} for {changed} changed",
-        poll_fig(&c3.reply, "pages")
+        "  poll pages: {} | Defender delta lists: {} | Defender writes + comments: {applied} for {changed} changed",
+        poll_fig(&c3.reply, "pages"),
+        poll_fig(&c3.reply, "defenderLists")
     );
+    print_per_kind(k, changed);
     println!(
         "  writes for unchanged incidents: cycle 2 Graph {} ARM {}, cycle 4 Graph {} ARM {} (target 0)",
         c2.counters.writes("graph"),
@@ -419,6 +421,33 @@ async fn run_reverse(b: &Bench, n: usize) -> anyhow::Result<()> {
         hwm as f64 / 1024.0
     );
     Ok(())
+}
+
+/// The calls of the reverse cycle by kind of change, each operation attributed to the one kind
+/// that causes it: a label costs the Graph incident PATCH, a comment the ARM comment list and
+/// the Graph comment POST. Per-incident Graph GETs (the timer path reads the tenant's delta list
+/// instead) and the calls shared by all (pages of the Sentinel poll, counts and pages of the
+/// Graph incident list: the forward pull and the delta lists) are printed apart.
+fn print_per_kind(k: &Counters, changed: usize) {
+    // `change_in_sentinel`: every other incident a label (the even ones), the rest a comment.
+    let labels = changed.div_ceil(2);
+    let comments = changed / 2;
+    let patch = k.op("graph", "PATCH incidents/{id}");
+    let comment_calls =
+        k.op("arm", "GET incidents/{id}/comments") + k.op("graph", "POST incidents/{id}/comments");
+    let gets = k.op("graph", "GET incidents/{id}");
+    let shared = k.op("arm", "GET incidents") + k.op("graph", "GET incidents");
+    println!(
+        "  per kind: label {:.3} calls ({patch} Graph PATCH for {labels}); comment {:.3} calls \
+         ({comment_calls} ARM comment list + Graph comment POST for {comments})",
+        patch as f64 / labels.max(1) as f64,
+        comment_calls as f64 / comments.max(1) as f64
+    );
+    println!(
+        "  apart: per-incident Graph GETs {gets} (target 0 on the timer path); shared list calls \
+         {shared} (Sentinel poll pages + Graph incident counts and pages: forward pull and delta \
+         lists)"
+    );
 }
 
 /// Changes `m` Sentinel incidents as analysts would (every other one a label, the rest a

@@ -135,6 +135,11 @@ impl Counters {
         self.sum(api, |op| op.contains(part), "calls")
     }
 
+    /// Calls of exactly the operation `op` (`"METHOD route"`, as the simulators name it).
+    pub fn op(&self, api: &str, op: &str) -> u64 {
+        self.sum(api, |o| o == op, "calls")
+    }
+
     /// 429s of one API.
     pub fn throttled(&self, api: &str) -> u64 {
         self.sum(api, |_| true, "throttled")
