@@ -36,20 +36,6 @@ async fn one_tenant(extra: &[(&str, &str)]) -> World {
     .await
 }
 
-/// Moves an incident's lastUpdateDateTime to now (what a change in Defender does); seeded
-/// incidents carry past times, which a running watermark has already passed.
-fn touch(sims: &Simulators, tenant: &str, id: &str) {
-    let now = invariants::graph_time(time::OffsetDateTime::now_utc());
-    sims.defender_action(
-        tenant,
-        id,
-        DefenderAction::SetLastUpdate {
-            last_update_date_time: now,
-        },
-    )
-    .unwrap();
-}
-
 /// Seeds `n` light incidents (at most `max_alerts` alerts) and gives every third one a comment
 /// (so comment de-duplication is exercised; a comment moves lastUpdateDateTime to now).
 fn seed_with_comments(sims: &Simulators, n: usize, seed: u64, max_alerts: usize) -> Vec<String> {

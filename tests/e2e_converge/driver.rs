@@ -2,11 +2,11 @@
 //! then the convergence phase and the checks of `check.rs`.
 
 use super::check::{Ledger, assert_logs_rows, assert_two_way_converged};
-use super::invariants::{assert_checkpoint, assert_idle, graph_time};
+use super::invariants::{assert_checkpoint, assert_idle, touch};
 use super::support::azurite::Options as AzuriteOptions;
 use super::support::world::{World, WorldOptions};
 use dss_simulators::{
-    Api, DefenderAction, Fault, FaultPlan, FaultScope, SentinelAction, Simulators, wellknown,
+    Api, DefenderAction, Fault, FaultPlan, FaultScope, SentinelAction, wellknown,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -96,18 +96,6 @@ impl Figures {
             self.duplicated
         )
     }
-}
-
-fn touch(sims: &Simulators, tenant: &str, id: &str) {
-    let now = graph_time(time::OffsetDateTime::now_utc());
-    sims.defender_action(
-        tenant,
-        id,
-        DefenderAction::SetLastUpdate {
-            last_update_date_time: now,
-        },
-    )
-    .unwrap();
 }
 
 /// The incidents of the run, per tenant, with the ones merged away (never acted on again).

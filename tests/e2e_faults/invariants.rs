@@ -27,6 +27,20 @@ pub fn graph_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
 
+/// Moves an incident's lastUpdateDateTime to now (what a change in Defender does); seeded
+/// incidents carry past times, which a running watermark has already passed.
+pub fn touch(sims: &dss_simulators::Simulators, tenant: &str, id: &str) {
+    let now = graph_time(OffsetDateTime::now_utc());
+    sims.defender_action(
+        tenant,
+        id,
+        dss_simulators::DefenderAction::SetLastUpdate {
+            last_update_date_time: now,
+        },
+    )
+    .unwrap();
+}
+
 fn parse(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().expect("a time"), &Rfc3339).expect("RFC 3339")
 }

@@ -3,7 +3,7 @@
 //! transient failure (the watermark holds, the next cycle delivers everything).
 
 use super::invariants::*;
-use super::{one_tenant, touch};
+use super::one_tenant;
 use defender_sentinel_sync::domain::TenantId;
 use defender_sentinel_sync::state::StateStore;
 use dss_simulators::{Api, Fault, FaultPlan, FaultScope, wellknown};
