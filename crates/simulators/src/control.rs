@@ -375,6 +375,20 @@ pub fn sentinel(s: &Shared, name: &str, action: SentinelAction) -> Result<Value,
     Ok(body)
 }
 
+/// The envelope of a "Microsoft Sentinel incident" trigger body around the incident `object`
+/// (the workspace's ARM incident), for the ARM and the unified target alike.
+pub(crate) fn trigger_envelope(s: &Shared, event: &str, object: Value) -> Value {
+    let a = &s.cfg.arm;
+    json!({
+        "eventUniqueId": uuid::Uuid::new_v4().to_string(),
+        "objectSchemaType": "Incident",
+        "objectEventType": event,
+        "workspaceInfo": {"SubscriptionId": a.subscription_id, "ResourceGroupName": a.resource_group, "WorkspaceName": a.workspace_name},
+        "workspaceId": a.workspace_id,
+        "object": object,
+    })
+}
+
 /// The body a "Microsoft Sentinel incident" playbook forwards (shaped as
 /// `sentinel-incident-trigger.update.json`); `event` is `"Create"` or `"Update"`.
 pub fn trigger_body(
@@ -388,15 +402,7 @@ pub fn trigger_body(
         .get(name)
         .map(|i| i.render(&base))
         .ok_or_else(|| ActionError::NotFound(name.to_owned()))?;
-    let a = &s.cfg.arm;
-    let mut body = json!({
-        "eventUniqueId": uuid::Uuid::new_v4().to_string(),
-        "objectSchemaType": "Incident",
-        "objectEventType": event,
-        "workspaceInfo": {"SubscriptionId": a.subscription_id, "ResourceGroupName": a.resource_group, "WorkspaceName": a.workspace_name},
-        "workspaceId": a.workspace_id,
-        "object": inc,
-    });
+    let mut body = trigger_envelope(s, event, inc);
     if event != "Create" {
         body["incidentUpdates"] = json!({
             "updatedFields": updated_fields,

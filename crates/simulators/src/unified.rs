@@ -324,30 +324,24 @@ pub fn trigger_body(s: &Shared, id: u64, event: &str) -> Option<Value> {
         .flatten()
         .map(|al| json!({"properties": {"alertDisplayName": al["title"], "providerAlertId": al["providerAlertId"]}}))
         .collect();
-    let mut body = json!({
-        "eventUniqueId": uuid::Uuid::new_v4().to_string(),
-        "objectSchemaType": "Incident",
-        "objectEventType": event,
-        "workspaceInfo": {"SubscriptionId": a.subscription_id, "ResourceGroupName": a.resource_group, "WorkspaceName": a.workspace_name},
-        "workspaceId": a.workspace_id,
-        "object": {
-            "id": format!(
-                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}/providers/Microsoft.SecurityInsights/Incidents/{name}",
-                a.subscription_id, a.resource_group, a.workspace_name
-            ),
-            "name": name,
-            "type": "Microsoft.SecurityInsights/Incidents",
-            "properties": {
-                "title": inc["displayName"], "severity": severity, "status": status,
-                "incidentNumber": id, "incidentUrl": url,
-                "providerName": "Microsoft XDR", "providerIncidentId": id.to_string(),
-                "createdTimeUtc": inc["createdDateTime"],
-                "lastModifiedTimeUtc": inc["lastUpdateDateTime"],
-                "additionalData": {"providerIncidentUrl": url, "alertsCount": alerts.len()},
-                "Alerts": alerts,
-            },
+    let object = json!({
+        "id": format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}/providers/Microsoft.SecurityInsights/Incidents/{name}",
+            a.subscription_id, a.resource_group, a.workspace_name
+        ),
+        "name": name,
+        "type": "Microsoft.SecurityInsights/Incidents",
+        "properties": {
+            "title": inc["displayName"], "severity": severity, "status": status,
+            "incidentNumber": id, "incidentUrl": url,
+            "providerName": "Microsoft XDR", "providerIncidentId": id.to_string(),
+            "createdTimeUtc": inc["createdDateTime"],
+            "lastModifiedTimeUtc": inc["lastUpdateDateTime"],
+            "additionalData": {"providerIncidentUrl": url, "alertsCount": alerts.len()},
+            "Alerts": alerts,
         },
     });
+    let mut body = crate::control::trigger_envelope(s, event, object);
     if event != "Create" {
         body["incidentUpdates"] = json!({
             "updatedTime": fmt_time(now()),
