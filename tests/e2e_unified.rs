@@ -559,6 +559,24 @@ async fn latency_in_simulated_time_is_the_platforms_batching_for_creation_and_on
  {
     const MIN: u64 = 60_000;
     const TICK: u64 = 5 * MIN;
+    /// Runs a cycle at each TICK of simulated time (the change was made 2 minutes after the
+    /// last one, at `changed`) until `reached`; answers the simulated time from the change.
+    async fn cycles_until(
+        world: &World,
+        changed: u64,
+        what: &str,
+        reached: impl Fn(&World) -> bool,
+    ) -> u64 {
+        loop {
+            let now = world.sims.unified_advance(TICK - 2 * MIN);
+            world.sync_ok().await;
+            if reached(world) {
+                return now - changed;
+            }
+            assert!(now - changed <= 3 * TICK, "never: {what}");
+            world.sims.unified_advance(2 * MIN);
+        }
+    }
     let world = unified_world_with(UnifiedConfig {
         delay_ms: 5 * MIN,
         batch_ms: 5 * MIN,
@@ -598,18 +616,10 @@ async fn latency_in_simulated_time_is_the_platforms_batching_for_creation_and_on
     let changed = sims.unified_advance(2 * MIN);
     let custom_tags = vec!["latency".to_owned()];
     act(&world, T1, &a[0], DefenderAction::Tag { custom_tags });
-    let to_platform = loop {
-        let now = sims.unified_advance(TICK - 2 * MIN);
-        world.sync_ok().await;
-        if platform_of(&world, T1, &a[0])["customTags"] == json!(["latency"]) {
-            break now - changed;
-        }
-        assert!(
-            now - changed <= 3 * TICK,
-            "the tag never reached the platform"
-        );
-        sims.unified_advance(2 * MIN);
-    };
+    let to_platform = cycles_until(&world, changed, "the tag reached the platform", |w| {
+        platform_of(w, T1, &a[0])["customTags"] == json!(["latency"])
+    })
+    .await;
 
     // Platform → Defender by the timer's poll.
     let changed = sims.unified_advance(2 * MIN);
@@ -623,18 +633,10 @@ async fn latency_in_simulated_time_is_the_platforms_batching_for_creation_and_on
             .iter()
             .any(|c| c["comment"].as_str().is_some_and(|t| t.contains(text)))
     };
-    let to_defender = loop {
-        let now = sims.unified_advance(TICK - 2 * MIN);
-        world.sync_ok().await;
-        if has_comment("Seen on the platform.") {
-            break now - changed;
-        }
-        assert!(
-            now - changed <= 3 * TICK,
-            "the comment never reached Defender"
-        );
-        sims.unified_advance(2 * MIN);
-    };
+    let to_defender = cycles_until(&world, changed, "the comment reached Defender", |_| {
+        has_comment("Seen on the platform.")
+    })
+    .await;
 
     // Platform → Defender by the webhook: the automation rule's playbook posts at once.
     let changed = sims.unified_advance(2 * MIN);
